@@ -1,0 +1,68 @@
+"""Neuron and unit equations of the SNN graph, in integers (numpy, batched).
+
+IF / DIF (integrate-and-fire, reset by subtraction, firing delay ``d``)::
+
+    v[t]  = v[t-1] + I[t] + b * [in_start <= t < in_start + T]
+    s[t]  = [out_start <= t < out_start + T] * [v[t] >= theta]
+    v[t] -= theta * s[t]
+
+with ``v[-1] = v0`` and ``out_start = in_start + d``. For ``d >= T - 1`` every input has
+arrived before the first firing decision, so the spike count is exactly
+``clip(floor((v0 + sum_t I[t] + T b) / theta), 0, T)``: the quantized activation.
+
+Max-pool unit (temporal decomposition): with running input counts ``C[t]``,
+``o[t] = max_window C[t] - max_window C[t-1]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["if_fire", "quantized_code", "maxpool_step"]
+
+
+def if_fire(v: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Fire where ``v >= theta`` and subtract ``theta`` there (in place); return the spikes.
+
+    Parameters
+    ----------
+    v : ndarray of int64, shape (batch, n)
+        Membrane potentials, updated in place.
+    theta : ndarray of int64, shape (n,)
+        Thresholds (>= 1).
+
+    Returns
+    -------
+    ndarray of int8, shape (batch, n)
+    """
+    spikes = v >= theta
+    v -= np.where(spikes, theta, 0)
+    return spikes.astype(np.int8)
+
+
+def quantized_code(z: np.ndarray, theta: np.ndarray, timesteps: int) -> np.ndarray:
+    """Integer activation code ``clip(floor(z / theta), 0, T)`` (``z`` includes ``v0``)."""
+    return np.clip(np.floor_divide(z, theta), 0, timesteps).astype(np.int64)
+
+
+def maxpool_step(counts: np.ndarray, windows: np.ndarray, prev_max: np.ndarray) -> np.ndarray:
+    """One step of the max-pool unit.
+
+    Parameters
+    ----------
+    counts : ndarray of int64, shape (batch, n_src)
+        Running input spike counts ``C[t]`` (already including this step's spikes).
+    windows : ndarray of int64, shape (n_dst, k*k)
+        Source indices of each window.
+    prev_max : ndarray of int64, shape (batch, n_dst)
+        ``max_window C[t-1]``; updated in place to ``max_window C[t]``.
+
+    Returns
+    -------
+    ndarray of int8, shape (batch, n_dst)
+        ``o[t]``, binary when the inputs are binary spike trains.
+    """
+    cur = counts[:, windows].max(axis=2)
+    out = cur - prev_max
+    prev_max[...] = cur
+    return out.astype(np.int8)

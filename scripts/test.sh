@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine (as root), then run it all.
+# This is the README's test command and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+# PyTorch: the pinned CPU build first, so the `train` extra's requirement is already met
+# and pip never resolves an unpinned torch to a multi-GB CUDA build.
+"$PY" -m pip install --quiet torch==2.13.0
+"$PY" -m pip install --quiet -e ".[train,dev]"
+
+"$PY" -m ruff check .
+"$PY" -m ruff format --check .
+# pytest exits non-zero on any failure, and with 5 when it collected no test: both fail here.
+"$PY" -m pytest "$@"

@@ -1,0 +1,148 @@
+"""The ``spikeforge`` command: a thin layer over the library functions.
+
+Every user error (bad file, bad value) is reported as one sentence on stderr with exit
+status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .models.errors import SpikeForgeError
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import format_report, run_demo
+
+    report = run_demo(
+        model=args.model,
+        out=args.out,
+        timesteps=args.timesteps,
+        neuron=args.neuron,
+        samples=args.samples,
+        data=args.data,
+        progress=not args.quiet,
+    )
+    print(format_report(report))
+    if args.out:
+        print(f"wrote {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def _cmd_accuracy(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .demo import accuracy_by_timesteps, format_accuracy_table
+    from .models import float_forward, load_digits, load_model
+
+    ckpt = load_model(args.model)
+    data = load_digits()
+    float_acc = float(np.mean(float_forward(ckpt, data.x_test).argmax(1) == data.y_test))
+    rows = accuracy_by_timesteps(args.model, range(1, args.max_timesteps + 1), progress=not args.quiet)
+    print(format_accuracy_table(rows, float_acc, ckpt.config.levels))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .models import convert, load_model, save_graph
+
+    graph = convert(
+        load_model(args.model),
+        timesteps=args.timesteps,
+        weight_bits=args.weight_bits,
+        v_bits=args.v_bits,
+        neuron=args.neuron,
+    )
+    try:
+        save_graph(graph, args.out)
+    except OSError as exc:
+        raise SpikeForgeError(f"cannot write {args.out}: {exc.strerror}.") from None
+    neurons = sum(p.size for p in graph.populations if p.kind in ("neuron", "maxpool"))
+    synapses = sum(p.synapses for p in graph.projections)
+    print(
+        f"{len(graph.populations)} populations, {neurons} neurons, {synapses} stored weights, "
+        f"T = {graph.timesteps}, {graph.total_steps} steps ({graph.latency_steps} latency); wrote {args.out}"
+    )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SpikeForgeError(
+            "training needs PyTorch: pip install torch==2.13.0 (CPU), then pip install 'spikeforge[train]'."
+        ) from None
+    from .models.train import main as train_main
+
+    argv = ["--out", str(args.out), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    if args.data:
+        argv += ["--data", str(args.data)]
+    return train_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``spikeforge`` command."""
+    ap = argparse.ArgumentParser(prog="spikeforge", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="convert the bundled model, run it as an SNN, report accuracy")
+    d.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
+    d.add_argument("--out", type=Path, help="directory for report.json")
+    d.add_argument("--timesteps", type=_positive_int, help="time steps T (default: the model's levels L)")
+    d.add_argument("--neuron", choices=("dif", "if"), default="dif", help="delayed IF (exact) or plain IF")
+    d.add_argument("--samples", type=_positive_int, help="evaluate only the first N test images")
+    d.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_demo)
+
+    a = sub.add_parser("accuracy", help="table of ANN and SNN (IF, DIF) accuracy for T = 1..N on the digits")
+    a.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
+    a.add_argument("--max-timesteps", type=_positive_int, default=8)
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=_cmd_accuracy)
+
+    c = sub.add_parser("convert", help="convert a checkpoint to an integer SNN graph file")
+    c.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
+    c.add_argument("--out", type=Path, required=True, help="graph file to write (.npz)")
+    c.add_argument("--timesteps", type=_positive_int)
+    c.add_argument("--neuron", choices=("dif", "if"), default="dif")
+    c.add_argument("--weight-bits", type=_positive_int, default=8)
+    c.add_argument("--v-bits", type=_positive_int, default=24)
+    c.set_defaults(func=_cmd_convert)
+
+    t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
+    t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")
+    t.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
+    t.add_argument("--epochs", type=_positive_int, default=150)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_train)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``spikeforge`` console command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpikeForgeError as exc:
+        print(f"spikeforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

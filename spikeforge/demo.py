@@ -1,0 +1,164 @@
+"""The main job: convert a bundled model, run it as an SNN on its test set, report.
+
+``report.json`` keys (stable; later stages add hardware figures beside them):
+
+``model``, ``timesteps``, ``samples``, ``neuron``, ``accuracy`` (``ann_quantized``, ``snn``,
+``float_qat``: fractions in [0, 1]), ``exactness`` (``logits_equal_samples``,
+``neurons_checked``, ``neurons_mismatched``, ``exact``), ``latency_steps``, ``total_steps``,
+``spikes_per_inference`` and ``spikes_per_population``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .models import convert, float_forward, load_digits, load_model, load_npz_dataset
+from .models.errors import SpikeForgeError
+from .models.evaluate import evaluate_graph
+
+__all__ = ["run_demo", "format_report", "accuracy_by_timesteps", "format_accuracy_table"]
+
+
+def run_demo(
+    model: str = "tiny-digits",
+    out: str | Path | None = None,
+    timesteps: int | None = None,
+    neuron: str = "dif",
+    samples: int | None = None,
+    data: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Convert ``model``, evaluate the integer ANN and the SNN, write ``out/report.json``.
+
+    Parameters
+    ----------
+    model : str
+        Bundled model name or checkpoint path.
+    out : path, optional
+        Directory for ``report.json`` (created if needed).
+    timesteps : int, optional
+        ``T`` (default: the model's quantizer levels).
+    neuron : {"dif", "if"}
+        Neuron model of the conversion.
+    samples : int, optional
+        Evaluate only the first ``samples`` test images.
+    data : path, optional
+        Data set ``.npz`` (default: the bundled digits).
+    """
+    t0 = time.time()
+    ckpt = load_model(model)
+    dataset = load_npz_dataset(data) if data else load_digits()
+    x, y = dataset.x_test, dataset.y_test
+    if samples is not None:
+        if not 1 <= samples <= len(x):
+            raise SpikeForgeError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
+        x, y = x[:samples], y[:samples]
+    if x.shape[1:] != ckpt.config.image_shape:
+        raise SpikeForgeError(
+            f"the data's images are {x.shape[1:]} but model {model!r} expects {ckpt.config.image_shape}."
+        )
+    graph = convert(ckpt, timesteps=timesteps, neuron=neuron)  # type: ignore[arg-type]
+    float_acc = float(np.mean(float_forward(ckpt, x).argmax(1) == y))
+    ev = evaluate_graph(graph, x, y, progress=progress)
+    report: dict[str, Any] = {
+        "model": str(model),
+        "timesteps": graph.timesteps,
+        "levels": ckpt.config.levels,
+        "samples": ev.samples,
+        "neuron": neuron,
+        "accuracy": {"ann_quantized": ev.ann_accuracy, "snn": ev.snn_accuracy, "float_qat": float_acc},
+        "exactness": {
+            "logits_equal_samples": ev.logits_equal,
+            "neurons_checked": ev.neurons_checked,
+            "neurons_mismatched": ev.neurons_mismatched,
+            "exact": ev.exact,
+        },
+        "total_steps": graph.total_steps,
+        "latency_steps": graph.latency_steps,
+        "spikes_per_inference": ev.spikes_per_inference,
+        "spikes_per_population": ev.spikes_per_population,
+        "wall_seconds": round(time.time() - t0, 2),
+    }
+    if out is not None:
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            raise SpikeForgeError(f"cannot write the report to {out}: {exc.strerror}.") from None
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Human-readable summary of a demo report."""
+    acc, ex = report["accuracy"], report["exactness"]
+    lines = [
+        f"model {report['model']}  T = {report['timesteps']} (L = {report['levels']})  neuron {report['neuron']}  "
+        f"samples {report['samples']}",
+        f"  accuracy  float QAT {acc['float_qat']:.4f} | quantized ANN (integer) {acc['ann_quantized']:.4f} | "
+        f"SNN {acc['snn']:.4f}",
+        f"  SNN == integer ANN: {'yes' if ex['exact'] else 'NO'} "
+        f"({ex['neurons_checked'] - ex['neurons_mismatched']}/{ex['neurons_checked']} spike counts equal, "
+        f"{ex['logits_equal_samples']}/{report['samples']} logit vectors equal)",
+        f"  steps {report['total_steps']} ({report['latency_steps']} of latency from hops and DIF delays)  "
+        f"spikes per inference {report['spikes_per_inference']:.0f}",
+    ]
+    return "\n".join(lines)
+
+
+def accuracy_by_timesteps(
+    model: str = "tiny-digits", timesteps: range = range(1, 9), progress: bool = True
+) -> list[dict[str, Any]]:
+    """Accuracy of the integer ANN and of the SNN (plain IF and DIF) for each ``T``.
+
+    For each ``T`` the model is converted for ``T`` steps (a ``T``-level integer ANN; the QAT
+    model was trained with ``L`` levels) and the whole bundled test split is evaluated.
+    """
+    ckpt = load_model(model)
+    data = load_digits()
+    rows = []
+    steps = list(timesteps)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=2 * len(steps), desc="T sweep", unit="run")
+    for T in steps:
+        row: dict[str, Any] = {"timesteps": T}
+        for neuron in ("if", "dif"):
+            graph = convert(ckpt, timesteps=T, neuron=neuron)  # type: ignore[arg-type]
+            ev = evaluate_graph(graph, data.x_test, data.y_test)
+            row["ann_quantized"] = ev.ann_accuracy
+            row[f"snn_{neuron}"] = ev.snn_accuracy
+            row[f"mismatched_{neuron}"] = ev.neurons_mismatched / ev.neurons_checked
+            row[f"latency_steps_{neuron}"] = graph.latency_steps
+            row[f"total_steps_{neuron}"] = graph.total_steps
+            if bar is not None:
+                bar.update(1)
+        rows.append(row)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def format_accuracy_table(rows: list[dict[str, Any]], float_acc: float, levels: int) -> str:
+    """Markdown table of :func:`accuracy_by_timesteps` results."""
+    out = [
+        f"float QAT model (L = {levels}): {float_acc:.4f}",
+        "",
+        "| T | integer ANN | SNN, plain IF | IF counts wrong | SNN, DIF (d = T-1) | DIF counts wrong "
+        "| steps IF (latency) | steps DIF (latency) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['timesteps']} | {r['ann_quantized']:.4f} | {r['snn_if']:.4f} | {r['mismatched_if']:.2%} "
+            f"| {r['snn_dif']:.4f} | {r['mismatched_dif']:.2%} | {r['total_steps_if']} ({r['latency_steps_if']}) "
+            f"| {r['total_steps_dif']} ({r['latency_steps_dif']}) |"
+        )
+    return "\n".join(out)
