@@ -140,14 +140,19 @@ class _Builder:
         self.out_start: dict[str, int] = {}
         self.spiking: dict[str, bool] = {}
         self.scales: dict[str, float] = {}
+        self.max_total: dict[str, int] = {}  # most a source neuron emits over its window
+        self.size: dict[str, int] = {}
 
     def add_input(self, name: str, shape: tuple[int, ...], bits: int, unit: float) -> None:
         self.pops.append(InputPopulation(name, shape, value_bits=bits))
+        self.max_total[name] = self.T * ((1 << bits) - 1)
+        self.size[name] = int(np.prod(shape))
         self.unit[name], self.out_start[name], self.spiking[name] = unit, 0, False
 
     def add_maxpool(self, name: str, src: str, shape: tuple[int, ...]) -> None:
         arrival = self.out_start[src] + 1
         self.pops.append(MaxPoolPopulation(name, shape))
+        self.max_total[name], self.size[name] = self.T, int(np.prod(shape))
         self.projs.append(PoolProjection(src, name, kernel=2, stride=2))
         self.unit[name], self.out_start[name], self.spiking[name] = self.unit[src], arrival, True
 
@@ -172,6 +177,23 @@ class _Builder:
                 scale = 1.0 / peak  # w_int = 1: spike x count products need additions only
         return scale, eff
 
+    def _bound(self, terms: list[_Term], eff: list[np.ndarray], bias: np.ndarray, lam: float | None) -> float:
+        """Float bound on ``|v|`` per unit of scale (mirrors :func:`membrane_bounds`)."""
+        T = self.T
+        total = T * float(np.max(np.abs(bias))) + (lam or 0.0) / 2
+        for t, e in zip(terms, eff):
+            m = self.max_total[t.src]
+            if t.kind == "conv":
+                total += float(np.abs(e).sum(axis=(1, 2, 3)).max()) * m
+            elif t.kind == "pool_dense":
+                spatial = self.size[t.src] // e.shape[1]
+                total += float(np.abs(e).sum(axis=1).max()) * spatial * m
+            elif t.kind == "identity":
+                total += abs(float(e)) * m
+            elif t.kind == "product":
+                total += abs(float(e)) * t.extra["a_index"].shape[2] * T * T
+        return total
+
     def add_target(
         self, name: str, shape: tuple[int, ...], terms: list[_Term], bias: np.ndarray, lam: float | None
     ) -> None:
@@ -179,6 +201,14 @@ class _Builder:
         T = self.T
         arrival = self._arrival(terms)
         scale, eff = self._scale(name, terms, lam)
+        if lam is None:
+            # The logit accumulator's static bound (every input neuron firing every step) is far
+            # above real values: take the largest scale whose bound fits v_bits (argmax is unchanged
+            # by scale, precision drops only there). Neuron populations refuse instead (below).
+            bound = self._bound(terms, eff, bias, lam) * scale
+            limit = 0.9 * signed_range(self.vb)[1]  # margin for rounding each weight
+            if bound > limit:
+                scale *= limit / bound
         self.scales[name] = scale
         size = int(np.prod(shape))
         for t, e in zip(terms, eff):
@@ -228,6 +258,7 @@ class _Builder:
             )
         )
         self.unit[name], self.out_start[name], self.spiking[name] = lam, arrival + d, True
+        self.max_total[name], self.size[name] = T, size
 
 
 def convert(

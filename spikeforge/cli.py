@@ -80,6 +80,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_map(args: argparse.Namespace) -> int:
+    from .workflow import map_model
+
+    program = map_model(args.model, args.hardware, args.out, args.timesteps, images=args.images)
+    print(program.report().format())
+    if args.out:
+        print(
+            f"wrote {args.out}/graph.npz, program.npz, mapping.txt, mapping.json" + (", images/" if args.images else "")
+        )
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -124,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weight-bits", type=_positive_int, default=8)
     c.add_argument("--v-bits", type=_positive_int, default=24)
     c.set_defaults(func=_cmd_convert)
+
+    m = sub.add_parser("map", help="map a model onto a core array and print the mapping report")
+    m.add_argument("--model", default="tiny-digits", help="bundled model, checkpoint .npz or graph .npz")
+    m.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
+    m.add_argument("--out", type=Path, help="directory for the program")
+    m.add_argument("--timesteps", type=_positive_int, help="T when converting a checkpoint")
+    m.add_argument("--images", action="store_true", help="also write every piece's memory images")
+    m.set_defaults(func=_cmd_map)
 
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")

@@ -1,0 +1,146 @@
+"""Bit-exact memory images of a piece, as the RTL loads them (``docs/architecture.md`` section 3).
+
+Every memory is a list of words; a word is a row of integer fields packed low field first, each
+field two's complement in its width, the word little-endian in ``ceil(bits / 8)`` bytes.
+:class:`MemoryImage` holds the field values and widths and turns them into bytes and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spikeforge.models.graph import SNNGraph
+
+from .hardware import HardwareConfig, index_bits
+from .pieces import Piece
+
+__all__ = ["MemoryImage", "SLOT_CODES", "PIECE_CODES", "synapse_image", "param_image", "slot_image", "routing_image"]
+
+SLOT_CODES = {"conv": 0, "dense": 1, "pool_dense": 2, "identity": 3, "product_a": 4, "product_b": 5, "pool": 6}
+PIECE_CODES = {"neuron": 0, "partial": 1, "product": 2, "maxpool": 3, "output": 4}
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryImage:
+    """Words of one memory: ``fields[word, k]`` is field ``k``, ``widths[k]`` bits wide."""
+
+    name: str
+    fields: np.ndarray
+    widths: tuple[int, ...]
+
+    @property
+    def word_bits(self) -> int:
+        """Bits per word."""
+        return sum(self.widths)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed image."""
+        return len(self.fields) * ((self.word_bits + 7) // 8)
+
+    def to_bytes(self) -> bytes:
+        """Pack: field 0 in the lowest bits of each word, words little-endian, back to back."""
+        if self.fields.size == 0:
+            return b""
+        cols = []
+        for k, width in enumerate(self.widths):
+            v = self.fields[:, k].astype(np.int64) & ((1 << width) - 1)
+            cols.append(((v[:, None] >> np.arange(width)) & 1).astype(np.uint8))
+        bits = np.concatenate(cols, axis=1)
+        pad = (-bits.shape[1]) % 8
+        bits = np.pad(bits, ((0, 0), (0, pad)))
+        return np.packbits(bits, axis=1, bitorder="little").tobytes()
+
+    @staticmethod
+    def from_bytes(name: str, data: bytes, widths: tuple[int, ...], signed: tuple[bool, ...]) -> MemoryImage:
+        """Unpack bytes written by :meth:`to_bytes` (``signed[k]``: sign-extend field ``k``)."""
+        word_bytes = (sum(widths) + 7) // 8
+        raw = np.frombuffer(data, np.uint8).reshape(-1, word_bytes)
+        bits = np.unpackbits(raw, axis=1, bitorder="little").astype(np.int64)
+        out = np.zeros((raw.shape[0], len(widths)), np.int64)
+        offset = 0
+        for k, width in enumerate(widths):
+            v = bits[:, offset : offset + width] @ (1 << np.arange(width, dtype=np.int64))
+            if signed[k]:
+                v = np.where(v >= 1 << (width - 1), v - (1 << width), v)
+            out[:, k] = v
+            offset += width
+        return MemoryImage(name, out, tuple(widths))
+
+
+def _slot_words(graph: SNNGraph, piece: Piece, slot, lanes: int) -> np.ndarray:
+    """Words of one slot: each row's weights padded to ``row_words * lanes`` lanes."""
+    proj = graph.projections[slot.proj]
+    if slot.kind == "conv":
+        g = piece.geometry
+        k = proj.kernel[g["c0"] : g["c1"], slot.lo : slot.hi]  # (cb, ci, kh, kw)
+        block = k.transpose(1, 2, 3, 0).reshape(-1, k.shape[0])  # row (ci, u, v); lanes over local channels
+    else:  # dense: one row per source index; pool_dense: one row per channel
+        block = proj.weight[piece.neurons][:, slot.lo : slot.hi].T
+    padded = np.zeros((block.shape[0], slot.row_words * lanes), np.int64)
+    padded[:, : block.shape[1]] = block
+    return padded.reshape(-1, lanes)
+
+
+def synapse_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImage:
+    """Synapse SRAM words used by the piece's slots, from word 0, ``lanes`` weights each.
+
+    Slot ``k``'s row ``r`` occupies words ``base + r * row_words`` onwards; lane ``l`` of a word
+    holds the weight to local channel (conv) or local neuron ``group * lanes + l``.
+    """
+    core = hw.core
+    words = [_slot_words(graph, piece, s, core.lanes) for s in piece.slots if s.kind in ("conv", "dense", "pool_dense")]
+    data = np.concatenate(words) if words else np.zeros((0, core.lanes), np.int64)
+    return MemoryImage("synapse", data, (core.weight_bits,) * core.lanes)
+
+
+def param_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImage:
+    """Parameter SRAM: ``threshold``, ``bias``, ``v0`` per local neuron (zeros where unused)."""
+    pop = graph.population(piece.population)
+    vb = hw.core.v_bits
+    f = np.zeros((piece.n, 3), np.int64)
+    if piece.kind in ("neuron", "product"):
+        f[:, 0], f[:, 1], f[:, 2] = pop.threshold[piece.neurons], pop.bias[piece.neurons], pop.v0[piece.neurons]
+    elif piece.kind == "output":
+        f[:, 1] = pop.bias[piece.neurons]
+    return MemoryImage("params", f, (vb, vb, vb))
+
+
+def slot_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImage:
+    """Slot registers: kind, lo, hi, first word, weight, source (C, H, W), kernel, stride, padding."""
+    widths = (3, 24, 24, 16, hw.core.v_bits, 16, 16, 16, 4, 4, 4, 4)
+    f = np.zeros((len(piece.slots), len(widths)), np.int64)
+    for k, slot in enumerate(piece.slots):
+        proj = graph.projections[slot.proj]
+        src = graph.population(slot.src)
+        shape = tuple(src.shape) + (1,) * (3 - len(src.shape)) if len(src.shape) <= 3 else (src.size, 1, 1)
+        kh = kw = stride = pad = 0
+        if slot.kind == "conv":
+            _, _, kh, kw = proj.kernel.shape
+            stride, pad = proj.stride, proj.padding
+        elif slot.kind == "pool":
+            kh = kw = stride = proj.kernel
+        weight = proj.weight if slot.kind in ("identity", "product_a", "product_b") else 0
+        f[k] = (SLOT_CODES[slot.kind], slot.lo, slot.hi, slot.base, weight, *shape, kh, kw, stride, pad)
+    return MemoryImage("slots", f, widths)
+
+
+def routing_image(entries: np.ndarray, core_of: np.ndarray, hw: HardwareConfig) -> MemoryImage:
+    """Routing table: ``first``, ``last``, ``x``, ``y``, ``slot``, ``delay`` per range entry."""
+    core = hw.core
+    nb = index_bits(core.neurons)
+    widths = (
+        nb,
+        nb,
+        index_bits(hw.array.cols),
+        index_bits(hw.array.rows),
+        index_bits(core.slots),
+        index_bits(core.spike_history_steps),
+    )
+    f = np.zeros((len(entries), 6), np.int64)
+    if len(entries):
+        y, x = np.divmod(core_of[entries[:, 2]], hw.array.cols)
+        f[:] = np.stack([entries[:, 0], entries[:, 1], x, y, entries[:, 3], entries[:, 4]], axis=1)
+    return MemoryImage("routing", f, widths)

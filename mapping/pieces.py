@@ -1,0 +1,311 @@
+"""Partition an SNN graph into core-sized pieces (``docs/architecture.md`` section 2).
+
+Each population is cut into slices of at most ``neurons`` neurons; each slice gets one *slot*
+per incoming projection, and when the slots' synapse rows exceed ``axons`` the rows are split
+into chunks: chunk 0 stays with the slice (the *root* piece), every further chunk becomes a
+``partial`` piece that sends partial sums to the root.
+
+Slices of ``(C, H, W)`` populations are a block of channels times a tile of positions; the
+search over ``(cb, th, tw)`` minimises the number of slices, then channel blocks, then tile
+aspect. All of this is arithmetic on the projections' geometry, so an ImageNet-size model
+partitions in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spikeforge.models.graph import SNNGraph
+
+from .hardware import HardwareConfig, HardwareError
+
+__all__ = ["MappingError", "Slot", "Piece", "partition", "slice_search"]
+
+ROW_SLOTS = ("conv", "dense", "pool_dense")
+
+
+class MappingError(HardwareError):
+    """The graph cannot be mapped onto the hardware as described."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One incoming projection (or a chunk of one) of a piece.
+
+    ``lo:hi`` is the slot's share of the projection's row space: input channels for ``conv``
+    and ``pool_dense``, source indices for ``dense``. Its ``rows`` rows of ``row_words`` words
+    each start at word ``base`` of the synapse SRAM.
+    """
+
+    proj: int
+    kind: str
+    src: str
+    lo: int = 0
+    hi: int = 0
+    base: int = 0
+    rows: int = 0
+    row_words: int = 0
+
+    @property
+    def words(self) -> int:
+        """Synapse SRAM words the slot occupies."""
+        return self.rows * self.row_words
+
+
+@dataclass(frozen=True, eq=False)
+class Piece:
+    """What one core holds at a time: a slice of one population and the slots that feed it.
+
+    ``neurons`` are global indices into the population in local order; ``geometry`` describes
+    the slice (``c0, c1, y0, y1, x0, x1`` for channel-block x tile slices; ``lo, hi`` for ranges;
+    ``h, i0, i1, j0, j1`` for products).
+    """
+
+    id: int
+    population: str
+    kind: str
+    neurons: np.ndarray
+    slots: tuple[Slot, ...]
+    root: int
+    slice_index: int
+    geometry: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Neurons (units, accumulators) in the piece."""
+        return int(self.neurons.size)
+
+    @property
+    def words(self) -> int:
+        """Synapse SRAM words used by the piece's slots."""
+        return sum(s.words for s in self.slots)
+
+
+def slice_search(c: int, h: int, w: int, capacity: int, fits: Any = None, chunks: Any = None) -> tuple[int, int, int]:
+    """Best ``(cb, th, tw)``: fewest pieces, then fewest channel blocks, then squarest tiles.
+
+    ``fits(cb, th, tw)`` (vectorised over numpy arrays) may add constraints beyond
+    ``cb * th * tw <= capacity``; ``chunks(cb, th, tw)`` gives the pieces per slice (fan-in
+    chunks; default 1).
+    """
+    cb, th, tw = np.meshgrid(
+        np.arange(1, min(c, capacity) + 1), np.arange(1, h + 1), np.arange(1, w + 1), indexing="ij"
+    )
+    ok = cb * th * tw <= capacity
+    if fits is not None:
+        ok &= fits(cb, th, tw)
+    if not ok.any():
+        raise MappingError("no slice of even one neuron fits the core.")
+    cb, th, tw = cb[ok], th[ok], tw[ok]
+    blocks = -(-c // cb)
+    slices = blocks * -(-h // th) * -(-w // tw)
+    if chunks is not None:
+        slices = slices * chunks(cb, th, tw)
+    order = np.lexsort((-th, np.abs(th - tw), blocks, slices))
+    i = order[0]
+    return int(cb[i]), int(th[i]), int(tw[i])
+
+
+def _tiles(c: int, h: int, w: int, cb: int, th: int, tw: int):
+    """Yield ``(geometry, global indices in local order)`` of every channel-block x tile slice."""
+    for y0 in range(0, h, th):
+        for x0 in range(0, w, tw):
+            for c0 in range(0, c, cb):
+                c1, y1, x1 = min(c, c0 + cb), min(h, y0 + th), min(w, x0 + tw)
+                ys, xs, cs = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), np.arange(c0, c1), indexing="ij")
+                idx = (cs * h * w + ys * w + xs).reshape(-1)
+                yield {"c0": c0, "c1": c1, "y0": y0, "y1": y1, "x0": x0, "x1": x1}, idx
+
+
+def _row_space(graph: SNNGraph, idx: int) -> tuple[int, int]:
+    """``(rows, rows per unit of the slot's lo:hi range)`` of a row-holding projection."""
+    proj = graph.projections[idx]
+    src = graph.population(proj.src)
+    if proj.kind == "conv":
+        _, ci, kh, kw = proj.kernel.shape
+        return ci * kh * kw, kh * kw
+    if proj.kind == "dense":
+        return src.size, 1
+    return src.shape[0], 1  # pool_dense: one row per source channel
+
+
+def _chunk_slots(
+    graph: SNNGraph, incoming: list[int], cap_words: int, width: int, lanes: int, pop: str
+) -> list[list[Slot]]:
+    """Pack the row-holding projections' rows into chunks of at most ``cap_words`` words.
+
+    ``width`` is the row width in weights: the channel block for conv slots, the slice's neurons
+    for dense and pool_dense slots; a row takes ``ceil(width / lanes)`` words.
+    """
+    row_words = -(-width // lanes)
+    chunks: list[list[Slot]] = [[]]
+    used = 0
+    for idx in incoming:
+        proj = graph.projections[idx]
+        if proj.kind not in ROW_SLOTS:
+            continue
+        total, per_unit = _row_space(graph, idx)
+        unit_words = per_unit * row_words
+        if unit_words > cap_words:
+            raise MappingError(
+                f"population {pop!r}: one input channel of its {proj.kind} projection needs {unit_words} synapse "
+                f"words (the kernel), more than the core's {cap_words}; raise [core] axons."
+            )
+        units = total // per_unit
+        lo = 0
+        while lo < units:
+            room = (cap_words - used) // unit_words
+            if room == 0:
+                chunks.append([])
+                used = 0
+                continue
+            hi = min(units, lo + room)
+            chunks[-1].append(Slot(idx, proj.kind, proj.src, lo, hi, used, (hi - lo) * per_unit, row_words))
+            used += (hi - lo) * unit_words
+            lo = hi
+    return chunks
+
+
+def _words_per_slice(graph: SNNGraph, incoming: list[int], width: np.ndarray, lanes: int) -> np.ndarray:
+    """Synapse words a slice needs for rows ``width`` weights wide (vectorised over widths)."""
+    total = np.zeros_like(width)
+    for idx in incoming:
+        if graph.projections[idx].kind in ROW_SLOTS:
+            total = total + _row_space(graph, idx)[0] * -(-width // lanes)
+    return total
+
+
+def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
+    """Cut every population of ``graph`` into pieces that fit one core of ``hw``.
+
+    Raises
+    ------
+    MappingError
+        A population that cannot fit a core even split (named, with the limit it hits).
+    """
+    core = hw.core
+    if graph.weight_bits > core.weight_bits:
+        raise MappingError(
+            f"the graph's weights are {graph.weight_bits}-bit but the core stores {core.weight_bits}-bit weights; "
+            f"convert with --weight-bits {core.weight_bits} or raise [core] weight_bits."
+        )
+    if graph.v_bits > core.v_bits:
+        raise MappingError(
+            f"the graph needs {graph.v_bits}-bit membranes but the core has {core.v_bits}; raise [core] v_bits."
+        )
+    needs_dif = any(p.kind == "neuron" and p.delay > 0 for p in graph.populations)
+    if needs_dif and "dif" not in core.neuron_models:
+        raise MappingError("the graph uses DIF neurons but [core] neuron_models lacks 'dif'.")
+    pieces: list[Piece] = []
+
+    def add(pop: str, kind: str, neurons: np.ndarray, slots, root: int | None, sl: int, geo: dict) -> int:
+        if len(slots) > core.slots:
+            raise MappingError(
+                f"population {pop!r} needs {len(slots)} projection slots in one piece; the core has "
+                f"{core.slots}. Raise [core] slots."
+            )
+        pid = len(pieces)
+        pieces.append(
+            Piece(pid, pop, kind, np.asarray(neurons, np.int64), tuple(slots), pid if root is None else root, sl, geo)
+        )
+        return pid
+
+    for pop in graph.populations:
+        if pop.kind == "input":
+            continue
+        incoming = [i for i, p in enumerate(graph.projections) if p.dst == pop.name]
+        kinds = {graph.projections[i].kind for i in incoming}
+        if pop.kind == "maxpool":
+            _partition_maxpool(graph, hw, pop, incoming[0], add)
+        elif "product" in kinds:
+            if len(incoming) != 1:
+                raise MappingError(
+                    f"population {pop.name!r} mixes a spike x spike product with other projections; the "
+                    "running-count mode needs the product to be its only input."
+                )
+            _partition_product(graph, hw, pop, incoming[0], graph.timesteps, add)
+        else:
+            _partition_rows(graph, hw, pop, incoming, kinds, add)
+    return pieces
+
+
+def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:
+    core = hw.core
+    cap = core.axons * core.groups  # synapse SRAM words
+    identity = [
+        Slot(i, "identity", graph.projections[i].src) for i in incoming if graph.projections[i].kind == "identity"
+    ]
+    root_kind = "output" if pop.kind == "output" else "neuron"
+    if "conv" in kinds or (len(pop.shape) == 3 and kinds <= {"identity"}):
+        if kinds - {"conv", "identity"}:
+            raise MappingError(
+                f"population {pop.name!r} mixes convolution with {sorted(kinds - {'conv', 'identity'})} "
+                "projections; a piece's address generation needs one geometry."
+            )
+        c, h, w = pop.shape
+
+        def chunks(cb, th, tw):  # conv rows are one channel block wide
+            return np.maximum(1, -(-_words_per_slice(graph, incoming, cb, core.lanes) // cap))
+
+        cb, th, tw = slice_search(c, h, w, core.neurons, chunks=chunks)
+        slices = list(_tiles(c, h, w, cb, th, tw))
+        width = cb
+    else:
+        n = pop.size
+        width = min(n, core.neurons)
+        slices = [
+            ({"lo": lo, "hi": min(n, lo + width)}, np.arange(lo, min(n, lo + width))) for lo in range(0, n, width)
+        ]
+    chunk_slots = _chunk_slots(graph, incoming, cap, width, core.lanes, pop.name)
+    for si, (geo, idx) in enumerate(slices):
+        root = add(pop.name, root_kind, idx, identity + chunk_slots[0], None, si, geo)
+        for chunk in chunk_slots[1:]:
+            add(pop.name, "partial", idx, chunk, root, si, geo)
+
+
+def _partition_maxpool(graph, hw, pop, idx, add) -> None:
+    proj = graph.projections[idx]
+    if proj.kernel != proj.stride:
+        raise MappingError(
+            f"max-pool {pop.name!r} has kernel {proj.kernel} and stride {proj.stride}; the max-pool unit "
+            "supports non-overlapping windows (kernel == stride) only."
+        )
+    core = hw.core
+    k2 = proj.kernel**2
+    c, h, w = pop.shape
+
+    def fits(cb, th, tw):  # every input of the slice's windows needs a running count
+        return cb * th * tw * k2 * core.count_bits <= core.synapse_bits
+
+    cb, th, tw = slice_search(c, h, w, core.neurons, fits)
+    for si, (geo, outs) in enumerate(_tiles(c, h, w, cb, th, tw)):
+        add(pop.name, "maxpool", outs, [Slot(idx, "pool", proj.src)], None, si, geo)
+
+
+def _partition_product(graph, hw, pop, idx, T, add) -> None:
+    proj = graph.projections[idx]
+    core = hw.core
+    if T > (1 << core.count_bits) - 1:
+        raise MappingError(
+            f"population {pop.name!r} keeps running spike counts up to T = {T}, which needs "
+            f"{T.bit_length()} bits; [core] count_bits is {core.count_bits}."
+        )
+    nh, ni, nc = proj.a_index.shape
+    nj = proj.b_index.shape[2]
+
+    def fits(_, ib, jb):
+        return (ib + jb) * nc * core.count_bits <= core.synapse_bits
+
+    _, ib, jb = slice_search(1, ni, nj, core.neurons, fits)
+    si = 0
+    for h in range(nh):
+        for i0 in range(0, ni, ib):
+            for j0 in range(0, nj, jb):
+                i1, j1 = min(ni, i0 + ib), min(nj, j0 + jb)
+                outs = proj.out_index[h, i0:i1, j0:j1].reshape(-1)
+                slots = [Slot(idx, "product_a", proj.src_a), Slot(idx, "product_b", proj.src_b)]
+                add(pop.name, "product", outs, slots, None, si, {"h": h, "i0": i0, "i1": i1, "j0": j0, "j1": j1})
+                si += 1
