@@ -144,17 +144,30 @@ class Program:
             return 0
         if self.plan.mode == "swap":
             return sum(self.image_bytes(p) for p in self.pieces)
+        return sum(len(self.round_steps(p)) * sum(self.round_traffic(p)) for p in self.pieces)
+
+    def round_steps(self, piece: Piece) -> range:
+        """Steps at which a piece runs a round (rounds mode): its input window, and for neuron and
+        product pieces until its firing window closes."""
+        w = self.graph.schedule()[piece.population]
+        T = self.graph.timesteps
+        if piece.kind in ("neuron", "product"):
+            return range(w.in_start, w.out_start + T)
+        return range(w.in_start, w.in_start + T)
+
+    def round_traffic(self, piece: Piece) -> tuple[int, int]:
+        """Bytes a piece moves in one round (rounds mode): ``(in, out)``.
+
+        In: its image, its state (membranes, running counts) and one bit per source neuron its
+        slots need; out: its state and one bit per spike it may emit.
+        """
         core = self.hardware.core
-        total = 0
-        for p in self.pieces:
-            steps = int(self.plan.live[p.id, 1] - self.plan.live[p.id, 0])
-            state = 0 if p.kind == "partial" else 2 * p.n * core.v_bits  # membranes in and out
-            if p.kind in ("product", "maxpool"):
-                state += 2 * self.synapse_bits(p)  # running counts in and out
-            spikes_in = sum(slot_source_count(self.graph, p, s) for s in p.slots)  # one bit per needed source
-            spikes_out = 0 if p.kind in ("partial", "output") else p.n
-            total += steps * (self.image_bytes(p) * 8 + state + spikes_in + spikes_out) // 8
-        return total
+        state = 0 if piece.kind == "partial" else piece.n * core.v_bits
+        if piece.kind in ("product", "maxpool"):
+            state += self.synapse_bits(piece)
+        spikes_in = sum(slot_source_count(self.graph, piece, s) for s in piece.slots)
+        spikes_out = 0 if piece.kind in ("partial", "output") else piece.n
+        return self.image_bytes(piece) + -(-(state + spikes_in) // 8), -(-(state + spikes_out) // 8)
 
     def report(self) -> MappingReport:
         """Cores used, occupancy and traffic figures of the mapping."""

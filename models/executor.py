@@ -57,7 +57,7 @@ def check_input(graph: SNNGraph, x: np.ndarray) -> np.ndarray:
         raise GraphError(f"input must hold integers (the model's {pop.value_bits}-bit codes), found {x.dtype}.")
     if x.size and (x.min() < 0 or x.max() >= (1 << pop.value_bits)):
         raise GraphError(f"input values must be in 0..{(1 << pop.value_bits) - 1}, found {x.min()}..{x.max()}.")
-    return x.reshape(x.shape[0], -1).astype(np.int64)
+    return x.reshape(x.shape[0], pop.size).astype(np.int64)
 
 
 def run_snn(graph: SNNGraph, x: np.ndarray, record: bool = True) -> SNNRun:

@@ -1,0 +1,372 @@
+"""The cycle-level simulator: runs a :class:`~spikeforge.mapping.Program` step by step.
+
+Per step, Numba kernels generate the flits of phase I from the spike-history rings and routing
+entries, apply them to the destination pieces, run the mesh cycle by cycle, exchange partial
+sums (phase P) and fire (phase F). simpy orchestrates only the coarse events: time-step
+barriers and the DRAM channel (weight loads in ``swap`` mode, rounds in ``rounds`` mode).
+Functional results do not depend on the timing: integer additions commute and every pair of
+operand spikes of a product is counted once whatever the arrival order
+(``docs/architecture.md`` section 4.3), so the spike rasters equal the reference executor's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from spikeforge.mapping import Program
+from spikeforge.mapping.hardware import index_bits
+from spikeforge.models.errors import GraphError
+from spikeforge.models.executor import check_input
+from spikeforge.models.graph import signed_range
+
+from . import kernels as K
+from .counters import Counters
+from .lowering import Lowered, P, lower
+
+__all__ = ["SampleRun", "Simulator"]
+
+
+@dataclass
+class SampleRun:
+    """One inference: logits, optional rasters, and the cycles of every step."""
+
+    logits: np.ndarray
+    step_cycles: np.ndarray
+    rasters: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Simulator:
+    """Runs one program; reusable over many samples (counters accumulate).
+
+    Parameters
+    ----------
+    program : Program
+        The compiled network.
+    """
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.hw = program.hardware
+        self.low: Lowered = lower(program)
+        graph = program.graph
+        self.T = graph.timesteps
+        self.steps = graph.total_steps
+        self.sched = graph.schedule()
+        core = self.hw.core
+        self.entry_bits = (
+            2 * index_bits(core.neurons)
+            + index_bits(self.hw.array.cols)
+            + index_bits(self.hw.array.rows)
+            + index_bits(core.slots)
+            + index_bits(core.spike_history_steps)
+        )
+        self.counters = Counters(cores=self.hw.array.cores, samples=0)
+        self.stats = np.zeros(len(K.STAT_FIELDS), np.int64)
+        self.noc = np.zeros(4, np.int64)
+        self.piece_spikes = np.zeros(len(program.pieces), np.int64)
+        self.piece_ops = np.zeros(len(program.pieces), np.int64)
+        self.step_spikes_total = np.zeros(self.steps, np.int64)
+        self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
+        self.core_busy = np.zeros(self.hw.array.cores, np.int64)
+        self.step_cycles_total = np.zeros(self.steps, np.int64)
+        self.dram_bytes = 0
+        self.dram_stall = 0
+        self.cycles = 0
+
+    # ------------------------------------------------------------------ one sample
+    def run(self, x: np.ndarray, record: bool = False) -> SampleRun:
+        """Simulate one input ``x`` (shape of the graph's input); return its logits and step cycles."""
+        low, hw, T = self.low, self.hw, self.T
+        prog = self.program
+        xin = check_input(prog.graph, np.asarray(x)[None])[0]
+        pieces = low.pieces
+        state = np.zeros(low.total_state, np.int64)
+        counts = np.zeros(low.total_counts, np.int64)
+        ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64)
+        for p in range(len(pieces)):  # membranes start at v0 when a piece is loaded
+            if pieces[p, P["kind"]] in (0, 2):
+                o, n = pieces[p, P["off"]], pieces[p, P["n"]]
+                state[o : o + n] = low.params[o : o + n, 2]
+        core_of = pieces[:, P["core"]]
+        n_cores = hw.array.cores
+        lanes, wb, vb, cb = hw.core.lanes, hw.core.weight_bits, hw.core.v_bits, hw.core.count_bits
+        vlo, vhi = signed_range(prog.graph.v_bits)
+        barrier = hw.barrier_cycles
+        has_partial = bool((pieces[:, P["kind"]] == 1).any())
+        rasters = (
+            {
+                p.name: np.zeros((self.steps, p.size), np.int64 if p.kind == "input" else np.int8)
+                for p in prog.graph.populations
+                if p.kind != "output"
+            }
+            if record
+            else {}
+        )
+        step_cycles = np.zeros(self.steps, np.int64)
+        step_spikes = np.zeros(self.steps, np.int64)
+        phases = np.zeros((self.steps, 3), np.int64)
+        core_step = np.zeros((self.steps, n_cores), np.int64)
+
+        for t in range(self.steps):
+            f_src, f_dst, f_slot, f_s, f_val = K.gen_flits(
+                t,
+                T,
+                pieces,
+                low.route_src,
+                low.route_ptr,
+                low.neurons,
+                ring,
+                low.ring_off,
+                low.ring_depth,
+                low.pop_size,
+                low.input_pop,
+                xin,
+                self.entry_bits,
+                self.stats,
+            )
+            cost = np.zeros(f_dst.size, np.int64)
+            K.deliver(
+                f_dst,
+                f_slot,
+                f_s,
+                f_val,
+                f_src < 0,
+                pieces,
+                low.slots,
+                low.neurons,
+                low.weights,
+                low.inverse,
+                low.pop_off,
+                low.loc_local,
+                state,
+                counts,
+                lanes,
+                wb,
+                vb,
+                cb,
+                cost,
+                self.piece_ops,
+                self.stats,
+            )
+            busy = core_step[t]
+            if prog.plan.mode != "rounds":
+                src_core = np.where(f_src < 0, n_cores, core_of[np.maximum(f_src, 0)])
+                order = np.argsort(src_core, kind="stable")
+                phase_i = K.mesh_phase(
+                    src_core[order],
+                    core_of[f_dst[order]],
+                    cost[order],
+                    np.zeros(n_cores + 1, np.int64),
+                    hw.array.rows,
+                    hw.array.cols,
+                    hw.noc.router_buffer_flits,
+                    hw.core.input_fifo_events,
+                    hw.core.pipeline_cycles,
+                    busy,
+                    self.noc,
+                )
+            p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats)
+            fire_cycles = np.zeros(len(pieces), np.int64)
+            spikes_before = int(self.stats[K.ST_SPK])
+            bad = K.fire(
+                t,
+                T,
+                pieces,
+                low.params,
+                low.neurons,
+                state,
+                counts,
+                ring,
+                low.ring_off,
+                low.ring_depth,
+                low.pop_size,
+                lanes,
+                vb,
+                vlo,
+                vhi,
+                self.piece_spikes,
+                fire_cycles,
+                self.stats,
+            )
+            if bad >= 0:
+                name = prog.pieces[bad].population
+                raise GraphError(f"membrane of population {name!r} left the {prog.graph.v_bits}-bit range at step {t}.")
+            step_spikes[t] = int(self.stats[K.ST_SPK]) - spikes_before
+            if prog.plan.mode != "rounds":
+                cycles = phase_i + barrier
+                phases[t, 0] = phase_i
+                if has_partial and scan.any():
+                    start = np.zeros(n_cores + 1, np.int64)
+                    np.maximum.at(start, core_of[np.flatnonzero(scan)], scan[scan > 0])
+                    order = np.argsort(core_of[p_src], kind="stable")
+                    phase_p = K.mesh_phase(
+                        core_of[p_src][order],
+                        core_of[p_dst][order],
+                        np.ones(p_src.size, np.int64),
+                        start,
+                        hw.array.rows,
+                        hw.array.cols,
+                        hw.noc.router_buffer_flits,
+                        hw.core.input_fifo_events,
+                        hw.core.pipeline_cycles,
+                        busy,
+                        self.noc,
+                    )
+                    phases[t, 1] = max(phase_p, int(scan.max()))
+                    cycles += phases[t, 1] + barrier
+                np.add.at(busy, core_of, fire_cycles)
+                phases[t, 2] = _phase_f(core_of, fire_cycles, n_cores)
+                cycles += phases[t, 2] + barrier
+                step_cycles[t] = cycles
+            else:
+                step_cycles[t] = self._round_step(t, f_dst, cost, p_dst, fire_cycles, busy)
+            if record:
+                for pop in prog.graph.populations:
+                    if pop.kind == "output":
+                        continue
+                    w = self.sched[pop.name]
+                    lo = 0 if pop.kind == "input" else w.out_start
+                    if lo <= t < lo + T:
+                        if pop.kind == "input":
+                            rasters[pop.name][t] = xin
+                        else:
+                            i = low.pop_index[pop.name]
+                            base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
+                            rasters[pop.name][t] = ring[base : base + pop.size]
+        total = self._timeline(step_cycles)
+        logits = self._logits(state)
+        self.counters.samples += 1
+        self.cycles += total
+        self.step_cycles_total += step_cycles
+        self.step_spikes_total += step_spikes
+        self.step_phases_total += phases
+        self.core_busy += core_step.sum(axis=0)
+        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters)
+
+    # ------------------------------------------------------------------ helpers
+    def _logits(self, state: np.ndarray) -> np.ndarray:
+        out = self.program.graph.output
+        logits = np.zeros(out.size, np.int64)
+        for p in self.program.pieces:
+            if p.kind == "output":
+                o = self.low.pieces[p.id, P["off"]]
+                logits[p.neurons] = state[o : o + p.n]
+        return logits
+
+    def _round_step(self, t, f_dst, cost, p_dst, fire_cycles, busy) -> int:
+        """Rounds mode: every core runs its live slices in turn through the shared DRAM channel."""
+        prog, hw = self.program, self.hw
+        per_piece = np.bincount(f_dst, weights=cost, minlength=len(prog.pieces)).astype(np.int64)
+        env = simpy.Environment()
+        dram = simpy.Resource(env, capacity=1)
+        mem = hw.memory
+
+        def transfer(nbytes):
+            with dram.request() as req:
+                yield req
+                yield env.timeout(mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle))
+            self.dram_bytes += nbytes
+
+        def core_proc(k):
+            for root in prog.plan.timeline[k]:
+                unit = [p for p in prog.pieces if p.root == root and t in prog.round_steps(p)]
+                if not unit:
+                    continue
+                b_in = sum(prog.round_traffic(p)[0] for p in unit)
+                b_out = sum(prog.round_traffic(p)[1] for p in unit)
+                yield from transfer(b_in)
+                work = sum(int(per_piece[p.id]) for p in unit)
+                work += hw.core.pipeline_cycles if work else 0
+                work += sum(int(fire_cycles[p.id]) for p in unit)
+                busy[k] += work
+                yield env.timeout(work)
+                yield from transfer(b_out)
+
+        for k in range(hw.array.cores):
+            env.process(core_proc(k))
+        env.run()
+        return int(env.now) + hw.barrier_cycles
+
+    def _timeline(self, step_cycles: np.ndarray) -> int:
+        """Total cycles of one inference: steps back to back; in swap mode a step also waits for the
+        DRAM loads of the pieces that become live in it (simpy: loads queue on one channel)."""
+        prog = self.program
+        if prog.plan.mode != "swap":
+            return int(step_cycles.sum())
+        mem = self.hw.memory
+        live = prog.plan.live
+        env = simpy.Environment()
+        dram = simpy.Resource(env, capacity=1)
+        step_end = [env.event() for _ in range(self.steps)]
+        loaded = {p.id: env.event() for p in prog.pieces}
+
+        def loader(timeline):
+            prev_end = 0
+            for pid in timeline:
+                if prev_end > 0:
+                    yield step_end[prev_end - 1]  # the previous piece's last live step is over
+                nbytes = prog.image_bytes(prog.pieces[pid])
+                with dram.request() as req:
+                    yield req
+                    yield env.timeout(mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle))
+                self.dram_bytes += nbytes
+                loaded[pid].succeed()
+                prev_end = int(live[pid, 1])
+
+        def stepper():
+            for t in range(self.steps):
+                starting = [loaded[p] for p in range(len(prog.pieces)) if live[p, 0] == t]
+                before = env.now
+                if starting:
+                    yield env.all_of(starting)
+                self.dram_stall += int(env.now - before)
+                yield env.timeout(int(step_cycles[t]))
+                step_end[t].succeed()
+
+        for timeline in prog.plan.timeline:
+            if timeline:
+                env.process(loader(timeline))
+        env.process(stepper())
+        env.run()
+        return int(env.now)
+
+    # ------------------------------------------------------------------ totals
+    def totals(self) -> Counters:
+        """Counters of every sample run so far."""
+        c = self.counters
+        s = dict(zip(K.STAT_FIELDS, self.stats.tolist()))
+        c.spikes, c.synaptic_ops, c.macs, c.neuron_updates = (
+            s["spikes"],
+            s["synaptic_ops"],
+            s["macs"],
+            s["neuron_updates"],
+        )
+        c.sram_read_bits = {
+            "synapse": s["syn_read"],
+            "membrane": s["mem_read"],
+            "params": s["par_read"],
+            "history": s["hist_read"],
+            "routing": s["route_read"],
+            "counts": s["cnt_read"],
+        }
+        c.sram_write_bits = {
+            "synapse": 0,
+            "membrane": s["mem_write"],
+            "params": 0,
+            "history": s["hist_write"],
+            "routing": 0,
+            "counts": s["cnt_write"],
+        }
+        c.noc_flits, c.noc_hops_ew, c.noc_hops_ns, c.noc_stall_cycles = (int(v) for v in self.noc)
+        c.dram_bytes = self.dram_bytes
+        c.cycles = self.cycles
+        return c
+
+
+def _phase_f(core_of: np.ndarray, fire_cycles: np.ndarray, n_cores: int) -> int:
+    """F(t): the longest core, a core updating its pieces one after another (section 4.4)."""
+    per_core = np.bincount(core_of, weights=fire_cycles, minlength=n_cores)
+    return int(per_core.max(initial=0))

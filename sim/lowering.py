@@ -1,0 +1,252 @@
+"""Lower a :class:`~spikeforge.mapping.Program` into flat integer arrays for the Numba kernels.
+
+Everything the kernels touch is a numpy array indexed by offsets: pieces, slots, weights, the
+per-population locator of each neuron's piece, the product operand decoders, the routing
+entries, and the state (membranes, running counts, max-pool registers, spike history rings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spikeforge.mapping import Program
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+from spikeforge.mapping.routing import HOST, build_routing
+from spikeforge.models.errors import SpikeForgeError
+
+__all__ = ["Lowered", "lower", "PIECE_FIELDS", "SLOT_FIELDS"]
+
+#: Columns of the piece table.
+PIECE_FIELDS = (
+    "kind",
+    "n",
+    "off",
+    "pop",
+    "core",
+    "root",
+    "in_start",
+    "out_start",
+    "g0",
+    "g1",
+    "g2",
+    "g3",
+    "g4",
+    "g5",  # c0 c1 y0 y1 x0 x1, or h i0 i1 j0 j1, or lo hi
+    "cnt_off",
+    "cnt_len",
+    "slot0",
+    "nslots",
+)
+#: Columns of the slot table.
+SLOT_FIELDS = (
+    "kind",
+    "proj",
+    "lo",
+    "hi",
+    "src_pop",
+    "w_off",
+    "ci",
+    "h",
+    "w",
+    "kh",
+    "kw",
+    "stride",
+    "pad",
+    "weight",
+    "wrow",
+    "inv_off",
+    "delay",
+)
+
+P = {name: i for i, name in enumerate(PIECE_FIELDS)}
+S = {name: i for i, name in enumerate(SLOT_FIELDS)}
+
+
+@dataclass
+class Lowered:
+    """Flat arrays of a program (see the module docstring); ``P`` and ``S`` name the columns."""
+
+    program: Program
+    pieces: np.ndarray  # (n_pieces, len(PIECE_FIELDS))
+    slots: np.ndarray  # (n_slots, len(SLOT_FIELDS))
+    neurons: np.ndarray  # global index (in its population) of every piece-local neuron, by piece offset
+    params: np.ndarray  # (total, 3): threshold, bias, v0 per piece-local neuron
+    weights: np.ndarray  # every projection's weights, flattened, at w_off
+    inverse: np.ndarray  # product operand decoders: (h, row, col) per source neuron, at inv_off
+    pop_size: np.ndarray
+    pop_off: np.ndarray  # offset of each population in the locator arrays
+    loc_piece: np.ndarray  # root piece holding each population neuron
+    loc_local: np.ndarray  # its local index there
+    ring_off: np.ndarray  # spike history ring of each population: offset and depth
+    ring_depth: np.ndarray
+    route_src: np.ndarray  # routing entries: source piece (-1 host), first, last, dest piece, slot row, delay
+    route_ptr: np.ndarray  # entries of source piece p at route_ptr[p]:route_ptr[p+1]; host at the end
+    pop_index: dict[str, int]
+    total_state: int
+    total_counts: int
+    input_pop: int
+
+
+def lower(program: Program) -> Lowered:
+    """Flatten ``program``; build its routing tables first when the plan has none (rounds mode)."""
+    graph = program.graph
+    hw = program.hardware
+    pops = graph.populations
+    pop_index = {p.name: i for i, p in enumerate(pops)}
+    pop_size = np.array([p.size for p in pops], np.int64)
+    pop_off = np.concatenate([[0], np.cumsum(pop_size)])[:-1].astype(np.int64)
+    sched = graph.schedule()
+
+    # weights of every projection, flattened; operand decoders of products; max-pool outputs
+    w_off = np.zeros(len(graph.projections), np.int64)
+    chunks, inv_chunks = [], []
+    inv_off = np.zeros(len(graph.projections) * 2, np.int64)
+    w_total = inv_total = 0
+    for i, proj in enumerate(graph.projections):
+        w_off[i] = w_total
+        if proj.kind == "conv":
+            arr = proj.kernel
+        elif proj.kind in ("dense", "pool_dense"):
+            arr = proj.weight
+        else:
+            arr = np.zeros(0, np.int64)
+        chunks.append(arr.reshape(-1))
+        w_total += arr.size
+        if proj.kind == "product":
+            for side, (index, src) in enumerate(((proj.a_index, proj.src_a), (proj.b_index, proj.src_b))):
+                n_src = graph.population(src).size
+                inv = np.full((n_src, 3), -1, np.int64)
+                hh, rr, cc = np.meshgrid(*(np.arange(d) for d in index.shape), indexing="ij")
+                flat = index.reshape(-1)
+                if np.unique(flat).size != flat.size:
+                    raise SpikeForgeError(
+                        f"product projection into {proj.dst!r}: an operand neuron appears twice in its index map; "
+                        "the running-count mode needs each operand spike to name one (row, column)."
+                    )
+                inv[flat] = np.stack([hh.reshape(-1), rr.reshape(-1), cc.reshape(-1)], 1)
+                inv_off[2 * i + side] = inv_total
+                inv_chunks.append(inv)
+                inv_total += n_src
+    weights = np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
+    inverse = np.concatenate(inv_chunks) if inv_chunks else np.zeros((0, 3), np.int64)
+
+    # pieces and slots
+    n_pieces = len(program.pieces)
+    ptab = np.zeros((n_pieces, len(PIECE_FIELDS)), np.int64)
+    srows = []
+    neurons, params = [], []
+    loc_piece = np.full(int(pop_size.sum()), -1, np.int64)
+    loc_local = np.full(int(pop_size.sum()), -1, np.int64)
+    off = cnt = 0
+    for p in program.pieces:
+        pop = graph.population(p.population)
+        pi = pop_index[p.population]
+        g = p.geometry
+        row = ptab[p.id]
+        row[P["kind"]], row[P["n"]], row[P["off"]], row[P["pop"]] = PIECE_CODES[p.kind], p.n, off, pi
+        row[P["core"]], row[P["root"]] = program.plan.core[p.id], p.root
+        row[P["in_start"]], row[P["out_start"]] = sched[p.population].in_start, sched[p.population].out_start
+        if "c0" in g:
+            geo = (g["c0"], g["c1"], g["y0"], g["y1"], g["x0"], g["x1"])
+        elif "h" in g:
+            geo = (g["h"], g["i0"], g["i1"], g["j0"], g["j1"], 0)
+        else:
+            geo = (g["lo"], g["hi"], 0, 0, 0, 0)
+        row[P["g0"] : P["g5"] + 1] = geo
+        row[P["cnt_off"]] = cnt
+        if p.kind == "product":
+            proj = graph.projections[p.slots[0].proj]
+            ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], proj.a_index.shape[2]
+            row[P["cnt_len"]] = (ni + nj) * nc  # Abar (ni x C) then Bbar (C x nj)
+        elif p.kind == "maxpool":
+            k = graph.projections[p.slots[0].proj].kernel
+            row[P["cnt_len"]] = p.n * k * k + 2 * p.n  # input counts, then window maxima, then marks
+        cnt += row[P["cnt_len"]]
+        row[P["slot0"]], row[P["nslots"]] = len(srows), len(p.slots)
+        for slot in p.slots:
+            srows.append(_slot_row(graph, slot, w_off, inv_off, pop_index))
+        neurons.append(p.neurons)
+        prm = np.zeros((p.n, 3), np.int64)
+        if p.kind in ("neuron", "product"):
+            prm[:, 0], prm[:, 1], prm[:, 2] = pop.threshold[p.neurons], pop.bias[p.neurons], pop.v0[p.neurons]
+        elif p.kind == "output":
+            prm[:, 1] = pop.bias[p.neurons]
+        params.append(prm)
+        if p.kind != "partial":
+            loc_piece[pop_off[pi] + p.neurons] = p.id
+            loc_local[pop_off[pi] + p.neurons] = np.arange(p.n)
+        off += p.n
+    slots = np.array(srows, np.int64).reshape(-1, len(SLOT_FIELDS))
+
+    # spike history rings: depth = longest outgoing delay + 2 (the step being read and written)
+    depth = np.full(len(pops), 2, np.int64)
+    for proj in graph.projections:
+        for src, delay in proj.sources:
+            depth[pop_index[src]] = max(depth[pop_index[src]], delay + 2)
+    ring_off = np.concatenate([[0], np.cumsum(depth * pop_size)])[:-1].astype(np.int64)
+
+    # routing entries, with slot rows resolved to the global slot table
+    routing = program.routing
+    if not routing:
+        routing, _ = build_routing(graph, list(program.pieces), max_entries=1 << 62)
+    rows = []
+    ptr = np.zeros(n_pieces + 2, np.int64)
+    for sid in list(range(n_pieces)) + [HOST]:
+        table = routing.get(sid)
+        if table is not None:
+            for first, last, dest, k, delay in table.entries:
+                rows.append((sid, first, last, dest, ptab[dest, P["slot0"]] + k, delay))
+        ptr[(sid if sid != HOST else n_pieces) + 1] = len(rows)
+    route = np.array(rows, np.int64).reshape(-1, 6)
+    _ = hw
+    return Lowered(
+        program=program,
+        pieces=ptab,
+        slots=slots,
+        neurons=np.concatenate(neurons) if neurons else np.zeros(0, np.int64),
+        params=np.concatenate(params) if params else np.zeros((0, 3), np.int64),
+        weights=weights,
+        inverse=inverse,
+        pop_size=pop_size,
+        pop_off=pop_off,
+        loc_piece=loc_piece,
+        loc_local=loc_local,
+        ring_off=ring_off,
+        ring_depth=depth,
+        route_src=route,
+        route_ptr=ptr,
+        pop_index=pop_index,
+        total_state=off,
+        total_counts=cnt,
+        input_pop=pop_index[graph.input.name],
+    )
+
+
+def _slot_row(graph, slot, w_off, inv_off, pop_index) -> list[int]:
+    proj = graph.projections[slot.proj]
+    src = graph.population(slot.src)
+    shape = tuple(src.shape) if len(src.shape) == 3 else (src.size, 1, 1)
+    r = [0] * len(SLOT_FIELDS)
+    r[S["kind"]], r[S["proj"]], r[S["lo"]], r[S["hi"]] = SLOT_CODES[slot.kind], slot.proj, slot.lo, slot.hi
+    r[S["src_pop"]], r[S["w_off"]] = pop_index[slot.src], w_off[slot.proj]
+    r[S["ci"]], r[S["h"]], r[S["w"]] = shape
+    if slot.kind == "conv":
+        _, ci, kh, kw = proj.kernel.shape
+        r[S["kh"]], r[S["kw"]], r[S["stride"]], r[S["pad"]] = kh, kw, proj.stride, proj.padding
+        r[S["ci"]] = ci
+        r[S["wrow"]] = proj.kernel.shape[1] * kh * kw  # stride between output channels in the kernel
+    elif slot.kind in ("dense", "pool_dense"):
+        r[S["wrow"]] = proj.weight.shape[1]
+    elif slot.kind == "pool":
+        r[S["kh"]] = r[S["kw"]] = r[S["stride"]] = proj.kernel
+    if slot.kind in ("identity", "product_a", "product_b"):
+        r[S["weight"]] = proj.weight
+    if slot.kind == "product_a":
+        r[S["inv_off"]], r[S["delay"]] = inv_off[2 * slot.proj], proj.delay_a
+    elif slot.kind == "product_b":
+        r[S["inv_off"]], r[S["delay"]] = inv_off[2 * slot.proj + 1], proj.delay_b
+    else:
+        r[S["delay"]] = proj.delay
+    return r
