@@ -92,6 +92,26 @@ def _cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .sim import format_summary
+    from .workflow import simulate_model
+
+    result = simulate_model(
+        args.model,
+        args.hardware,
+        samples=args.samples,
+        out=args.out,
+        data=args.data,
+        profile=args.profile,
+        timesteps=args.timesteps,
+        progress=not args.quiet,
+    )
+    print(format_summary(result))
+    if args.out:
+        print(f"wrote {Path(args.out) / 'result.json'}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -144,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--timesteps", type=_positive_int, help="T when converting a checkpoint")
     m.add_argument("--images", action="store_true", help="also write every piece's memory images")
     m.set_defaults(func=_cmd_map)
+
+    s = sub.add_parser("simulate", help="map a model and run the cycle-level simulator on test images")
+    s.add_argument("--model", default="tiny-digits", help="bundled model, checkpoint, graph .npz or program dir")
+    s.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
+    s.add_argument("--samples", type=_positive_int, help="simulate the first N test images (default: all)")
+    s.add_argument("--out", type=Path, help="directory for result.json")
+    s.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
+    s.add_argument("--profile", default="horowitz45", help="energy profile: horowitz45, paper, loihi or a .toml")
+    s.add_argument("--timesteps", type=_positive_int, help="T when converting a checkpoint")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_simulate)
 
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")

@@ -5,7 +5,10 @@
 ``model``, ``timesteps``, ``samples``, ``neuron``, ``accuracy`` (``ann_quantized``, ``snn``,
 ``float_qat``: fractions in [0, 1]), ``exactness`` (``logits_equal_samples``,
 ``neurons_checked``, ``neurons_mismatched``, ``exact``), ``latency_steps``, ``total_steps``,
-``spikes_per_inference`` and ``spikes_per_population``.
+``spikes_per_inference`` and ``spikes_per_population``; from the cycle-level simulator on the
+hardware (default: the 4 x 4 array of ``docs/architecture.md``): ``hardware``,
+``synaptic_ops_per_inference``, ``cycles_per_inference``, ``latency_s``, ``memory_traffic_bytes``,
+``energy_pj`` and ``simulation`` (the whole :class:`~spikeforge.sim.SimResult`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from .mapping import HardwareConfig, compile, load_hardware
 from .models import convert, float_forward, load_digits, load_model, load_npz_dataset
 from .models.errors import SpikeForgeError
 from .models.evaluate import evaluate_graph
+from .sim import simulate
+from .workflow import check_writable
+
+#: Figures copied from the simulation into the report's top level.
+SIM_KEYS = ("synaptic_ops_per_inference", "cycles_per_inference", "latency_s", "memory_traffic_bytes", "energy_pj")
 
 __all__ = ["run_demo", "format_report", "accuracy_by_timesteps", "format_accuracy_table"]
 
@@ -32,6 +41,7 @@ def run_demo(
     samples: int | None = None,
     data: str | Path | None = None,
     progress: bool = True,
+    hardware: str | Path | None = None,
 ) -> dict[str, Any]:
     """Convert ``model``, evaluate the integer ANN and the SNN, write ``out/report.json``.
 
@@ -49,6 +59,8 @@ def run_demo(
         Evaluate only the first ``samples`` test images.
     data : path, optional
         Data set ``.npz`` (default: the bundled digits).
+    hardware : path, optional
+        Hardware description for the simulation (default: the built-in 4 x 4 array).
     """
     t0 = time.time()
     ckpt = load_model(model)
@@ -62,6 +74,9 @@ def run_demo(
         raise SpikeForgeError(
             f"the data's images are {x.shape[1:]} but model {model!r} expects {ckpt.config.image_shape}."
         )
+    hw = load_hardware(hardware) if hardware is not None else HardwareConfig()
+    if out is not None:
+        check_writable(out)
     graph = convert(ckpt, timesteps=timesteps, neuron=neuron)  # type: ignore[arg-type]
     float_acc = float(np.mean(float_forward(ckpt, x).argmax(1) == y))
     ev = evaluate_graph(graph, x, y, progress=progress)
@@ -82,8 +97,21 @@ def run_demo(
         "latency_steps": graph.latency_steps,
         "spikes_per_inference": ev.spikes_per_inference,
         "spikes_per_population": ev.spikes_per_population,
-        "wall_seconds": round(time.time() - t0, 2),
     }
+    sim = simulate(
+        compile(graph, hw),
+        x,
+        y,
+        model=str(model),
+        hardware=str(hardware or "default 4x4"),
+        float_accuracy=float_acc,
+        progress=progress,
+    )
+    report["hardware"] = sim.hardware
+    for key in SIM_KEYS:
+        report[key] = getattr(sim, key)
+    report["simulation"] = sim.to_dict()
+    report["wall_seconds"] = round(time.time() - t0, 2)
     if out is not None:
         out = Path(out)
         try:
@@ -108,6 +136,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"  steps {report['total_steps']} ({report['latency_steps']} of latency from hops and DIF delays)  "
         f"spikes per inference {report['spikes_per_inference']:.0f}",
     ]
+    if "simulation" in report:
+        from .sim import SimResult, format_summary
+
+        sim = SimResult(**report["simulation"])
+        lines.append(f"cycle-level simulation on {sim.hardware} ({sim.cores_used}/{sim.cores} cores, {sim.mode}):")
+        lines += ["  " + line for line in format_summary(sim).splitlines()[1:]]
     return "\n".join(lines)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .mapping import HardwareConfig, Program, compile, load_hardware, save_program
-from .models import SNNGraph, convert, load_graph, load_model
+import numpy as np
+
+from .mapping import HardwareConfig, Program, compile, load_hardware, load_program, save_program
+from .models import SNNGraph, convert, float_forward, load_digits, load_graph, load_model, load_npz_dataset
 from .models.errors import FileFormatError, SpikeForgeError
 from .models.npzio import read_npz
+from .sim import SimResult, simulate
 
-__all__ = ["graph_for", "map_model", "write_images"]
+__all__ = ["graph_for", "map_model", "write_images", "simulate_model", "check_writable"]
 
 
 def graph_for(model: str | Path, timesteps: int | None = None, neuron: str = "dif") -> SNNGraph:
@@ -74,3 +77,69 @@ def write_images(program: Program, directory: Path) -> None:
                 }
             )
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def check_writable(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and make sure a file can be written there (before a long run)."""
+    directory = Path(directory)
+    probe = directory / ".spikeforge-write-test"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SpikeForgeError(f"cannot write results to {directory}: {exc.strerror}.") from None
+    return directory
+
+
+def simulate_model(
+    model: str | Path,
+    hardware: str | Path | HardwareConfig,
+    samples: int | None = None,
+    out: str | Path | None = None,
+    data: str | Path | None = None,
+    profile: str = "horowitz45",
+    timesteps: int | None = None,
+    progress: bool = True,
+) -> SimResult:
+    """Map ``model`` onto ``hardware`` and simulate the first ``samples`` test images.
+
+    ``model`` is a bundled model name, a checkpoint, a graph file or a program directory written
+    by ``spikeforge map`` (which must have been compiled for ``hardware``). Writes
+    ``out/result.json`` when ``out`` is given.
+    """
+    hw = hardware if isinstance(hardware, HardwareConfig) else load_hardware(hardware)
+    if out is not None:
+        check_writable(out)
+    dataset = load_npz_dataset(data) if data else load_digits()
+    x, y = dataset.x_test, dataset.y_test
+    if samples is not None:
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= len(x):
+            raise SpikeForgeError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
+        x, y = x[:samples], y[:samples]
+    path = Path(str(model))
+    ckpt = None
+    if path.is_dir():
+        program = load_program(path, hw)
+    else:
+        graph = graph_for(model, timesteps)
+        program = compile(graph, hw)
+        if not (path.suffix == ".npz" and read_npz(path)[0].get("format") == "spikeforge-snn-graph"):
+            ckpt = load_model(model)
+    shape = program.graph.input.shape
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise SpikeForgeError(f"the data's images are {tuple(x.shape[1:])} but model {str(model)!r} expects {shape}.")
+    float_acc = float(np.mean(float_forward(ckpt, x).argmax(1) == y)) if ckpt is not None else None
+    result = simulate(
+        program,
+        x,
+        y,
+        model=str(model),
+        hardware=str(hardware) if not isinstance(hardware, HardwareConfig) else "",
+        float_accuracy=float_acc,
+        profile=profile,
+        progress=progress,
+    )
+    if out is not None:
+        result.save(out)
+    return result

@@ -61,3 +61,78 @@ def test_timesteps_below_one_rejected_by_parser(capsys):
         main(["demo", "--timesteps", "0"])
     assert exc.value.code == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_demo_report_has_the_simulation_keys(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--samples", "3", "--quiet"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    for key in ("synaptic_ops_per_inference", "cycles_per_inference", "latency_s", "memory_traffic_bytes", "energy_pj"):
+        assert report[key] == report["simulation"][key]
+    assert report["simulation"]["exactness"]["exact"] is True
+    assert report["simulation"]["spikes_per_inference"] == report["spikes_per_inference"]
+    assert report["simulation"]["accuracy"] == report["accuracy"]
+
+
+def test_simulate_writes_result_and_prints_a_summary(tmp_path, capsys):
+    argv = ["simulate", "--hardware", "configs/array-4x4.toml", "--samples", "2", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for label in (
+        "accuracy",
+        "spikes",
+        "cycles",
+        "latency",
+        "SRAM traffic",
+        "DRAM traffic",
+        "energy (horowitz45)",
+        "energy (paper conv.)",
+    ):
+        assert label in out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["samples"] == 2 and result["mode"] == "swap" and result["exactness"]["exact"] is True
+    assert result["accuracy"]["float_qat"] is not None
+
+
+def test_simulate_a_saved_program(tmp_path, capsys):
+    assert main(["map", "--hardware", "configs/array-16x16.toml", "--out", str(tmp_path / "prog")]) == 0
+    argv = [
+        "simulate",
+        "--model",
+        str(tmp_path / "prog"),
+        "--hardware",
+        "configs/array-16x16.toml",
+        "--samples",
+        "1",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    assert "mode resident" in capsys.readouterr().out
+
+
+def test_simulate_bad_input_is_one_sentence(tmp_path, capsys):
+    assert main(["map", "--hardware", "configs/array-16x16.toml", "--out", str(tmp_path / "prog")]) == 0
+    capsys.readouterr()
+    other = ["--hardware", "configs/array-4x4.toml", "--quiet"]
+    assert main(["simulate", "--model", str(tmp_path / "prog"), *other]) == 2
+    assert "was compiled for another hardware description" in capsys.readouterr().err
+    assert main(["simulate", "--samples", "360", *other]) == 2
+    assert "samples must be in 1..359" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["simulate", "--out", str(blocker / "sub"), *other]) == 2
+    assert "cannot write results to" in capsys.readouterr().err
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "big.npz",
+        x_train=rng.integers(0, 16, (4, 1, 9, 9)),
+        y_train=np.arange(4) % 3,
+        x_test=rng.integers(0, 16, (4, 1, 9, 9)),
+        y_test=np.arange(4) % 3,
+    )
+    assert main(["simulate", "--data", str(tmp_path / "big.npz"), *other]) == 2
+    err = capsys.readouterr().err
+    assert "the data's images are (1, 9, 9) but model 'tiny-digits' expects (1, 8, 8)" in err
+    assert main(["simulate", "--profile", "nonesuch", *other]) == 2
+    assert "error:" in capsys.readouterr().err
