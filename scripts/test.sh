@@ -10,6 +10,14 @@ PY=${PYTHON:-python3}
 "$PY" -m pip install --quiet torch==2.13.0
 "$PY" -m pip install --quiet -e ".[train,dev]"
 
+# SANA-FE, the peer simulator of tests/test_peer_sanafe.py, in its own venv so its pins never meet ours.
+PEERS=${SANAFE_VENV:-.peers-venv}
+if [ ! -x "$PEERS/bin/python" ]; then
+    "$PY" -m venv "$PEERS"
+fi
+"$PEERS/bin/python" -m pip install --quiet sanafe==2.2.9 numpy
+export SANAFE_PYTHON="$PWD/$PEERS/bin/python" SPIKEFORGE_REQUIRE_PEERS=1
+
 "$PY" -m ruff check .
 "$PY" -m ruff format --check .
 # pytest exits non-zero on any failure, and with 5 when it collected no test: both fail here.
