@@ -65,18 +65,48 @@ def slot_sources(graph: SNNGraph, piece: Piece, slot: Slot) -> np.ndarray:
     raise ValueError(f"unknown slot kind {slot.kind!r}")
 
 
+def _reach_count(lo: int, hi: int, stride: int, pad: int, k: int, size: int) -> int:
+    """``_reach_1d(...).size``; closed form when taps cover every input between (``k >= stride``)."""
+    if k < stride:
+        return int(_reach_1d(lo, hi, stride, pad, k, size).size)
+    return max(0, min(size, (hi - 1) * stride + k - pad) - max(0, lo * stride - pad))
+
+
+_INJECTIVE: dict[int, tuple[np.ndarray, bool]] = {}
+
+
+def _injective(index: np.ndarray) -> bool:
+    """Whether an operand index map names each source once (cached per array: maps are large)."""
+    hit = _INJECTIVE.get(id(index))
+    if hit is None or hit[0] is not index:
+        if len(_INJECTIVE) > 4096:
+            _INJECTIVE.clear()
+        hit = _INJECTIVE[id(index)] = (index, bool(np.unique(index).size == index.size))
+    return hit[1]
+
+
 def slot_source_count(graph: SNNGraph, piece: Piece, slot: Slot) -> int:
     """``len(slot_sources(...))`` without building the index list where geometry gives it."""
     proj = graph.projections[slot.proj]
+    g = piece.geometry
     if slot.kind == "conv":
         _, h, w = graph.population(proj.src).shape
         _, _, kh, kw = proj.kernel.shape
-        g = piece.geometry
-        ys = _reach_1d(g["y0"], g["y1"], proj.stride, proj.padding, kh, h)
-        xs = _reach_1d(g["x0"], g["x1"], proj.stride, proj.padding, kw, w)
-        return (slot.hi - slot.lo) * ys.size * xs.size
+        ys = _reach_count(g["y0"], g["y1"], proj.stride, proj.padding, kh, h)
+        xs = _reach_count(g["x0"], g["x1"], proj.stride, proj.padding, kw, w)
+        return (slot.hi - slot.lo) * ys * xs
     if slot.kind == "pool":  # non-overlapping windows (kernel == stride): distinct inputs
         return piece.n * proj.kernel**2
+    if slot.kind == "dense":
+        return slot.hi - slot.lo
+    if slot.kind == "pool_dense":
+        src = graph.population(proj.src)
+        return (slot.hi - slot.lo) * (src.size // src.shape[0])
+    if slot.kind in ("product_a", "product_b"):
+        index = proj.a_index if slot.kind == "product_a" else proj.b_index
+        if _injective(index):
+            rows = g["i1"] - g["i0"] if slot.kind == "product_a" else g["j1"] - g["j0"]
+            return rows * index.shape[2 if slot.kind == "product_a" else 1]
     return int(slot_sources(graph, piece, slot).size)
 
 

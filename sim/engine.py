@@ -51,6 +51,7 @@ class Simulator:
         self.program = program
         self.hw = program.hardware
         self.low: Lowered = lower(program)
+        self.rounds = self._rounds_tables() if program.plan.mode == "rounds" else {}
         graph = program.graph
         self.T = graph.timesteps
         self.steps = graph.total_steps
@@ -85,7 +86,7 @@ class Simulator:
         pieces = low.pieces
         state = np.zeros(low.total_state, np.int64)
         counts = np.zeros(low.total_counts, np.int64)
-        ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64)
+        ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int8)  # spikes: bits (host input: x)
         for p in range(len(pieces)):  # membranes start at v0 when a piece is loaded
             if pieces[p, P["kind"]] in (0, 2):
                 o, n = pieces[p, P["off"]], pieces[p, P["n"]]
@@ -110,47 +111,74 @@ class Simulator:
         phases = np.zeros((self.steps, 3), np.int64)
         core_step = np.zeros((self.steps, n_cores), np.int64)
 
+        rounds = prog.plan.mode == "rounds"
         for t in range(self.steps):
-            f_src, f_dst, f_slot, f_s, f_val = K.gen_flits(
-                t,
-                T,
-                pieces,
-                low.route_src,
-                low.route_ptr,
-                low.neurons,
-                ring,
-                low.ring_off,
-                low.ring_depth,
-                low.pop_size,
-                low.input_pop,
-                xin,
-                self.entry_bits,
-                self.stats,
-            )
-            cost = np.zeros(f_dst.size, np.int64)
-            K.deliver(
-                f_dst,
-                f_slot,
-                f_s,
-                f_val,
-                f_src < 0,
-                pieces,
-                low.slots,
-                low.neurons,
-                low.weights,
-                low.inverse,
-                low.pop_off,
-                low.loc_local,
-                state,
-                counts,
-                lanes,
-                wb,
-                vb,
-                cb,
-                cost,
-                self.piece_ops,
-                self.stats,
-            )
+            piece_cost = np.zeros(len(pieces), np.int64)
+            mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
+            if rounds:  # no flits: each round reads the spikes of its sources from DRAM
+                f_dst, f_slot, f_s, f_val, f_graded = K.gen_round_events(
+                    t,
+                    T,
+                    pieces,
+                    low.slots,
+                    low.neurons,
+                    low.forward,
+                    ring,
+                    low.ring_off,
+                    low.ring_depth,
+                    low.pop_size,
+                    low.pop_out_start,
+                    low.input_pop,
+                    xin,
+                )
+                K.deliver(
+                    f_dst,
+                    f_slot,
+                    f_s,
+                    f_val,
+                    f_graded,
+                    pieces,
+                    low.slots,
+                    low.neurons,
+                    *mem_args,
+                    np.zeros(f_dst.size, np.int64),
+                    piece_cost,
+                    self.piece_ops,
+                    self.stats,
+                )
+            else:
+                f_src, f_dst, f_slot, f_s, f_val = K.gen_flits(
+                    t,
+                    T,
+                    pieces,
+                    low.route_src,
+                    low.route_ptr,
+                    low.neurons,
+                    ring,
+                    low.ring_off,
+                    low.ring_depth,
+                    low.pop_size,
+                    low.input_pop,
+                    xin,
+                    self.entry_bits,
+                    self.stats,
+                )
+                cost = np.zeros(f_dst.size, np.int64)
+                K.deliver(
+                    f_dst,
+                    f_slot,
+                    f_s,
+                    f_val,
+                    f_src < 0,
+                    pieces,
+                    low.slots,
+                    low.neurons,
+                    *mem_args,
+                    cost,
+                    piece_cost,
+                    self.piece_ops,
+                    self.stats,
+                )
             busy = core_step[t]
             if prog.plan.mode != "rounds":
                 src_core = np.where(f_src < 0, n_cores, core_of[np.maximum(f_src, 0)])
@@ -222,7 +250,7 @@ class Simulator:
                 cycles += phases[t, 2] + barrier
                 step_cycles[t] = cycles
             else:
-                step_cycles[t] = self._round_step(t, f_dst, cost, p_dst, fire_cycles, busy)
+                step_cycles[t] = self._round_step(t, piece_cost, fire_cycles, busy)
             if record:
                 for pop in prog.graph.populations:
                     if pop.kind == "output":
@@ -256,39 +284,52 @@ class Simulator:
                 logits[p.neurons] = state[o : o + p.n]
         return logits
 
-    def _round_step(self, t, f_dst, cost, p_dst, fire_cycles, busy) -> int:
+    def _round_step(self, t, per_piece, fire_cycles, busy) -> int:
         """Rounds mode: every core runs its live slices in turn through the shared DRAM channel."""
-        prog, hw = self.program, self.hw
-        per_piece = np.bincount(f_dst, weights=cost, minlength=len(prog.pieces)).astype(np.int64)
-        env = simpy.Environment()
-        dram = simpy.Resource(env, capacity=1)
-        mem = hw.memory
+        r, mem = self.rounds, self.hw.memory
+        end, moved = K.round_timing(
+            t,
+            r["core_ptr"],
+            r["units"],
+            r["unit_ptr"],
+            r["unit_pieces"],
+            r["lo"],
+            r["hi"],
+            r["b_in"],
+            r["b_out"],
+            per_piece,
+            fire_cycles,
+            self.hw.core.pipeline_cycles,
+            mem.dram_latency_cycles,
+            mem.dram_bytes_per_cycle,
+            busy,
+        )
+        self.dram_bytes += int(moved)
+        return int(end) + self.hw.barrier_cycles
 
-        def transfer(nbytes):
-            with dram.request() as req:
-                yield req
-                yield env.timeout(mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle))
-            self.dram_bytes += nbytes
-
-        def core_proc(k):
-            for root in prog.plan.timeline[k]:
-                unit = [p for p in prog.pieces if p.root == root and t in prog.round_steps(p)]
-                if not unit:
-                    continue
-                b_in = sum(prog.round_traffic(p)[0] for p in unit)
-                b_out = sum(prog.round_traffic(p)[1] for p in unit)
-                yield from transfer(b_in)
-                work = sum(int(per_piece[p.id]) for p in unit)
-                work += hw.core.pipeline_cycles if work else 0
-                work += sum(int(fire_cycles[p.id]) for p in unit)
-                busy[k] += work
-                yield env.timeout(work)
-                yield from transfer(b_out)
-
-        for k in range(hw.array.cores):
-            env.process(core_proc(k))
-        env.run()
-        return int(env.now) + hw.barrier_cycles
+    def _rounds_tables(self) -> dict[str, np.ndarray]:
+        """Flat tables of the rounds plan: each core's slices in order, each slice's pieces, each
+        piece's round window and DRAM bytes in and out (``Program.round_steps``, ``round_traffic``)."""
+        prog = self.program
+        n = len(prog.pieces)
+        roots = np.array([p.root for p in prog.pieces], np.int64)
+        lo, hi = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        b_in, b_out = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for p in prog.pieces:
+            w = prog.round_steps(p)
+            lo[p.id], hi[p.id] = w.start, w.stop
+            b_in[p.id], b_out[p.id] = prog.round_traffic(p)
+        lengths = [len(tl) for tl in prog.plan.timeline]
+        return {
+            "core_ptr": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "units": np.array([r for tl in prog.plan.timeline for r in tl], np.int64),
+            "unit_ptr": np.concatenate([[0], np.cumsum(np.bincount(roots, minlength=n))]).astype(np.int64),
+            "unit_pieces": np.argsort(roots, kind="stable").astype(np.int64),
+            "lo": lo,
+            "hi": hi,
+            "b_in": b_in,
+            "b_out": b_out,
+        }
 
     def _timeline(self, step_cycles: np.ndarray) -> int:
         """Total cycles of one inference: steps back to back; in swap mode a step also waits for the

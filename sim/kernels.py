@@ -14,7 +14,16 @@ from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .lowering import PIECE_FIELDS, SLOT_FIELDS
 
-__all__ = ["gen_flits", "deliver", "fire", "partial_sums", "mesh_phase", "STAT_FIELDS"]
+__all__ = [
+    "gen_flits",
+    "gen_round_events",
+    "deliver",
+    "fire",
+    "partial_sums",
+    "mesh_phase",
+    "round_timing",
+    "STAT_FIELDS",
+]
 
 # column indices (module constants are frozen into the compiled code)
 KIND, N, OFF, POP, CORE, ROOT, IN_START, OUT_START = (
@@ -22,9 +31,11 @@ KIND, N, OFF, POP, CORE, ROOT, IN_START, OUT_START = (
 )
 G0 = PIECE_FIELDS.index("g0")
 CNT_OFF, CNT_LEN = PIECE_FIELDS.index("cnt_off"), PIECE_FIELDS.index("cnt_len")
+SLOT0, NSLOTS = PIECE_FIELDS.index("slot0"), PIECE_FIELDS.index("nslots")
 SK, SPROJ, SLO, SHI, SSRC, SWOFF, SCI, SH, SW, SKH, SKW, SSTRIDE, SPAD, SWEIGHT, SWROW, SINV, SDELAY = (
-    SLOT_FIELDS.index(k) for k in SLOT_FIELDS
+    SLOT_FIELDS.index(k) for k in SLOT_FIELDS[:17]
 )
+SFWD, SD1, SD2 = (SLOT_FIELDS.index(k) for k in ("fwd_off", "fwd_d1", "fwd_d2"))
 CONV, DENSE, POOL_DENSE, IDENTITY, PROD_A, PROD_B, POOL = (
     SLOT_CODES[k] for k in ("conv", "dense", "pool_dense", "identity", "product_a", "product_b", "pool")
 )
@@ -124,6 +135,220 @@ def gen_flits(
     return f_src, f_dst, f_slot, f_s, f_val
 
 
+@njit(cache=True, inline="always")
+def _accumulate(v, w, val):
+    """``v += val * w`` over views (zero-based indices let LLVM vectorize; spikes skip the multiply)."""
+    if val == 1:
+        for j in range(v.shape[0]):
+            v[j] += w[j]
+    else:
+        for j in range(v.shape[0]):
+            v[j] += val * w[j]
+
+
+@njit(cache=True)
+def _reaches(coord, pad, k, stride, lo, hi):
+    """True when some output coordinate in ``lo..hi-1`` takes input ``coord`` through a tap."""
+    for u in range(k):
+        num = coord + pad - u
+        if num >= 0 and num % stride == 0 and lo <= num // stride < hi:
+            return True
+    return False
+
+
+@njit(cache=True)
+def gen_round_events(
+    t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start, input_pop, x
+):
+    """Rounds mode: the events each piece reads from DRAM at step ``t`` (architecture section 7).
+
+    For every slot, the source neurons it needs (by the slot's geometry, as
+    ``mapping.connectivity.slot_sources``) that emitted at ``t - 1 - delay``, piece by piece.
+    Returns ``(dst_piece, slot, s, value, graded)``.
+    """
+    total = 0
+    f_dst = np.empty(0, np.int64)
+    f_slot = np.empty(0, np.int64)
+    f_s = np.empty(0, np.int64)
+    f_val = np.empty(0, np.int64)
+    f_gr = np.empty(0, np.bool_)
+    for pass_ in range(2):  # count, then fill
+        if pass_ == 1:
+            f_dst = np.empty(total, np.int64)
+            f_slot = np.empty(total, np.int64)
+            f_s = np.empty(total, np.int64)
+            f_val = np.empty(total, np.int64)
+            f_gr = np.empty(total, np.bool_)
+            total = 0
+        for p in range(pieces.shape[0]):
+            off, n = pieces[p, OFF], pieces[p, N]
+            for k in range(pieces[p, SLOT0], pieces[p, SLOT0] + pieces[p, NSLOTS]):
+                src = slots[k, SSRC]
+                step = t - 1 - slots[k, SDELAY]
+                if step < pop_out_start[src] or step >= pop_out_start[src] + T:
+                    continue
+                graded = src == input_pop
+                base = ring_off[src] + (step % ring_depth[src]) * pop_size[src]
+                kind = slots[k, SK]
+                lo, hi = slots[k, SLO], slots[k, SHI]
+                if kind == DENSE or kind == POOL_DENSE:
+                    scale = 1 if kind == DENSE else slots[k, SH] * slots[k, SW]
+                    for s in range(lo * scale, hi * scale):
+                        v = x[s] if graded else ring[base + s]
+                        if v != 0:
+                            if pass_ == 1:
+                                f_dst[total], f_slot[total], f_s[total] = p, k, s
+                                f_val[total], f_gr[total] = v, graded
+                            total += 1
+                elif kind == CONV:
+                    hh, ww, kh, kw = slots[k, SH], slots[k, SW], slots[k, SKH], slots[k, SKW]
+                    st, pad = slots[k, SSTRIDE], slots[k, SPAD]
+                    y0, y1, x0, x1 = pieces[p, G0 + 2], pieces[p, G0 + 3], pieces[p, G0 + 4], pieces[p, G0 + 5]
+                    ya, yb = max(0, y0 * st - pad), min(hh, (y1 - 1) * st + kh - pad)
+                    xa, xb = max(0, x0 * st - pad), min(ww, (x1 - 1) * st + kw - pad)
+                    all_y, all_x = kh >= st, kw >= st  # taps cover every input between: no gaps
+                    for c in range(lo, hi):
+                        for y in range(ya, yb):
+                            if not all_y and not _reaches(y, pad, kh, st, y0, y1):
+                                continue
+                            for xx in range(xa, xb):
+                                s = (c * hh + y) * ww + xx
+                                v = x[s] if graded else ring[base + s]
+                                if v != 0 and (all_x or _reaches(xx, pad, kw, st, x0, x1)):
+                                    if pass_ == 1:
+                                        f_dst[total], f_slot[total], f_s[total] = p, k, s
+                                        f_val[total], f_gr[total] = v, graded
+                                    total += 1
+                elif kind == IDENTITY:
+                    for j in range(n):
+                        s = neurons[off + j]
+                        v = x[s] if graded else ring[base + s]
+                        if v != 0:
+                            if pass_ == 1:
+                                f_dst[total], f_slot[total], f_s[total] = p, k, s
+                                f_val[total], f_gr[total] = v, graded
+                            total += 1
+                elif kind == PROD_A or kind == PROD_B:
+                    ph, d1, d2, fo = pieces[p, G0], slots[k, SD1], slots[k, SD2], slots[k, SFWD]
+                    if kind == PROD_A:  # index (H, I, C): rows i0..i1, every c
+                        a0, a1, b0, b1 = pieces[p, G0 + 1], pieces[p, G0 + 2], 0, d2
+                    else:  # index (H, C, J): every c, columns j0..j1
+                        a0, a1, b0, b1 = 0, d1, pieces[p, G0 + 3], pieces[p, G0 + 4]
+                    for a in range(a0, a1):
+                        for b in range(b0, b1):
+                            s = forward[fo + (ph * d1 + a) * d2 + b]
+                            v = x[s] if graded else ring[base + s]
+                            if v != 0:
+                                if pass_ == 1:
+                                    f_dst[total], f_slot[total], f_s[total] = p, k, s
+                                    f_val[total], f_gr[total] = v, graded
+                                total += 1
+                elif kind == POOL:
+                    kk, hh, ww = slots[k, SKH], slots[k, SH], slots[k, SW]
+                    ho, wo = hh // kk, ww // kk
+                    for j in range(n):
+                        o = neurons[off + j]
+                        c = o // (ho * wo)
+                        oy = (o - c * ho * wo) // wo
+                        ox = o - c * ho * wo - oy * wo
+                        for u in range(kk):
+                            for w_ in range(kk):
+                                s = (c * hh + oy * kk + u) * ww + ox * kk + w_
+                                v = x[s] if graded else ring[base + s]
+                                if v != 0:
+                                    if pass_ == 1:
+                                        f_dst[total], f_slot[total], f_s[total] = p, k, s
+                                        f_val[total], f_gr[total] = v, graded
+                                    total += 1
+    return f_dst, f_slot, f_s, f_val, f_gr
+
+
+@njit(cache=True)
+def round_timing(
+    t,
+    core_ptr,
+    units,
+    unit_ptr,
+    unit_pieces,
+    win_lo,
+    win_hi,
+    b_in,
+    b_out,
+    piece_cost,
+    fire_cycles,
+    pipeline,
+    latency,
+    bytes_per_cycle,
+    core_busy,
+):
+    """Rounds mode, one step: each core runs its slices in timeline order through one DRAM channel.
+
+    A round loads (``b_in`` bytes), integrates (its events' cycles, plus ``pipeline`` if any),
+    fires, and writes back (``b_out``); the channel serves requests one at a time in request order
+    (ties: lower core first). Returns ``(cycles until the last write-back ends, DRAM bytes)``.
+    """
+    n_cores = core_ptr.shape[0] - 1
+    pos = core_ptr[:-1].copy()  # next unit of each core
+    ready = np.zeros(n_cores, np.int64)  # when each core issues its next request
+    phase = np.zeros(n_cores, np.int64)  # 0: next request is a load, 1: a write-back
+    cur_in = np.zeros(n_cores, np.int64)
+    cur_out = np.zeros(n_cores, np.int64)
+    cur_work = np.zeros(n_cores, np.int64)
+    done = np.zeros(n_cores, np.bool_)
+    free = 0
+    end = 0
+    moved = 0
+    while True:
+        # each waiting core's next active round
+        pick = -1
+        for k in range(n_cores):
+            if done[k]:
+                continue
+            if phase[k] == 0 and cur_in[k] == 0:
+                while pos[k] < core_ptr[k + 1]:
+                    u = units[pos[k]]
+                    pos[k] += 1
+                    bi = bo = work = 0
+                    for q in range(unit_ptr[u], unit_ptr[u + 1]):
+                        piece = unit_pieces[q]
+                        if win_lo[piece] <= t < win_hi[piece]:
+                            bi += b_in[piece]
+                            bo += b_out[piece]
+                            work += piece_cost[piece]
+                    if bi > 0:
+                        fire = 0
+                        for q in range(unit_ptr[u], unit_ptr[u + 1]):
+                            piece = unit_pieces[q]
+                            if win_lo[piece] <= t < win_hi[piece]:
+                                fire += fire_cycles[piece]
+                        cur_in[k], cur_out[k] = bi, bo
+                        cur_work[k] = work + (pipeline if work > 0 else 0) + fire
+                        break
+                if cur_in[k] == 0:
+                    done[k] = True
+                    continue
+            if pick < 0 or ready[k] < ready[pick]:
+                pick = k
+        if pick < 0:
+            break
+        k = pick
+        start = max(ready[k], free)
+        if phase[k] == 0:
+            free = start + latency + (cur_in[k] + bytes_per_cycle - 1) // bytes_per_cycle
+            moved += cur_in[k]
+            core_busy[k] += cur_work[k]
+            ready[k] = free + cur_work[k]
+            phase[k] = 1
+        else:
+            free = start + latency + (cur_out[k] + bytes_per_cycle - 1) // bytes_per_cycle
+            moved += cur_out[k]
+            ready[k] = free
+            end = max(end, free)
+            phase[k] = 0
+            cur_in[k] = 0
+    return end, moved
+
+
 @njit(cache=True)
 def deliver(
     f_dst,
@@ -145,13 +370,16 @@ def deliver(
     vbits,
     cbits,
     cost,
+    piece_cost,
     piece_ops,
     stats,
 ):
     """Apply every flit to its destination piece (section 4.1's table).
 
-    Writes each flit's cycle cost into ``cost`` and adds its accumulations to ``piece_ops``.
+    Writes each flit's cycle cost into ``cost``, adds it to ``piece_cost`` and its accumulations
+    to ``piece_ops``.
     """
+    a_syn = a_mr = a_mw = a_cr = a_cw = 0  # statistics kept in registers
     for i in range(f_dst.shape[0]):
         p, k, s, val = f_dst[i], f_slot[i], f_s[i], f_val[i]
         kind = slots[k, SK]
@@ -159,7 +387,7 @@ def deliver(
         ops = 0
         c_cost = 1
         if kind == CONV:
-            ci, hh, ww = slots[k, SCI], slots[k, SH], slots[k, SW]
+            hh, ww = slots[k, SH], slots[k, SW]
             kh, kw, st, pad = slots[k, SKH], slots[k, SKW], slots[k, SSTRIDE], slots[k, SPAD]
             c = s // (hh * ww)
             rem = s - c * hh * ww
@@ -176,50 +404,54 @@ def deliver(
             cb, tw = c1 - c0, x1 - x0
             woff = slots[k, SWOFF]
             r = 0
+            wrow = slots[k, SWROW]
             for u in range(kh):
                 num = y + pad - u
-                if num < 0 or num % st != 0:
+                if st == 1:  # the common case, without integer divisions
+                    oy = num
+                elif num < 0 or num % st != 0:
                     continue
-                oy = num // st
+                else:
+                    oy = num // st
                 if oy < y0 or oy >= y1:
                     continue
                 for v in range(kw):
                     numx = xx + pad - v
-                    if numx < 0 or numx % st != 0:
+                    if st == 1:
+                        ox = numx
+                    elif numx < 0 or numx % st != 0:
                         continue
-                    ox = numx // st
+                    else:
+                        ox = numx // st
                     if ox < x0 or ox >= x1:
                         continue
                     pos = (oy - y0) * tw + (ox - x0)
-                    widx = woff + ((c0 * ci + c) * kh + u) * kw + v
-                    step = ci * kh * kw
-                    dst = off + pos * cb
-                    for co in range(cb):
-                        state[dst + co] += val * weights[widx + co * step]
+                    widx = woff + ((c * kh + u) * kw + v) * wrow + c0
+                    _accumulate(state[off + pos * cb : off + pos * cb + cb], weights[widx : widx + cb], val)
                     r += 1
             groups = _ceil(cb, lanes)
             c_cost = max(1, r * groups)
             ops = r * cb
-            stats[ST_SYN] += r * groups * lanes * wbits
-            stats[ST_MR] += r * groups * lanes * vbits
-            stats[ST_MW] += r * groups * lanes * vbits
+            a_syn += r * groups * lanes * wbits
+            a_mr += r * groups * lanes * vbits
+            a_mw += r * groups * lanes * vbits
         elif kind == DENSE or kind == POOL_DENSE:
-            woff, wrow = slots[k, SWOFF], slots[k, SWROW]
-            col = s if kind == DENSE else s // (slots[k, SH] * slots[k, SW])
-            for j in range(n):
-                state[off + j] += val * weights[woff + neurons[off + j] * wrow + col]
+            lo = slots[k, SLO]
+            row = (s if kind == DENSE else s // (slots[k, SH] * slots[k, SW])) - lo
+            base = slots[k, SWOFF] + row * n
+            _accumulate(state[off : off + n], weights[base : base + n], val)
             groups = _ceil(n, lanes)
             c_cost = groups
             ops = n
-            stats[ST_SYN] += groups * lanes * wbits
-            stats[ST_MR] += groups * lanes * vbits
-            stats[ST_MW] += groups * lanes * vbits
+            a_syn += groups * lanes * wbits
+            a_mr += groups * lanes * vbits
+            a_mw += groups * lanes * vbits
         elif kind == IDENTITY:
             local = loc_local[pop_off[pieces[p, POP]] + s]
             state[off + local] += val * slots[k, SWEIGHT]
             ops = 1
-            stats[ST_MR] += vbits
-            stats[ST_MW] += vbits
+            a_mr += vbits
+            a_mw += vbits
         elif kind == PROD_A or kind == PROD_B:
             inv = slots[k, SINV] + s
             a1, a2 = inverse[inv, 1], inverse[inv, 2]  # routing sends a piece only its own head's operands
@@ -248,10 +480,10 @@ def deliver(
             groups = _ceil(m, lanes)
             c_cost = groups + 1
             ops = m
-            stats[ST_CR] += m * cbits + cbits
-            stats[ST_CW] += cbits
-            stats[ST_MR] += groups * lanes * vbits
-            stats[ST_MW] += groups * lanes * vbits
+            a_cr += m * cbits + cbits
+            a_cw += cbits
+            a_mr += groups * lanes * vbits
+            a_mw += groups * lanes * vbits
         elif kind == POOL:
             kk = slots[k, SKH]
             hh, ww = slots[k, SH], slots[k, SW]
@@ -270,16 +502,22 @@ def deliver(
                 counts[midx] = counts[cidx]
                 counts[midx + n] = 1  # mark the output
             ops = 1
-            stats[ST_CR] += cbits
-            stats[ST_CW] += cbits
-            stats[ST_MR] += vbits
-            stats[ST_MW] += vbits
+            a_cr += cbits
+            a_cw += cbits
+            a_mr += vbits
+            a_mw += vbits
         cost[i] = c_cost
+        piece_cost[p] += c_cost
         if f_graded[i]:
             stats[ST_MACS] += ops
         else:
             stats[ST_OPS] += ops
         piece_ops[p] += ops
+    stats[ST_SYN] += a_syn
+    stats[ST_MR] += a_mr
+    stats[ST_MW] += a_mw
+    stats[ST_CR] += a_cr
+    stats[ST_CW] += a_cw
 
 
 @njit(cache=True)
@@ -439,6 +677,8 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
     rin0 = np.zeros(n * 5, np.int64)
     cf0 = np.zeros(n, np.int64)
     moved = np.zeros(n * 5, np.bool_)
+    load = np.zeros(n, np.int64)  # flits buffered in each router's input FIFOs
+    load0 = np.zeros(n, np.int64)
     while popped < nf:
         # fast-forward over cycles where only cores are busy
         if in_net == 0:
@@ -454,7 +694,14 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                         nxt = busy_until[k]
                 if nxt > c:
                     c = nxt
-        rin0[:] = rin_cnt
+        for r in range(n):  # occupancy at the start of the cycle (rin0 is kept zero where nothing is)
+            if load[r] > 0:
+                for port in range(r * 5, r * 5 + 5):
+                    rin0[port] = rin_cnt[port]
+            elif load0[r] > 0:
+                for port in range(r * 5, r * 5 + 5):
+                    rin0[port] = 0
+        load0[:] = load
         cf0[:] = cf_cnt
         # a. cores pop their FIFO head when idle
         for k in range(n):
@@ -475,6 +722,7 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                     f = q_ptr[s]
                     rin_buf[port, (rin_head[port] + rin_cnt[port]) % buf] = f
                     rin_cnt[port] += 1
+                    load[port // 5] += 1
                     ready[f] = c + 1
                     q_ptr[s] += 1
                     in_net += 1
@@ -482,6 +730,8 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
         # c. routers: every output port grants one eligible head, round-robin, if downstream had room
         moved[:] = False
         for r in range(n):
+            if load0[r] == 0:  # nothing was buffered here at the start of the cycle: nothing can move
+                continue
             ry, rx = r // cols, r % cols
             for o in range(5):
                 chosen = -1
@@ -532,20 +782,25 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                         continue
                     rin_buf[dport, (rin_head[dport] + rin_cnt[dport]) % buf] = f
                     rin_cnt[dport] += 1
+                    load[nb] += 1
                     if o >= 2:
                         noc[1] += 1
                     else:
                         noc[2] += 1
                 rin_head[port] = (rin_head[port] + 1) % buf
                 rin_cnt[port] -= 1
+                load[r] -= 1
                 ready[f] = c + 1
                 rr[r * 5 + o] = chosen
                 moved[port] = True
-        for port in range(n * 5):  # heads that were eligible at the start of the cycle and stayed
-            if rin0[port] > 0 and not moved[port]:
-                f = rin_buf[port, rin_head[port]]
-                if ready[f] <= c:
-                    noc[3] += 1
+        for r in range(n):  # heads that were eligible at the start of the cycle and stayed
+            if load0[r] == 0:
+                continue
+            for port in range(r * 5, r * 5 + 5):
+                if rin0[port] > 0 and not moved[port]:
+                    f = rin_buf[port, rin_head[port]]
+                    if ready[f] <= c:
+                        noc[3] += 1
         c += 1
     end = 0
     for k in range(n):

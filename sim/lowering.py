@@ -13,7 +13,7 @@ import numpy as np
 
 from spikeforge.mapping import Program
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
-from spikeforge.mapping.routing import HOST, build_routing
+from spikeforge.mapping.routing import HOST
 from spikeforge.models.errors import SpikeForgeError
 
 __all__ = ["Lowered", "lower", "PIECE_FIELDS", "SLOT_FIELDS"]
@@ -58,6 +58,9 @@ SLOT_FIELDS = (
     "wrow",
     "inv_off",
     "delay",
+    "fwd_off",
+    "fwd_d1",
+    "fwd_d2",
 )
 
 P = {name: i for i, name in enumerate(PIECE_FIELDS)}
@@ -73,8 +76,10 @@ class Lowered:
     slots: np.ndarray  # (n_slots, len(SLOT_FIELDS))
     neurons: np.ndarray  # global index (in its population) of every piece-local neuron, by piece offset
     params: np.ndarray  # (total, 3): threshold, bias, v0 per piece-local neuron
-    weights: np.ndarray  # every projection's weights, flattened, at w_off
+    weights: np.ndarray  # conv kernels as (ci, kh, kw, co); dense slots as (source row, local neuron) blocks
     inverse: np.ndarray  # product operand decoders: (h, row, col) per source neuron, at inv_off
+    forward: np.ndarray  # product operand index maps, flattened (h, d1, d2) -> source, at fwd_off
+    pop_out_start: np.ndarray  # first step of each population's firing window (input: 0)
     pop_size: np.ndarray
     pop_off: np.ndarray  # offset of each population in the locator arrays
     loc_piece: np.ndarray  # root piece holding each population neuron
@@ -103,14 +108,13 @@ def lower(program: Program) -> Lowered:
     w_off = np.zeros(len(graph.projections), np.int64)
     chunks, inv_chunks = [], []
     inv_off = np.zeros(len(graph.projections) * 2, np.int64)
+    fwd_chunks = []
     w_total = inv_total = 0
     for i, proj in enumerate(graph.projections):
         w_off[i] = w_total
-        if proj.kind == "conv":
-            arr = proj.kernel
-        elif proj.kind in ("dense", "pool_dense"):
-            arr = proj.weight
-        else:
+        if proj.kind == "conv":  # (ci, kh, kw, co): one event's output channels are contiguous
+            arr = np.ascontiguousarray(proj.kernel.transpose(1, 2, 3, 0))
+        else:  # dense and pool_dense weights go in per slot below, as (source row, local neuron) blocks
             arr = np.zeros(0, np.int64)
         chunks.append(arr.reshape(-1))
         w_total += arr.size
@@ -128,9 +132,16 @@ def lower(program: Program) -> Lowered:
                 inv[flat] = np.stack([hh.reshape(-1), rr.reshape(-1), cc.reshape(-1)], 1)
                 inv_off[2 * i + side] = inv_total
                 inv_chunks.append(inv)
+                fwd_chunks.append(flat.astype(np.int64))
                 inv_total += n_src
-    weights = np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
     inverse = np.concatenate(inv_chunks) if inv_chunks else np.zeros((0, 3), np.int64)
+    forward = np.concatenate(fwd_chunks) if fwd_chunks else np.zeros(0, np.int64)
+    fwd_off = np.zeros(len(graph.projections) * 2, np.int64)
+    acc = 0
+    for i, proj in enumerate(graph.projections):
+        if proj.kind == "product":
+            fwd_off[2 * i], fwd_off[2 * i + 1] = acc, acc + proj.a_index.size
+            acc += proj.a_index.size + proj.b_index.size
 
     # pieces and slots
     n_pieces = len(program.pieces)
@@ -166,7 +177,13 @@ def lower(program: Program) -> Lowered:
         cnt += row[P["cnt_len"]]
         row[P["slot0"]], row[P["nslots"]] = len(srows), len(p.slots)
         for slot in p.slots:
-            srows.append(_slot_row(graph, slot, w_off, inv_off, pop_index))
+            srow = _slot_row(graph, slot, w_off, inv_off, fwd_off, pop_index)
+            if slot.kind in ("dense", "pool_dense"):  # the slot's rows, one per source row, n wide
+                block = graph.projections[slot.proj].weight[p.neurons][:, slot.lo : slot.hi].T
+                chunks.append(block.reshape(-1))
+                srow[S["w_off"]], srow[S["wrow"]] = w_total, p.n
+                w_total += block.size
+            srows.append(srow)
         neurons.append(p.neurons)
         prm = np.zeros((p.n, 3), np.int64)
         if p.kind in ("neuron", "product"):
@@ -179,6 +196,8 @@ def lower(program: Program) -> Lowered:
             loc_local[pop_off[pi] + p.neurons] = np.arange(p.n)
         off += p.n
     slots = np.array(srows, np.int64).reshape(-1, len(SLOT_FIELDS))
+    # 16 bits hold every weight (weight_bits <= 16); narrow rows halve to quarter the memory traffic
+    weights = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
 
     # spike history rings: depth = longest outgoing delay + 2 (the step being read and written)
     depth = np.full(len(pops), 2, np.int64)
@@ -187,10 +206,9 @@ def lower(program: Program) -> Lowered:
             depth[pop_index[src]] = max(depth[pop_index[src]], delay + 2)
     ring_off = np.concatenate([[0], np.cumsum(depth * pop_size)])[:-1].astype(np.int64)
 
-    # routing entries, with slot rows resolved to the global slot table
-    routing = program.routing
-    if not routing:
-        routing, _ = build_routing(graph, list(program.pieces), max_entries=1 << 62)
+    # routing entries, with slot rows resolved to the global slot table; rounds mode has none: a
+    # round reads its sources' spike bits from DRAM (kernels.gen_round_events)
+    routing = program.routing if program.plan.mode != "rounds" else {}
     rows = []
     ptr = np.zeros(n_pieces + 2, np.int64)
     for sid in list(range(n_pieces)) + [HOST]:
@@ -209,6 +227,8 @@ def lower(program: Program) -> Lowered:
         params=np.concatenate(params) if params else np.zeros((0, 3), np.int64),
         weights=weights,
         inverse=inverse,
+        forward=forward,
+        pop_out_start=np.array([0 if p.kind == "input" else sched[p.name].out_start for p in pops], np.int64),
         pop_size=pop_size,
         pop_off=pop_off,
         loc_piece=loc_piece,
@@ -224,7 +244,7 @@ def lower(program: Program) -> Lowered:
     )
 
 
-def _slot_row(graph, slot, w_off, inv_off, pop_index) -> list[int]:
+def _slot_row(graph, slot, w_off, inv_off, fwd_off, pop_index) -> list[int]:
     proj = graph.projections[slot.proj]
     src = graph.population(slot.src)
     shape = tuple(src.shape) if len(src.shape) == 3 else (src.size, 1, 1)
@@ -236,17 +256,17 @@ def _slot_row(graph, slot, w_off, inv_off, pop_index) -> list[int]:
         _, ci, kh, kw = proj.kernel.shape
         r[S["kh"]], r[S["kw"]], r[S["stride"]], r[S["pad"]] = kh, kw, proj.stride, proj.padding
         r[S["ci"]] = ci
-        r[S["wrow"]] = proj.kernel.shape[1] * kh * kw  # stride between output channels in the kernel
-    elif slot.kind in ("dense", "pool_dense"):
-        r[S["wrow"]] = proj.weight.shape[1]
+        r[S["wrow"]] = proj.kernel.shape[0]  # output channels: the stride between (c, u, v) rows
     elif slot.kind == "pool":
         r[S["kh"]] = r[S["kw"]] = r[S["stride"]] = proj.kernel
     if slot.kind in ("identity", "product_a", "product_b"):
         r[S["weight"]] = proj.weight
     if slot.kind == "product_a":
         r[S["inv_off"]], r[S["delay"]] = inv_off[2 * slot.proj], proj.delay_a
+        r[S["fwd_off"]], (_, r[S["fwd_d1"]], r[S["fwd_d2"]]) = fwd_off[2 * slot.proj], proj.a_index.shape
     elif slot.kind == "product_b":
         r[S["inv_off"]], r[S["delay"]] = inv_off[2 * slot.proj + 1], proj.delay_b
+        r[S["fwd_off"]], (_, r[S["fwd_d1"]], r[S["fwd_d2"]]) = fwd_off[2 * slot.proj + 1], proj.b_index.shape
     else:
         r[S["delay"]] = proj.delay
     return r

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from spikeforge.mapping import Program
+from spikeforge.mapping.connectivity import slot_source_count
 from spikeforge.models.errors import SpikeForgeError
 from spikeforge.models.executor import check_input, run_snn
 from spikeforge.models.graph import SNNGraph
@@ -79,8 +80,8 @@ def available_memory() -> int:
 def estimate_memory_bytes(program: Program) -> int:
     """Upper estimate of the memory the simulator needs for ``program`` (lowered arrays, state, flits).
 
-    Flits of one step are bounded by the neurons every routing entry may carry; routing that the
-    plan does not hold (``rounds`` mode) is estimated as one entry per (source piece, slot) pair.
+    Events of one step are bounded by the neurons every routing entry may carry (in ``rounds``
+    mode: the source neurons every slot needs), each taking six 8-byte words while it lives.
     """
     graph = program.graph
     weights = sum(
@@ -91,16 +92,12 @@ def estimate_memory_bytes(program: Program) -> int:
     neurons = sum(p.n for p in program.pieces)
     depth = max((d for proj in graph.projections for _, d in proj.sources), default=0) + 2
     ring = depth * sum(p.size for p in graph.populations)
-    if program.routing:
+    if program.plan.mode != "rounds":
         entries = sum(len(t.entries) for t in program.routing.values())
         span = sum(last - first + 1 for t in program.routing.values() for first, last, *_ in t.entries)
-    else:
-        roots = {}
-        for p in program.pieces:
-            if p.kind != "partial":
-                roots[p.population] = roots.get(p.population, 0) + 1
-        entries = sum(roots.get(s.src, 1) for p in program.pieces for s in p.slots)
-        span = sum(graph.population(s.src).size for p in program.pieces for s in p.slots)
+    else:  # no routing: each round reads the sources its slots need
+        entries = 0
+        span = sum(slot_source_count(graph, p, s) for p in program.pieces for s in p.slots)
     words = weights + 6 * neurons + ring + 6 * entries + 6 * span + 4 * graph.input.size
     return 8 * words
 
