@@ -12,7 +12,11 @@ import numpy as np
 from .architecture import ModelConfig
 from .checkpoint import FloatCheckpoint, expected_parameters
 
-__all__ = ["random_checkpoint", "imagenet_config"]
+__all__ = ["random_checkpoint", "imagenet_config", "IMAGENET_BN_BIAS_MEAN"]
+
+#: ``random_checkpoint(imagenet_config(), seed, bn_bias_mean=...)`` for about 15 % firing (measured:
+#: ``scripts/bench_sim.py`` reports the rate).
+IMAGENET_BN_BIAS_MEAN = -0.6
 
 
 def imagenet_config(blocks: int = 8, levels: int = 7) -> ModelConfig:
@@ -30,12 +34,13 @@ def imagenet_config(blocks: int = 8, levels: int = 7) -> ModelConfig:
     )
 
 
-def random_checkpoint(cfg: ModelConfig, seed: int) -> FloatCheckpoint:
+def random_checkpoint(cfg: ModelConfig, seed: int, bn_bias_mean: float = 0.3) -> FloatCheckpoint:
     """A float checkpoint with random weights, BN statistics and thresholds (an untrained net).
 
     BatchNorm keeps pre-activations near unit variance and thresholds are 0.5..2.5, so every
     layer is active; attention thresholds are scaled to the typical score so attention is
-    neither dead nor saturated.
+    neither dead nor saturated. ``bn_bias_mean`` (the mean BatchNorm shift) sets how active:
+    lower means sparser spikes (``IMAGENET_BN_BIAS_MEAN`` gives about 15 % firing).
     """
     rng = np.random.default_rng(seed)
     params = {}
@@ -48,7 +53,9 @@ def random_checkpoint(cfg: ModelConfig, seed: int) -> FloatCheckpoint:
             params[name] = rng.uniform(0.05, 0.5, shape)
         elif name.endswith("bn.weight"):
             params[name] = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith("bn.bias") or name == "head.bias" or name == "tokenizer.pos":
+        elif name.endswith("bn.bias"):
+            params[name] = rng.normal(bn_bias_mean, 0.5, shape)
+        elif name == "head.bias" or name == "tokenizer.pos":
             params[name] = rng.normal(0.3, 0.5, shape)
         else:
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1

@@ -72,6 +72,7 @@ class Simulator:
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
         self.core_busy = np.zeros(self.hw.array.cores, np.int64)
+        self.core_step_busy = np.zeros((self.steps, self.hw.array.cores), np.int64)  # per step, per core
         self.step_cycles_total = np.zeros(self.steps, np.int64)
         self.dram_bytes = 0
         self.dram_stall = 0
@@ -272,6 +273,7 @@ class Simulator:
         self.step_spikes_total += step_spikes
         self.step_phases_total += phases
         self.core_busy += core_step.sum(axis=0)
+        self.core_step_busy += core_step
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters)
 
     # ------------------------------------------------------------------ helpers

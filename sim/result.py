@@ -71,7 +71,8 @@ class SimResult:
         ``cycles`` and ``spikes`` per step; ``phase_i``, ``phase_p``, ``phase_f`` cycles when the
         mode is not ``rounds``.
     per_core : dict
-        ``busy_cycles``, ``spikes`` and ``synaptic_ops`` per core.
+        ``busy_cycles``, ``spikes`` and ``synaptic_ops`` per core; ``busy_cycles_per_step``
+        (steps x cores): the cycles each core spent on events and updates at each step.
     critical_path : dict
         ``compute_cycles`` (sum of step cycles), ``dram_stall_cycles``, ``barrier_cycles_per_phase``,
         ``busiest_core`` and its ``busiest_core_cycles``.

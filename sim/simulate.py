@@ -213,6 +213,7 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
     cores = hw.array.cores
     per_core = {
         "busy_cycles": (sim.core_busy / n).tolist(),
+        "busy_cycles_per_step": (sim.core_step_busy / n).tolist(),
         "spikes": (np.bincount(core_of, weights=sim.piece_spikes, minlength=cores) / n).tolist(),
         "synaptic_ops": (np.bincount(core_of, weights=sim.piece_ops, minlength=cores) / n).tolist(),
     }

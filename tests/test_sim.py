@@ -270,6 +270,10 @@ def test_result_schema_and_round_trip(swap_result, tmp_path):
     assert sum(result.per_core["synaptic_ops"]) == pytest.approx(
         result.synaptic_ops_per_inference + result.macs_per_inference
     )
+    per_step_core = np.array(result.per_core["busy_cycles_per_step"])
+    assert per_step_core.shape == (result.total_steps, result.cores)
+    np.testing.assert_allclose(per_step_core.sum(0), result.per_core["busy_cycles"])
+    assert all(c <= s for c, s in zip(per_step_core.max(1), result.per_step["cycles"]))  # no core outlasts its step
     assert SimResult.load(result.save(tmp_path)) == result
 
 
