@@ -645,13 +645,16 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
     (0, 0)'s west port), grouped by injector in injection order; ``start[injector]`` is the
     cycle its encoder may begin. Returns the phase length in cycles; adds each core's event
     cycles to ``core_busy`` and ``[flits, hops_ew, hops_ns, stall_cycles]`` to ``noc``.
+
+    Every decision of a cycle reads the occupancy at its start, so routers, cores and encoders
+    are independent within a cycle; the loops visit only those holding or sending flits.
     """
     nf = f_src_core.shape[0]
     if nf == 0:
         return 0
     n = rows * cols
     n_src = n + 1
-    # injector queues (flits are grouped by injector)
+    # injector queues (flits are grouped by injector), and the injectors with flits left
     q_lo = np.full(n_src, nf, np.int64)
     q_hi = np.zeros(n_src, np.int64)
     for i in range(nf):
@@ -660,6 +663,12 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
             q_lo[s] = i
         q_hi[s] = i + 1
     q_ptr = q_lo.copy()
+    inj = np.empty(n_src, np.int64)
+    n_inj = 0
+    for s in range(n_src):
+        if q_lo[s] < q_hi[s]:
+            inj[n_inj] = s
+            n_inj += 1
     # router input FIFOs: port order N, S, E, W, L
     rin_buf = np.zeros((n * 5, buf), np.int64)
     rin_head = np.zeros(n * 5, np.int64)
@@ -674,38 +683,59 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
     popped = 0
     in_net = 0
     c = 0
-    rin0 = np.zeros(n * 5, np.int64)
+    rin0 = np.zeros(n * 5, np.int64)  # occupancy at the start of the cycle (zero where nothing is)
     cf0 = np.zeros(n, np.int64)
     moved = np.zeros(n * 5, np.bool_)
+    want = np.full(5, -1, np.int64)
     load = np.zeros(n, np.int64)  # flits buffered in each router's input FIFOs
     load0 = np.zeros(n, np.int64)
+    act_r = np.empty(n, np.int64)  # routers holding flits (and those that just emptied)
+    in_r = np.zeros(n, np.bool_)
+    n_r = 0
+    act_c = np.empty(n, np.int64)  # cores with events queued
+    in_c = np.zeros(n, np.bool_)
+    n_c = 0
     while popped < nf:
         # fast-forward over cycles where only cores are busy
-        if in_net == 0:
-            pending = False
-            for s in range(n_src):
-                if q_ptr[s] < q_hi[s]:
-                    pending = True
-                    break
-            if not pending:
-                nxt = -1
-                for k in range(n):
-                    if cf_cnt[k] > 0 and (nxt < 0 or busy_until[k] < nxt):
-                        nxt = busy_until[k]
-                if nxt > c:
-                    c = nxt
-        for r in range(n):  # occupancy at the start of the cycle (rin0 is kept zero where nothing is)
+        if in_net == 0 and n_inj == 0:
+            nxt = -1
+            for q in range(n_c):
+                k = act_c[q]
+                if cf_cnt[k] > 0 and (nxt < 0 or busy_until[k] < nxt):
+                    nxt = busy_until[k]
+            if nxt > c:
+                c = nxt
+        # start-of-cycle snapshots over the active routers and cores; drop the empty ones
+        m = 0
+        for q in range(n_r):
+            r = act_r[q]
             if load[r] > 0:
                 for port in range(r * 5, r * 5 + 5):
                     rin0[port] = rin_cnt[port]
-            elif load0[r] > 0:
+                    moved[port] = False
+                load0[r] = load[r]
+                act_r[m] = r
+                m += 1
+            else:
                 for port in range(r * 5, r * 5 + 5):
                     rin0[port] = 0
-        load0[:] = load
-        cf0[:] = cf_cnt
+                load0[r] = 0
+                in_r[r] = False
+        n_r = m
+        m = 0
+        for q in range(n_c):
+            k = act_c[q]
+            cf0[k] = cf_cnt[k]
+            if cf_cnt[k] > 0:
+                act_c[m] = k
+                m += 1
+            else:
+                in_c[k] = False
+        n_c = m
         # a. cores pop their FIFO head when idle
-        for k in range(n):
-            if busy_until[k] <= c and cf0[k] > 0:
+        for q in range(n_c):
+            k = act_c[q]
+            if busy_until[k] <= c:
                 f = cf_buf[k, cf_head[k]]
                 if ready[f] <= c:
                     cf_head[k] = (cf_head[k] + 1) % fifo
@@ -715,47 +745,59 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                     core_busy[k] += f_cost[f]
                     popped += 1
         # b. encoders inject one flit per cycle into the local (or, for the host, west) input FIFO
-        for s in range(n_src):
-            if q_ptr[s] < q_hi[s] and c >= start[s]:
+        m = 0
+        for q in range(n_inj):
+            s = inj[q]
+            if c >= start[s]:
                 port = s * 5 + 4 if s < n else 3  # host: router 0, west
                 if rin0[port] < buf:
                     f = q_ptr[s]
                     rin_buf[port, (rin_head[port] + rin_cnt[port]) % buf] = f
                     rin_cnt[port] += 1
-                    load[port // 5] += 1
+                    r = port // 5
+                    load[r] += 1
+                    if not in_r[r]:
+                        in_r[r] = True
+                        act_r[n_r] = r
+                        n_r += 1
                     ready[f] = c + 1
                     q_ptr[s] += 1
                     in_net += 1
                     noc[0] += 1
+            if q_ptr[s] < q_hi[s]:
+                inj[m] = s
+                m += 1
+        n_inj = m
         # c. routers: every output port grants one eligible head, round-robin, if downstream had room
-        moved[:] = False
-        for r in range(n):
-            if load0[r] == 0:  # nothing was buffered here at the start of the cycle: nothing can move
+        n_r_start = n_r
+        for q in range(n_r_start):
+            r = act_r[q]
+            if load0[r] == 0:  # joined this cycle: nothing of it is eligible yet
                 continue
             ry, rx = r // cols, r % cols
+            for i in range(5):  # the output each eligible head wants (XY routing)
+                port = r * 5 + i
+                want[i] = -1
+                if rin0[port] > 0:
+                    f = rin_buf[port, rin_head[port]]
+                    if ready[f] <= c:
+                        d = f_dst_core[f]
+                        dy, dx = d // cols, d % cols
+                        if dx > rx:
+                            want[i] = 2
+                        elif dx < rx:
+                            want[i] = 3
+                        elif dy > ry:
+                            want[i] = 1
+                        elif dy < ry:
+                            want[i] = 0
+                        else:
+                            want[i] = 4
             for o in range(5):
                 chosen = -1
                 for step in range(1, 6):
                     i = (rr[r * 5 + o] + step) % 5
-                    port = r * 5 + i
-                    if rin0[port] == 0 or rin_cnt[port] == 0 or moved[port]:
-                        continue
-                    f = rin_buf[port, rin_head[port]]
-                    if ready[f] > c:
-                        continue
-                    d = f_dst_core[f]
-                    dy, dx = d // cols, d % cols
-                    if dx > rx:
-                        want = 2
-                    elif dx < rx:
-                        want = 3
-                    elif dy > ry:
-                        want = 1
-                    elif dy < ry:
-                        want = 0
-                    else:
-                        want = 4
-                    if want == o:
+                    if want[i] == o:
                         chosen = i
                         break
                 if chosen < 0:
@@ -767,6 +809,10 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                         continue
                     cf_buf[r, (cf_head[r] + cf_cnt[r]) % fifo] = f
                     cf_cnt[r] += 1
+                    if not in_c[r]:
+                        in_c[r] = True
+                        act_c[n_c] = r
+                        n_c += 1
                     in_net -= 1
                 else:
                     if o == 0:
@@ -783,6 +829,10 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                     rin_buf[dport, (rin_head[dport] + rin_cnt[dport]) % buf] = f
                     rin_cnt[dport] += 1
                     load[nb] += 1
+                    if not in_r[nb]:
+                        in_r[nb] = True
+                        act_r[n_r] = nb
+                        n_r += 1
                     if o >= 2:
                         noc[1] += 1
                     else:
@@ -793,14 +843,9 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                 ready[f] = c + 1
                 rr[r * 5 + o] = chosen
                 moved[port] = True
-        for r in range(n):  # heads that were eligible at the start of the cycle and stayed
-            if load0[r] == 0:
-                continue
-            for port in range(r * 5, r * 5 + 5):
-                if rin0[port] > 0 and not moved[port]:
-                    f = rin_buf[port, rin_head[port]]
-                    if ready[f] <= c:
-                        noc[3] += 1
+            for i in range(5):  # heads that were eligible at the start of the cycle and stayed
+                if want[i] >= 0 and not moved[r * 5 + i]:
+                    noc[3] += 1
         c += 1
     end = 0
     for k in range(n):
