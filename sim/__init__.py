@@ -1,8 +1,10 @@
 """Cycle-level, event-driven simulator of a mapped program (``docs/simulator.md``).
 
 Numba kernels do the per-event and per-neuron work inside cores and the cycle-level mesh;
-simpy orchestrates the coarse events (step barriers, the DRAM channel). :func:`simulate` is the
-entry point; :class:`Simulator` runs one sample at a time for tests and tools that want rasters.
+simpy orchestrates the coarse events of weight streaming (``swap`` mode: piece loads queued on
+the DRAM channel, steps waiting for them); ``rounds`` mode's channel arbiter is a Numba kernel.
+:func:`simulate` is the entry point; :class:`Simulator` runs one sample at a time for tests and
+tools that want rasters.
 """
 
 from .counters import MEMORIES, Counters

@@ -1,9 +1,11 @@
 """The cycle-level simulator: runs a :class:`~spikeforge.mapping.Program` step by step.
 
 Per step, Numba kernels generate the flits of phase I from the spike-history rings and routing
-entries, apply them to the destination pieces, run the mesh cycle by cycle, exchange partial
-sums (phase P) and fire (phase F). simpy orchestrates only the coarse events: time-step
-barriers and the DRAM channel (weight loads in ``swap`` mode, rounds in ``rounds`` mode).
+entries (in ``rounds`` mode: the events each round reads from DRAM), apply them to the
+destination pieces, run the mesh cycle by cycle, exchange partial sums (phase P) and fire
+(phase F). simpy orchestrates only coarse events: ``swap`` mode's piece loads on the DRAM
+channel and the steps that wait for them; ``rounds`` mode's channel is the Numba arbiter
+``kernels.round_timing`` (hundreds of thousands of round transfers per inference at ImageNet size).
 Functional results do not depend on the timing: integer additions commute and every pair of
 operand spikes of a product is counted once whatever the arrival order
 (``docs/architecture.md`` section 4.3), so the spike rasters equal the reference executor's.
