@@ -337,3 +337,53 @@ def test_input_and_label_shapes_are_checked(tiny_graph, digits):
         simulate(program, digits.x_test[:2], digits.y_test[:3], progress=False)
     with pytest.raises(SpikeForgeError, match="input values must be in"):
         simulate(program, digits.x_test[:1] + 100, progress=False)
+
+
+def test_rounds_share_one_dram_channel_in_request_order():
+    """Two cores, one round each (section 7): loads and write-backs queue on one channel, served in
+    request order (ties: lower core first); a transfer of b bytes takes latency + ceil(b / bw).
+
+    core 0: load 32 B at 0 -> 0..12, work 5 + pipeline 3 + fire 2 = 10 -> write-back asked at 22
+    core 1: load 16 B asked at 0 -> 12..23, work 0 + fire 1 -> write-back asked at 24
+    core 0 write-back 16 B: 23..34; core 1 write-back: 34..45.
+    """
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    busy = np.zeros(2, np.int64)
+    end, moved = K.round_timing(
+        0,
+        i64(0, 1, 2),
+        i64(0, 1),
+        i64(0, 1, 2),
+        i64(0, 1),
+        i64(0, 0),
+        i64(10, 10),
+        i64(32, 16),
+        i64(16, 16),
+        i64(5, 0),
+        i64(2, 1),
+        3,
+        10,
+        16,
+        busy,
+    )
+    assert (end, moved) == (45, 80)
+    assert busy.tolist() == [10, 1]
+    # outside its window a piece takes no round: only core 1 runs
+    end, moved = K.round_timing(
+        0,
+        i64(0, 1, 2),
+        i64(0, 1),
+        i64(0, 1, 2),
+        i64(0, 1),
+        i64(1, 0),
+        i64(10, 10),
+        i64(32, 16),
+        i64(16, 16),
+        i64(5, 0),
+        i64(2, 1),
+        3,
+        10,
+        16,
+        np.zeros(2, np.int64),
+    )
+    assert (end, moved) == (0 + 11 + 1 + 11, 32)  # load 0..11, work 1, write-back 12..23
