@@ -72,19 +72,6 @@ def _reach_count(lo: int, hi: int, stride: int, pad: int, k: int, size: int) -> 
     return max(0, min(size, (hi - 1) * stride + k - pad) - max(0, lo * stride - pad))
 
 
-_INJECTIVE: dict[int, tuple[np.ndarray, bool]] = {}
-
-
-def _injective(index: np.ndarray) -> bool:
-    """Whether an operand index map names each source once (cached per array: maps are large)."""
-    hit = _INJECTIVE.get(id(index))
-    if hit is None or hit[0] is not index:
-        if len(_INJECTIVE) > 4096:
-            _INJECTIVE.clear()
-        hit = _INJECTIVE[id(index)] = (index, bool(np.unique(index).size == index.size))
-    return hit[1]
-
-
 def slot_source_count(graph: SNNGraph, piece: Piece, slot: Slot) -> int:
     """``len(slot_sources(...))`` without building the index list where geometry gives it."""
     proj = graph.projections[slot.proj]
@@ -102,11 +89,10 @@ def slot_source_count(graph: SNNGraph, piece: Piece, slot: Slot) -> int:
     if slot.kind == "pool_dense":
         src = graph.population(proj.src)
         return (slot.hi - slot.lo) * (src.size // src.shape[0])
-    if slot.kind in ("product_a", "product_b"):
-        index = proj.a_index if slot.kind == "product_a" else proj.b_index
-        if _injective(index):
-            rows = g["i1"] - g["i0"] if slot.kind == "product_a" else g["j1"] - g["j0"]
-            return rows * index.shape[2 if slot.kind == "product_a" else 1]
+    if slot.kind == "product_a":  # operand maps name each source once (checked by the partitioner)
+        return (g["i1"] - g["i0"]) * proj.a_index.shape[2]
+    if slot.kind == "product_b":
+        return proj.b_index.shape[1] * (g["j1"] - g["j0"])
     return int(slot_sources(graph, piece, slot).size)
 
 

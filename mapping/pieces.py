@@ -293,6 +293,12 @@ def _partition_product(graph, hw, pop, idx, T, add) -> None:
             f"population {pop.name!r} keeps running spike counts up to T = {T}, which needs "
             f"{T.bit_length()} bits; [core] count_bits is {core.count_bits}."
         )
+    for side, index in (("a", proj.a_index), ("b", proj.b_index)):
+        if np.unique(index).size != index.size:
+            raise MappingError(
+                f"population {pop.name!r}: operand {side} of its product names a source neuron twice; the "
+                "running-count mode needs each operand spike to stand for one (row, column)."
+            )
     nh, ni, nc = proj.a_index.shape
     nj = proj.b_index.shape[2]
 

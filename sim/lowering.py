@@ -14,7 +14,6 @@ import numpy as np
 from spikeforge.mapping import Program
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 from spikeforge.mapping.routing import HOST
-from spikeforge.models.errors import SpikeForgeError
 
 __all__ = ["Lowered", "lower", "PIECE_FIELDS", "SLOT_FIELDS"]
 
@@ -95,9 +94,8 @@ class Lowered:
 
 
 def lower(program: Program) -> Lowered:
-    """Flatten ``program``; build its routing tables first when the plan has none (rounds mode)."""
+    """Flatten ``program`` (``rounds`` mode carries no routing: its rounds read sources by slot geometry)."""
     graph = program.graph
-    hw = program.hardware
     pops = graph.populations
     pop_index = {p.name: i for i, p in enumerate(pops)}
     pop_size = np.array([p.size for p in pops], np.int64)
@@ -123,12 +121,7 @@ def lower(program: Program) -> Lowered:
                 n_src = graph.population(src).size
                 inv = np.full((n_src, 3), -1, np.int64)
                 hh, rr, cc = np.meshgrid(*(np.arange(d) for d in index.shape), indexing="ij")
-                flat = index.reshape(-1)
-                if np.unique(flat).size != flat.size:
-                    raise SpikeForgeError(
-                        f"product projection into {proj.dst!r}: an operand neuron appears twice in its index map; "
-                        "the running-count mode needs each operand spike to name one (row, column)."
-                    )
+                flat = index.reshape(-1)  # names each source once (mapping checks it)
                 inv[flat] = np.stack([hh.reshape(-1), rr.reshape(-1), cc.reshape(-1)], 1)
                 inv_off[2 * i + side] = inv_total
                 inv_chunks.append(inv)
@@ -218,7 +211,6 @@ def lower(program: Program) -> Lowered:
                 rows.append((sid, first, last, dest, ptab[dest, P["slot0"]] + k, delay))
         ptr[(sid if sid != HOST else n_pieces) + 1] = len(rows)
     route = np.array(rows, np.int64).reshape(-1, 6)
-    _ = hw
     return Lowered(
         program=program,
         pieces=ptab,

@@ -9,14 +9,13 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from conftest import random_checkpoint
+from conftest import hw_of, random_checkpoint, small_config
 from spikeforge.mapping import HardwareConfig, compile, load_hardware, load_program, save_program
 from spikeforge.mapping.connectivity import deliver, slot_sources
-from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.mapping.images import MemoryImage
 from spikeforge.mapping.plan import place_naive, traffic_cost
 from spikeforge.mapping.routing import HOST
-from spikeforge.models import ModelConfig, convert
+from spikeforge.models import convert
 from spikeforge.models.graph import (
     DenseProjection,
     IdentityProjection,
@@ -28,10 +27,6 @@ from spikeforge.models.graph import (
 from spikeforge.models.projections import propagate_linear
 
 CONFIGS = "configs/array-{}.toml"
-
-
-def hw_of(rows, cols, **core):
-    return HardwareConfig(array=ArrayConfig(rows, cols), core=CoreConfig(**core))
 
 
 def dense_matrix(graph, proj):
@@ -173,17 +168,7 @@ def test_placement_beats_naive_baseline(tiny_graph, size, naive_at_least):
 def test_random_graphs_map_and_deliver_exactly(
     stages, chans, heads, head_dim, mlp, blocks, seed, neurons, lanes, axons, rows, cols
 ):
-    cfg = ModelConfig(
-        image_shape=(1, 4 * 2**stages, 4 * 2**stages),
-        input_max=15,
-        tokenizer_channels=(chans,) * stages,
-        dim=heads * head_dim,
-        heads=heads,
-        mlp_hidden=mlp,
-        blocks=blocks,
-        classes=3,
-        levels=3,
-    )
+    cfg = small_config(stages, chans, heads, head_dim, mlp, blocks)
     graph = convert(random_checkpoint(cfg, seed), weight_bits=6)
     hw = hw_of(rows, cols, neurons=neurons, lanes=lanes, axons=axons, routing_entries=1 << 16, slots=4)
     program = compile(graph, hw)
@@ -301,3 +286,18 @@ def test_imagenet_size_model_compiles_with_a_dram_plan():
     assert report.mode == "rounds" and report.cores_used == 16
     assert report.dram_bytes_per_inference > 1e9
     check_program(program)
+
+
+def test_product_operand_named_twice_is_refused(tiny_graph):
+    import dataclasses
+
+    from spikeforge.mapping.pieces import MappingError
+
+    projs = list(tiny_graph.projections)
+    k = next(i for i, p in enumerate(projs) if p.kind == "product")
+    a = projs[k].a_index.copy()
+    a[0, 0, 1] = a[0, 0, 0]  # one operand neuron would stand for two (row, column) pairs
+    projs[k] = dataclasses.replace(projs[k], a_index=a)
+    graph = dataclasses.replace(tiny_graph, projections=tuple(projs))
+    with pytest.raises(MappingError, match=rf"population {projs[k].dst!r}: operand a of its product names a source"):
+        compile(graph, HardwareConfig())
