@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from spikeforge.models import convert, load_digits, load_model
+from spikeforge.mapping import HardwareConfig
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
+from spikeforge.models import ModelConfig, convert, load_digits, load_model
 from spikeforge.models.synthetic import random_checkpoint  # noqa: F401  (re-exported for tests)
 
 settings.register_profile("spikeforge", deadline=None, max_examples=20, derandomize=True)
@@ -25,3 +27,23 @@ def tiny_ckpt():
 @pytest.fixture(scope="session")
 def tiny_graph(tiny_ckpt):
     return convert(tiny_ckpt)
+
+
+def hw_of(rows: int, cols: int, **core) -> HardwareConfig:
+    """A ``rows x cols`` array with the given ``[core]`` values (defaults elsewhere)."""
+    return HardwareConfig(array=ArrayConfig(rows, cols), core=CoreConfig(**core))
+
+
+def small_config(stages: int, chans: int, heads: int, head_dim: int, mlp: int, blocks: int) -> ModelConfig:
+    """A small square-image transformer for property tests (3 classes, L = 3)."""
+    return ModelConfig(
+        image_shape=(1, 4 * 2**stages, 4 * 2**stages),
+        input_max=15,
+        tokenizer_channels=(chans,) * stages,
+        dim=heads * head_dim,
+        heads=heads,
+        mlp_hidden=mlp,
+        blocks=blocks,
+        classes=3,
+        levels=3,
+    )

@@ -11,20 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import random_checkpoint
+from conftest import hw_of, random_checkpoint, small_config
 from spikeforge.mapping import HardwareConfig, compile, load_hardware
-from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
-from spikeforge.models import ModelConfig, convert
+from spikeforge.models import convert
 from spikeforge.models.executor import run_snn
 from spikeforge.models.graph import DenseProjection, InputPopulation, NeuronPopulation, OutputPopulation, SNNGraph
 from spikeforge.sim import MEMORIES, SimResult, Simulator, simulate
 from spikeforge.sim import kernels as K
 
 CONFIGS = "configs/array-{}.toml"
-
-
-def hw_of(rows, cols, **core):
-    return HardwareConfig(array=ArrayConfig(rows, cols), core=CoreConfig(**core))
 
 
 def assert_rasters_equal(program, x):
@@ -65,17 +60,7 @@ def test_bundled_model_rasters_equal_the_reference(tiny_graph, digits, size):
 def test_random_graphs_rasters_equal_the_reference(
     stages, chans, heads, head_dim, mlp, blocks, seed, neurons, lanes, axons, shape, neuron
 ):
-    cfg = ModelConfig(
-        image_shape=(1, 4 * 2**stages, 4 * 2**stages),
-        input_max=15,
-        tokenizer_channels=(chans,) * stages,
-        dim=heads * head_dim,
-        heads=heads,
-        mlp_hidden=mlp,
-        blocks=blocks,
-        classes=3,
-        levels=3,
-    )
+    cfg = small_config(stages, chans, heads, head_dim, mlp, blocks)
     graph = convert(random_checkpoint(cfg, seed), weight_bits=6, neuron=neuron)
     program = compile(graph, hw_of(*shape, neurons=neurons, lanes=lanes, axons=axons, routing_entries=1 << 16))
     x = np.random.default_rng(seed).integers(0, 16, (2, *cfg.image_shape))
@@ -280,7 +265,6 @@ def test_result_schema_and_round_trip(swap_result, tmp_path):
 def test_energy_is_counts_times_profile_values(tiny_graph, digits, tmp_path):
     """A user profile with one value per event; the total recomputed here from the counters."""
     profile = tmp_path / "flat.toml"
-    mems = ", ".join(f"{m} = {{}}" for m in MEMORIES)
     profile.write_text(
         '[profile]\nname = "flat"\ndescription = "test"\nsources = "test"\n'
         'components = ["synaptic_ops", "sram", "neuron_updates", "noc", "dram", "leakage"]\n'
@@ -290,7 +274,6 @@ def test_energy_is_counts_times_profile_values(tiny_graph, digits, tmp_path):
         "[sram_read_pj_per_bit]\n" + "\n".join(f"{m} = 0.01" for m in MEMORIES) + "\n"
         "[sram_write_pj_per_bit]\n" + "\n".join(f"{m} = 0.02" for m in MEMORIES) + "\n"
     )
-    del mems
     program = compile(tiny_graph, load_hardware(CONFIGS.format("4x4")))
     r = simulate(program, digits.x_test[:2], profile=str(profile), progress=False, reference=False)
     sram_bits_read = sum(r.sram_bits["read"].values())
@@ -347,43 +330,32 @@ def test_rounds_share_one_dram_channel_in_request_order():
     core 1: load 16 B asked at 0 -> 12..23, work 0 + fire 1 -> write-back asked at 24
     core 0 write-back 16 B: 23..34; core 1 write-back: 34..45.
     """
-    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+
+    def two_rounds(window_lo, busy):
+        """Core k runs piece k: windows [lo, 10), loads (32, 16) B, write-backs 16 B, event cycles
+        (5, 0), fire cycles (2, 1); pipeline 3, latency 10, 16 B per cycle; step 0."""
+        i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+        core_ptr, units, unit_ptr, unit_pieces = i64(0, 1, 2), i64(0, 1), i64(0, 1, 2), i64(0, 1)
+        return K.round_timing(
+            0,
+            core_ptr,
+            units,
+            unit_ptr,
+            unit_pieces,
+            i64(*window_lo),
+            i64(10, 10),
+            i64(32, 16),
+            i64(16, 16),
+            i64(5, 0),
+            i64(2, 1),
+            3,
+            10,
+            16,
+            busy,
+        )
+
     busy = np.zeros(2, np.int64)
-    end, moved = K.round_timing(
-        0,
-        i64(0, 1, 2),
-        i64(0, 1),
-        i64(0, 1, 2),
-        i64(0, 1),
-        i64(0, 0),
-        i64(10, 10),
-        i64(32, 16),
-        i64(16, 16),
-        i64(5, 0),
-        i64(2, 1),
-        3,
-        10,
-        16,
-        busy,
-    )
-    assert (end, moved) == (45, 80)
+    assert two_rounds((0, 0), busy) == (45, 80)
     assert busy.tolist() == [10, 1]
     # outside its window a piece takes no round: only core 1 runs
-    end, moved = K.round_timing(
-        0,
-        i64(0, 1, 2),
-        i64(0, 1),
-        i64(0, 1, 2),
-        i64(0, 1),
-        i64(1, 0),
-        i64(10, 10),
-        i64(32, 16),
-        i64(16, 16),
-        i64(5, 0),
-        i64(2, 1),
-        3,
-        10,
-        16,
-        np.zeros(2, np.int64),
-    )
-    assert (end, moved) == (0 + 11 + 1 + 11, 32)  # load 0..11, work 1, write-back 12..23
+    assert two_rounds((1, 0), np.zeros(2, np.int64)) == (0 + 11 + 1 + 11, 32)  # load 0..11, work 1, back 12..23
