@@ -16,7 +16,14 @@ if [ ! -x "$PEERS/bin/python" ]; then
     "$PY" -m venv "$PEERS"
 fi
 "$PEERS/bin/python" -m pip install --quiet sanafe==2.2.9 numpy
-export SANAFE_PYTHON="$PWD/$PEERS/bin/python" SPIKEFORGE_REQUIRE_PEERS=1
+# Brian2 2.9 (benchmark peer; its runner's tests compile C++ with g++), in its own venv: it needs numpy < 2.4.
+B2=${BRIAN2_VENV:-.brian2-venv}
+if [ ! -x "$B2/bin/python" ]; then
+    "$PY" -m venv "$B2"
+fi
+"$B2/bin/python" -m pip install --quiet brian2==2.9.0 "numpy<2.4"
+command -v g++ >/dev/null || { apt-get update && apt-get install -y g++; }
+export SANAFE_PYTHON="$PWD/$PEERS/bin/python" BRIAN2_PYTHON="$PWD/$B2/bin/python" SPIKEFORGE_REQUIRE_PEERS=1
 
 "$PY" -m ruff check .
 "$PY" -m ruff format --check .
