@@ -36,6 +36,7 @@ __all__ = [
     "EnergyConfig",
     "HardwareConfig",
     "SweepSpec",
+    "SWEEP_SETTINGS",
     "load_hardware",
     "parse_hardware",
     "load_sweep",
@@ -276,6 +277,10 @@ def load_hardware(path: str | Path) -> HardwareConfig:
     return parse_hardware(_read_toml(path), str(path))
 
 
+#: What a ``[sweep]`` section may set besides ``mode`` and the parameter lists: the run of each point.
+SWEEP_SETTINGS: dict[str, type] = {"model": str, "samples": int, "timesteps": int, "data": str}
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A design-space sweep: a base hardware and the points to visit."""
@@ -284,6 +289,7 @@ class SweepSpec:
     parameters: tuple[str, ...]
     points: tuple[dict[str, Any], ...]
     mode: str
+    settings: dict[str, Any] = field(default_factory=dict)  # SWEEP_SETTINGS given in [sweep]
 
     def configs(self) -> list[HardwareConfig]:
         """The hardware of every point, in order."""
@@ -310,7 +316,17 @@ def load_sweep(path: str | Path) -> SweepSpec:
     mode = sweep.get("mode", "zip")
     if mode not in ("zip", "product"):
         raise HardwareError(f"{path}: [sweep] mode must be 'zip' or 'product', got {mode!r}.")
-    lists = {k: v for k, v in sweep.items() if k != "mode"}
+    settings = {}
+    for key, kind in SWEEP_SETTINGS.items():
+        if key not in sweep:
+            continue
+        value = sweep[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise HardwareError(f"{path}: [sweep] {key} must be a whole number >= 1, got {value!r}.")
+        if kind is str and (not isinstance(value, str) or not value):
+            raise HardwareError(f"{path}: [sweep] {key} must be a non-empty string, got {value!r}.")
+        settings[key] = value
+    lists = {k: v for k, v in sweep.items() if k != "mode" and k not in SWEEP_SETTINGS}
     if not lists:
         raise HardwareError(f"{path}: the [sweep] section lists no parameter; the sweep would be empty.")
     for key, values in lists.items():
@@ -330,7 +346,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         points = tuple(dict(zip(names, combo)) for combo in zip(*lists.values()))
     else:
         points = tuple(dict(zip(names, combo)) for combo in itertools.product(*lists.values()))
-    spec = SweepSpec(base=base, parameters=names, points=points, mode=mode)
+    spec = SweepSpec(base=base, parameters=names, points=points, mode=mode, settings=settings)
     for i, point in enumerate(points):  # combinations can be invalid where single values are not
         try:
             SweepSpec(base, names, (point,), mode).configs()

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 # PyTorch: the pinned CPU build first, so the `train` extra's requirement is already met
 # and pip never resolves an unpinned torch to a multi-GB CUDA build.
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet -e ".[train,dev]"
+"$PY" -m pip install --quiet -e ".[train,dev,cluster]"
 
 # SANA-FE, the peer simulator of tests/test_peer_sanafe.py, in its own venv so its pins never meet ours.
 PEERS=${SANAFE_VENV:-.peers-venv}

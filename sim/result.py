@@ -184,7 +184,13 @@ def format_summary(result: SimResult) -> str:
         ("synaptic ops", f"{result.synaptic_ops_per_inference:,.0f} (+ {result.macs_per_inference:,.0f} MACs)"),
         ("cycles", f"{result.cycles_per_inference:,.0f}"),
         ("latency", f"{result.latency_s * 1e6:,.1f} us at {result.clock_mhz:g} MHz"),
-        ("SRAM traffic", _si(sum(v for k, v in result.memory_traffic_bytes.items() if k != "dram"), "B")),
+        (
+            "SRAM traffic",
+            _si(sum(v for k, v in result.memory_traffic_bytes.items() if k != "dram"), "B")
+            + " ("
+            + ", ".join(f"{k} {_si(v, 'B')}" for k, v in result.memory_traffic_bytes.items() if k != "dram" and v)
+            + ")",
+        ),
         ("DRAM traffic", _si(result.memory_traffic_bytes.get("dram", 0.0), "B")),
         (
             "NoC",

@@ -113,7 +113,7 @@ def simulate(
     x: np.ndarray,
     y: np.ndarray | None = None,
     *,
-    profile: str = "horowitz45",
+    profile: str | None = None,
     model: str = "",
     hardware: str = "",
     float_accuracy: float | None = None,
@@ -131,8 +131,9 @@ def simulate(
         Integer inputs, as for the functional executor.
     y : ndarray of int, shape (samples,), optional
         Labels; accuracy is ``None`` without them.
-    profile : str
-        Energy profile: a shipped name or a TOML path.
+    profile : str, optional
+        Energy profile: a shipped name or a TOML path (default: the hardware file's
+        ``[energy] profile``).
     model, hardware : str
         Names recorded in the result.
     float_accuracy : float, optional
@@ -156,7 +157,8 @@ def simulate(
         y = np.asarray(y)
         if y.shape != (len(xin),):
             raise SimulationError(f"labels have shape {y.shape}, expected ({len(xin)},).")
-    energy_profile = load_profile(profile, program.hardware)  # bad profile: fail before the long part
+    # a bad profile fails here, before the long part
+    energy_profile = load_profile(profile or program.hardware.energy.profile, program.hardware)
     _check_memory(program, memory_limit)
 
     sim = Simulator(program)
@@ -260,7 +262,14 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
         energy_total_by_profile=by_profile,
         break_even=break_even(spikes_per_synapse(counters, synapses)) | {"synapses": synapses},
         per_population={
-            p.name: {"spikes": float(pop_spikes[i] / n), "synaptic_ops": float(pop_ops[i] / n)}
+            p.name: {
+                "spikes": float(pop_spikes[i] / n),
+                "synaptic_ops": float(pop_ops[i] / n),
+                "kind": p.kind,
+                "neurons": int(p.size),
+                # spikes per neuron per time step of the population's firing window
+                "firing_rate": float(pop_spikes[i] / n / (p.size * program.graph.timesteps)),
+            }
             for i, p in enumerate(pops)
         },
         per_step=per_step,

@@ -39,7 +39,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print(format_report(report))
     if args.out:
-        print(f"wrote {Path(args.out) / 'report.json'}")
+        print(f"wrote {Path(args.out) / 'report.json'} and the plots: {', '.join(report['plots'])}")
     return 0
 
 
@@ -112,6 +112,60 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .plots import draw_all
+    from .sweep import run_sweep
+
+    result = run_sweep(
+        args.sweep,
+        args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        model=args.model,
+        samples=args.samples,
+        progress=not args.quiet,
+    )
+    print(format_sweep(result.rows, result.parameters))
+    print(f"{result.computed} points simulated, {result.reused} reused from {result.out / 'points'}", end="")
+    print(f", {len(result.failed)} failed (see the error column)" if result.failed else "")
+    if len(result.failed) < len(result.rows):
+        from .sweep import load_sweep_result
+
+        doc = load_sweep_result(result.out)
+        draw_all(result.rows, doc["per_population"], result.out, doc["settings"].get("model", ""))
+        print(f"wrote {result.out / 'sweep.csv'}, sweep.json and the plots (*.png)")
+    return 0 if not result.failed else 1
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import draw_all
+    from .sweep import load_sweep_result
+
+    doc = load_sweep_result(args.dir)
+    out = args.out or args.dir
+    paths = draw_all(doc["rows"], doc["per_population"], out, doc["settings"].get("model", ""))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def format_sweep(rows: list[dict], parameters: tuple[str, ...]) -> str:
+    """The table ``spikeforge sweep`` prints: one line per point."""
+    head = f"{'point':>5}  {'design point':<28} {'mode':<8} {'accuracy':>8} {'cycles':>12} {'latency':>11} "
+    head += f"{'energy':>10} {'paper conv.':>11} {'EDP (pJ s)':>10}"
+    lines = [head]
+    for r in rows:
+        if r["error"]:
+            lines.append(f"{r['point']:>5}  {r['label']:<28} failed: {r['error']}")
+            continue
+        acc = "-" if r["accuracy_snn"] is None else f"{r['accuracy_snn']:.4f}"
+        lines.append(
+            f"{r['point']:>5}  {r['label']:<28} {r['mode']:<8} {acc:>8} {r['cycles_per_inference']:>12,.0f} "
+            f"{r['latency_s'] * 1e6:>8,.1f} us {r['energy_total_pj'] / 1e6:>7.3g} uJ "
+            f"{r['energy_paper_convention_pj'] / 1e3:>8.4g} nJ {r['edp_pj_s']:>10.3g}"
+        )
+    return "\n".join(lines)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -171,10 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=_positive_int, help="simulate the first N test images (default: all)")
     s.add_argument("--out", type=Path, help="directory for result.json")
     s.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
-    s.add_argument("--profile", default="horowitz45", help="energy profile: horowitz45, paper, loihi or a .toml")
+    s.add_argument(
+        "--profile", help="energy profile: horowitz45, paper, loihi or a .toml (default: the hardware file's)"
+    )
     s.add_argument("--timesteps", type=_positive_int, help="T when converting a checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_simulate)
+
+    w = sub.add_parser("sweep", help="map and simulate a model at every point of a sweep file; CSV, JSON, plots")
+    w.add_argument("sweep", type=Path, help="sweep file (.toml): hardware sections plus [sweep]")
+    w.add_argument("--out", type=Path, default=Path("sweep-results"), help="result directory (default: %(default)s)")
+    w.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); default: local processes")
+    w.add_argument("--workers", type=_positive_int, help="local processes (default: one per CPU)")
+    w.add_argument("--model", help="override the sweep file's model")
+    w.add_argument("--samples", type=_positive_int, help="override the sweep file's number of test images")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_sweep)
+
+    pl = sub.add_parser("plot", help="redraw a sweep's plots from DIR/sweep.json")
+    pl.add_argument("dir", type=Path, help="a sweep's result directory")
+    pl.add_argument("--out", type=Path, help="where to write the PNG files (default: DIR)")
+    pl.set_defaults(func=_cmd_plot)
 
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")

@@ -8,7 +8,8 @@
 ``spikes_per_inference`` and ``spikes_per_population``; from the cycle-level simulator on the
 hardware (default: the 4 x 4 array of ``docs/architecture.md``): ``hardware``,
 ``synaptic_ops_per_inference``, ``cycles_per_inference``, ``latency_s``, ``memory_traffic_bytes``,
-``energy_pj`` and ``simulation`` (the whole :class:`~spikeforge.sim.SimResult`).
+``energy_pj`` and ``simulation`` (the whole :class:`~spikeforge.sim.SimResult`); with ``out``,
+``plots`` (the PNG files written beside the report, :data:`spikeforge.plots.PLOT_FILES`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from .mapping import HardwareConfig, compile, load_hardware
 from .models import convert, float_forward, load_digits, load_model, load_npz_dataset
 from .models.errors import SpikeForgeError
 from .models.evaluate import evaluate_graph
+from .plots import draw_all
 from .sim import simulate
+from .sweep import SweepPoint, result_row
 from .workflow import check_writable
 
 #: Figures copied from the simulation into the report's top level.
@@ -111,14 +114,19 @@ def run_demo(
     for key in SIM_KEYS:
         report[key] = getattr(sim, key)
     report["simulation"] = sim.to_dict()
-    report["wall_seconds"] = round(time.time() - t0, 2)
     if out is not None:
         out = Path(out)
+        label = SweepPoint(index=0, values={}, hardware=hw, settings={}).label
+        row = {"point": 0, "label": label, **result_row(report["simulation"], hw)}
         try:
             out.mkdir(parents=True, exist_ok=True)
+            report["plots"] = [p.name for p in draw_all([row], sim.per_population, out, str(model))]
+            report["wall_seconds"] = round(time.time() - t0, 2)
             (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             raise SpikeForgeError(f"cannot write the report to {out}: {exc.strerror}.") from None
+    else:
+        report["wall_seconds"] = round(time.time() - t0, 2)
     return report
 
 

@@ -98,7 +98,7 @@ def simulate_model(
     samples: int | None = None,
     out: str | Path | None = None,
     data: str | Path | None = None,
-    profile: str = "horowitz45",
+    profile: str | None = None,
     timesteps: int | None = None,
     progress: bool = True,
 ) -> SimResult:
