@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .models.errors import SpikeForgeError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "reference_markdown"]
 
 
 def _positive_int(text: str) -> int:
@@ -186,9 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spikeforge", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="convert the bundled model, run it as an SNN, report accuracy")
+    d = sub.add_parser(
+        "demo", help="convert the bundled model, check it, simulate it on the 4 x 4 array, report and plot"
+    )
     d.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
-    d.add_argument("--out", type=Path, help="directory for report.json")
+    d.add_argument("--out", type=Path, help="directory for report.json and the plots")
     d.add_argument("--timesteps", type=_positive_int, help="time steps T (default: the model's levels L)")
     d.add_argument("--neuron", choices=("dif", "if"), default="dif", help="delayed IF (exact) or plain IF")
     d.add_argument("--samples", type=_positive_int, help="evaluate only the first N test images")
@@ -198,17 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("accuracy", help="table of ANN and SNN (IF, DIF) accuracy for T = 1..N on the digits")
     a.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
-    a.add_argument("--max-timesteps", type=_positive_int, default=8)
+    a.add_argument("--max-timesteps", type=_positive_int, default=8, help="largest T of the table")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=_cmd_accuracy)
 
     c = sub.add_parser("convert", help="convert a checkpoint to an integer SNN graph file")
     c.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
     c.add_argument("--out", type=Path, required=True, help="graph file to write (.npz)")
-    c.add_argument("--timesteps", type=_positive_int)
-    c.add_argument("--neuron", choices=("dif", "if"), default="dif")
-    c.add_argument("--weight-bits", type=_positive_int, default=8)
-    c.add_argument("--v-bits", type=_positive_int, default=24)
+    c.add_argument("--timesteps", type=_positive_int, help="time steps T (default: the model's levels L)")
+    c.add_argument("--neuron", choices=("dif", "if"), default="dif", help="delayed IF (exact) or plain IF")
+    c.add_argument("--weight-bits", type=_positive_int, default=8, help="signed weight width")
+    c.add_argument("--v-bits", type=_positive_int, default=24, help="signed membrane, threshold and bias width")
     c.set_defaults(func=_cmd_convert)
 
     m = sub.add_parser("map", help="map a model onto a core array and print the mapping report")
@@ -250,10 +252,65 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")
     t.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
-    t.add_argument("--epochs", type=_positive_int, default=150)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=_positive_int, default=150, help="training epochs")
+    t.add_argument("--seed", type=int, default=0, help="seed of every random choice (weights are reproducible)")
     t.set_defaults(func=_cmd_train)
     return ap
+
+
+def reference_markdown() -> str:
+    """``docs/cli.md``: every verb and option, generated from the parser so it cannot drift.
+
+    Regenerate with ``python scripts/gen_cli_reference.py``; a test compares the file to this.
+    """
+    ap = build_parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    out = [
+        "# Command-line reference",
+        "",
+        "Generated from the parser by `python scripts/gen_cli_reference.py`; `tests/test_cli.py` checks",
+        "that this page is current. Every verb is a thin layer over a library function (named in each",
+        "section). A user error prints one sentence, `spikeforge VERB: error: ...`, and exits with 2.",
+        "",
+        "| verb | what it does |",
+        "|---|---|",
+    ]
+    out += [f"| [`{name}`](#spikeforge-{name}) | {helps[name]} |" for name in sub.choices]
+    for name, parser in sub.choices.items():
+        func = parser.get_default("func")
+        out += ["", f"## spikeforge {name}", "", helps[name][0].upper() + helps[name][1:] + ".", ""]
+        usage = argparse.HelpFormatter(parser.prog, width=100)  # fixed width: the page must not depend on the tty
+        usage.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups, prefix="")
+        out += ["```", usage.format_help().strip(), "```", ""]
+        out += ["| argument | meaning |", "|---|---|"]
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag = ", ".join(action.option_strings) or action.dest
+            meaning = (action.help or "") % {"default": action.default} if action.help else ""
+            if action.choices:
+                meaning += f" (one of {', '.join(map(str, action.choices))})"
+            if action.required or not action.option_strings:
+                meaning += " (required)"
+            elif action.default not in (None, False) and "default" not in meaning:
+                meaning += f" (default: {action.default})"
+            out.append(f"| `{flag}` | {meaning.strip()} |")
+        out += ["", f"Library function: `{_LIBRARY[func.__name__]}`."]
+    return "\n".join(out) + "\n"
+
+
+#: The library function behind each verb (for the reference page).
+_LIBRARY = {
+    "_cmd_demo": "spikeforge.demo.run_demo",
+    "_cmd_accuracy": "spikeforge.demo.accuracy_by_timesteps",
+    "_cmd_convert": "spikeforge.models.convert",
+    "_cmd_map": "spikeforge.workflow.map_model",
+    "_cmd_simulate": "spikeforge.workflow.simulate_model",
+    "_cmd_sweep": "spikeforge.sweep.run_sweep",
+    "_cmd_plot": "spikeforge.plots.draw_all",
+    "_cmd_train": "spikeforge.models.train.main",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,3 +136,12 @@ def test_simulate_bad_input_is_one_sentence(tmp_path, capsys):
     assert "the data's images are (1, 9, 9) but model 'tiny-digits' expects (1, 8, 8)" in err
     assert main(["simulate", "--profile", "nonesuch", *other]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_cli_reference_page_is_current():
+    from pathlib import Path
+
+    from spikeforge.cli import reference_markdown
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+    assert page.read_text() == reference_markdown(), "run: python scripts/gen_cli_reference.py"
