@@ -1,0 +1,76 @@
+"""Print the MBE figures of docs/mbe.md from the shipped primitives (seeded; about 20 s).
+
+    python scripts/mbe_figures.py
+
+1. Fitting MSE per primitive and N at T = 16 (float form, recomputed from the shipped cache) and
+   the MSE of the integer lookup-table form (in_bits = T + 4, 16 output fraction bits).
+2. Operator errors against the float operators on seeded random inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikeforge.models.mbe import mbe_apply_int, to_lut
+from spikeforge.models.mbe_fit import PRIMITIVES, PrimitiveCache, fit_mse, gelu
+from spikeforge.models.mbe_ops import (
+    MBEPrimitives,
+    spike_matmul,
+    spike_product,
+    spiking_gelu,
+    spiking_layernorm,
+    spiking_softmax,
+)
+
+
+def fit_table(cache: PrimitiveCache) -> None:
+    print("| primitive | range | N = 1 | N = 2 | N = 4 | N = 8 | N = 8, integer LUT form |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (f, (lo, hi), _) in PRIMITIVES.items():
+        errs = [fit_mse(cache.get(name, n, 16, lo, hi)) for n in (1, 2, 4, 8)]
+        x = lo + (hi - lo) * (np.arange(10_000) + 0.5) / 10_000
+        _, y = mbe_apply_int(x, to_lut(cache.get(name, 8, 16, lo, hi)))
+        mse_int = float(np.mean((y - f(x)) ** 2))
+        print(f"| {name} | [{lo:g}, {hi:g}] | " + " | ".join(f"{e:.2e}" for e in errs) + f" | {mse_int:.2e} |")
+
+
+def operator_errors(cache: PrimitiveCache) -> None:
+    rng = np.random.default_rng(0)
+    prims = MBEPrimitives.load(16, 8, cache, fit=False)
+    print("\n| operator | inputs | max abs error | RMS error |\n|---|---|---|---|")
+
+    def row(name: str, inputs: str, err: np.ndarray) -> None:
+        print(f"| {name} | {inputs} | {np.abs(err).max():.2e} | {np.sqrt(np.mean(err**2)):.2e} |")
+
+    x = np.linspace(-120, 10, 100_001)
+    row("GELU (N = 4)", "grid on [-120, 10]", spiking_gelu(x, cache.get("gelu", 4, 16, -120.0, 10.0)) - gelu(x))
+    x = np.linspace(-8, 8, 100_001)
+    row(
+        "GELU (N = 4) restricted to [-8, 8]",
+        "same neuron",
+        spiking_gelu(x, cache.get("gelu", 4, 16, -120.0, 10.0)) - gelu(x),
+    )
+    a, b = rng.uniform(-3, 5, 100_000), rng.uniform(-1, 2, 100_000)
+    row("product x1 x2", "U[-3, 5] x U[-1, 2]", spike_product(a, b, prims.identity, (-3.0, 5.0), (-1.0, 2.0)) - a * b)
+    A, B = rng.uniform(-2, 2, (64, 16, 16)), rng.uniform(-2, 2, (64, 16, 16))
+    row("matmul (d = 16)", "U[-2, 2]", spike_matmul(A, B, prims.identity, (-2.0, 2.0), (-2.0, 2.0)) - A @ B)
+    worst_sum = worst = 0.0
+    for scale in (0.5, 2.0, 8.0):
+        s = rng.normal(0, scale, (2000, 16))
+        p = spiking_softmax(s, prims)
+        e = np.exp(s - s.max(-1, keepdims=True))
+        worst_sum = max(worst_sum, np.abs(p.sum(-1) - 1).max())
+        worst = max(worst, np.abs(p - e / e.sum(-1, keepdims=True)).max())
+    print(f"| softmax (16 per row) | N(0, 0.5, 2, 8) | {worst:.2e} | row sums within {worst_sum:.2e} of 1 |")
+    x = rng.normal(0.5, 2.0, (2000, 32))
+    g, bt = rng.uniform(0.5, 1.5, 32), rng.normal(0, 0.1, 32)
+    xc = x - x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt((xc * xc).mean(-1) + 1e-5)
+    y = spiking_layernorm(x, g, bt, prims, (float(xc.min()), float(xc.max())), (0.0, float(r.max()) * 1.01))
+    row("LayerNorm (d = 32)", "N(0.5, 2)", y - (xc * r[:, None] * g + bt))
+
+
+if __name__ == "__main__":
+    c = PrimitiveCache()
+    fit_table(c)
+    operator_errors(c)
