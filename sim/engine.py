@@ -28,16 +28,46 @@ from . import kernels as K
 from .counters import Counters
 from .lowering import Lowered, P, lower
 
-__all__ = ["SampleRun", "Simulator"]
+__all__ = ["SampleRun", "Simulator", "StepTrace"]
 
 
 @dataclass
 class SampleRun:
-    """One inference: logits, optional rasters, and the cycles of every step."""
+    """One inference: logits, optional rasters, and the cycles of every step.
+
+    ``trace`` (only with ``Simulator(..., trace=True)``): one :class:`StepTrace` per step.
+    """
 
     logits: np.ndarray
     step_cycles: np.ndarray
     rasters: dict[str, np.ndarray] = field(default_factory=dict)
+    trace: list[StepTrace] = field(default_factory=list)
+
+
+@dataclass
+class StepTrace:
+    """What the RTL co-simulation compares at one step (``docs/architecture.md`` sections 4, 8).
+
+    Flits of phase I (in generation order): destination piece, the slot's index in that piece,
+    source index, value, graded (host) or spike, and the first cycle the destination core can
+    pop it (``-1``: rounds mode, no mesh). Per core: the end of phase I for it (end of its last
+    event + ``pipeline_cycles``; ``-1`` without events) and its busy cycles. Per piece: its
+    phase-F cycles, membranes after phase F and, where it fired, its spikes (else ``None``).
+    """
+
+    step: int
+    flit_piece: np.ndarray
+    flit_slot: np.ndarray
+    flit_index: np.ndarray
+    flit_value: np.ndarray
+    flit_graded: np.ndarray
+    flit_arrive: np.ndarray
+    phase_i: int
+    core_end: np.ndarray
+    core_busy: np.ndarray
+    fire_cycles: np.ndarray
+    membranes: list[np.ndarray]
+    spikes: list[np.ndarray | None]
 
 
 class Simulator:
@@ -47,10 +77,14 @@ class Simulator:
     ----------
     program : Program
         The compiled network.
+    trace : bool
+        Record a :class:`StepTrace` per step in :attr:`SampleRun.trace` (for the RTL co-simulation;
+        off by default: the kernels then compile without the trace).
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, trace: bool = False) -> None:
         self.program = program
+        self.trace = trace
         self.hw = program.hardware
         self.low: Lowered = lower(program)
         self.rounds = self._rounds_tables() if program.plan.mode == "rounds" else {}
@@ -115,7 +149,9 @@ class Simulator:
         core_step = np.zeros((self.steps, n_cores), np.int64)
 
         rounds = prog.plan.mode == "rounds"
+        traces: list[StepTrace] = []
         for t in range(self.steps):
+            arrive = core_end = None
             piece_cost = np.zeros(len(pieces), np.int64)
             mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
             if rounds:  # no flits: each round reads the spikes of its sources from DRAM
@@ -183,9 +219,12 @@ class Simulator:
                     self.stats,
                 )
             busy = core_step[t]
+            phase_i = -1
             if prog.plan.mode != "rounds":
                 src_core = np.where(f_src < 0, n_cores, core_of[np.maximum(f_src, 0)])
                 order = np.argsort(src_core, kind="stable")
+                if self.trace:
+                    arrive, core_end = np.full(f_dst.size, -1, np.int64), np.full(n_cores, -1, np.int64)
                 phase_i = K.mesh_phase(
                     src_core[order],
                     core_of[f_dst[order]],
@@ -198,7 +237,13 @@ class Simulator:
                     hw.core.pipeline_cycles,
                     busy,
                     self.noc,
+                    arrive,
+                    core_end,
                 )
+                if arrive is not None:
+                    unsorted = np.empty_like(arrive)
+                    unsorted[order] = arrive
+                    arrive = unsorted
             p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats)
             fire_cycles = np.zeros(len(pieces), np.int64)
             spikes_before = int(self.stats[K.ST_SPK])
@@ -254,6 +299,12 @@ class Simulator:
                 step_cycles[t] = cycles
             else:
                 step_cycles[t] = self._round_step(t, piece_cost, fire_cycles, busy)
+            if self.trace:
+                graded = f_graded if rounds else f_src < 0
+                traces.append(self._step_trace(t, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i))
+                traces[-1].fire_cycles[:] = fire_cycles
+                traces[-1].core_busy[:] = busy
+                self._trace_state(traces[-1], t, state, ring)
             if record:
                 for pop in prog.graph.populations:
                     if pop.kind == "output":
@@ -276,7 +327,43 @@ class Simulator:
         self.step_phases_total += phases
         self.core_busy += core_step.sum(axis=0)
         self.core_step_busy += core_step
-        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters)
+        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces)
+
+    # ------------------------------------------------------------------ opt-in trace
+    def _step_trace(self, t, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
+        low = self.low
+        nf = f_dst.size
+        slot0 = low.pieces[f_dst, P["slot0"]] if nf else np.zeros(0, np.int64)
+        n_cores, n_pieces = self.hw.array.cores, len(self.program.pieces)
+        return StepTrace(
+            step=t,
+            flit_piece=f_dst.copy(),
+            flit_slot=(f_slot - slot0).astype(np.int64),
+            flit_index=f_s.copy(),
+            flit_value=f_val.copy(),
+            flit_graded=np.asarray(graded, np.bool_).copy(),
+            flit_arrive=arrive if arrive is not None else np.full(nf, -1, np.int64),
+            phase_i=int(phase_i),
+            core_end=core_end if core_end is not None else np.full(n_cores, -1, np.int64),
+            core_busy=np.zeros(n_cores, np.int64),
+            fire_cycles=np.zeros(n_pieces, np.int64),
+            membranes=[],
+            spikes=[],
+        )
+
+    def _trace_state(self, tr: StepTrace, t: int, state: np.ndarray, ring: np.ndarray) -> None:
+        low, T = self.low, self.T
+        for p in self.program.pieces:
+            o, n = low.pieces[p.id, P["off"]], p.n
+            tr.membranes.append(state[o : o + n].copy())
+            key = "in_start" if p.kind == "maxpool" else "out_start"  # a max-pool unit emits in its input window
+            out_s = low.pieces[p.id, P[key]]
+            if p.kind in ("neuron", "product", "maxpool") and out_s <= t < out_s + T:
+                i = low.pop_index[p.population]
+                base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
+                tr.spikes.append(ring[base + p.neurons].astype(np.int64))
+            else:
+                tr.spikes.append(None)
 
     # ------------------------------------------------------------------ helpers
     def _logits(self, state: np.ndarray) -> np.ndarray:

@@ -639,13 +639,20 @@ def fire(
 
 
 @njit(cache=True)
-def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pipeline, core_busy, noc):
+def mesh_phase(
+    f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pipeline, core_busy, noc, arrive=None, core_end=None
+):
     """Cycle-level mesh and event FIFOs for one phase (``docs/architecture.md`` section 6).
 
     ``f_src_core`` gives each flit's injector (a core, or ``rows*cols`` for the host at router
     (0, 0)'s west port), grouped by injector in injection order; ``start[injector]`` is the
     cycle its encoder may begin. Returns the phase length in cycles; adds each core's event
     cycles to ``core_busy`` and ``[flits, hops_ew, hops_ns, stall_cycles]`` to ``noc``.
+
+    Opt-in trace (for the RTL co-simulation; ``None`` compiles it away): ``arrive[f]`` gets the
+    first cycle flit ``f`` can be popped from its core's FIFO (it entered the FIFO in the cycle
+    before); ``core_end[k]`` the end of core ``k``'s last event plus
+    ``pipeline`` (``-1``: no event).
 
     Every decision of a cycle reads the occupancy at its start, so routers, cores and encoders
     are independent within a cycle; the loops visit only those holding or sending flits.
@@ -810,6 +817,8 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
                         continue
                     cf_buf[r, (cf_head[r] + cf_cnt[r]) % fifo] = f
                     cf_cnt[r] += 1
+                    if arrive is not None:
+                        arrive[f] = c + 1
                     if not in_c[r]:
                         in_c[r] = True
                         act_c[n_c] = r
@@ -852,4 +861,6 @@ def mesh_phase(f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pip
     for k in range(n):
         if last_end[k] > end:
             end = last_end[k]
+        if core_end is not None:
+            core_end[k] = last_end[k] + pipeline if last_end[k] >= 0 else -1
     return end + pipeline

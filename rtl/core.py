@@ -1,0 +1,351 @@
+"""One neuromorphic core in Amaranth: event FIFO, synapse/membrane/parameter SRAMs, lanes, IF/DIF unit.
+
+Implements ``docs/architecture.md`` sections 3, 4.1 (phase I) and 4.4 (phase F) for ``neuron`` and
+``output`` pieces with ``dense`` and ``identity`` slots:
+
+* Phase I. Flits enter the event FIFO (``input_fifo_events`` deep; ``events.ready`` is "had room
+  at the start of the cycle"). An idle core pops the head at cycle ``p`` and issues one lane group
+  per cycle: a ``dense`` event from source ``s`` issues groups ``g = 0 .. ceil(n/lanes) - 1`` at
+  synapse word ``base + (s - lo) * row_words + g`` and membrane word ``g``, adding
+  ``val * w[l]`` to lane ``l`` (``val`` = 1 for a spike, the payload for a graded flit); an
+  ``identity`` event adds ``val * weight`` to local neuron ``s - first`` (1 cycle, none if outside the
+  piece). The next pop is at ``p + cost``, so event ``e`` starts at ``max(arrival(e), end(e-1))``.
+  ``i_done`` rises ``pipeline_cycles`` after the end of the last event (``last_end``).
+* Phase F. On ``fire`` at step ``t`` (input ``step``), if ``in_start <= t < out_start + T``, groups
+  ``g = 0 .. ceil(n/lanes) - 1`` are issued one per cycle: ``v += bias`` if
+  ``in_start <= t < in_start + T``; for neuron pieces, if ``out_start <= t < out_start + T``:
+  ``s = v >= threshold``, ``v -= threshold * s``, and the spike bits go to history row
+  ``t mod spike_history_steps``. ``f_done`` rises ``ceil(n/lanes)`` cycles after ``fire``.
+
+Datapath: a group is issued (addresses to synchronous SRAM read ports) in one cycle and added and
+written back in the next; the membrane read port is transparent to the write port, so back-to-back
+groups on the same word need no stall. ``busy`` counts issue cycles since ``start`` (the core's
+per-step busy cycles of the simulator). The debug ports read membranes and history rows
+combinationally, for the benches only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.mapping import HardwareConfig
+from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+
+from .piece import PieceInit, check_hardware, empty_piece
+
+__all__ = ["Core", "flit_layout", "memory_words", "STEP_BITS", "CYCLE_BITS"]
+
+STEP_BITS = 16
+CYCLE_BITS = 32
+TYPE_SPIKE, TYPE_GRADED, TYPE_PARTIAL = 0, 1, 2
+
+
+def flit_layout(hw: HardwareConfig) -> data.StructLayout:
+    """The part of a flit the core reads (section 6): ``type``, ``slot``, ``index``, ``payload``."""
+    return data.StructLayout(
+        {
+            "type": unsigned(2),
+            "slot": unsigned(index_bits(hw.core.slots)),
+            "index": unsigned(24),
+            "payload": signed(hw.core.v_bits),
+        }
+    )
+
+
+def _pack(values: np.ndarray, width: int) -> list[int]:
+    """Rows of signed integers -> one word per row, element 0 in the low bits."""
+    mask = (1 << width) - 1
+    out = []
+    for row in np.asarray(values, np.int64).tolist():
+        word = 0
+        for k, v in enumerate(row):
+            word |= (int(v) & mask) << (k * width)
+        out.append(word)
+    return out
+
+
+def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int], int]]:
+    """Initial words of the core's memories: ``(name, words, bits per word)`` for synapse, params, membrane.
+
+    Synapse: ``axons * neurons / lanes`` words of ``lanes`` weights; params: ``neurons / lanes``
+    words of ``(threshold, bias)`` per lane; membrane: ``neurons / lanes`` words of ``v0`` per lane
+    (zero for output pieces). Lane 0 in the low bits, two's complement.
+    """
+    c = hw.core
+    lanes, gmax = c.lanes, c.neurons // c.lanes
+    syn_words = max(1, c.axons * c.neurons // lanes)
+    syn = _pack(p.synapse, c.weight_bits) + [0] * (syn_words - len(p.synapse))
+    params = np.zeros((gmax * lanes, 3), np.int64)
+    params[: p.n] = p.params
+    v0 = params[:, 2].copy() if p.kind == PIECE_CODES["neuron"] else np.zeros(gmax * lanes, np.int64)
+    par = _pack(params[:, :2].reshape(gmax, lanes * 2), c.v_bits)
+    mem = _pack(v0.reshape(gmax, lanes), c.v_bits)
+    return [
+        ("synapse", syn, lanes * c.weight_bits),
+        ("params", par, lanes * 2 * c.v_bits),
+        ("membrane", mem, lanes * c.v_bits),
+    ]
+
+
+class Core(wiring.Component):
+    """One core holding one piece, its memories initialised from the piece's images.
+
+    Parameters
+    ----------
+    hw : HardwareConfig
+        Widths and sizes (``[core]``).
+    piece : PieceInit, optional
+        The piece it holds (default: an idle core).
+    extra_dense_cycles : int
+        Test hook: adds cycles to every dense event (a deliberately wrong cycle cost for the
+        mutation tests). Always 0 in generated hardware.
+    """
+
+    def __init__(self, hw: HardwareConfig, piece: PieceInit | None = None, *, extra_dense_cycles: int = 0) -> None:
+        check_hardware(hw)
+        self.hw = hw
+        self.piece = piece if piece is not None else empty_piece(hw)
+        self.extra_dense_cycles = int(extra_dense_cycles)
+        c = hw.core
+        self.groups_max = c.neurons // c.lanes
+        super().__init__(
+            {
+                "events": In(stream.Signature(flit_layout(hw))),
+                "step": In(STEP_BITS),
+                "start": In(1),
+                "fire": In(1),
+                "i_done": Out(1),
+                "f_done": Out(1),
+                "last_end": Out(CYCLE_BITS),
+                "busy": Out(CYCLE_BITS),
+                "dbg_maddr": In(index_bits(self.groups_max)),
+                "dbg_v": Out(c.lanes * c.v_bits),
+                "dbg_haddr": In(index_bits(c.spike_history_steps * self.groups_max)),
+                "dbg_h": Out(c.lanes),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        c, p = self.hw.core, self.piece
+        lanes, vb, wb = c.lanes, c.v_bits, c.weight_bits
+        gmax = self.groups_max
+        n = p.n
+        groups = -(-n // lanes)  # lane groups of this piece: cycles per dense event and per phase F
+
+        # ---- memories (section 3), initialised from the piece's images
+        init = {name: words for name, words, _ in memory_words(self.hw, p)}
+        syn_words = len(init["synapse"])
+        m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
+        m.submodules.mem = mem = Memory(shape=unsigned(lanes * vb), depth=gmax, init=init["membrane"])
+        # parameter SRAM: threshold and bias per lane (v0 is only needed when the piece is loaded)
+        m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
+        hdepth = c.spike_history_steps * gmax
+        m.submodules.hist = hist = Memory(shape=unsigned(lanes), depth=hdepth, init=[])
+
+        syn_rd = syn.read_port()
+        mem_wr = mem.write_port()
+        mem_rd = mem.read_port(transparent_for=(mem_wr,))
+        par_rd = par.read_port()
+        hist_wr = hist.write_port()
+        dbg_mem = mem.read_port(domain="comb")
+        dbg_hist = hist.read_port(domain="comb")
+        m.d.comb += [
+            dbg_mem.addr.eq(self.dbg_maddr),
+            self.dbg_v.eq(dbg_mem.data),
+            dbg_hist.addr.eq(self.dbg_haddr),
+            self.dbg_h.eq(dbg_hist.data),
+        ]
+
+        # ---- slot and context registers (constant while a piece is loaded)
+        nslot = 1 << index_bits(c.slots)
+        slot_list = list(p.slots) + [None] * (nslot - len(p.slots))
+
+        def reg(name, shape, init):
+            return Signal(shape, name=name, init=init)
+
+        s_kind = Array(reg(f"slot{k}_kind", 3, s.kind if s else 7) for k, s in enumerate(slot_list))
+        s_lo = Array(reg(f"slot{k}_lo", 24, s.lo if s else 0) for k, s in enumerate(slot_list))
+        s_base = Array(reg(f"slot{k}_base", 16, s.base if s else 0) for k, s in enumerate(slot_list))
+        s_weight = Array(reg(f"slot{k}_weight", signed(vb), s.weight if s else 0) for k, s in enumerate(slot_list))
+        s_rw = Array(
+            reg(f"slot{k}_row_words", range(gmax + 1), s.row_words if s else 0) for k, s in enumerate(slot_list)
+        )
+        is_neuron = p.kind == PIECE_CODES["neuron"]
+        in_start, out_start, T = p.in_start, p.out_start, p.timesteps
+
+        # ---- event FIFO
+        m.submodules.fifo = q = fifo.SyncFIFO(width=len(self.events.payload.as_value()), depth=c.input_fifo_events)
+        m.d.comb += [
+            q.w_data.eq(self.events.payload.as_value()),
+            q.w_en.eq(self.events.valid),
+            self.events.ready.eq(q.w_rdy),
+        ]
+        head = data.View(flit_layout(self.hw), q.r_data)
+
+        # ---- phase-I issue unit
+        now = Signal(CYCLE_BITS)  # cycles since `start`
+        cyc = Signal(CYCLE_BITS)
+        m.d.comb += now.eq(Mux(self.start, 0, cyc))
+        m.d.sync += cyc.eq(now + 1)
+        rem = Signal(range(gmax + self.extra_dense_cycles + 2))  # issue cycles left of the current event
+        g = Signal(range(gmax + 1))
+        cur_addr = Signal(range(syn_words + gmax + 1))  # synapse word of the next group
+        cur_val = Signal(signed(vb))
+        cur_dense = Signal()
+        last_end = Signal(CYCLE_BITS)
+        had = Signal()  # an event was popped since `start`
+        busy = Signal(CYCLE_BITS)
+        m.d.comb += [self.last_end.eq(last_end), self.busy.eq(busy)]
+
+        # one issued group: (valid, membrane word, synapse word used?, val, identity lane mask / weight)
+        iss_valid = Signal()
+        iss_maddr = Signal(range(max(2, gmax)))
+        iss_saddr = Signal(range(syn_words + gmax + 1))
+        iss_val = Signal(signed(vb))
+        iss_dense = Signal()
+        iss_lane = Signal(range(max(2, lanes)))
+        iss_hit = Signal()
+        iss_weight = Signal(signed(vb))
+
+        kind = s_kind[head.slot]
+        val = Mux(head.type == TYPE_GRADED, head.payload, 1)
+        row = (head.index - s_lo[head.slot]).as_unsigned()[:24]
+        local = Signal(signed(26))
+        m.d.comb += local.eq(head.index - p.first)
+        f_active = Signal()  # phase F in progress
+        idle = rem == 0
+        pop = Signal()
+        m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
+        m.d.comb += q.r_en.eq(pop)
+        with m.If(self.start):
+            m.d.sync += [last_end.eq(0), busy.eq(0), had.eq(0)]
+        with m.If(pop):
+            m.d.sync += had.eq(1)
+            with m.If(kind == SLOT_CODES["dense"]):
+                cost = groups + self.extra_dense_cycles
+                m.d.comb += [
+                    iss_valid.eq(groups > 0),
+                    iss_dense.eq(1),
+                    iss_maddr.eq(0),
+                    iss_saddr.eq(s_base[head.slot] + row * s_rw[head.slot]),
+                    iss_val.eq(val),
+                ]
+                m.d.sync += [
+                    rem.eq(cost - 1),
+                    g.eq(1),
+                    cur_addr.eq(s_base[head.slot] + row * s_rw[head.slot] + 1),
+                    cur_val.eq(val),
+                    cur_dense.eq(1),
+                    last_end.eq(now + cost),
+                ]
+            with m.Else():  # identity (and any other slot code): one cycle
+                m.d.comb += [
+                    iss_valid.eq(kind == SLOT_CODES["identity"]),
+                    iss_dense.eq(0),
+                    iss_maddr.eq(local.as_unsigned() // lanes),
+                    iss_lane.eq(local.as_unsigned() % lanes),
+                    iss_hit.eq((local >= 0) & (local < n)),
+                    iss_weight.eq(s_weight[head.slot]),
+                    iss_val.eq(val),
+                ]
+                m.d.sync += [rem.eq(0), last_end.eq(now + 1)]
+            m.d.sync += busy.eq(Mux(self.start, 0, busy) + 1)
+        with m.Elif(~idle):
+            # later groups of a dense event (the extra test cycles issue nothing)
+            m.d.comb += [
+                iss_valid.eq(cur_dense & (g < groups)),
+                iss_dense.eq(1),
+                iss_maddr.eq(g),
+                iss_saddr.eq(cur_addr),
+                iss_val.eq(cur_val),
+            ]
+            m.d.sync += [rem.eq(rem - 1), g.eq(g + 1), cur_addr.eq(cur_addr + 1)]
+            m.d.sync += busy.eq(Mux(self.start, 0, busy) + 1)
+        ended = ~(had & ~self.start) | (now >= last_end + c.pipeline_cycles)
+        m.d.comb += self.i_done.eq(~q.r_rdy & idle & ended)
+
+        # ---- phase-F issue unit
+        step = self.step
+        updating = ((step >= in_start) & (step < out_start + T)) if groups > 0 else Const(0)
+        fk = Signal(range(gmax + 1))
+        f_step = Signal(STEP_BITS)
+        m.d.comb += self.f_done.eq(~f_active & ~(self.fire & updating))
+        f_iss = Signal()
+        f_addr = Signal(range(max(2, gmax)))
+        with m.If(self.fire & updating):
+            m.d.comb += [f_iss.eq(1), f_addr.eq(0)]
+            m.d.sync += [fk.eq(1), f_active.eq(groups > 1), f_step.eq(step)]
+            m.d.sync += busy.eq(busy + 1)
+        with m.Elif(f_active):
+            m.d.comb += [f_iss.eq(1), f_addr.eq(fk)]
+            m.d.sync += [fk.eq(fk + 1), f_active.eq(fk + 1 < groups)]
+            m.d.sync += busy.eq(busy + 1)
+        f_t = Mux(self.fire, step, f_step)
+        bias_on = (f_t >= in_start) & (f_t < in_start + T)
+        fire_on = (f_t >= out_start) & (f_t < out_start + T) if is_neuron else Const(0)
+
+        # ---- read stage (issue cycle): addresses to the synchronous read ports
+        m.d.comb += [
+            syn_rd.addr.eq(iss_saddr),
+            mem_rd.addr.eq(Mux(f_iss, f_addr, iss_maddr)),
+            par_rd.addr.eq(f_addr),
+        ]
+        # ---- add / fire and write-back stage (next cycle)
+        w_valid = Signal()
+        w_f = Signal()
+        w_maddr = Signal(range(max(2, gmax)))
+        w_val = Signal(signed(vb))
+        w_dense = Signal()
+        w_lane = Signal(range(max(2, lanes)))
+        w_hit = Signal()
+        w_weight = Signal(signed(vb))
+        w_bias_on = Signal()
+        w_fire_on = Signal()
+        w_hrow = Signal(range(max(2, hdepth)))
+        m.d.sync += [
+            w_valid.eq(iss_valid & ~f_iss),
+            w_f.eq(f_iss),
+            w_maddr.eq(Mux(f_iss, f_addr, iss_maddr)),
+            w_val.eq(iss_val),
+            w_dense.eq(iss_dense),
+            w_lane.eq(iss_lane),
+            w_hit.eq(iss_hit),
+            w_weight.eq(iss_weight),
+            w_bias_on.eq(bias_on),
+            w_fire_on.eq(fire_on),
+            w_hrow.eq((f_t % c.spike_history_steps) * gmax + f_addr),
+        ]
+        new_v = []
+        spikes = []
+        for lane in range(lanes):
+            v = mem_rd.data[lane * vb : (lane + 1) * vb].as_signed()
+            w = syn_rd.data[lane * wb : (lane + 1) * wb].as_signed()
+            th = par_rd.data[(2 * lane) * vb : (2 * lane + 1) * vb].as_signed()
+            b = par_rd.data[(2 * lane + 1) * vb : (2 * lane + 2) * vb].as_signed()
+            add = Mux(w_dense, w_val * w, Mux(w_hit & (w_lane == lane), w_val * w_weight, 0))
+            v_in = Signal(signed(vb), name=f"v_in{lane}")
+            m.d.comb += v_in.eq(v + add)
+            vb_ = Signal(signed(vb), name=f"v_bias{lane}")
+            m.d.comb += vb_.eq(v + Mux(w_bias_on, b, 0))
+            in_piece = (w_maddr * lanes + lane) < n
+            s = Signal(name=f"spike{lane}")
+            m.d.comb += s.eq(w_fire_on & (vb_ >= th) & in_piece)
+            v_f = Signal(signed(vb), name=f"v_fire{lane}")
+            m.d.comb += v_f.eq(vb_ - Mux(s, th, 0))
+            new_v.append(Mux(w_f, v_f, v_in))
+            spikes.append(s)
+        m.d.comb += [
+            mem_wr.addr.eq(w_maddr),
+            mem_wr.data.eq(Cat(*new_v)),
+            mem_wr.en.eq(w_valid | w_f),
+            hist_wr.addr.eq(w_hrow),
+            hist_wr.data.eq(Cat(*spikes)),
+            hist_wr.en.eq(w_f & w_fire_on),
+        ]
+        return m

@@ -1,0 +1,287 @@
+"""Cycle-exact co-simulation of the RTL cores against the Python simulator (cocotb + Icarus Verilog).
+
+:func:`core_spec` turns the simulator's trace (``Simulator(..., trace=True)``) into the
+transactions of one core: the flits that reach its event FIFO with the cycle each can be popped,
+and per step the expected end of phase I, phase-F cycles, busy cycles, membranes and spikes.
+:func:`cosim_core` generates that core's SystemVerilog, runs :mod:`spikeforge.rtl.bench_core` on it
+and returns a :class:`CoreReport`; :func:`cosim` does it for every core of a program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikeforge.mapping import Program
+from spikeforge.mapping.hardware import index_bits
+from spikeforge.sim import Simulator
+
+from .core import TYPE_GRADED, TYPE_SPIKE, Core
+from .errors import RtlError, ToolMissingError
+from .export import to_sv
+from .piece import PieceInit, piece_init
+
+__all__ = ["CoreReport", "CosimReport", "core_spec", "cosim_core", "cosim", "require_icarus"]
+
+
+@dataclass
+class CoreReport:
+    """What one core's co-simulation compared, and the mismatches (first first)."""
+
+    core: int
+    piece: int
+    population: str
+    steps: int
+    events: int
+    cycle_checks: int
+    membranes: int
+    spikes: int
+    busy_checks: int
+    rtl_cycles: int
+    rtl_wall_s: float
+    mismatches: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing differed."""
+        return not self.mismatches
+
+    def first_mismatch(self) -> str:
+        """The first difference as a sentence ('' when none)."""
+        if not self.mismatches:
+            return ""
+        m = self.mismatches[0]
+        where = f"step {m['step']}, core {m['core']} (piece {m['piece']} {self.population!r})"
+        if m.get("neuron") is not None:
+            where += f", neuron {m['neuron']}"
+        return f"{where}: {m['what']}: simulator {m['expected']}, RTL {m['got']}"
+
+
+@dataclass
+class CosimReport:
+    """Co-simulation of every core of a program over some samples."""
+
+    cores: list[CoreReport]
+    sim_cycles: int
+    sim_wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        """True when every core matched."""
+        return all(c.ok for c in self.cores)
+
+    def format(self) -> str:
+        """What matched (events, steps, cycle checks, membranes, spikes), or the first mismatch."""
+        lines = []
+        for c in self.cores:
+            status = "match" if c.ok else f"MISMATCH ({len(c.mismatches)}): {c.first_mismatch()}"
+            lines.append(
+                f"core {c.core} piece {c.piece} {c.population!r}: {c.steps} steps, {c.events} events, "
+                f"{c.cycle_checks} cycle checks, {c.busy_checks} busy counts, {c.membranes} membranes, "
+                f"{c.spikes} spikes: {status}"
+            )
+        return "\n".join(lines)
+
+
+def require_icarus() -> str:
+    """Path of ``iverilog``, or :class:`ToolMissingError` saying how to install it."""
+    path = shutil.which("iverilog")
+    if path is None:
+        raise ToolMissingError(
+            "Icarus Verilog (iverilog) is not installed: install it (Debian: apt-get install iverilog) "
+            "to run the RTL co-simulation."
+        )
+    return path
+
+
+def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | None = None) -> dict:
+    """The bench's transactions for the core holding ``piece_id`` from simulator runs with ``trace=True``.
+
+    Steps of several samples are concatenated: the RTL core keeps its state between samples only
+    if the program's membranes start at ``v0`` for each sample, so each run is one sample on a core
+    freshly loaded (the bench restarts it; see :func:`cosim_core`).
+    """
+    hw = program.hardware
+    core = int(program.plan.core[piece_id])
+    pinit = init if init is not None else piece_init(program, piece_id)
+    steps = []
+    for tr in runs[0].trace:
+        sel = np.flatnonzero(tr.flit_piece == piece_id)
+        sel = sel[np.argsort(tr.flit_arrive[sel], kind="stable")]
+        events = [
+            [
+                int(tr.flit_arrive[i]),
+                TYPE_GRADED if tr.flit_graded[i] else TYPE_SPIKE,
+                int(tr.flit_slot[i]),
+                int(tr.flit_index[i]),
+                int(tr.flit_value[i]) if tr.flit_graded[i] else 0,
+            ]
+            for i in sel
+        ]
+        spikes = tr.spikes[piece_id]
+        steps.append(
+            {
+                "t": tr.step,
+                "events": events,
+                "core_end": int(tr.core_end[core]) if events else -1,
+                "busy": int(tr.core_busy[core]),
+                "fire_cycles": int(tr.fire_cycles[piece_id]),
+                "membranes": [int(v) for v in tr.membranes[piece_id]],
+                "spikes": None if spikes is None else [int(v) for v in spikes],
+            }
+        )
+    c = hw.core
+    return {
+        "core": core,
+        "piece": piece_id,
+        "population": program.pieces[piece_id].population,
+        "n": pinit.n,
+        "lanes": c.lanes,
+        "v_bits": c.v_bits,
+        "slot_bits": index_bits(c.slots),
+        "pipeline": c.pipeline_cycles,
+        "history": c.spike_history_steps,
+        "groups_max": c.neurons // c.lanes,
+        "barrier": hw.barrier_cycles,
+        "steps": steps,
+    }
+
+
+def _run_bench(sv: str, spec: dict, workdir: Path) -> dict:
+    """Compile ``sv`` with Icarus and run the cocotb bench on ``spec``; return its result JSON."""
+    require_icarus()
+    try:
+        from cocotb_tools.runner import get_runner
+    except ImportError:
+        raise ToolMissingError("cocotb is not installed: install the rtl extra (pip install -e '.[rtl]').") from None
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "core.sv").write_text(sv)
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    out = workdir / "result.json"
+    if out.exists():
+        out.unlink()
+    runner = get_runner("icarus")
+    runner.build(
+        sources=[workdir / "core.sv"],
+        hdl_toplevel="core",
+        build_dir=workdir / "build",
+        timescale=("1ns", "1ps"),
+        always=True,
+        log_file=workdir / "build.log",
+    )
+    try:
+        runner.test(
+            test_module="spikeforge.rtl.bench_core",
+            hdl_toplevel="core",
+            build_dir=workdir / "build",
+            test_dir=workdir,
+            timescale=("1ns", "1ps"),
+            extra_env={"SPIKEFORGE_COSIM_IN": str(workdir / "spec.json"), "SPIKEFORGE_COSIM_OUT": str(out)},
+            log_file=workdir / "sim.log",
+        )
+    except SystemExit:  # the runner exits when the bench itself crashed (under pytest)
+        pass
+    if not out.exists():
+        log = (workdir / "sim.log").read_text(errors="replace")[-3000:] if (workdir / "sim.log").exists() else ""
+        raise RtlError(f"the cocotb bench crashed before writing its result (workdir {workdir}):\n{log}")
+    return json.loads(out.read_text())
+
+
+def cosim_core(
+    program: Program,
+    piece_id: int,
+    x: np.ndarray,
+    workdir: str | Path | None = None,
+    *,
+    init: PieceInit | None = None,
+    extra_dense_cycles: int = 0,
+    run=None,
+) -> CoreReport:
+    """Co-simulate the core holding ``piece_id`` on one input ``x`` against the simulator.
+
+    Parameters
+    ----------
+    program : Program
+        A ``resident`` program (every piece on its own core for the whole run).
+    piece_id : int
+        The piece whose core is built and compared.
+    x : ndarray
+        One input sample (the graph's input shape).
+    workdir : path, optional
+        Where the SystemVerilog, the build and the logs go (default: a temporary directory).
+    init : PieceInit, optional
+        The core's registers and images (default: from the program; the mutation tests pass an
+        altered copy, the expected transactions still come from the unaltered program).
+    extra_dense_cycles : int
+        Test hook of :class:`~spikeforge.rtl.core.Core` (a wrong cycle cost).
+    run : SampleRun, optional
+        A simulator run with ``trace=True`` of ``x`` to reuse.
+
+    Returns
+    -------
+    CoreReport
+    """
+    if program.plan.mode != "resident":
+        raise RtlError(
+            f"the co-simulation replays resident programs (one piece per core); this one is {program.plan.mode!r}: "
+            "use a larger [array] or a smaller model."
+        )
+    if run is None:
+        run = Simulator(program, trace=True).run(x)
+    spec = core_spec(program, piece_id, [run])
+    pinit = init if init is not None else piece_init(program, piece_id)
+    sv = to_sv(Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles), "core")
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
+        workdir = tmp
+    try:
+        res = _run_bench(sv, spec, Path(workdir))
+    finally:
+        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    cmp_ = res["compared"]
+    return CoreReport(
+        core=spec["core"],
+        piece=piece_id,
+        population=spec["population"],
+        steps=cmp_["steps"],
+        events=cmp_["events"],
+        cycle_checks=cmp_["cycle_checks"],
+        membranes=cmp_["membranes"],
+        spikes=cmp_["spikes"],
+        busy_checks=cmp_["busy"],
+        rtl_cycles=res["cycles"],
+        rtl_wall_s=res["wall_s"],
+        mismatches=res["mismatches"],
+    )
+
+
+def cosim(program: Program, x: np.ndarray, workdir: str | Path | None = None) -> CosimReport:
+    """Co-simulate every core of a resident ``program`` on input ``x``; see :func:`cosim_core`.
+
+    Raises
+    ------
+    RtlError
+        When a piece uses something the RTL does not build yet, or the program is not resident.
+    ToolMissingError
+        When Icarus Verilog or cocotb is missing.
+    """
+    for p in program.pieces:  # refuse before running anything
+        piece_init(program, p.id)
+    sim = Simulator(program, trace=True)
+    t0 = time.perf_counter()
+    run = sim.run(x)
+    sim_wall = time.perf_counter() - t0
+    reports = []
+    for p in program.pieces:
+        sub = None if workdir is None else Path(workdir) / f"piece{p.id}"
+        reports.append(cosim_core(program, p.id, x, sub, run=run))
+    return CosimReport(reports, int(run.step_cycles.sum()), sim_wall)

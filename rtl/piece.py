@@ -1,0 +1,155 @@
+"""What one core's RTL is built from: the core parameters and the piece it holds, from a Program.
+
+The registers and memories of ``docs/architecture.md`` section 3 are filled from the program's
+bit-exact images (:meth:`spikeforge.mapping.Program.images`): synapse words, parameter words
+(``threshold``, ``bias``, ``v0``), slot registers, plus the context registers (kind, ``n``,
+``in_start``, ``out_start``, ``T``, the slice's first neuron). :func:`check_buildable` says in one
+sentence what the generator cannot build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikeforge.mapping import HardwareConfig, Program
+from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+
+from .errors import RtlError
+
+__all__ = [
+    "MAX_V_BITS",
+    "MAX_WEIGHT_BITS",
+    "SUPPORTED_PIECES",
+    "SUPPORTED_SLOTS",
+    "MIN_PIPELINE",
+    "SlotInit",
+    "PieceInit",
+    "check_hardware",
+    "piece_init",
+    "empty_piece",
+]
+
+#: Widths the generator supports (the per-lane multiplier and the 24-bit flit index bound them).
+MAX_V_BITS = 32
+MAX_WEIGHT_BITS = 16
+#: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
+SUPPORTED_PIECES = ("neuron", "output")
+SUPPORTED_SLOTS = ("dense", "identity")
+#: The datapath writes a group back one cycle after it is issued, so the core can only be done
+#: ``pipeline_cycles >= 1`` after its last event ends.
+MIN_PIPELINE = 1
+
+
+@dataclass(frozen=True)
+class SlotInit:
+    """One slot register: kind code, row space ``lo..hi``, first synapse word, weight (identity), and
+    words per row (``Slot.row_words``: the slot image of ``mapping/images.py`` does not carry it, and
+    the compiler sizes rows for the slice's full width, which can exceed ``ceil(n/lanes)``)."""
+
+    kind: int
+    lo: int
+    hi: int
+    base: int
+    weight: int
+    row_words: int = 0
+
+
+@dataclass(frozen=True)
+class PieceInit:
+    """Context registers and memory images of the piece a core holds (zeros: an idle core)."""
+
+    kind: int
+    n: int
+    in_start: int
+    out_start: int
+    timesteps: int
+    first: int  # global index of local neuron 0 (range slices)
+    slots: tuple[SlotInit, ...]
+    synapse: np.ndarray  # (words, lanes) signed weights
+    params: np.ndarray  # (n, 3): threshold, bias, v0
+    piece_id: int = -1
+    population: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def check_hardware(hw: HardwareConfig) -> None:
+    """Raise :class:`RtlError` when the generator cannot build ``hw``'s core."""
+    core = hw.core
+    if core.v_bits > MAX_V_BITS:
+        raise RtlError(f"[core] v_bits = {core.v_bits} is wider than the RTL supports ({MAX_V_BITS}); lower it.")
+    if core.weight_bits > MAX_WEIGHT_BITS:
+        raise RtlError(
+            f"[core] weight_bits = {core.weight_bits} is wider than the RTL supports ({MAX_WEIGHT_BITS}); lower it."
+        )
+    if core.pipeline_cycles < MIN_PIPELINE:
+        raise RtlError(
+            f"[core] pipeline_cycles = {core.pipeline_cycles} is shorter than the RTL datapath "
+            f"(a group is written back {MIN_PIPELINE} cycle after it is issued); set it to >= {MIN_PIPELINE}."
+        )
+    if core.neurons > 1 << 16 or core.axons * core.neurons // core.lanes > 1 << 20:
+        raise RtlError(
+            f"[core] axons x neurons = {core.axons} x {core.neurons} makes a synapse SRAM of more than 2^20 words; "
+            "the RTL generator stops there: lower axons or neurons, or raise lanes."
+        )
+
+
+def empty_piece(hw: HardwareConfig) -> PieceInit:
+    """An idle core: no neurons, no slots, zero memories."""
+    return PieceInit(0, 0, 0, 0, 0, 0, (), np.zeros((0, hw.core.lanes), np.int64), np.zeros((0, 3), np.int64))
+
+
+def piece_init(program: Program, piece_id: int) -> PieceInit:
+    """The registers and images of ``program``'s piece ``piece_id``, checked against what the RTL builds.
+
+    Raises
+    ------
+    RtlError
+        When the piece uses a kind of piece or slot the generator does not implement yet.
+    """
+    check_hardware(program.hardware)
+    piece = program.pieces[piece_id]
+    if piece.kind not in SUPPORTED_PIECES:
+        raise RtlError(
+            f"piece {piece_id} ({piece.population!r}) is a {piece.kind!r} piece; the RTL core implements "
+            f"{', '.join(SUPPORTED_PIECES)} pieces so far (docs/rtl.md lists what is missing)."
+        )
+    for s in piece.slots:
+        if s.kind not in SUPPORTED_SLOTS:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) has a {s.kind!r} slot; the RTL core implements "
+                f"{', '.join(SUPPORTED_SLOTS)} slots so far (docs/rtl.md lists what is missing)."
+            )
+        if s.kind == "identity" and "lo" not in piece.geometry:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}): identity slots on channel x tile slices are not in the RTL "
+                "yet (only on range slices)."
+            )
+    images = program.images(piece_id)
+    sched = program.graph.schedule()[piece.population]
+    slots = tuple(
+        SlotInit(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(s.row_words))
+        for f, s in zip(images["slots"].fields.tolist(), piece.slots)
+    )
+    assert all(s.kind in (SLOT_CODES["dense"], SLOT_CODES["identity"]) for s in slots)
+    first = int(piece.geometry.get("lo", 0))
+    return PieceInit(
+        kind=PIECE_CODES[piece.kind],
+        n=piece.n,
+        in_start=int(sched.in_start),
+        out_start=int(sched.out_start),
+        timesteps=int(program.graph.timesteps),
+        first=first,
+        slots=slots,
+        synapse=images["synapse"].fields.astype(np.int64),
+        params=images["params"].fields.astype(np.int64),
+        piece_id=piece_id,
+        population=piece.population,
+    )
+
+
+def slot_bits(hw: HardwareConfig) -> int:
+    """Width of a flit's slot field."""
+    return index_bits(hw.core.slots)

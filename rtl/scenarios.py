@@ -1,0 +1,92 @@
+"""Small networks the RTL implements end to end, for the co-simulation tests and the speed figure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikeforge.mapping import HardwareConfig, Program, compile
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
+from spikeforge.models.graph import (
+    DenseProjection,
+    IdentityProjection,
+    InputPopulation,
+    NeuronPopulation,
+    OutputPopulation,
+    SNNGraph,
+    signed_range,
+)
+
+__all__ = ["dense_network", "dense_program"]
+
+
+def dense_network(
+    seed: int,
+    sizes: tuple[int, ...] = (12, 16),
+    n_out: int = 3,
+    *,
+    weight_bits: int = 8,
+    v_bits: int = 24,
+    timesteps: int = 4,
+    dif: bool = False,
+    residual: bool = False,
+) -> SNNGraph:
+    """``in -> h1 -> ... -> out`` with random dense weights, thresholds, biases and ``v0``.
+
+    ``dif``: every hidden population fires ``T - 1`` steps after its input window opens (DIF);
+    ``residual``: the last two hidden layers (equal sizes) are also joined by an identity projection.
+    """
+    rng = np.random.default_rng(seed)
+    wlo, whi = signed_range(weight_bits)
+    wmax = min(whi, 40)
+    pops: list = [InputPopulation("in", (sizes[0],), value_bits=4)]
+    projs: list = []
+    for k, n in enumerate(sizes[1:], start=1):
+        name, prev = f"h{k}", "in" if k == 1 else f"h{k - 1}"
+        fan_in = sizes[k - 1]
+        pops.append(
+            NeuronPopulation(
+                name,
+                (n,),
+                threshold=rng.integers(wmax, 3 * wmax + 1, n) * (6 if k == 1 else 1),
+                bias=rng.integers(-5, 6, n),
+                v0=rng.integers(0, wmax, n),
+                delay=timesteps - 1 if dif else 0,
+            )
+        )
+        w = rng.integers(max(wlo, -wmax), wmax + 1, (n, fan_in)) * (rng.random((n, fan_in)) < 0.7)
+        projs.append(DenseProjection(prev, name, w))
+    if residual and len(sizes) >= 3 and sizes[-1] == sizes[-2]:
+        projs.append(IdentityProjection(f"h{len(sizes) - 2}", f"h{len(sizes) - 1}", weight=int(wmax)))
+    last = f"h{len(sizes) - 1}"
+    pops.append(OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)))
+    projs.append(DenseProjection(last, "out", rng.integers(max(wlo, -wmax), wmax + 1, (n_out, sizes[-1]))))
+    return SNNGraph(tuple(pops), tuple(projs), timesteps=timesteps, weight_bits=weight_bits, v_bits=v_bits)
+
+
+def dense_program(
+    graph: SNNGraph,
+    rows: int,
+    cols: int,
+    *,
+    neurons: int = 16,
+    lanes: int = 4,
+    axons: int | None = None,
+    weight_bits: int = 8,
+    v_bits: int = 24,
+    pipeline_cycles: int = 3,
+    input_fifo_events: int = 64,
+) -> Program:
+    """Compile ``graph`` on a ``rows x cols`` array of small cores (resident when it fits)."""
+    core = CoreConfig(
+        axons=axons or max(16, max(p.size for p in graph.populations)),
+        neurons=neurons,
+        lanes=lanes,
+        weight_bits=weight_bits,
+        v_bits=v_bits,
+        pipeline_cycles=pipeline_cycles,
+        input_fifo_events=input_fifo_events,
+        spike_history_steps=8,
+        slots=4,
+        routing_entries=64,
+    )
+    return compile(graph, HardwareConfig(array=ArrayConfig(rows, cols), core=core))

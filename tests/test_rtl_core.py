@@ -1,0 +1,178 @@
+"""The RTL core against the simulator, cycle for cycle (``docs/rtl.md``).
+
+Co-simulation (cocotb + Icarus Verilog): every core of small resident dense networks replays the
+flits the simulator delivered to it, at the cycles it delivered them, and must match the
+simulator exactly at every step: the cycle its phase I ends, its phase-F cycles, its busy cycles,
+every membrane and every spike. A wrong cycle cost or a flipped weight bit must be reported with
+its step, core and neuron. Tests that need Icarus are skipped without it, unless
+``SPIKEFORGE_REQUIRE_PEERS`` is set (CI): then they fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from spikeforge.mapping import HardwareConfig
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
+from spikeforge.rtl import RtlError, ToolMissingError, cosim, cosim_core, export_rtl, piece_init, require_icarus
+from spikeforge.rtl.scenarios import dense_network, dense_program
+from spikeforge.sim import Simulator
+
+HAVE_ICARUS = shutil.which("iverilog") is not None
+if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
+
+
+def scenario(seed, sizes, *, neurons, lanes, weight_bits=8, dif=False, residual=False, rows=2, cols=3):
+    graph = dense_network(seed, sizes, weight_bits=weight_bits, dif=dif, residual=residual)
+    program = dense_program(graph, rows, cols, neurons=neurons, lanes=lanes, weight_bits=weight_bits)
+    assert program.plan.mode == "resident"
+    x = np.random.default_rng(seed).integers(0, 16, sizes[0])
+    return program, x
+
+
+# --------------------------------------------------------------------------- co-simulation matrix
+MATRIX = [
+    # (sizes, neurons, lanes, weight_bits, dif, residual)
+    pytest.param((12, 16, 16), 16, 1, 8, False, True, id="n16-l1-w8-if-identity"),
+    pytest.param((12, 24, 24), 16, 4, 4, True, True, id="n16-l4-w4-dif-identity-2slices"),
+    pytest.param((12, 16, 16), 16, 16, 8, False, False, id="n16-l16-w8-if"),
+    pytest.param((20, 40, 16), 64, 4, 8, True, False, id="n64-l4-w8-dif"),
+    pytest.param((8, 100, 8), 128, 16, 4, False, False, id="n128-l16-w4-if-partial-group"),
+    pytest.param((16, 256, 8), 256, 16, 8, True, False, id="n256-l16-w8-dif", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize(("sizes", "neurons", "lanes", "weight_bits", "dif", "residual"), MATRIX)
+def test_every_core_matches_the_simulator(sizes, neurons, lanes, weight_bits, dif, residual):
+    program, x = scenario(3, sizes, neurons=neurons, lanes=lanes, weight_bits=weight_bits, dif=dif, residual=residual)
+    report = cosim(program, x)
+    assert report.ok, report.format()
+    run = Simulator(program, trace=True).run(x)
+    steps = len(run.trace)
+    spikes = sum(
+        p.n * sum(1 for tr in run.trace if tr.spikes[p.id] is not None) for p in program.pieces if p.kind == "neuron"
+    )
+    flits = sum(tr.flit_piece.size for tr in run.trace)
+    assert [c.steps for c in report.cores] == [steps] * len(program.pieces)
+    assert sum(c.membranes for c in report.cores) == steps * sum(p.n for p in program.pieces)
+    assert sum(c.spikes for c in report.cores) == spikes > 0
+    assert sum(c.events for c in report.cores) == flits > 0
+    assert all(c.busy_checks == steps for c in report.cores)
+    assert sum(int(tr.flit_graded.sum()) for tr in run.trace) > 0  # graded host values took the multiply path
+
+
+# --------------------------------------------------------------------------- mutations must be caught
+@pytest.fixture(scope="module")
+def small():
+    return scenario(5, (12, 16, 16), neurons=16, lanes=4, residual=True)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_wrong_cycle_cost_is_reported(small):
+    program, x = small
+    rep = cosim_core(program, 0, x, extra_dense_cycles=1)
+    assert not rep.ok
+    first = rep.mismatches[0]
+    assert first["what"].startswith("i_done") and first["core"] == int(program.plan.core[0])
+    assert "step 1" in rep.first_mismatch() and "i_done" in rep.first_mismatch()
+    assert any(m["what"] == "busy cycles of the step" for m in rep.mismatches)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_weight_bit_is_reported_with_its_neuron(small):
+    program, x = small
+    init = piece_init(program, 0)
+    syn = init.synapse.copy()
+    word, lane = 2, 3  # row 0 (source 0: x[0] is sent), lane group 2: local neuron 2 * lanes + 3 = 11
+    assert x[0] != 0
+    syn[word, lane] ^= 1 << 2
+    rep = cosim_core(program, 0, x, init=dataclasses.replace(init, synapse=syn))
+    assert not rep.ok
+    m = rep.mismatches[0]
+    assert m["what"] == "membrane" and m["neuron"] == 11 and m["step"] == 1
+    assert "neuron 11" in rep.first_mismatch() and "core 0" in rep.first_mismatch()
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_threshold_bit_is_reported(small):
+    program, x = small
+    init = piece_init(program, 1)
+    params = init.params.copy()
+    params[:, 0] ^= 1  # every threshold off by one
+    rep = cosim_core(program, 1, x, init=dataclasses.replace(init, params=params))
+    assert not rep.ok and {m["what"] for m in rep.mismatches} >= {"membrane"}
+
+
+# --------------------------------------------------------------------------- export
+@pytest.mark.rtl
+def test_export_writes_modules_init_files_and_manifest(tmp_path, small):
+    program, _ = small
+    manifest = export_rtl(program.hardware, tmp_path, program)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    assert len(manifest["modules"]) == len(program.pieces)
+    for mod in manifest["modules"]:
+        sv = (tmp_path / mod["file"]).read_text()
+        assert f"module {mod['module']}(" in sv and "always_ff" in sv
+        names = {p["name"] for p in mod["ports"]}
+        assert {"events__valid", "events__ready", "events__payload", "i_done", "f_done"} <= names
+        for port in mod["ports"]:
+            assert port["name"] in sv
+    # init files hold the program's images: weights of piece 0, lane 0 low
+    mod = next(m for m in manifest["modules"] if m["piece"] == 0)
+    words = [int(w, 16) for w in (tmp_path / mod["memories"]["synapse"]["file"]).read_text().split()]
+    img = program.images(0)["synapse"].fields
+    c = program.hardware.core
+    for r in range(len(img)):
+        for lane in range(c.lanes):
+            v = (words[r] >> (lane * c.weight_bits)) & ((1 << c.weight_bits) - 1)
+            v -= (v >> (c.weight_bits - 1)) << c.weight_bits
+            assert v == img[r, lane]
+    assert len(words) == c.axons * c.neurons // c.lanes
+    if HAVE_ICARUS:  # the exported files elaborate
+        import subprocess
+
+        for mod in manifest["modules"]:
+            subprocess.run(["iverilog", "-g2012", "-o", os.devnull, str(tmp_path / mod["file"])], check=True)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_a_core_the_generator_cannot_build_is_refused(tmp_path):
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(pipeline_cycles=0))
+    with pytest.raises(RtlError, match=r"pipeline_cycles = 0 .* set it to >= 1"):
+        export_rtl(hw, tmp_path)
+
+
+def test_a_program_for_another_hardware_file_is_refused(tmp_path, small):
+    program, _ = small
+    other = program.hardware.with_value("core.pipeline_cycles", 4)
+    with pytest.raises(RtlError, match="compiled for another hardware"):
+        export_rtl(other, tmp_path, program)
+
+
+def test_a_piece_the_rtl_does_not_implement_is_named(tiny_graph):
+    from spikeforge.mapping import compile
+
+    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
+    kinds = {p.kind for p in program.pieces} | {s.kind for p in program.pieces for s in p.slots}
+    assert "conv" in kinds
+    with pytest.raises(RtlError, match=r"slot; the RTL core implements dense, identity|piece; the RTL core"):
+        cosim(program, np.zeros(program.graph.input.shape, np.int64))
+
+
+def test_a_missing_icarus_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolMissingError, match="apt-get install iverilog"):
+        require_icarus()
