@@ -8,7 +8,9 @@ PY=${PYTHON:-python3}
 # PyTorch: the pinned CPU build first, so the `train` extra's requirement is already met
 # and pip never resolves an unpinned torch to a multi-GB CUDA build.
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet -e ".[train,dev,cluster]"
+"$PY" -m pip install --quiet -e ".[train,dev,cluster,rtl]"
+# Icarus Verilog for the RTL co-simulation (tests/test_rtl_*.py fail without it under SPIKEFORGE_REQUIRE_PEERS).
+command -v iverilog >/dev/null || { apt-get update && apt-get install -y iverilog; }
 
 # SANA-FE, the peer simulator of tests/test_peer_sanafe.py, in its own venv so its pins never meet ours.
 PEERS=${SANAFE_VENV:-.peers-venv}
