@@ -56,6 +56,8 @@ __all__ = [
     "mbe_decode",
     "mbe_encode",
     "mbe_encode_int",
+    "mbe_membrane_range",
+    "mbe_spikes",
     "to_lut",
 ]
 
@@ -403,6 +405,19 @@ def mbe_encode_int(xq: np.ndarray, lut: MBELut) -> np.ndarray:
     return spikes
 
 
+def mbe_membrane_range(xq: np.ndarray, lut: MBELut) -> tuple[int, int]:
+    """Smallest and largest membrane value ``U_n[t]`` the integer neuron reaches on inputs ``X``.
+
+    Sizes the membrane register: a signed register of ``b`` bits holds ``[-2**(b-1), 2**(b-1) - 1]``.
+    """
+    u = np.asarray(xq, dtype=np.int64)[..., None] - lut.offset
+    lo, hi = int(u.min()), int(u.max())
+    for t in range(lut.vth.shape[1]):
+        u = u - np.where(u >= lut.vth[:, t], lut.reset[:, t], 0)
+        lo, hi = min(lo, int(u.min())), max(hi, int(u.max()))
+    return lo, hi
+
+
 def mbe_apply_int(
     x: np.ndarray, lut: MBELut, log: MBELog | None = None, site: str = "mbe"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -418,3 +433,27 @@ def mbe_apply_int(
     spikes = mbe_encode_int(lut.quantize_input(x, log, site), lut)
     acc = lut.bias + np.where(spikes, lut.intensity, 0).sum(axis=(-2, -1))
     return acc, acc / 2.0**lut.out_frac_bits
+
+
+def mbe_spikes(
+    x: np.ndarray, params: MBEParams, log: MBELog | None = None, site: str | None = None, integer: bool = False
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Spikes of the float neuron, or of its integer LUT form (``integer=True``, default widths).
+
+    Returns
+    -------
+    spikes : ndarray of bool, shape ``x.shape + (N, T)``
+    intensity : ndarray, shape (N, T)
+        ``D`` (float form) or ``DI / 2**out_frac_bits`` (integer form: exact dyadic values).
+    bias : float
+        ``b`` or ``B / 2**out_frac_bits``. The output is ``bias + sum spikes * intensity``.
+    """
+    if not integer:
+        return mbe_encode(x, params, log, site), params.kernels()[2], params.bias
+    site = site or params.name
+    lut = to_lut(params)
+    spikes = mbe_encode_int(lut.quantize_input(x, log, site), lut)
+    if log is not None:
+        log.record_spikes(site, int(np.count_nonzero(spikes)), spikes.size)
+    scale = 2.0**lut.out_frac_bits
+    return spikes, lut.intensity / scale, lut.bias / scale

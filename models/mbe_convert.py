@@ -24,7 +24,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,6 @@ class MBEViT:
     prims: MBEPrimitives
     n_gelu: int = 4
     n_bases: int = 8
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def convert_vit_mbe(
@@ -130,6 +129,7 @@ def convert_vit_mbe(
     cache: PrimitiveCache | None = None,
     fit: bool = True,
     margin: float = 0.1,
+    integer: bool = False,
 ) -> MBEViT:
     """Algorithm 1: calibrate ranges, fit or load primitives, replace operators.
 
@@ -148,6 +148,8 @@ def convert_vit_mbe(
         Fit (seeded) what the cache lacks; ``False`` raises instead.
     margin : float
         Range widening (fraction of the calibrated width, each side).
+    integer : bool
+        Run every MBE neuron in its integer LUT form.
 
     Raises
     ------
@@ -166,7 +168,7 @@ def convert_vit_mbe(
             if p is None:
                 raise MBEError(f"no cached GELU fit for site {site} (T = {timesteps}, range {r['x']}); fit it first.")
             gelu[site] = p
-    prims = MBEPrimitives.load(timesteps, n_bases, cache, fit)
+    prims = MBEPrimitives.load(timesteps, n_bases, cache, fit, integer)
     return MBEViT(ckpt, timesteps, ranges, gelu, prims, n_gelu, n_bases)
 
 
@@ -177,7 +179,7 @@ class MBEOps:
         self.m, self.log = model, log
 
     def gelu(self, x, site):
-        return spiking_gelu(x, self.m.gelu[site], self.log, site)
+        return spiking_gelu(x, self.m.gelu[site], self.log, site, self.m.prims.integer)
 
     def softmax(self, x, site):
         return spiking_softmax(x, self.m.prims, -1, self.log, site)
@@ -188,7 +190,7 @@ class MBEOps:
 
     def matmul(self, a, b, site):
         r = self.m.ranges[site]
-        return spike_matmul(a, b, self.m.prims.identity, r["a"], r["b"], self.log, site)
+        return spike_matmul(a, b, self.m.prims.identity, r["a"], r["b"], self.log, site, self.m.prims.integer)
 
 
 def run_mbe_vit(model: MBEViT, images: np.ndarray, log: MBELog | None = None, batch: int = 64) -> np.ndarray:
@@ -230,6 +232,7 @@ def evaluate_mbe_vit(
     data: Dataset | None = None,
     calib_samples: int = 256,
     fit: bool = True,
+    integer: bool = False,
 ) -> dict[str, Any]:
     """Convert the ViT at ``T`` steps and evaluate ANN and SNN on the test split.
 
@@ -246,11 +249,13 @@ def evaluate_mbe_vit(
         Training images used for range calibration (the first ones).
     fit : bool
         Fit primitives the caches lack (slow) instead of raising.
+    integer : bool
+        Run every MBE neuron in its integer LUT form (the hardware's arithmetic).
 
     Returns
     -------
     dict
-        ``model``, ``timesteps``, ``samples``, ``neuron`` (``"mbe"``), ``accuracy`` (``ann_float``,
+        ``model``, ``timesteps``, ``samples``, ``neuron`` (``"mbe"``), ``integer_lut``, ``accuracy`` (``ann_float``,
         ``snn``), ``agreement`` (share of equal predictions), ``logit_error`` (``max_abs``,
         ``rms``, and ``ann_logit_rms`` for scale), ``spikes_per_inference``,
         ``spikes_per_population`` (per site, per image), ``firing_rate_per_operator`` (gelu,
@@ -265,7 +270,7 @@ def evaluate_mbe_vit(
         if not 1 <= samples <= len(x):
             raise MBEError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
         x, y = x[:samples], y[:samples]
-    mbe = convert_vit_mbe(ckpt, data.x_train[:calib_samples], timesteps, fit=fit)
+    mbe = convert_vit_mbe(ckpt, data.x_train[:calib_samples], timesteps, fit=fit, integer=integer)
     ann_logits = vit_forward(ckpt, x)
     log = MBELog()
     snn_logits = run_mbe_vit(mbe, x, log)
@@ -278,6 +283,7 @@ def evaluate_mbe_vit(
         "timesteps": timesteps,
         "samples": n,
         "neuron": "mbe",
+        "integer_lut": integer,
         "accuracy": {"ann_float": float(np.mean(ann == y)), "snn": float(np.mean(snn == y))},
         "agreement": float(np.mean(ann == snn)),
         "logit_error": {
@@ -300,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timesteps", type=int, nargs="*", default=[8, 10, 12, 16])
     ap.add_argument("--write-cache", action="store_true", help="fit what the ViT cache lacks and save it")
     ap.add_argument("--json", type=Path, help="also write the reports to this file")
+    ap.add_argument("--integer", action="store_true", help="run the MBE neurons in their integer LUT form")
     args = ap.parse_args(argv)
     ckpt = load_vit()
     data = load_digits()
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for t in args.timesteps:
         t0 = time.time()
-        r = evaluate_mbe_vit(timesteps=t, data=data, fit=False)
+        r = evaluate_mbe_vit(timesteps=t, data=data, fit=False, integer=args.integer)
         reports.append(r)
         acc = r["accuracy"]
         print(

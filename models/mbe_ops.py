@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mbe import MBEError, MBELog, MBEParams, mbe_apply, mbe_encode
+from .mbe import MBEError, MBELog, MBEParams, mbe_spikes
 from .mbe_fit import PrimitiveCache
 
 __all__ = [
@@ -83,12 +83,16 @@ class MBEPrimitives:
         ``1 / sqrt(x)`` on ``[0.5, 2]``.
     identity : MBEParams
         ``x`` on ``[0, 1]``; rescaled to each product operand's range.
+    integer : bool
+        Run every neuron in its integer LUT form (:func:`~spikeforge.models.mbe.to_lut`, default
+        widths) instead of the float form.
     """
 
     exp2: MBEParams
     inv: MBEParams
     invsqrt: MBEParams
     identity: MBEParams
+    integer: bool = False
 
     def __post_init__(self) -> None:
         steps = {p.timesteps for p in (self.exp2, self.inv, self.invsqrt, self.identity)}
@@ -106,7 +110,12 @@ class MBEPrimitives:
 
     @classmethod
     def load(
-        cls, timesteps: int = 16, n_bases: int = 8, cache: PrimitiveCache | None = None, fit: bool = True
+        cls,
+        timesteps: int = 16,
+        n_bases: int = 8,
+        cache: PrimitiveCache | None = None,
+        fit: bool = True,
+        integer: bool = False,
     ) -> MBEPrimitives:
         """Load the primitives from ``cache`` (default: shipped), fitting missing ones when ``fit``."""
         cache = PrimitiveCache() if cache is None else cache
@@ -117,12 +126,19 @@ class MBEPrimitives:
             if p is None:
                 raise MBEError(f"no cached MBE primitive {name} with N = {n_bases}, T = {timesteps}; fit it first.")
             out[name] = p
-        return cls(**out)
+        return cls(**out, integer=integer)
 
 
-def spiking_gelu(x: np.ndarray, params: MBEParams, log: MBELog | None = None, site: str = "gelu") -> np.ndarray:
-    """GELU through one MBE neuron fitted on ``[params.lo, params.hi]``."""
-    return mbe_apply(x, params, log, site)
+def _apply(x: np.ndarray, params: MBEParams, log: MBELog | None, site: str, integer: bool) -> np.ndarray:
+    spikes, inten, bias = mbe_spikes(x, params, log, site, integer)
+    return bias + np.einsum("...nt,nt->...", spikes.astype(np.float64), inten)
+
+
+def spiking_gelu(
+    x: np.ndarray, params: MBEParams, log: MBELog | None = None, site: str = "gelu", integer: bool = False
+) -> np.ndarray:
+    """GELU through one MBE neuron fitted on ``[params.lo, params.hi]`` (``integer``: its LUT form)."""
+    return _apply(x, params, log, site, integer)
 
 
 def _check_range(rng: tuple[float, float], what: str) -> tuple[float, float]:
@@ -133,9 +149,14 @@ def _check_range(rng: tuple[float, float], what: str) -> tuple[float, float]:
 
 
 def encode_operand(
-    x: np.ndarray, identity: MBEParams, rng: tuple[float, float], log: MBELog | None = None, site: str = "operand"
+    x: np.ndarray,
+    identity: MBEParams,
+    rng: tuple[float, float],
+    log: MBELog | None = None,
+    site: str = "operand",
+    integer: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Encode ``x`` with the identity neuron rescaled to ``rng``.
+    """Encode ``x`` with the identity neuron rescaled to ``rng`` (``integer``: its LUT form).
 
     Returns
     -------
@@ -146,9 +167,8 @@ def encode_operand(
         ``b``; the decoded value is ``b + sum_k s_k D_k``.
     """
     lo, hi = _check_range(rng, site)
-    p = identity.rescaled(lo, hi)
-    spikes = mbe_encode(x, p, log, site)
-    return spikes.reshape(spikes.shape[:-2] + (-1,)), p.kernels()[2].reshape(-1), p.bias
+    spikes, inten, bias = mbe_spikes(x, identity.rescaled(lo, hi), log, site, integer)
+    return spikes.reshape(spikes.shape[:-2] + (-1,)), inten.reshape(-1), bias
 
 
 def spike_product(
@@ -160,6 +180,7 @@ def spike_product(
     log: MBELog | None = None,
     site: str = "mul",
     explicit: bool = False,
+    integer: bool = False,
 ) -> np.ndarray:
     """Elementwise ``x1 * x2`` (broadcast) from binary spikes and the outer product of intensities.
 
@@ -168,12 +189,13 @@ def spike_product(
     The intensity table ``D1_k D2_l`` has rank one, so the pair sum equals
     ``(sum_k s1_k D1_k)(sum_l s2_l D2_l)``; ``explicit=True`` evaluates the ``K x K`` AND-and-add
     form the hardware runs instead (same value up to rounding, ``K**2`` times the work).
+    ``integer`` encodes with the integer LUT form of the identity neuron.
     """
-    s1, d1, b1 = encode_operand(x1, identity, range1, log, site + ".a")
+    s1, d1, b1 = encode_operand(x1, identity, range1, log, site + ".a", integer)
     if x2 is x1 and tuple(range2) == tuple(range1):
         s2, d2, b2 = s1, d1, b1
     else:
-        s2, d2, b2 = encode_operand(x2, identity, range2, log, site + ".b")
+        s2, d2, b2 = encode_operand(x2, identity, range2, log, site + ".b", integer)
     s1, s2 = np.broadcast_arrays(s1.astype(np.float64), s2.astype(np.float64))
     v1, v2 = s1 @ d1, s2 @ d2
     pairs = np.einsum("...k,kl,...l->...", s1, np.outer(d1, d2), s2) if explicit else v1 * v2
@@ -188,6 +210,7 @@ def spike_matmul(
     range_b: tuple[float, float],
     log: MBELog | None = None,
     site: str = "matmul",
+    integer: bool = False,
 ) -> np.ndarray:
     """``a @ b`` (batched, numpy broadcasting) with both operands MBE-encoded.
 
@@ -195,8 +218,8 @@ def spike_matmul(
     product of the decoded operands, ``(b_a + S_a D_a) @ (b_b + S_b D_b)``: that is what is
     computed, in ``O(K)`` per element instead of ``O(K**2)``.
     """
-    sa, da, ba = encode_operand(a, identity, range_a, log, site + ".a")
-    sb, db, bb = encode_operand(b, identity, range_b, log, site + ".b")
+    sa, da, ba = encode_operand(a, identity, range_a, log, site + ".a", integer)
+    sb, db, bb = encode_operand(b, identity, range_b, log, site + ".b", integer)
     return (ba + sa.astype(np.float64) @ da) @ (bb + sb.astype(np.float64) @ db)
 
 
@@ -216,10 +239,10 @@ def spiking_softmax(
     x = np.asarray(x, dtype=np.float64)
     z = (x - x.max(axis=axis, keepdims=True)) * math.log2(math.e)
     k = np.floor(z)
-    e = np.ldexp(mbe_apply(z - k, prims.exp2, log, site + ".exp2"), k.astype(np.int64))
+    e = np.ldexp(_apply(z - k, prims.exp2, log, site + ".exp2", prims.integer), k.astype(np.int64))
     mant, ex = np.frexp(e.sum(axis=axis, keepdims=True))
-    inv = np.ldexp(mbe_apply(mant, prims.inv, log, site + ".inv"), -ex)
-    return spike_product(e, inv, prims.identity, (0.0, 2.0), (0.0, 2.0), log, site + ".mul")
+    inv = np.ldexp(_apply(mant, prims.inv, log, site + ".inv", prims.integer), -ex)
+    return spike_product(e, inv, prims.identity, (0.0, 2.0), (0.0, 2.0), log, site + ".mul", integer=prims.integer)
 
 
 def spiking_layernorm(
@@ -250,11 +273,12 @@ def spiking_layernorm(
     """
     x = np.asarray(x, dtype=np.float64)
     xc = x - x.mean(axis=-1, keepdims=True)
-    var = spike_product(xc, xc, prims.identity, xc_range, xc_range, log, site + ".sq").mean(axis=-1, keepdims=True)
+    sq = spike_product(xc, xc, prims.identity, xc_range, xc_range, log, site + ".sq", integer=prims.integer)
+    var = sq.mean(axis=-1, keepdims=True)
     mant, ex = np.frexp(np.maximum(var, 0.0) + eps)
     odd = (ex % 2) != 0
     mant = np.where(odd, 2.0 * mant, mant)  # parity fix: E even, m in [0.5, 2)
     ex = np.where(odd, ex - 1, ex)
-    rstd = np.ldexp(mbe_apply(mant, prims.invsqrt, log, site + ".invsqrt"), -(ex // 2))
-    y = spike_product(xc, rstd, prims.identity, xc_range, rstd_range, log, site + ".mul")
+    rstd = np.ldexp(_apply(mant, prims.invsqrt, log, site + ".invsqrt", prims.integer), -(ex // 2))
+    y = spike_product(xc, rstd, prims.identity, xc_range, rstd_range, log, site + ".mul", integer=prims.integer)
     return y * gamma + beta

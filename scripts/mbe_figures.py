@@ -1,6 +1,7 @@
 """Print the MBE figures of docs/mbe.md from the shipped primitives (seeded; about 20 s).
 
-    python scripts/mbe_figures.py
+    python scripts/mbe_figures.py                # fitting MSE table, operator errors
+    python scripts/mbe_figures.py --paper-form   # also refit with c_n = lo (about 3 min)
 
 1. Fitting MSE per primitive and N at T = 16 (float form, recomputed from the shipped cache) and
    the MSE of the integer lookup-table form (in_bits = T + 4, 16 output fraction bits).
@@ -9,10 +10,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from spikeforge.models.mbe import mbe_apply_int, to_lut
-from spikeforge.models.mbe_fit import PRIMITIVES, PrimitiveCache, fit_mse, gelu
+from spikeforge.models.mbe_fit import PRIMITIVES, PrimitiveCache, fit_mse, fit_nested, gelu
 from spikeforge.models.mbe_ops import (
     MBEPrimitives,
     spike_matmul,
@@ -70,7 +73,17 @@ def operator_errors(cache: PrimitiveCache) -> None:
     row("LayerNorm (d = 32)", "N(0.5, 2)", y - (xc * r[:, None] * g + bt))
 
 
+def paper_form_table() -> None:
+    """Same fits with the paper's form (no free offsets: ``c_n = lo``)."""
+    print("\n| primitive (c_n = lo) | N = 1 | N = 2 | N = 4 | N = 8 |\n|---|---|---|---|---|")
+    for name in ("gelu", "exp2", "inv", "invsqrt"):
+        res = fit_nested(name, free_offsets=False)
+        print(f"| {name} | " + " | ".join(f"{res[n][1]:.2e}" for n in (1, 2, 4, 8)) + " |", flush=True)
+
+
 if __name__ == "__main__":
     c = PrimitiveCache()
     fit_table(c)
     operator_errors(c)
+    if "--paper-form" in sys.argv[1:]:
+        paper_form_table()

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from spikeforge.models.mbe import MBEError, mbe_apply_int, to_lut
+from spikeforge.models.mbe import MBEError, mbe_apply_int, mbe_membrane_range, to_lut
+from spikeforge.models.mbe_convert import VIT_CACHE_PATH
 from spikeforge.models.mbe_fit import PRIMITIVES, PRIMITIVES_PATH, PrimitiveCache, fit_mse, fit_nested, fit_primitive
 
 #: MSE bounds at T = 16 (docs/mbe.md); the paper reports about 1e-4 at N = 8.
@@ -115,3 +116,14 @@ def test_cache_saves_and_reloads(tmp_path, shipped):
     again = PrimitiveCache(path)
     assert list(again.entries) == [("inv", 2, 16, 0.5, 1.0)]
     assert again.get("inv", 2, 16, 0.5, 1.0).to_dict() == p.to_dict()
+
+
+def test_membrane_of_every_shipped_fit_fits_in_in_bits_plus_two_signed_bits():
+    """docs/mbe.md: U stays in [-2**(in_bits+1), 2**in_bits] for offsets in range and a <= 2 (hi - lo)."""
+    caches = (PrimitiveCache(), PrimitiveCache(VIT_CACHE_PATH))
+    for params, _ in [e for c in caches for e in c.entries.values()]:
+        assert np.all(params.a <= 2 * (params.hi - params.lo))
+        assert np.all((params.offset >= params.lo) & (params.offset <= params.hi))
+        lut = to_lut(params)
+        lo, hi = mbe_membrane_range(lut.quantize_input(np.linspace(params.lo, params.hi, 20_001)), lut)
+        assert -(2 ** (lut.in_bits + 1)) <= lo and hi <= 2**lut.in_bits

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spikeforge.models.mbe import MBEError, MBELog
+from spikeforge.models.mbe import MBEError, MBELog, mbe_apply_int, to_lut
 from spikeforge.models.mbe_fit import PrimitiveCache, gelu
 from spikeforge.models.mbe_ops import (
     MBEPrimitives,
@@ -153,3 +153,25 @@ def test_bad_operand_ranges_and_primitives_are_refused(prims, cache):
         MBEPrimitives(prims.exp2, prims.inv, prims.exp2, prims.identity)
     with pytest.raises(MBEError, match="no cached MBE primitive"):
         MBEPrimitives.load(5, 3, PrimitiveCache(), fit=False)
+
+
+def test_integer_lut_operators_match_float_within_the_same_tolerances(prims, cache):
+    iprims = MBEPrimitives.load(16, 8, cache, fit=False, integer=True)
+    rng = np.random.default_rng(3)
+    s = rng.normal(0, 3, (200, 16))
+    log = MBELog()
+    p = spiking_softmax(s, iprims, log=log)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=5e-3)
+    np.testing.assert_allclose(p, float_softmax(s), atol=5e-3)
+    assert log.spikes["softmax.exp2"] > 0
+    x = rng.normal(0, 1, (50, 32))
+    xc = x - x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt((xc * xc).mean(-1) + 1e-5)
+    y = spiking_layernorm(x, np.ones(32), np.zeros(32), iprims, (-5.0, 5.0), (0.0, float(r.max()) * 1.01))
+    assert np.abs(y - float_layernorm(x, np.ones(32), np.zeros(32))).max() < 5e-2
+    a, b = rng.uniform(-3, 5, 1000), rng.uniform(-1, 2, 1000)
+    got = spike_product(a, b, prims.identity, (-3.0, 5.0), (-1.0, 2.0), integer=True)
+    np.testing.assert_allclose(got, a * b, atol=5e-3)
+    g = cache.get("gelu", 4, 16, -120.0, 10.0)
+    xs = np.linspace(-120, 10, 10_001)
+    np.testing.assert_array_equal(spiking_gelu(xs, g, integer=True), mbe_apply_int(xs, to_lut(g))[1])

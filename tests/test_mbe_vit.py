@@ -148,3 +148,12 @@ def test_training_reproduces_the_bundled_vit(vit):
     assert again.metrics == vit.metrics
     for k, v in vit.params.items():
         np.testing.assert_array_equal(again.params[k].astype(np.float64), v)
+
+
+def test_integer_lut_neurons_keep_the_predictions(vit, digits):
+    m = convert_vit_mbe(vit, digits.x_train[:256], 16, fit=False, integer=True)
+    x = digits.x_test[:64]
+    log = MBELog()
+    snn = run_mbe_vit(m, x, log)
+    assert np.mean(snn.argmax(1) == vit_forward(vit, x).argmax(1)) >= 0.95
+    assert sum(log.spikes.values()) > 0
