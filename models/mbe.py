@@ -56,8 +56,10 @@ __all__ = [
     "mbe_decode",
     "mbe_encode",
     "mbe_encode_int",
+    "mbe_init_int",
     "mbe_membrane_range",
     "mbe_spikes",
+    "mbe_step_int",
     "to_lut",
 ]
 
@@ -387,21 +389,39 @@ def to_lut(params: MBEParams, in_bits: int | None = None, out_frac_bits: int = 1
     )
 
 
+def mbe_init_int(xq: np.ndarray, lut: MBELut) -> np.ndarray:
+    """Membranes at injection, ``U_n[0] = X - C_n``, shaped ``X.shape + (N,)`` (int64)."""
+    xq = np.asarray(xq)
+    if xq.dtype.kind not in "iu":
+        raise MBEError(f"the integer MBE neuron takes integer inputs, found {xq.dtype}.")
+    return xq.astype(np.int64)[..., None] - lut.offset
+
+
+def mbe_step_int(u: np.ndarray, t: int, lut: MBELut) -> np.ndarray:
+    """One time step ``t`` of the integer neuron: fire where ``U >= VTH[:, t]``, subtract ``R[:, t]`` there.
+
+    This is the per-step kernel a time-stepped executor or simulator runs: two table reads per
+    basis, a compare and a conditional subtract. ``u`` (from :func:`mbe_init_int`) is updated in
+    place; the spikes are returned (bool, same shape as ``u``). Their output weight is
+    ``DI[:, t]``.
+    """
+    if not 0 <= t < lut.vth.shape[1]:
+        raise MBEError(f"step {t} is outside the neuron's 0..{lut.vth.shape[1] - 1} steps.")
+    s = u >= lut.vth[:, t]
+    u -= np.where(s, lut.reset[:, t], 0)
+    return s
+
+
 def mbe_encode_int(xq: np.ndarray, lut: MBELut) -> np.ndarray:
     """Integer MBE neuron on integer inputs ``X`` (any shape); spikes shaped ``X.shape + (N, T)``.
 
     Only compares, conditional subtractions of table entries and no multiplication.
     """
-    xq = np.asarray(xq)
-    if xq.dtype.kind not in "iu":
-        raise MBEError(f"the integer MBE neuron takes integer inputs, found {xq.dtype}.")
-    u = xq.astype(np.int64)[..., None] - lut.offset
+    u = mbe_init_int(xq, lut)
     n_steps = lut.vth.shape[1]
     spikes = np.empty(u.shape + (n_steps,), dtype=bool)
     for t in range(n_steps):
-        s = u >= lut.vth[:, t]
-        spikes[..., t] = s
-        u = u - np.where(s, lut.reset[:, t], 0)
+        spikes[..., t] = mbe_step_int(u, t, lut)
     return spikes
 
 
@@ -410,10 +430,10 @@ def mbe_membrane_range(xq: np.ndarray, lut: MBELut) -> tuple[int, int]:
 
     Sizes the membrane register: a signed register of ``b`` bits holds ``[-2**(b-1), 2**(b-1) - 1]``.
     """
-    u = np.asarray(xq, dtype=np.int64)[..., None] - lut.offset
+    u = mbe_init_int(xq, lut)
     lo, hi = int(u.min()), int(u.max())
     for t in range(lut.vth.shape[1]):
-        u = u - np.where(u >= lut.vth[:, t], lut.reset[:, t], 0)
+        mbe_step_int(u, t, lut)
         lo, hi = min(lo, int(u.min())), max(hi, int(u.max()))
     return lo, hi
 

@@ -21,6 +21,8 @@ from spikeforge.models.mbe import (
     mbe_decode,
     mbe_encode,
     mbe_encode_int,
+    mbe_init_int,
+    mbe_step_int,
     to_lut,
 )
 
@@ -88,6 +90,39 @@ def test_integer_form_has_no_multiplier_and_tracks_the_float_form():
     # Where the spikes agree, only the intensity rounding differs: |error| <= K / 2 LSB.
     k = p.n_bases * p.timesteps
     np.testing.assert_array_less(np.abs(y_int - mbe_apply(x, p))[same], k / 2 / 2**24 + 1e-12)
+
+
+def test_per_step_kernel_drives_the_same_neuron_step_by_step():
+    """A time-stepped executor calling mbe_step_int gets the spikes of mbe_encode_int, and the
+    accumulated output DI[:, t] of each step sums to mbe_apply_int's accumulator."""
+    rng = np.random.default_rng(2)
+    p = MBEParams(
+        "r",
+        0.0,
+        4.0,
+        12,
+        rng.uniform(0.5, 4, 3),
+        [0.6, 0.7, 0.5],
+        [0.5, 0.8, 0.6],
+        [0.5, 0.9, 0.7],
+        rng.normal(0, 1, 3),
+        [0.0, 1.0, 2.0],
+        0.5,
+    )
+    lut = to_lut(p)
+    x = rng.uniform(0, 4, 500)
+    xq = lut.quantize_input(x)
+    u = mbe_init_int(xq, lut)
+    acc = np.full(x.shape, lut.bias, dtype=np.int64)
+    steps = []
+    for t in range(12):
+        s = mbe_step_int(u, t, lut)
+        acc += np.where(s, lut.intensity[:, t], 0).sum(-1)
+        steps.append(s)
+    np.testing.assert_array_equal(np.stack(steps, -1), mbe_encode_int(xq, lut))
+    np.testing.assert_array_equal(acc, mbe_apply_int(x, lut)[0])
+    with pytest.raises(MBEError, match="step 12 is outside"):
+        mbe_step_int(u, 12, lut)
 
 
 def test_clipped_inputs_are_counted_per_site_and_warned_without_a_log():
