@@ -166,6 +166,32 @@ def format_sweep(rows: list[dict], parameters: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _cmd_rtl(args: argparse.Namespace) -> int:
+    from .mapping import load_hardware, load_program
+    from .rtl import export_rtl
+
+    hw = load_hardware(args.hardware)
+    program = load_program(args.program, hw) if args.program else None
+    manifest = export_rtl(hw, args.out, program)
+    for mod in manifest["modules"]:
+        mems = ", ".join(mod["memories"])
+        print(f"{mod['file']}: module {mod['module']}, {len(mod['ports'])} ports, memories {mems}")
+    print(f"wrote {len(manifest['modules'])} SystemVerilog modules, init files and {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def _cmd_cosim(args: argparse.Namespace) -> int:
+    from .workflow import cosim_model
+
+    reports = cosim_model(args.model, args.hardware, samples=args.samples, data=args.data, workdir=args.workdir)
+    ok = True
+    for i, report in enumerate(reports):
+        print(f"sample {i}: {'all matched' if report.ok else 'MISMATCH'}")
+        print("  " + report.format().replace("\n", "\n  "))
+        ok &= report.ok
+    return 0 if ok else 1
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -249,6 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", type=Path, help="where to write the PNG files (default: DIR)")
     pl.set_defaults(func=_cmd_plot)
 
+    r = sub.add_parser("rtl", help="write the SystemVerilog of the cores, memory init files and a manifest")
+    r.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
+    r.add_argument("--program", type=Path, help="program directory of `spikeforge map` (memories initialised)")
+    r.add_argument("--out", type=Path, required=True, help="directory for the .sv, .hex and manifest.json files")
+    r.set_defaults(func=_cmd_rtl)
+
+    cs = sub.add_parser("cosim", help="run the RTL on Icarus Verilog and compare it with the simulator cycle for cycle")
+    cs.add_argument("--model", default="tiny-digits", help="bundled model, checkpoint, graph .npz or program dir")
+    cs.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
+    cs.add_argument("--samples", type=_positive_int, default=1, help="co-simulate the first N test images")
+    cs.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
+    cs.add_argument("--workdir", type=Path, help="keep the generated SystemVerilog and Icarus build here")
+    cs.set_defaults(func=_cmd_cosim)
+
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")
     t.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
@@ -309,6 +349,8 @@ _LIBRARY = {
     "_cmd_simulate": "spikeforge.workflow.simulate_model",
     "_cmd_sweep": "spikeforge.sweep.run_sweep",
     "_cmd_plot": "spikeforge.plots.draw_all",
+    "_cmd_rtl": "spikeforge.rtl.export_rtl",
+    "_cmd_cosim": "spikeforge.workflow.cosim_model",
     "_cmd_train": "spikeforge.models.train.main",
 }
 

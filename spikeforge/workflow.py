@@ -13,7 +13,7 @@ from .models.errors import FileFormatError, SpikeForgeError
 from .models.npzio import read_npz
 from .sim import SimResult, simulate
 
-__all__ = ["graph_for", "map_model", "write_images", "simulate_model", "check_writable"]
+__all__ = ["graph_for", "map_model", "write_images", "simulate_model", "check_writable", "cosim_model"]
 
 
 def graph_for(model: str | Path, timesteps: int | None = None, neuron: str = "dif") -> SNNGraph:
@@ -143,3 +143,39 @@ def simulate_model(
     if out is not None:
         result.save(out)
     return result
+
+
+def _program_for(model: str | Path, hw: HardwareConfig, timesteps: int | None = None) -> Program:
+    path = Path(str(model))
+    return load_program(path, hw) if path.is_dir() else compile(graph_for(model, timesteps), hw)
+
+
+def cosim_model(
+    model: str | Path,
+    hardware: str | Path | HardwareConfig,
+    samples: int = 1,
+    data: str | Path | None = None,
+    workdir: str | Path | None = None,
+) -> list:
+    """Co-simulate ``model`` mapped onto ``hardware``: the RTL on Icarus against the simulator.
+
+    One :class:`spikeforge.rtl.CosimReport` per sample (the first ``samples`` test images).
+    Refuses, before running anything, programs the RTL cannot build yet (``docs/rtl.md``).
+    """
+    from .rtl import cosim
+
+    hw = hardware if isinstance(hardware, HardwareConfig) else load_hardware(hardware)
+    dataset = load_npz_dataset(data) if data else load_digits()
+    if isinstance(samples, bool) or not 1 <= samples <= len(dataset.x_test):
+        raise SpikeForgeError(f"samples must be in 1..{len(dataset.x_test)} (the test split's size), got {samples}.")
+    program = _program_for(model, hw)
+    shape = tuple(program.graph.input.shape)
+    if tuple(dataset.x_test.shape[1:]) != shape:
+        raise SpikeForgeError(
+            f"the data's images are {tuple(dataset.x_test.shape[1:])} but model {str(model)!r} expects {shape}."
+        )
+    reports = []
+    for i in range(samples):
+        sub = None if workdir is None else Path(workdir) / f"sample{i}"
+        reports.append(cosim(program, dataset.x_test[i], sub))
+    return reports

@@ -145,3 +145,21 @@ def test_cli_reference_page_is_current():
 
     page = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
     assert page.read_text() == reference_markdown(), "run: python scripts/gen_cli_reference.py"
+
+
+@pytest.mark.rtl
+def test_rtl_writes_modules_and_refuses_a_program_for_other_hardware(tmp_path, capsys):
+    assert main(["rtl", "--hardware", "configs/array-1x1.toml", "--out", str(tmp_path / "rtl")]) == 0
+    manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
+    assert [m["module"] for m in manifest["modules"]] == ["core"]
+    assert "module core" in (tmp_path / "rtl" / "core.sv").read_text()
+    assert main(["map", "--hardware", "configs/array-4x4.toml", "--out", str(tmp_path / "prog")]) == 0
+    capsys.readouterr()
+    args = ["rtl", "--hardware", "configs/array-16x16.toml", "--program", str(tmp_path / "prog"), "--out", "x"]
+    assert main(args) == 2
+    assert "compiled for another hardware" in capsys.readouterr().err
+
+
+def test_cosim_names_what_the_rtl_cannot_build_yet(capsys):
+    assert main(["cosim", "--hardware", "configs/array-16x16.toml"]) == 2
+    assert "has a 'conv' slot; the RTL core implements" in capsys.readouterr().err
