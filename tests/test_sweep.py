@@ -104,7 +104,7 @@ def test_killed_sweep_resumes_with_the_same_rows_and_no_duplicates(three_point, 
         '"array.cols" = [1, 2, 4]', '"array.cols" = [2, 4, 1]').replace("samples = 3", "samples = 40"))  # fmt: skip
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "spikeforge", "sweep", str(slow), "--out", str(out), "--workers", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if len(list((out / "points").glob("*.json"))) >= 1:
@@ -114,8 +114,8 @@ def test_killed_sweep_resumes_with_the_same_rows_and_no_duplicates(three_point, 
     proc.wait()
     done = len(list((out / "points").glob("*.json")))
     assert 1 <= done < 3, f"the kill should land mid-sweep ({done} points were on disk)"
-    partial = json.loads((out / "sweep.json").read_text())
-    assert not partial["complete"]
+    if (out / "sweep.json").exists():  # the kill may land before the first table is written
+        assert not json.loads((out / "sweep.json").read_text())["complete"]
 
     resumed = run_sweep(slow, out, workers=1, progress=False)
     assert resumed.reused == done and resumed.computed == 3 - done
