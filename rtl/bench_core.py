@@ -40,7 +40,15 @@ class _Bench:
         self.spec = spec
         self.cycles = 0
         self.mismatches: list[dict] = []
-        self.compared = {"events": 0, "cycle_checks": 0, "membranes": 0, "spikes": 0, "busy": 0, "steps": 0}
+        self.compared = {
+            "events": 0,
+            "cycle_checks": 0,
+            "membranes": 0,
+            "spikes": 0,
+            "busy": 0,
+            "steps": 0,
+            "packets": 0,
+        }
 
     def mismatch(self, step: int, what: str, expected, got, neuron: int | None = None) -> None:
         self.mismatches.append(
@@ -65,36 +73,70 @@ class _Bench:
         dut, t = self.dut, st["t"]
         dut.step.value = t
         dut.start.value = 1  # cycle 0
-        await self.edges(1)
-        dut.start.value = 0
-        c = 1  # the cycle the inputs written now apply to; outputs read now are those of c - 1
-        for arrive, ftype, slot, index, payload in st["events"]:
-            at = arrive - 1  # written in this cycle, poppable in the next
+        actions: dict[int, list] = {0: []}  # cycle 0 always advances alone: `start` is high for it only
+        for ev in st["events"]:  # written in the cycle before the core may pop it
+            actions.setdefault(ev[0] - 1, []).append(("push", ev))
+        for fl in st["out"]:  # the router took the encoder's flit in this cycle
+            actions.setdefault(fl[0], []).append(("take", fl))
+        end = st["core_end"]  # i_done low in the cycle before, high in it
+        if end >= 0:
+            actions.setdefault(end - 1, []).append(("done", 0))
+            actions.setdefault(end, []).append(("done", 1))
+        else:
+            actions.setdefault(0, []).append(("done", 1))
+        last = max(actions) + 1  # then nothing may be left to send
+        actions.setdefault(last, []).append(("quiet", None))
+        c = 0  # the cycle the inputs written now apply to; outputs read after the next edge are its
+        for at in sorted(actions):
             if at < c:
-                self.mismatch(t, "event order", f"push at cycle {at}", f"bench already at cycle {c}")
+                self.mismatch(t, "bench order", f"cycle {at}", f"bench already at cycle {c}")
                 continue
-            await self.edges(at - c)
-            dut.events__payload.value = self.pack_flit(ftype, slot, index, payload)
-            dut.events__valid.value = 1
+            if at > c:
+                await self.edges(at - c)
+                dut.start.value = 0
+                c = at
+            for kind, item in actions[at]:
+                if kind == "push":
+                    dut.events__payload.value = self.pack_flit(*item[1:])
+                    dut.events__valid.value = 1
+                elif kind == "take":
+                    dut.flits__ready.value = 1
             await self.edges(1)
-            c = at + 1
+            dut.start.value = 0
             dut.events__valid.value = 0
-            self.compared["events"] += 1
-            if not int(dut.events__ready.value):
-                self.mismatch(t, f"event FIFO full at cycle {at}", 1, 0)
-        end = st["core_end"]
-        if end < 0:  # no event: done from cycle 0
-            if c == 1:
-                await self.check_done(t, "i_done", 0, 1)
-            return
-        await self.edges(end - c)
-        await self.check_done(t, "i_done", end - 1, 0)
-        await self.edges(1)
-        await self.check_done(t, "i_done", end, 1)
-        got = int(dut.last_end.value) + self.spec["pipeline"]
-        self.compared["cycle_checks"] += 1
-        if got != end:
-            self.mismatch(t, "phase I end cycle (last_end + pipeline_cycles)", end, got)
+            dut.flits__ready.value = 0
+            c = at + 1
+            for kind, item in actions[at]:
+                if kind == "push":
+                    self.compared["events"] += 1
+                    if not int(dut.events__ready.value):
+                        self.mismatch(t, f"event FIFO full at cycle {at}", 1, 0)
+                elif kind == "take":
+                    self.compared["packets"] += 1
+                    got = self.unpack_out(dut) if int(dut.flits__valid.value) else None
+                    want = list(item[1:])
+                    if got != want:
+                        self.mismatch(t, f"output packet at cycle {at} (type, slot, index, payload, x, y)", want, got)
+                elif kind == "done":
+                    await self.check_done(t, "i_done", at, item)
+                    if item and end >= 0:
+                        got = int(dut.last_end.value) + self.spec["pipeline"]
+                        self.compared["cycle_checks"] += 1
+                        if got != end:
+                            self.mismatch(t, "phase I end cycle (last_end + pipeline_cycles)", end, got)
+                else:
+                    self.compared["cycle_checks"] += 1
+                    if int(dut.flits__valid.value):  # every packet the simulator sent has been taken
+                        self.mismatch(t, "output packet the simulator did not send", None, self.unpack_out(dut))
+
+    def unpack_out(self, dut) -> list[int]:
+        word = int(dut.flits__payload.value)
+        out = []
+        for width, signed in zip(self.spec["out_widths"], (0, 0, 0, 1, 0, 0)):
+            v = word & ((1 << width) - 1)
+            out.append(_signed(v, width) if signed else v)
+            word >>= width
+        return out
 
     async def check_done(self, t: int, name: str, cycle: int, expect: int) -> None:
         val = getattr(self.dut, name).value
@@ -139,13 +181,10 @@ class _Bench:
             if e != g_:
                 self.mismatch(t, "membrane", e, g_, neuron=j)
         if st["spikes"] is not None:
-            got_s = []
-            row = (t % sp["history"]) * sp["groups_max"]
-            for g in range(-(-n // lanes)):
-                dut.dbg_haddr.value = row + g
-                await Timer(1, "ps")
-                word = int(dut.dbg_h.value)
-                got_s += [(word >> lane) & 1 for lane in range(lanes)]
+            dut.dbg_haddr.value = t % sp["history"]
+            await Timer(1, "ps")
+            word = int(dut.dbg_h.value)
+            got_s = [(word >> j) & 1 for j in range(n)]
             for j, (e, g_) in enumerate(zip(st["spikes"], got_s[:n])):
                 self.compared["spikes"] += 1
                 if e != g_:
@@ -164,7 +203,18 @@ async def core_bench(dut):
     with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
         spec = json.load(fh)
     bench = _Bench(dut, spec)
-    for name in ("rst", "start", "fire", "events__valid", "events__payload", "step", "dbg_maddr", "dbg_haddr"):
+    names = (
+        "rst",
+        "start",
+        "fire",
+        "events__valid",
+        "events__payload",
+        "flits__ready",
+        "step",
+        "dbg_maddr",
+        "dbg_haddr",
+    )
+    for name in names:
         getattr(dut, name).value = 0
     await Timer(1, "ns")
     # low first: an X -> 1 clock at time 0 is a posedge that would load X into every register

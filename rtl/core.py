@@ -38,7 +38,7 @@ from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .piece import PieceInit, check_hardware, empty_piece
 
-__all__ = ["Core", "flit_layout", "memory_words", "STEP_BITS", "CYCLE_BITS"]
+__all__ = ["Core", "flit_layout", "out_flit_layout", "memory_words", "STEP_BITS", "CYCLE_BITS"]
 
 STEP_BITS = 16
 CYCLE_BITS = 32
@@ -53,6 +53,20 @@ def flit_layout(hw: HardwareConfig) -> data.StructLayout:
             "slot": unsigned(index_bits(hw.core.slots)),
             "index": unsigned(24),
             "payload": signed(hw.core.v_bits),
+        }
+    )
+
+
+def out_flit_layout(hw: HardwareConfig) -> data.StructLayout:
+    """A whole flit (section 6), low to high: ``type``, ``slot``, ``index``, ``payload``, ``x``, ``y``."""
+    return data.StructLayout(
+        {
+            "type": unsigned(2),
+            "slot": unsigned(index_bits(hw.core.slots)),
+            "index": unsigned(24),
+            "payload": signed(hw.core.v_bits),
+            "x": unsigned(index_bits(hw.array.cols)),
+            "y": unsigned(index_bits(hw.array.rows)),
         }
     )
 
@@ -125,8 +139,9 @@ class Core(wiring.Component):
                 "busy": Out(CYCLE_BITS),
                 "dbg_maddr": In(index_bits(self.groups_max)),
                 "dbg_v": Out(c.lanes * c.v_bits),
-                "dbg_haddr": In(index_bits(c.spike_history_steps * self.groups_max)),
-                "dbg_h": Out(c.lanes),
+                "dbg_haddr": In(index_bits(c.spike_history_steps)),
+                "dbg_h": Out(c.neurons),
+                "flits": Out(stream.Signature(out_flit_layout(hw))),
             }
         )
 
@@ -145,14 +160,14 @@ class Core(wiring.Component):
         m.submodules.mem = mem = Memory(shape=unsigned(lanes * vb), depth=gmax, init=init["membrane"])
         # parameter SRAM: threshold and bias per lane (v0 is only needed when the piece is loaded)
         m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
-        hdepth = c.spike_history_steps * gmax
-        m.submodules.hist = hist = Memory(shape=unsigned(lanes), depth=hdepth, init=[])
+        hdepth = c.spike_history_steps  # one row of `neurons` bits per step, written a lane group at a time
+        m.submodules.hist = hist = Memory(shape=unsigned(c.neurons), depth=hdepth, init=[])
 
         syn_rd = syn.read_port()
         mem_wr = mem.write_port()
         mem_rd = mem.read_port(transparent_for=(mem_wr,))
         par_rd = par.read_port()
-        hist_wr = hist.write_port()
+        hist_wr = hist.write_port(granularity=lanes)
         dbg_mem = mem.read_port(domain="comb")
         dbg_hist = hist.read_port(domain="comb")
         m.d.comb += [
@@ -319,7 +334,7 @@ class Core(wiring.Component):
             w_weight.eq(iss_weight),
             w_bias_on.eq(bias_on),
             w_fire_on.eq(fire_on),
-            w_hrow.eq((f_t % c.spike_history_steps) * gmax + f_addr),
+            w_hrow.eq(f_t % c.spike_history_steps),
         ]
         new_v = []
         spikes = []
@@ -345,7 +360,70 @@ class Core(wiring.Component):
             mem_wr.data.eq(Cat(*new_v)),
             mem_wr.en.eq(w_valid | w_f),
             hist_wr.addr.eq(w_hrow),
-            hist_wr.data.eq(Cat(*spikes)),
-            hist_wr.en.eq(w_f & w_fire_on),
+            hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
+            hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
         ]
+        self._encoder(m, hist)
         return m
+
+    def _encoder(self, m: Module, hist: Memory) -> None:
+        """Output encoder (section 4.1): from cycle 0 of phase I, one flit per cycle the router took.
+
+        For each routing entry in table order whose step ``t - 1 - delay`` is in the piece's firing
+        window, each neuron of its range that fired then, ascending. The entries are the piece's
+        (constant while it is loaded), so the generator builds one history read port per distinct
+        delay and one masked priority encoder per entry: the contract skips silent neurons and
+        entries at no cost, which a sequential scan of the table could not do.
+        """
+        c, p = self.hw.core, self.piece
+        T, out_start, H = p.timesteps, p.out_start, c.spike_history_steps
+        entries = [tuple(int(v) for v in e) for e in p.routing]
+        e_cur = Signal(range(max(2, len(entries) + 1)))  # entry being sent
+        j_cur = Signal(range(c.neurons + 1))  # next local neuron to consider in it
+        with m.If(self.start):
+            m.d.sync += [e_cur.eq(0), j_cur.eq(0)]
+        t = self.step
+        rows = {}
+        for delay in sorted({e[5] for e in entries}):
+            rp = hist.read_port(domain="comb")
+            src_step = Signal(signed(STEP_BITS + 2), name=f"enc_step_d{delay}")
+            m.d.comb += [src_step.eq(t - 1 - delay), rp.addr.eq(src_step.as_unsigned() % H)]
+            in_win = (src_step >= out_start) & (src_step < out_start + T)
+            rows[delay] = (rp.data, in_win)
+        cands = []  # per entry: (pending?, lowest pending local index)
+        e_now = Mux(self.start, 0, e_cur)
+        j_now = Mux(self.start, 0, j_cur)
+        for k, (first, last, _x, _y, _slot, delay) in enumerate(entries):
+            row, in_win = rows[delay]
+            span = sum(1 << j for j in range(first, last + 1))
+            mask = Signal(c.neurons, name=f"enc_mask{k}")
+            ge = Signal(c.neurons, name=f"enc_ge{k}")  # neurons at or after the resume point
+            ones = Const((1 << c.neurons) - 1, c.neurons)
+            m.d.comb += ge.eq(Mux(e_now == k, (ones << j_now)[: c.neurons], Mux(e_now < k, ones, 0)))
+            m.d.comb += mask.eq(Mux(in_win, row & span & ge, 0))
+            low = Signal(range(c.neurons), name=f"enc_low{k}")
+            for j in reversed(range(first, last + 1)):
+                with m.If(mask[j]):
+                    m.d.comb += low.eq(j)
+            cands.append((mask.any(), low))
+        out = self.flits
+        flit_v = data.View(out_flit_layout(self.hw), out.payload)
+        chosen_k = Signal(range(max(2, len(entries) + 1)))
+        chosen_j = Signal(range(c.neurons))
+        found = Signal()
+        for k in reversed(range(len(entries))):
+            pend, low = cands[k]
+            first, last, x, y, slot, delay = entries[k]
+            with m.If(pend):
+                m.d.comb += [
+                    found.eq(1),
+                    chosen_k.eq(k),
+                    chosen_j.eq(low),
+                    flit_v.type.eq(TYPE_SPIKE),
+                    flit_v.slot.eq(slot),
+                    flit_v.x.eq(x),
+                    flit_v.y.eq(y),
+                ]
+        m.d.comb += [flit_v.index.eq(chosen_j + p.first), out.valid.eq(found)]
+        with m.If(found & out.ready):
+            m.d.sync += [e_cur.eq(chosen_k), j_cur.eq(chosen_j + 1)]

@@ -44,6 +44,7 @@ class CoreReport:
     membranes: int
     spikes: int
     busy_checks: int
+    packets: int
     rtl_cycles: int
     rtl_wall_s: float
     mismatches: list[dict] = field(default_factory=list)
@@ -83,7 +84,8 @@ class CosimReport:
         for c in self.cores:
             status = "match" if c.ok else f"MISMATCH ({len(c.mismatches)}): {c.first_mismatch()}"
             lines.append(
-                f"core {c.core} piece {c.piece} {c.population!r}: {c.steps} steps, {c.events} events, "
+                f"core {c.core} piece {c.piece} {c.population!r}: {c.steps} steps, {c.events} events in, "
+                f"{c.packets} packets out, "
                 f"{c.cycle_checks} cycle checks, {c.busy_checks} busy counts, {c.membranes} membranes, "
                 f"{c.spikes} spikes: {status}"
             )
@@ -126,10 +128,17 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
             for i in sel
         ]
         spikes = tr.spikes[piece_id]
+        out = np.flatnonzero(tr.flit_src == piece_id)
+        out = out[np.argsort(tr.flit_inject[out], kind="stable")]
+        packets = []
+        for i in out:
+            y, x = divmod(int(program.plan.core[tr.flit_piece[i]]), hw.array.cols)
+            packets.append([int(tr.flit_inject[i]), TYPE_SPIKE, int(tr.flit_slot[i]), int(tr.flit_index[i]), 0, x, y])
         steps.append(
             {
                 "t": tr.step,
                 "events": events,
+                "out": packets,
                 "core_end": int(tr.core_end[core]) if events else -1,
                 "busy": int(tr.core_busy[core]),
                 "fire_cycles": int(tr.fire_cycles[piece_id]),
@@ -150,6 +159,7 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         "history": c.spike_history_steps,
         "groups_max": c.neurons // c.lanes,
         "barrier": hw.barrier_cycles,
+        "out_widths": [2, index_bits(c.slots), 24, c.v_bits, index_bits(hw.array.cols), index_bits(hw.array.rows)],
         "steps": steps,
     }
 
@@ -258,6 +268,7 @@ def cosim_core(
         membranes=cmp_["membranes"],
         spikes=cmp_["spikes"],
         busy_checks=cmp_["busy"],
+        packets=cmp_["packets"],
         rtl_cycles=res["cycles"],
         rtl_wall_s=res["wall_s"],
         mismatches=res["mismatches"],

@@ -70,6 +70,7 @@ class PieceInit:
     slots: tuple[SlotInit, ...]
     synapse: np.ndarray  # (words, lanes) signed weights
     params: np.ndarray  # (n, 3): threshold, bias, v0
+    routing: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.int64))  # first last x y slot delay
     piece_id: int = -1
     population: str = ""
     meta: dict = field(default_factory=dict)
@@ -145,6 +146,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         slots=slots,
         synapse=images["synapse"].fields.astype(np.int64),
         params=images["params"].fields.astype(np.int64),
+        routing=images["routing"].fields.astype(np.int64),
         piece_id=piece_id,
         population=piece.population,
     )

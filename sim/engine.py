@@ -48,14 +48,17 @@ class SampleRun:
 class StepTrace:
     """What the RTL co-simulation compares at one step (``docs/architecture.md`` sections 4, 8).
 
-    Flits of phase I (in generation order): destination piece, the slot's index in that piece,
-    source index, value, graded (host) or spike, and the first cycle the destination core can
-    pop it (``-1``: rounds mode, no mesh). Per core: the end of phase I for it (end of its last
+    Flits of phase I (in generation order): source piece (``-1`` the host), destination piece,
+    the slot's index in that piece, source index, value, graded (host) or spike, the cycle its
+    encoder injected it and the first cycle the destination core can pop it (``-1``: rounds
+    mode, no mesh). Per core: the end of phase I for it (end of its last
     event + ``pipeline_cycles``; ``-1`` without events) and its busy cycles. Per piece: its
     phase-F cycles, membranes after phase F and, where it fired, its spikes (else ``None``).
     """
 
     step: int
+    flit_src: np.ndarray
+    flit_inject: np.ndarray
     flit_piece: np.ndarray
     flit_slot: np.ndarray
     flit_index: np.ndarray
@@ -151,7 +154,7 @@ class Simulator:
         rounds = prog.plan.mode == "rounds"
         traces: list[StepTrace] = []
         for t in range(self.steps):
-            arrive = core_end = None
+            arrive = core_end = inject = None
             piece_cost = np.zeros(len(pieces), np.int64)
             mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
             if rounds:  # no flits: each round reads the spikes of its sources from DRAM
@@ -225,6 +228,7 @@ class Simulator:
                 order = np.argsort(src_core, kind="stable")
                 if self.trace:
                     arrive, core_end = np.full(f_dst.size, -1, np.int64), np.full(n_cores, -1, np.int64)
+                    inject = np.full(f_dst.size, -1, np.int64)
                 phase_i = K.mesh_phase(
                     src_core[order],
                     core_of[f_dst[order]],
@@ -239,11 +243,15 @@ class Simulator:
                     self.noc,
                     arrive,
                     core_end,
+                    inject,
                 )
                 if arrive is not None:
                     unsorted = np.empty_like(arrive)
                     unsorted[order] = arrive
                     arrive = unsorted
+                    unsorted = np.empty_like(inject)
+                    unsorted[order] = inject
+                    inject = unsorted
             p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats)
             fire_cycles = np.zeros(len(pieces), np.int64)
             spikes_before = int(self.stats[K.ST_SPK])
@@ -300,8 +308,11 @@ class Simulator:
             else:
                 step_cycles[t] = self._round_step(t, piece_cost, fire_cycles, busy)
             if self.trace:
+                src = np.full(f_dst.size, -1, np.int64) if rounds else f_src
                 graded = f_graded if rounds else f_src < 0
-                traces.append(self._step_trace(t, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i))
+                traces.append(self._step_trace(t, src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i))
+                if inject is not None:
+                    traces[-1].flit_inject[:] = inject
                 traces[-1].fire_cycles[:] = fire_cycles
                 traces[-1].core_busy[:] = busy
                 self._trace_state(traces[-1], t, state, ring)
@@ -330,13 +341,15 @@ class Simulator:
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces)
 
     # ------------------------------------------------------------------ opt-in trace
-    def _step_trace(self, t, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
+    def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
         low = self.low
         nf = f_dst.size
         slot0 = low.pieces[f_dst, P["slot0"]] if nf else np.zeros(0, np.int64)
         n_cores, n_pieces = self.hw.array.cores, len(self.program.pieces)
         return StepTrace(
             step=t,
+            flit_src=np.asarray(f_src, np.int64).copy(),
+            flit_inject=np.full(nf, -1, np.int64),
             flit_piece=f_dst.copy(),
             flit_slot=(f_slot - slot0).astype(np.int64),
             flit_index=f_s.copy(),

@@ -640,7 +640,20 @@ def fire(
 
 @njit(cache=True)
 def mesh_phase(
-    f_src_core, f_dst_core, f_cost, start, rows, cols, buf, fifo, pipeline, core_busy, noc, arrive=None, core_end=None
+    f_src_core,
+    f_dst_core,
+    f_cost,
+    start,
+    rows,
+    cols,
+    buf,
+    fifo,
+    pipeline,
+    core_busy,
+    noc,
+    arrive=None,
+    core_end=None,
+    inject=None,
 ):
     """Cycle-level mesh and event FIFOs for one phase (``docs/architecture.md`` section 6).
 
@@ -651,8 +664,8 @@ def mesh_phase(
 
     Opt-in trace (for the RTL co-simulation; ``None`` compiles it away): ``arrive[f]`` gets the
     first cycle flit ``f`` can be popped from its core's FIFO (it entered the FIFO in the cycle
-    before); ``core_end[k]`` the end of core ``k``'s last event plus
-    ``pipeline`` (``-1``: no event).
+    before); ``inject[f]`` the cycle its encoder put it into the router; ``core_end[k]`` the end
+    of core ``k``'s last event plus ``pipeline`` (``-1``: no event).
 
     Every decision of a cycle reads the occupancy at its start, so routers, cores and encoders
     are independent within a cycle; the loops visit only those holding or sending flits.
@@ -769,6 +782,8 @@ def mesh_phase(
                         act_r[n_r] = r
                         n_r += 1
                     ready[f] = c + 1
+                    if inject is not None:
+                        inject[f] = c
                     q_ptr[s] += 1
                     in_net += 1
                     noc[0] += 1

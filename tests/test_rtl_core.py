@@ -67,6 +67,7 @@ def test_every_core_matches_the_simulator(sizes, neurons, lanes, weight_bits, di
     assert sum(c.membranes for c in report.cores) == steps * sum(p.n for p in program.pieces)
     assert sum(c.spikes for c in report.cores) == spikes > 0
     assert sum(c.events for c in report.cores) == flits > 0
+    assert sum(c.packets for c in report.cores) == sum(int((tr.flit_src >= 0).sum()) for tr in run.trace) > 0
     assert all(c.busy_checks == steps for c in report.cores)
     assert sum(int(tr.flit_graded.sum()) for tr in run.trace) > 0  # graded host values took the multiply path
 
@@ -114,6 +115,18 @@ def test_a_flipped_threshold_bit_is_reported(small):
     params[:, 0] ^= 1  # every threshold off by one
     rep = cosim_core(program, 1, x, init=dataclasses.replace(init, params=params))
     assert not rep.ok and {m["what"] for m in rep.mismatches} >= {"membrane"}
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_wrong_routing_entry_is_reported_as_a_packet_mismatch(small):
+    program, x = small
+    init = piece_init(program, 0)
+    routing = init.routing.copy()
+    routing[0, 4] ^= 1  # the first entry's destination slot
+    rep = cosim_core(program, 0, x, init=dataclasses.replace(init, routing=routing))
+    assert not rep.ok and rep.mismatches[0]["what"].startswith("output packet at cycle")
+    assert rep.packets > 0
 
 
 # --------------------------------------------------------------------------- export

@@ -32,6 +32,9 @@ THRESHOLD, BIAS, V0 = 40, 2, np.arange(N) * 3
 IDENTITY_WEIGHT = 7
 
 
+ROUTING = np.array([[0, 5, 0, 0, 1, 0], [2, 3, 0, 0, 0, 0]])  # first, last, x, y, slot, delay
+
+
 def piece() -> PieceInit:
     params = np.stack([np.full(N, THRESHOLD), np.full(N, BIAS), V0], axis=1)
     return PieceInit(
@@ -47,6 +50,7 @@ def piece() -> PieceInit:
         ),
         synapse=W.reshape(-1, LANES),
         params=params,
+        routing=ROUTING,
     )
 
 
@@ -180,12 +184,8 @@ def test_phase_f_adds_bias_fires_and_resets_by_subtraction(step, bias_on, fire_o
             ctx.set(dut.fire, 0)
         seen["f_done"] = done
         seen["v"] = await membranes(ctx, dut)
-        row = (step % HW.core.spike_history_steps) * 2
-        bits = []
-        for g in range(2):
-            ctx.set(dut.dbg_haddr, row + g)
-            bits += [(ctx.get(dut.dbg_h) >> lane) & 1 for lane in range(LANES)]
-        seen["spikes"] = bits
+        ctx.set(dut.dbg_haddr, step % HW.core.spike_history_steps)
+        seen["spikes"] = [(ctx.get(dut.dbg_h) >> j) & 1 for j in range(8)]
 
     run(bench, dut)
     v = V0 + add * W[1, :N]
@@ -200,3 +200,43 @@ def test_phase_f_adds_bias_fires_and_resets_by_subtraction(step, bias_on, fire_o
     if fire_on:
         assert seen["spikes"] == list(s.astype(int)) + [0, 0]  # lanes past n never fire
         assert 0 < s.sum() < N
+
+
+@pytest.mark.parametrize("stall", [False, True])
+def test_the_encoder_sends_each_entrys_spikes_one_flit_per_cycle(stall):
+    """Spikes of step 1 leave in phase I of step 2: entry 0 (neurons 0..5) then entry 1 (2..3), in
+    ascending order, from cycle 0, one per cycle the router takes (``ready``), none after."""
+    dut = Core(HW, piece())
+    seen = {}
+
+    async def bench(ctx):
+        await phase_i(ctx, dut, {1: flit(TYPE_GRADED, 0, 1, payload=30)}, step=1)
+        ctx.set(dut.fire, 1)
+        await ctx.tick()
+        ctx.set(dut.fire, 0)
+        await ctx.tick().repeat(3)
+        ctx.set(dut.dbg_haddr, 1)
+        seen["spikes"] = [(ctx.get(dut.dbg_h) >> j) & 1 for j in range(N)]
+        ctx.set(dut.step, 2)
+        ctx.set(dut.start, 1)
+        got = []
+        for c in range(16):
+            ready = 0 if stall and c % 3 == 1 else 1
+            ctx.set(dut.flits.ready, ready)
+            if ctx.get(dut.flits.valid) and ready:
+                f = ctx.get(dut.flits.payload)
+                got.append((c, f.slot, f.index, f.type))
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+        seen["got"] = got
+
+    run(bench, dut)
+    fired = [j for j in range(N) if seen["spikes"][j]]
+    assert 2 <= len(fired) < N
+    want = [(1, 10 + j, TYPE_SPIKE) for j in fired] + [(0, 10 + j, TYPE_SPIKE) for j in fired if 2 <= j <= 3]
+    assert [g[1:] for g in seen["got"]] == want
+    cycles = [g[0] for g in seen["got"]]
+    if not stall:
+        assert cycles == list(range(len(want)))
+    else:
+        assert cycles == [c for c in range(16) if c % 3 != 1][: len(want)]
