@@ -42,7 +42,7 @@ from .mbe_ops import (
     spiking_layernorm,
     spiking_softmax,
 )
-from .vit import FloatOps, ViTCheckpoint, load_vit, vit_forward
+from .vit import FloatOps, ViTCheckpoint, ViTConfig, load_vit, vit_forward
 
 __all__ = [
     "VIT_CACHE_PATH",
@@ -52,6 +52,7 @@ __all__ = [
     "convert_vit_mbe",
     "evaluate_mbe_vit",
     "main",
+    "mbe_stages",
     "run_mbe_vit",
     "vit_operators",
 ]
@@ -200,6 +201,18 @@ def run_mbe_vit(model: MBEViT, images: np.ndarray, log: MBELog | None = None, ba
     return np.concatenate([vit_forward(model.ckpt, images[i : i + batch], ops) for i in range(0, len(images), batch)])
 
 
+def mbe_stages(cfg: ViTConfig) -> int:
+    """MBE neuron stages on the ViT's longest path; the network takes ``T`` steps per stage.
+
+    Assumes a stage starts when its input is complete (the input is injected once) and that
+    linear layers, sums, maxima and shifts add no steps. Per block: LayerNorm 3 (encode ``xc``,
+    MBE_invsqrt, encode ``1/std``), Q K^T 1 (encode both operands), softmax 3 (MBE_exp2,
+    MBE_inv, encode ``1/S``; ``e`` is encoded meanwhile), A V 1 (encode the attention; ``V`` is
+    encoded meanwhile), LayerNorm 3, GELU 1; then the final LayerNorm, 3.
+    """
+    return cfg.blocks * (3 + 1 + 3 + 1 + 3 + 1) + 3
+
+
 def _site_kind(site: str) -> str:
     """``blocks.0.attn.softmax.exp2`` -> ``softmax.exp2``: the site without its block prefix."""
     parts = site.split(".")
@@ -209,7 +222,7 @@ def _site_kind(site: str) -> str:
 
 
 def _operator(kind: str) -> str:
-    """``ln1.sq.a`` -> ``layernorm``, ``qk.b`` -> ``matmul``, ``softmax.inv`` -> ``softmax``."""
+    """``ln1.xc`` -> ``layernorm``, ``qk.b`` -> ``matmul``, ``softmax.inv`` -> ``softmax``."""
     head = kind.split(".")[0]
     if head.startswith("ln"):
         return "layernorm"
@@ -257,10 +270,11 @@ def evaluate_mbe_vit(
     dict
         ``model``, ``timesteps``, ``samples``, ``neuron`` (``"mbe"``), ``integer_lut``, ``accuracy`` (``ann_float``,
         ``snn``), ``agreement`` (share of equal predictions), ``logit_error`` (``max_abs``,
-        ``rms``, and ``ann_logit_rms`` for scale), ``spikes_per_inference``,
+        ``rms``, and ``ann_logit_rms`` for scale), ``mbe_stages`` (:func:`mbe_stages`),
+        ``total_steps`` (stages x T) and ``latency_steps`` (beyond the first T), ``spikes_per_inference``,
         ``spikes_per_population`` (per site, per image), ``firing_rate_per_operator`` (gelu,
         softmax, layernorm, matmul), ``firing_rate_per_primitive`` (each MBE neuron kind: e.g.
-        ``softmax.exp2``, ``ln1.sq.a``), ``clipped`` (values clipped per site, with totals) and
+        ``softmax.exp2``, ``ln1.xc``), ``clipped`` (values clipped per site, with totals) and
         ``clipped_values``. Firing rate: spikes / (values x N x T).
     """
     ckpt = load_vit() if str(model) == "tiny-digits-vit" else load_vit(model)
@@ -291,6 +305,9 @@ def evaluate_mbe_vit(
             "rms": float(np.sqrt(np.mean(err**2))),
             "ann_logit_rms": float(np.sqrt(np.mean(ann_logits**2))),
         },
+        "mbe_stages": mbe_stages(ckpt.config),
+        "total_steps": mbe_stages(ckpt.config) * timesteps,
+        "latency_steps": (mbe_stages(ckpt.config) - 1) * timesteps,
         "spikes_per_inference": sum(log.spikes.values()) / n,
         "spikes_per_population": {s: log.spikes[s] / n for s in sorted(log.spikes)},
         "firing_rate_per_operator": _rates(log, lambda site: _operator(_site_kind(site))),
@@ -332,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['spikes_per_inference']:.0f} | {r['clipped_values']} |  ({time.time() - t0:.0f} s)",
             flush=True,
         )
+    stages = reports[0]["mbe_stages"]
+    steps = ", ".join(f"{r['total_steps']} at T = {r['timesteps']}" for r in reports)
+    print(f"\nMBE stages on the longest path: {stages}; total steps (stages x T): {steps}")
     for key in ("firing_rate_per_operator", "firing_rate_per_primitive"):
         print(f"\n{key.replace('_', ' ')} (spikes / (values x N x T)):")
         print("| | " + " | ".join(f"T = {r['timesteps']}" for r in reports) + " |")

@@ -14,7 +14,8 @@
 - Softmax: ``z = (x - max x) log2 e``, ``e = 2**floor(z) * MBE_exp2(z - floor z)`` (the integer
   part is a shift), ``S = sum e = m 2**E`` with ``m`` in ``[0.5, 1)``,
   ``1 / S = MBE_inv(m) 2**-E``, ``p = e x (1 / S)`` by the spike product.
-- LayerNorm: ``xc = x - mean x``, ``var = mean(xc x xc)`` by the spike product,
+- LayerNorm: ``xc = x - mean x`` (encoded once, used by both products), ``var = mean(xc x xc)``
+  by the spike product,
   ``var + eps = m 2**E`` with ``E`` made even (parity fix: ``m`` in ``[0.5, 2)``),
   ``1 / sqrt(var + eps) = MBE_invsqrt(m) 2**(-E/2)``, ``y = (xc x rstd) gamma + beta``.
 - Weight x activation layers stay linear (spikes x weights are accumulations).
@@ -38,6 +39,7 @@ __all__ = [
     "MBEPrimitives",
     "check_operator",
     "encode_operand",
+    "encoded_product",
     "spike_matmul",
     "spike_product",
     "spiking_gelu",
@@ -191,11 +193,23 @@ def spike_product(
     form the hardware runs instead (same value up to rounding, ``K**2`` times the work).
     ``integer`` encodes with the integer LUT form of the identity neuron.
     """
-    s1, d1, b1 = encode_operand(x1, identity, range1, log, site + ".a", integer)
+    enc1 = encode_operand(x1, identity, range1, log, site + ".a", integer)
     if x2 is x1 and tuple(range2) == tuple(range1):
-        s2, d2, b2 = s1, d1, b1
+        enc2 = enc1
     else:
-        s2, d2, b2 = encode_operand(x2, identity, range2, log, site + ".b", integer)
+        enc2 = encode_operand(x2, identity, range2, log, site + ".b", integer)
+    return encoded_product(enc1, enc2, explicit)
+
+
+def encoded_product(
+    enc1: tuple[np.ndarray, np.ndarray, float], enc2: tuple[np.ndarray, np.ndarray, float], explicit: bool = False
+) -> np.ndarray:
+    """The product formula of :func:`spike_product` on operands already encoded by :func:`encode_operand`.
+
+    Lets one encoding serve several products (LayerNorm's centred input feeds the square and the
+    final scaling), as its spike train would on hardware.
+    """
+    (s1, d1, b1), (s2, d2, b2) = enc1, enc2
     s1, s2 = np.broadcast_arrays(s1.astype(np.float64), s2.astype(np.float64))
     v1, v2 = s1 @ d1, s2 @ d2
     pairs = np.einsum("...k,kl,...l->...", s1, np.outer(d1, d2), s2) if explicit else v1 * v2
@@ -273,12 +287,12 @@ def spiking_layernorm(
     """
     x = np.asarray(x, dtype=np.float64)
     xc = x - x.mean(axis=-1, keepdims=True)
-    sq = spike_product(xc, xc, prims.identity, xc_range, xc_range, log, site + ".sq", integer=prims.integer)
-    var = sq.mean(axis=-1, keepdims=True)
+    enc_xc = encode_operand(xc, prims.identity, xc_range, log, site + ".xc", prims.integer)
+    var = encoded_product(enc_xc, enc_xc).mean(axis=-1, keepdims=True)
     mant, ex = np.frexp(np.maximum(var, 0.0) + eps)
     odd = (ex % 2) != 0
     mant = np.where(odd, 2.0 * mant, mant)  # parity fix: E even, m in [0.5, 2)
     ex = np.where(odd, ex - 1, ex)
     rstd = np.ldexp(_apply(mant, prims.invsqrt, log, site + ".invsqrt", prims.integer), -(ex // 2))
-    y = spike_product(xc, rstd, prims.identity, xc_range, rstd_range, log, site + ".mul", integer=prims.integer)
-    return y * gamma + beta
+    enc_r = encode_operand(rstd, prims.identity, rstd_range, log, site + ".rstd", prims.integer)
+    return encoded_product(enc_xc, enc_r) * gamma + beta

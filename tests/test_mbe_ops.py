@@ -133,9 +133,9 @@ def test_layernorm_counts_inputs_outside_the_calibrated_range(prims):
     log = MBELog()
     spiking_layernorm(x, np.ones(4), np.zeros(4), prims, (-1.0, 1.0), (0.0, 2.0), log=log)
     rep = log.report()
-    assert rep["layernorm.sq.a"]["clipped"] == 4  # xc = -3.25, -2.25, -1.25, 6.75: all outside [-1, 1]
-    assert rep["layernorm.mul.a"]["clipped"] == 4
-    assert rep["layernorm.invsqrt"]["clipped"] == 0
+    # xc = -3.25, -2.25, -1.25, 6.75: all outside [-1, 1]; encoded once, counted once.
+    assert rep["layernorm.xc"]["clipped"] == 4 and rep["layernorm.xc"]["total"] == 4
+    assert rep["layernorm.invsqrt"]["clipped"] == 0 and rep["layernorm.rstd"]["clipped"] == 0
 
 
 def test_operator_without_mbe_replacement_is_named():

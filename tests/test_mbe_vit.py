@@ -43,6 +43,7 @@ def test_snn_accuracy_is_within_two_points_of_the_ann_at_T16(digits):
     assert r["samples"] == len(digits.y_test)
     assert r["accuracy"]["snn"] >= r["accuracy"]["ann_float"] - 0.02
     assert r["neuron"] == "mbe" and r["spikes_per_inference"] > 0
+    assert r["mbe_stages"] == 2 * 12 + 3 and r["total_steps"] == 27 * 16 and r["latency_steps"] == 26 * 16
     assert set(r["firing_rate_per_operator"]) == {"gelu", "softmax", "layernorm", "matmul"}
     assert set(r["firing_rate_per_primitive"]) >= {"gelu", "softmax.exp2", "softmax.inv", "ln1.invsqrt", "qk.a"}
     for rates in (r["firing_rate_per_operator"], r["firing_rate_per_primitive"]):
