@@ -230,11 +230,10 @@ def fit_primitive(
     seed: int = 0,
     **kwargs,
 ) -> MBEParams:
-    """Fit one MBE neuron to primitive ``name`` (see :func:`fit_nested` for the arguments)."""
-    n = PRIMITIVES[name][2] if (n_bases is None and name in PRIMITIVES) else n_bases
-    if n is None:
-        _function(name)
-    return fit_nested(name, lo, hi, (int(n),), timesteps, seed, **kwargs)[int(n)][0]
+    """Fit one MBE neuron to primitive ``name`` (default ``N``: the primitive's; see :func:`fit_nested`)."""
+    _function(name)
+    n = PRIMITIVES[name][2] if n_bases is None else int(n_bases)
+    return fit_nested(name, lo, hi, (n,), timesteps, seed, **kwargs)[n][0]
 
 
 def fit_mse(params: MBEParams, f: Callable[[np.ndarray], np.ndarray] | None = None, samples: int = 10_000) -> float:

@@ -74,6 +74,10 @@ def test_fit_primitive_returns_the_requested_neuron():
     p = fit_primitive("identity", 0.0, 1.0, n_bases=1, timesteps=6, iters_per_basis=10, random_candidates=5)
     assert p.n_bases == 1 and p.timesteps == 6
     assert fit_mse(p) < (2**-6) ** 2  # at least as good as 6-bit truncation
+    p = fit_primitive("inv", timesteps=4, iters_per_basis=2, random_candidates=2)
+    assert p.n_bases == PRIMITIVES["inv"][2] and (p.lo, p.hi) == PRIMITIVES["inv"][1]
+    with pytest.raises(MBEError, match="no MBE primitive called 'tanh'"):
+        fit_primitive("tanh")
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,7 @@ def test_fit_primitive_returns_the_requested_neuron():
         ({"name": "exp2", "lo": 1.0, "hi": 0.0}, "lo < hi"),
         ({"name": "exp2", "n_bases": (0,)}, "N >= 1"),
         ({"name": "exp2", "timesteps": 0}, "timesteps >= 1"),
+        ({"name": "exp2", "samples": 1}, "samples >= 2"),
         ({"name": "invsqrt", "lo": -1.0, "hi": 1.0}, "not finite"),
     ],
 )
