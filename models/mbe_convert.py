@@ -119,6 +119,7 @@ class MBEViT:
     prims: MBEPrimitives
     n_gelu: int = 4
     n_bases: int = 8
+    n_identity: int = 8
 
 
 def convert_vit_mbe(
@@ -131,6 +132,7 @@ def convert_vit_mbe(
     fit: bool = True,
     margin: float = 0.1,
     integer: bool = False,
+    n_identity: int | None = None,
 ) -> MBEViT:
     """Algorithm 1: calibrate ranges, fit or load primitives, replace operators.
 
@@ -151,6 +153,9 @@ def convert_vit_mbe(
         Range widening (fraction of the calibrated width, each side).
     integer : bool
         Run every MBE neuron in its integer LUT form.
+    n_identity : int, optional
+        Bases of the identity neurons that encode product operands (default ``n_bases``, the
+        paper's 8; 1 is the halving encoder, as accurate with an eighth of the spike slots).
 
     Raises
     ------
@@ -169,8 +174,8 @@ def convert_vit_mbe(
             if p is None:
                 raise MBEError(f"no cached GELU fit for site {site} (T = {timesteps}, range {r['x']}); fit it first.")
             gelu[site] = p
-    prims = MBEPrimitives.load(timesteps, n_bases, cache, fit, integer)
-    return MBEViT(ckpt, timesteps, ranges, gelu, prims, n_gelu, n_bases)
+    prims = MBEPrimitives.load(timesteps, n_bases, cache, fit, integer, n_identity)
+    return MBEViT(ckpt, timesteps, ranges, gelu, prims, n_gelu, n_bases, prims.identity.n_bases)
 
 
 class MBEOps:
@@ -246,6 +251,7 @@ def evaluate_mbe_vit(
     calib_samples: int = 256,
     fit: bool = True,
     integer: bool = False,
+    n_identity: int | None = None,
 ) -> dict[str, Any]:
     """Convert the ViT at ``T`` steps and evaluate ANN and SNN on the test split.
 
@@ -264,11 +270,14 @@ def evaluate_mbe_vit(
         Fit primitives the caches lack (slow) instead of raising.
     integer : bool
         Run every MBE neuron in its integer LUT form (the hardware's arithmetic).
+    n_identity : int, optional
+        Bases of the product operands' identity neurons (default 8, the paper's).
 
     Returns
     -------
     dict
-        ``model``, ``timesteps``, ``samples``, ``neuron`` (``"mbe"``), ``integer_lut``, ``accuracy`` (``ann_float``,
+        ``model``, ``timesteps``, ``samples``, ``neuron`` (``"mbe"``), ``integer_lut``,
+        ``identity_bases``, ``accuracy`` (``ann_float``,
         ``snn``), ``agreement`` (share of equal predictions), ``logit_error`` (``max_abs``,
         ``rms``, and ``ann_logit_rms`` for scale), ``mbe_stages`` (:func:`mbe_stages`),
         ``total_steps`` (stages x T) and ``latency_steps`` (beyond the first T), ``spikes_per_inference``,
@@ -284,7 +293,9 @@ def evaluate_mbe_vit(
         if not 1 <= samples <= len(x):
             raise MBEError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
         x, y = x[:samples], y[:samples]
-    mbe = convert_vit_mbe(ckpt, data.x_train[:calib_samples], timesteps, fit=fit, integer=integer)
+    mbe = convert_vit_mbe(
+        ckpt, data.x_train[:calib_samples], timesteps, fit=fit, integer=integer, n_identity=n_identity
+    )
     ann_logits = vit_forward(ckpt, x)
     log = MBELog()
     snn_logits = run_mbe_vit(mbe, x, log)
@@ -298,6 +309,7 @@ def evaluate_mbe_vit(
         "samples": n,
         "neuron": "mbe",
         "integer_lut": integer,
+        "identity_bases": mbe.n_identity,
         "accuracy": {"ann_float": float(np.mean(ann == y)), "snn": float(np.mean(snn == y))},
         "agreement": float(np.mean(ann == snn)),
         "logit_error": {
@@ -324,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-cache", action="store_true", help="fit what the ViT cache lacks and save it")
     ap.add_argument("--json", type=Path, help="also write the reports to this file")
     ap.add_argument("--integer", action="store_true", help="run the MBE neurons in their integer LUT form")
+    ap.add_argument("--n-identity", type=int, help="bases of the product operands' identity neurons (default 8)")
     args = ap.parse_args(argv)
     ckpt = load_vit()
     data = load_digits()
@@ -331,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         cache = PrimitiveCache(VIT_CACHE_PATH, also=(PRIMITIVES_PATH,))
         cache.meta = {"command": "python -m spikeforge.models.mbe_convert --write-cache", "numpy": np.__version__}
         for t in args.timesteps:
-            convert_vit_mbe(ckpt, data.x_train[:256], t, cache=cache)
+            convert_vit_mbe(ckpt, data.x_train[:256], t, cache=cache, n_identity=args.n_identity)
             cache.save()
     reports = []
     print(
@@ -340,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for t in args.timesteps:
         t0 = time.time()
-        r = evaluate_mbe_vit(timesteps=t, data=data, fit=False, integer=args.integer)
+        r = evaluate_mbe_vit(timesteps=t, data=data, fit=False, integer=args.integer, n_identity=args.n_identity)
         reports.append(r)
         acc = r["accuracy"]
         print(

@@ -118,15 +118,21 @@ class MBEPrimitives:
         cache: PrimitiveCache | None = None,
         fit: bool = True,
         integer: bool = False,
+        n_identity: int | None = None,
     ) -> MBEPrimitives:
-        """Load the primitives from ``cache`` (default: shipped), fitting missing ones when ``fit``."""
+        """Load the primitives from ``cache`` (default: shipped), fitting missing ones when ``fit``.
+
+        ``n_bases`` applies to every primitive, except the identity when ``n_identity`` is given
+        (``N = 1`` is already the optimal identity, a halving encoder; see docs/mbe.md).
+        """
         cache = PrimitiveCache() if cache is None else cache
         out = {}
         for name, (lo, hi) in _FIXED_RANGES.items():
-            args = (name, n_bases, timesteps, lo, hi)
+            n = n_identity if (name == "identity" and n_identity is not None) else n_bases
+            args = (name, n, timesteps, lo, hi)
             p = cache.get_or_fit(*args) if fit else cache.get(*args)
             if p is None:
-                raise MBEError(f"no cached MBE primitive {name} with N = {n_bases}, T = {timesteps}; fit it first.")
+                raise MBEError(f"no cached MBE primitive {name} with N = {n}, T = {timesteps}; fit it first.")
             out[name] = p
         return cls(**out, integer=integer)
 

@@ -2,6 +2,7 @@
 
     python scripts/mbe_figures.py                # fitting MSE table, operator errors
     python scripts/mbe_figures.py --paper-form   # also refit with c_n = lo (about 3 min)
+    python scripts/mbe_figures.py --identity     # also the N = 8 identities' weights and rates per basis
 
 1. Fitting MSE per primitive and N at T = 16 (float form, recomputed from the shipped cache) and
    the MSE of the integer lookup-table form (in_bits = T + 4, 16 output fraction bits).
@@ -81,9 +82,27 @@ def paper_form_table() -> None:
         print(f"| {name} | " + " | ".join(f"{res[n][1]:.2e}" for n in (1, 2, 4, 8)) + " |", flush=True)
 
 
+def identity_bases() -> None:
+    """Output weight and firing rate (uniform input on [0, 1]) of each basis of the N = 8 identities."""
+    from spikeforge.models.mbe import mbe_encode
+    from spikeforge.models.mbe_convert import VIT_CACHE_PATH
+    from spikeforge.models.mbe_fit import PRIMITIVES_PATH
+
+    cache = PrimitiveCache(VIT_CACHE_PATH, also=(PRIMITIVES_PATH,))
+    x = np.linspace(0.0, 1.0, 10_001)
+    print("\n| T | abs(w) per basis | firing rate per basis | overall |\n|---|---|---|---|")
+    for t in (8, 10, 12, 16):
+        p = cache.get("identity", 8, t, 0.0, 1.0)
+        rate = mbe_encode(x, p).mean(axis=(0, 2))
+        w = " ".join(f"{v:.1e}" for v in np.abs(p.w))
+        print(f"| {t} | {w} | " + " ".join(f"{r:.2f}" for r in rate) + f" | {rate.mean():.3f} |")
+
+
 if __name__ == "__main__":
     c = PrimitiveCache()
     fit_table(c)
     operator_errors(c)
+    if "--identity" in sys.argv[1:]:
+        identity_bases()
     if "--paper-form" in sys.argv[1:]:
         paper_form_table()

@@ -124,8 +124,10 @@ def test_bad_configs_and_inputs_are_refused(vit):
 def test_shipped_vit_cache_covers_every_T_and_its_mse_is_reproduced(vit, digits):
     cache = PrimitiveCache(VIT_CACHE_PATH)
     for t in (8, 10, 12, 16):
-        m = convert_vit_mbe(vit, digits.x_train[:256], t, fit=False)
-        assert set(m.gelu) == {"blocks.0.mlp.gelu", "blocks.1.mlp.gelu"}
+        for n_identity in (None, 1):
+            m = convert_vit_mbe(vit, digits.x_train[:256], t, fit=False, n_identity=n_identity)
+            assert set(m.gelu) == {"blocks.0.mlp.gelu", "blocks.1.mlp.gelu"}
+            assert m.n_identity == (n_identity or 8) == m.prims.identity.n_bases
     for params, mse in cache.entries.values():
         assert fit_mse(params) == pytest.approx(mse, rel=1e-9, abs=1e-15)
         if params.name == "gelu":
@@ -158,3 +160,11 @@ def test_integer_lut_neurons_keep_the_predictions(vit, digits):
     snn = run_mbe_vit(m, x, log)
     assert np.mean(snn.argmax(1) == vit_forward(vit, x).argmax(1)) >= 0.95
     assert sum(log.spikes.values()) > 0
+
+
+def test_one_basis_identity_encodes_products_with_fewer_spikes_and_the_same_predictions(digits):
+    eight = evaluate_mbe_vit(timesteps=16, samples=48, fit=False)
+    one = evaluate_mbe_vit(timesteps=16, samples=48, fit=False, n_identity=1)
+    assert (one["identity_bases"], eight["identity_bases"]) == (1, 8)
+    assert one["agreement"] == eight["agreement"] == 1.0
+    assert one["spikes_per_inference"] < 0.7 * eight["spikes_per_inference"]
