@@ -76,17 +76,17 @@ class _CalibOps(FloatOps):
         r = self.seen.setdefault(site, {}).setdefault(what, [math.inf, -math.inf])
         r[0], r[1] = min(r[0], float(v.min())), max(r[1], float(v.max()))
 
-    def gelu(self, x, site):
+    def gelu(self, x: np.ndarray, site: str) -> np.ndarray:
         self._see(site, "x", x)
         return super().gelu(x, site)
 
-    def layernorm(self, x, gamma, beta, eps, site):
+    def layernorm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, site: str) -> np.ndarray:
         xc = x - x.mean(axis=-1, keepdims=True)
         self._see(site, "xc", xc)
         self._see(site, "rstd", 1.0 / np.sqrt((xc * xc).mean(axis=-1) + eps))
         return super().layernorm(x, gamma, beta, eps, site)
 
-    def matmul(self, a, b, site):
+    def matmul(self, a: np.ndarray, b: np.ndarray, site: str) -> np.ndarray:
         self._see(site, "a", a)
         self._see(site, "b", b)
         return super().matmul(a, b, site)
@@ -184,17 +184,22 @@ class MBEOps:
     def __init__(self, model: MBEViT, log: MBELog) -> None:
         self.m, self.log = model, log
 
-    def gelu(self, x, site):
+    def gelu(self, x: np.ndarray, site: str) -> np.ndarray:
         return spiking_gelu(x, self.m.gelu[site], self.log, site, self.m.prims.integer)
 
-    def softmax(self, x, site):
+    def silu(self, x: np.ndarray, site: str) -> np.ndarray:
+        """SiLU has no MBE primitive (:func:`convert_vit_mbe` refuses such models before this runs)."""
+        check_operator("silu")
+        raise AssertionError("unreachable: check_operator raised")
+
+    def softmax(self, x: np.ndarray, site: str) -> np.ndarray:
         return spiking_softmax(x, self.m.prims, -1, self.log, site)
 
-    def layernorm(self, x, gamma, beta, eps, site):
+    def layernorm(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, site: str) -> np.ndarray:
         r = self.m.ranges[site]
         return spiking_layernorm(x, gamma, beta, self.m.prims, r["xc"], r["rstd"], eps, self.log, site)
 
-    def matmul(self, a, b, site):
+    def matmul(self, a: np.ndarray, b: np.ndarray, site: str) -> np.ndarray:
         r = self.m.ranges[site]
         return spike_matmul(a, b, self.m.prims.identity, r["a"], r["b"], self.log, site, self.m.prims.integer)
 

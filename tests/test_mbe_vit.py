@@ -76,6 +76,10 @@ def test_operator_without_replacement_is_named(vit, digits):
     vit_forward(silu, digits.x_test[:2])  # the float model runs
     with pytest.raises(MBEError, match="operator 'silu' has no MBE replacement"):
         convert_vit_mbe(silu, digits.x_train[:16], 16, fit=False)
+    # A converted GELU model's operators refuse SiLU too, should a SiLU checkpoint reach them.
+    gelu_model = convert_vit_mbe(vit, digits.x_train[:256], 16, fit=False)
+    with pytest.raises(MBEError, match="operator 'silu' has no MBE replacement"):
+        run_mbe_vit(replace(gelu_model, ckpt=silu), digits.x_test[:2])
 
 
 def test_uncached_primitives_are_refused_without_fitting(vit, digits, tmp_path):
