@@ -1,4 +1,4 @@
-"""Transformer operators built from MBE primitives (float functional form, T steps).
+"""Transformer operators built from MBE primitives (functional model; float or integer LUT neurons).
 
 - GELU: one MBE neuron fitted to GELU on the calibrated range.
 - Activation x activation product: both operands are encoded by an identity MBE neuron
