@@ -129,7 +129,7 @@ class Core(wiring.Component):
         self.groups_max = c.neurons // c.lanes
         super().__init__(
             {
-                "events": In(stream.Signature(flit_layout(hw))),
+                "events": In(stream.Signature(out_flit_layout(hw))),  # x, y unused: the router's business
                 "step": In(STEP_BITS),
                 "start": In(1),
                 "fire": In(1),
@@ -137,6 +137,7 @@ class Core(wiring.Component):
                 "f_done": Out(1),
                 "last_end": Out(CYCLE_BITS),
                 "busy": Out(CYCLE_BITS),
+                "sent": Out(CYCLE_BITS),
                 "dbg_maddr": In(index_bits(self.groups_max)),
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
@@ -201,7 +202,7 @@ class Core(wiring.Component):
             q.w_en.eq(self.events.valid),
             self.events.ready.eq(q.w_rdy),
         ]
-        head = data.View(flit_layout(self.hw), q.r_data)
+        head = data.View(out_flit_layout(self.hw), q.r_data)
 
         # ---- phase-I issue unit
         now = Signal(CYCLE_BITS)  # cycles since `start`
@@ -425,5 +426,9 @@ class Core(wiring.Component):
                     flit_v.y.eq(y),
                 ]
         m.d.comb += [flit_v.index.eq(chosen_j + p.first), out.valid.eq(found)]
+        sent = Signal(CYCLE_BITS)  # flits sent since `start`
+        m.d.comb += self.sent.eq(sent)
+        with m.If(self.start):
+            m.d.sync += sent.eq(0)
         with m.If(found & out.ready):
-            m.d.sync += [e_cur.eq(chosen_k), j_cur.eq(chosen_j + 1)]
+            m.d.sync += [e_cur.eq(chosen_k), j_cur.eq(chosen_j + 1), sent.eq(Mux(self.start, 0, sent) + 1)]

@@ -28,7 +28,17 @@ from .errors import RtlError, ToolMissingError
 from .export import to_sv
 from .piece import PieceInit, piece_init
 
-__all__ = ["CoreReport", "CosimReport", "core_spec", "cosim_core", "cosim", "require_icarus"]
+__all__ = [
+    "ArrayReport",
+    "CoreReport",
+    "CosimReport",
+    "array_spec",
+    "core_spec",
+    "cosim",
+    "cosim_array",
+    "cosim_core",
+    "require_icarus",
+]
 
 
 @dataclass
@@ -164,23 +174,23 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
     }
 
 
-def _run_bench(sv: str, spec: dict, workdir: Path) -> dict:
-    """Compile ``sv`` with Icarus and run the cocotb bench on ``spec``; return its result JSON."""
+def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str = "bench_core") -> dict:
+    """Compile ``sv`` (module ``top``) with Icarus and run the cocotb ``bench`` on ``spec``; return its result."""
     require_icarus()
     try:
         from cocotb_tools.runner import get_runner
     except ImportError:
         raise ToolMissingError("cocotb is not installed: install the rtl extra (pip install -e '.[rtl]').") from None
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "core.sv").write_text(sv)
+    (workdir / f"{top}.sv").write_text(sv)
     (workdir / "spec.json").write_text(json.dumps(spec))
     out = workdir / "result.json"
     if out.exists():
         out.unlink()
     runner = get_runner("icarus")
     runner.build(
-        sources=[workdir / "core.sv"],
-        hdl_toplevel="core",
+        sources=[workdir / f"{top}.sv"],
+        hdl_toplevel=top,
         build_dir=workdir / "build",
         timescale=("1ns", "1ps"),
         always=True,
@@ -188,8 +198,8 @@ def _run_bench(sv: str, spec: dict, workdir: Path) -> dict:
     )
     try:
         runner.test(
-            test_module="spikeforge.rtl.bench_core",
-            hdl_toplevel="core",
+            test_module=f"spikeforge.rtl.{bench}",
+            hdl_toplevel=top,
             build_dir=workdir / "build",
             test_dir=workdir,
             timescale=("1ns", "1ps"),
@@ -296,3 +306,140 @@ def cosim(program: Program, x: np.ndarray, workdir: str | Path | None = None) ->
         sub = None if workdir is None else Path(workdir) / f"piece{p.id}"
         reports.append(cosim_core(program, p.id, x, sub, run=run))
     return CosimReport(reports, int(run.step_cycles.sum()), sim_wall)
+
+
+@dataclass
+class ArrayReport:
+    """What the whole-array co-simulation compared, and the mismatches (first first)."""
+
+    cores: int
+    steps: int
+    host_flits: int
+    cycle_checks: int
+    membranes: int
+    spikes: int
+    busy_checks: int
+    packet_counts: int
+    rtl_cycles: int
+    rtl_wall_s: float
+    mismatches: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing differed."""
+        return not self.mismatches
+
+    def format(self) -> str:
+        """What matched, or the first mismatch with its step, core and neuron."""
+        head = (
+            f"array of {self.cores} cores: {self.steps} steps, {self.host_flits} host flits, {self.cycle_checks} "
+            f"cycle checks (phase I and F ends), {self.membranes} membranes, {self.spikes} spikes, "
+            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts"
+        )
+        if self.ok:
+            return head + ": match"
+        m = self.mismatches[0]
+        where = f"step {m['step']}" + (f", core {m['core']}" if m.get("core") is not None else "")
+        if m.get("neuron") is not None:
+            where += f", neuron {m['neuron']}"
+        return (
+            head
+            + f": MISMATCH ({len(self.mismatches)}): {where}: {m['what']}: simulator {m['expected']}, "
+            + (f"RTL {m['got']}")
+        )
+
+
+def array_spec(program: Program, run) -> dict:
+    """The array bench's transactions from a simulator run with ``trace=True``: the host's flits with
+    their injection cycles, ``I(t)``, ``F(t)``, and per core its membranes, spikes, busy cycles and
+    flits sent."""
+    hw = program.hardware
+    c = hw.core
+    core_of = np.asarray(program.plan.core)
+    steps = []
+    for tr in run.trace:
+        host = np.flatnonzero(tr.flit_src < 0)
+        host = host[np.argsort(tr.flit_inject[host], kind="stable")]
+        flits = []
+        for i in host:
+            y, x = divmod(int(core_of[tr.flit_piece[i]]), hw.array.cols)
+            flits.append(
+                [
+                    int(tr.flit_inject[i]),
+                    TYPE_GRADED,
+                    int(tr.flit_slot[i]),
+                    int(tr.flit_index[i]),
+                    int(tr.flit_value[i]),
+                    x,
+                    y,
+                ]
+            )
+        per_core_f = np.bincount(core_of, weights=tr.fire_cycles, minlength=hw.array.cores)
+        cores = []
+        for p in program.pieces:
+            k = int(core_of[p.id])
+            spikes = tr.spikes[p.id]
+            cores.append(
+                {
+                    "core": k,
+                    "n": p.n,
+                    "membranes": [int(v) for v in tr.membranes[p.id]],
+                    "spikes": None if spikes is None else [int(v) for v in spikes],
+                    "busy": int(tr.core_busy[k]),
+                    "sent": int((tr.flit_src == p.id).sum()),
+                }
+            )
+        steps.append(
+            {
+                "t": tr.step,
+                "host": flits,
+                "phase_i": max(int(tr.phase_i), 0),
+                "phase_f": int(per_core_f.max(initial=0)),
+                "cores": cores,
+            }
+        )
+    return {
+        "lanes": c.lanes,
+        "v_bits": c.v_bits,
+        "history": c.spike_history_steps,
+        "barrier": hw.barrier_cycles,
+        "out_widths": [2, index_bits(c.slots), 24, c.v_bits, index_bits(hw.array.cols), index_bits(hw.array.rows)],
+        "steps": steps,
+    }
+
+
+def cosim_array(program: Program, x: np.ndarray, workdir: str | Path | None = None, *, inits=None) -> ArrayReport:
+    """Co-simulate the whole array (cores, encoders, routers) of a resident ``program`` on input ``x``.
+
+    The bench drives only the host port and the barriers (``rtl/bench_array.py``); ``inits``
+    replaces the cores' pieces (mutation tests). Returns an :class:`ArrayReport`.
+    """
+    from .array import CoreArray, array_inits
+
+    inits = inits if inits is not None else array_inits(program)
+    run = Simulator(program, trace=True).run(x)
+    spec = array_spec(program, run)
+    sv = to_sv(CoreArray(program.hardware, inits), "core_array")
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
+        workdir = tmp
+    try:
+        res = _run_bench(sv, spec, Path(workdir), top="core_array", bench="bench_array")
+    finally:
+        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    cmp_ = res["compared"]
+    return ArrayReport(
+        cores=program.hardware.array.cores,
+        steps=cmp_["steps"],
+        host_flits=cmp_["host_flits"],
+        cycle_checks=cmp_["cycle_checks"],
+        membranes=cmp_["membranes"],
+        spikes=cmp_["spikes"],
+        busy_checks=cmp_["busy"],
+        packet_counts=cmp_["packets"],
+        rtl_cycles=res["cycles"],
+        rtl_wall_s=res["wall_s"],
+        mismatches=res["mismatches"],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spikeforge.mapping import HardwareConfig, Program, compile
-from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, NocConfig
 from spikeforge.models.graph import (
     DenseProjection,
     IdentityProjection,
@@ -75,6 +75,7 @@ def dense_program(
     v_bits: int = 24,
     pipeline_cycles: int = 3,
     input_fifo_events: int = 64,
+    router_buffer_flits: int = 4,
 ) -> Program:
     """Compile ``graph`` on a ``rows x cols`` array of small cores (resident when it fits)."""
     core = CoreConfig(
@@ -89,4 +90,5 @@ def dense_program(
         slots=4,
         routing_entries=64,
     )
-    return compile(graph, HardwareConfig(array=ArrayConfig(rows, cols), core=core))
+    noc = NocConfig(router_buffer_flits=router_buffer_flits)
+    return compile(graph, HardwareConfig(array=ArrayConfig(rows, cols), core=core, noc=noc))

@@ -55,7 +55,7 @@ def piece() -> PieceInit:
 
 
 def flit(ftype, slot, index, payload=0):
-    return {"type": ftype, "slot": slot, "index": index, "payload": payload}
+    return {"type": ftype, "slot": slot, "index": index, "payload": payload, "x": 0, "y": 0}
 
 
 def run(bench, dut):

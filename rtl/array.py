@@ -1,0 +1,137 @@
+"""The core array: ``rows x cols`` cores and routers of a hardware file, pieces from a resident Program.
+
+Router ``(x, y)`` sits beside core ``(x, y)``: its local output feeds the core's event FIFO, the
+core's encoder feeds its local input, east/west and south/north ports join neighbours (``y``
+grows southwards), and the host drives router ``(0, 0)``'s west input (section 5). ``step``,
+``start`` and ``fire`` go to every core. ``i_done`` is phase I's end (section 4.1): every core
+done, every router buffer empty, no encoder holding a flit and the host finished (``host_done``);
+``f_done`` is every core done with phase F. The debug ports select one core (``dbg_core``).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.mapping import HardwareConfig, Program
+from spikeforge.mapping.hardware import index_bits
+
+from .core import CYCLE_BITS, STEP_BITS, Core, out_flit_layout
+from .errors import RtlError
+from .piece import PieceInit, check_hardware, empty_piece, piece_init
+from .router import Router
+
+__all__ = ["CoreArray", "array_inits"]
+
+
+def array_inits(program: Program) -> dict[int, PieceInit]:
+    """The piece of every core of a resident program (idle cores are left out)."""
+    if program.plan.mode != "resident":
+        raise RtlError(
+            f"the program runs in {program.plan.mode!r} mode (pieces loaded from DRAM); the RTL array holds one "
+            "piece per core for the whole run: use a larger [array] so the program is resident."
+        )
+    return {int(program.plan.core[p.id]): piece_init(program, p.id) for p in program.pieces}
+
+
+class CoreArray(wiring.Component):
+    """``rows x cols`` :class:`~spikeforge.rtl.core.Core` + :class:`~spikeforge.rtl.router.Router` pairs.
+
+    Parameters
+    ----------
+    hw : HardwareConfig
+        The hardware file's description.
+    inits : dict of int to PieceInit
+        The piece of each core index ``y * cols + x`` (missing: idle core).
+    """
+
+    def __init__(self, hw: HardwareConfig, inits: dict[int, PieceInit] | None = None) -> None:
+        check_hardware(hw)
+        self.hw = hw
+        self.inits = dict(inits or {})
+        c = hw.core
+        n = hw.array.cores
+        super().__init__(
+            {
+                "host": In(stream.Signature(out_flit_layout(hw))),
+                "host_done": In(1),
+                "step": In(STEP_BITS),
+                "start": In(1),
+                "fire": In(1),
+                "i_done": Out(1),
+                "f_done": Out(1),
+                "dbg_core": In(index_bits(n)),
+                "dbg_maddr": In(index_bits(c.neurons // c.lanes)),
+                "dbg_v": Out(c.lanes * c.v_bits),
+                "dbg_haddr": In(index_bits(c.spike_history_steps)),
+                "dbg_h": Out(c.neurons),
+                "dbg_busy": Out(CYCLE_BITS),
+                "dbg_sent": Out(CYCLE_BITS),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        hw = self.hw
+        rows, cols = hw.array.rows, hw.array.cols
+        cores, routers = {}, {}
+        for y in range(rows):
+            for x in range(cols):
+                k = y * cols + x
+                core = Core(hw, self.inits.get(k, empty_piece(hw)))
+                router = Router(hw, x, y)
+                m.submodules[f"core_x{x}_y{y}"] = cores[k] = core
+                m.submodules[f"router_x{x}_y{y}"] = routers[k] = router
+                wiring.connect(m, router.out_l, core.events)
+                wiring.connect(m, core.flits, router.in_l)
+                m.d.comb += [core.step.eq(self.step), core.start.eq(self.start), core.fire.eq(self.fire)]
+        for y in range(rows):
+            for x in range(cols):
+                r = routers[y * cols + x]
+                if x + 1 < cols:
+                    wiring.connect(m, r.out_e, routers[y * cols + x + 1].in_w)
+                    wiring.connect(m, routers[y * cols + x + 1].out_w, r.in_e)
+                if y + 1 < rows:
+                    wiring.connect(m, r.out_s, routers[(y + 1) * cols + x].in_n)
+                    wiring.connect(m, routers[(y + 1) * cols + x].out_n, r.in_s)
+        wiring.connect(m, wiring.flipped(self.host), routers[0].in_w)
+        # ports at the edge of the mesh: nothing arrives, nothing is routed out (XY never points off the mesh)
+        for y in range(rows):
+            for x in range(cols):
+                r = routers[y * cols + x]
+                edges = [("e", x + 1 >= cols), ("s", y + 1 >= rows), ("n", y == 0), ("w", x == 0 and y > 0)]
+                for p, open_ in edges:
+                    if open_:
+                        m.d.comb += getattr(r, f"in_{p}").valid.eq(0)
+                if x == 0:
+                    m.d.comb += r.out_w.ready.eq(0)
+                if x + 1 >= cols:
+                    m.d.comb += r.out_e.ready.eq(0)
+                if y == 0:
+                    m.d.comb += r.out_n.ready.eq(0)
+                if y + 1 >= rows:
+                    m.d.comb += r.out_s.ready.eq(0)
+        all_i, all_f = Signal(), Signal()
+        terms_i = [self.host_done]
+        terms_f = []
+        for k in cores:
+            terms_i += [cores[k].i_done, routers[k].empty, ~cores[k].flits.valid]
+            terms_f.append(cores[k].f_done)
+        acc_i = terms_i[0]
+        for t in terms_i[1:]:
+            acc_i = acc_i & t
+        acc_f = terms_f[0]
+        for t in terms_f[1:]:
+            acc_f = acc_f & t
+        m.d.comb += [all_i.eq(acc_i), all_f.eq(acc_f), self.i_done.eq(all_i), self.f_done.eq(all_f)]
+        for k, core in cores.items():
+            m.d.comb += [core.dbg_maddr.eq(self.dbg_maddr), core.dbg_haddr.eq(self.dbg_haddr)]
+            with m.If(self.dbg_core == k):
+                m.d.comb += [
+                    self.dbg_v.eq(core.dbg_v),
+                    self.dbg_h.eq(core.dbg_h),
+                    self.dbg_busy.eq(core.busy),
+                    self.dbg_sent.eq(core.sent),
+                ]
+        return m

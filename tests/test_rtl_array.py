@@ -1,0 +1,135 @@
+"""The RTL array (cores, encoders, XY routers) against the simulator, end to end (``docs/rtl.md``).
+
+cocotb + Icarus: the bench is only the host (router (0, 0)'s west port) and the barrier; every
+flit between cores travels the RTL mesh. At every step the host's flits must be taken at the
+simulator's cycles, phase I and phase F must end at the simulator's cycles, and every membrane,
+spike, busy count and sent-flit count of every core must equal the simulator's. Router unit tests
+run on Amaranth's simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator as AmaranthSim
+
+from spikeforge.mapping import HardwareConfig
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, NocConfig
+from spikeforge.rtl.array import array_inits
+from spikeforge.rtl.cosim import cosim_array
+from spikeforge.rtl.router import Router
+from spikeforge.rtl.scenarios import dense_network, dense_program
+from spikeforge.sim import Simulator
+
+HAVE_ICARUS = shutil.which("iverilog") is not None
+if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
+
+
+def network(seed, sizes, rows, cols, **hw):
+    graph = dense_network(seed, sizes, residual=True, dif=seed % 2 == 0)
+    program = dense_program(graph, rows, cols, **hw)
+    assert program.plan.mode == "resident"
+    return program, np.random.default_rng(seed).integers(0, 16, sizes[0])
+
+
+def check_counts(report, program, x):
+    run = Simulator(program, trace=True).run(x)
+    assert report.steps == len(run.trace)
+    assert report.host_flits == sum(int((tr.flit_src < 0).sum()) for tr in run.trace) > 0
+    assert report.membranes == len(run.trace) * sum(p.n for p in program.pieces)
+    assert report.spikes > 0 and report.packet_counts == report.busy_checks == len(run.trace) * len(program.pieces)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator():
+    program, x = network(1, (12, 16, 16), 2, 2)
+    assert {int(c) for c in program.plan.core} == {0, 1, 3}  # three cores, two of them a hop apart
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_backpressure_and_contention_match_the_simulator_cycle_for_cycle():
+    """One-flit router buffers and two-event core FIFOs: hundreds of stall cycles in the mesh."""
+    program, x = network(2, (12, 24, 16, 16), 2, 3, input_fifo_events=2, router_buffer_flits=1)
+    sim = Simulator(program)
+    sim.run(x)
+    assert sim.totals().noc_stall_cycles > 100
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_weight_bit_in_the_array_is_reported_with_step_core_and_neuron():
+    program, x = network(1, (12, 16, 16), 2, 2)
+    inits = array_inits(program)
+    k = int(program.plan.core[1])  # h2
+    syn = inits[k].synapse.copy()
+    syn[:, 1] ^= 2  # lane 1 of every word: neurons 1, 5, 9, 13
+    inits[k] = dataclasses.replace(inits[k], synapse=syn)
+    report = cosim_array(program, x, inits=inits)
+    assert not report.ok
+    m = report.mismatches[0]
+    assert m["core"] == k and m["neuron"] % 4 == 1 and m["what"] in ("membrane", "spike")
+    assert f"core {k}, neuron {m['neuron']}" in report.format()
+
+
+# --------------------------------------------------------------------------- router on Amaranth's simulator
+HW = HardwareConfig(array=ArrayConfig(2, 4), core=CoreConfig(neurons=16, lanes=4, axons=16), noc=NocConfig(2))
+
+
+def flit(x, y, index):
+    return {"type": 0, "slot": 0, "index": index, "payload": 0, "x": x, "y": y}
+
+
+def drive(router, pushes, ready, cycles):
+    """``pushes[cycle] = {port: flit}``; ``ready[port](cycle)``; returns {port: [(cycle, index)]} taken."""
+    taken: dict[str, list] = {}
+
+    async def bench(ctx):
+        for c in range(cycles):
+            for p in ("n", "s", "e", "w", "l"):
+                f = pushes.get(c, {}).get(p)
+                ctx.set(getattr(router, f"in_{p}").valid, f is not None)
+                if f is not None:
+                    ctx.set(getattr(router, f"in_{p}").payload, f)
+                ctx.set(getattr(router, f"out_{p}").ready, ready.get(p, lambda c: 1)(c))
+            for p in ("n", "s", "e", "w", "l"):
+                out = getattr(router, f"out_{p}")
+                if ctx.get(out.valid) and ctx.get(out.ready):
+                    taken.setdefault(p, []).append((c, ctx.get(out.payload).index))
+            await ctx.tick()
+
+    sim = AmaranthSim(router)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return taken
+
+
+def test_xy_routing_picks_the_column_first_then_the_row():
+    r = Router(HW, 1, 0)
+    pushes = {0: {"l": flit(3, 1, 1), "w": flit(1, 1, 2), "e": flit(0, 0, 3), "s": flit(1, 0, 4)}}
+    taken = drive(r, pushes, {}, 4)
+    # written at cycle 0, eligible from cycle 1
+    assert taken == {"e": [(1, 1)], "s": [(1, 2)], "w": [(1, 3)], "l": [(1, 4)]}
+
+
+def test_round_robin_starts_after_the_last_grant_and_a_full_downstream_holds():
+    r = Router(HW, 1, 0)
+    # local and west both want east at cycle 1: after L (the initial last grant) comes W (section 6's example)
+    pushes = {0: {"l": flit(3, 0, 10), "w": flit(3, 0, 20)}, 1: {"l": flit(3, 0, 11), "w": flit(3, 0, 21)}}
+    taken = drive(r, pushes, {"e": lambda c: int(c != 3)}, 8)
+    # W at 1, L at 2, (cycle 3: downstream full) W at 4, L at 5
+    assert taken["e"] == [(1, 20), (2, 10), (4, 21), (5, 11)]
