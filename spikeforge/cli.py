@@ -39,7 +39,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print(format_report(report))
     if args.out:
-        print(f"wrote {Path(args.out) / 'report.json'} and the plots: {', '.join(report['plots'])}")
+        plots = f" and the plots: {', '.join(report['plots'])}" if report["plots"] else ""
+        print(f"wrote {Path(args.out) / 'report.json'}{plots}")
     return 0
 
 
@@ -215,7 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo", help="convert the bundled model, check it, simulate it on the 4 x 4 array, report and plot"
     )
-    d.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
+    d.add_argument(
+        "--model",
+        default="tiny-digits",
+        help="bundled model (tiny-digits; tiny-digits-vit: a standard ViT, MBE conversion) or checkpoint .npz",
+    )
     d.add_argument("--out", type=Path, help="directory for report.json and the plots")
     d.add_argument("--timesteps", type=_positive_int, help="time steps T (default: the model's levels L)")
     d.add_argument("--neuron", choices=("dif", "if"), default="dif", help="delayed IF (exact) or plain IF")

@@ -25,6 +25,8 @@ from .mapping import HardwareConfig, compile, load_hardware
 from .models import convert, float_forward, load_digits, load_model, load_npz_dataset
 from .models.errors import SpikeForgeError
 from .models.evaluate import evaluate_graph
+from .models.npzio import read_npz
+from .models.vit import FORMAT as VIT_FORMAT
 from .plots import draw_all
 from .sim import simulate
 from .sweep import SweepPoint, result_row
@@ -33,7 +35,7 @@ from .workflow import check_writable
 #: Figures copied from the simulation into the report's top level.
 SIM_KEYS = ("synaptic_ops_per_inference", "cycles_per_inference", "latency_s", "memory_traffic_bytes", "energy_pj")
 
-__all__ = ["run_demo", "format_report", "accuracy_by_timesteps", "format_accuracy_table"]
+__all__ = ["run_demo", "format_report", "is_vit_model", "accuracy_by_timesteps", "format_accuracy_table"]
 
 
 def run_demo(
@@ -66,6 +68,8 @@ def run_demo(
         Hardware description for the simulation (default: the built-in 4 x 4 array).
     """
     t0 = time.time()
+    if is_vit_model(model):
+        return _run_mbe_demo(str(model), out, timesteps, neuron, samples, data, t0)
     ckpt = load_model(model)
     dataset = load_npz_dataset(data) if data else load_digits()
     x, y = dataset.x_test, dataset.y_test
@@ -130,8 +134,82 @@ def run_demo(
     return report
 
 
+def is_vit_model(model: str | Path) -> bool:
+    """True for the bundled ``tiny-digits-vit`` or a ViT checkpoint file (the MBE conversion's input)."""
+    if str(model) == "tiny-digits-vit":
+        return True
+    path = Path(str(model))
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        return read_npz(path)[0].get("format") == VIT_FORMAT
+    except SpikeForgeError:
+        return False
+
+
+def _run_mbe_demo(model, out, timesteps, neuron, samples, data, t0) -> dict[str, Any]:
+    """The demo for a standard ViT: training-free MBE conversion, integer LUT neurons, no hardware yet.
+
+    The MBE neuron is not yet a neuron model of the hardware contract, so there is nothing to map
+    or simulate: the report says so (``simulation`` is ``None`` with ``not_simulated`` giving why)
+    rather than carrying figures of another network.
+    """
+    from .models.mbe_convert import evaluate_mbe_vit
+
+    if neuron != "dif":
+        raise SpikeForgeError(f"{model} converts with MBE neurons; --neuron {neuron} applies to CSDformer models.")
+    dataset = load_npz_dataset(data) if data else load_digits()
+    n_test = len(dataset.x_test)
+    if samples is not None and not 1 <= samples <= n_test:
+        raise SpikeForgeError(f"samples must be in 1..{n_test} (the test split's size), got {samples}.")
+    if out is not None:
+        check_writable(out)
+    # integer=True: every MBE neuron runs its lookup-table form, the arithmetic hardware would run
+    ev = evaluate_mbe_vit(model, timesteps=timesteps or 16, samples=samples, data=dataset, integer=True)
+    keys = ("model", "timesteps", "samples", "neuron", "accuracy", "total_steps", "latency_steps")
+    report: dict[str, Any] = {k: ev[k] for k in keys}
+    report["spikes_per_inference"] = ev["spikes_per_inference"]
+    report["spikes_per_population"] = ev["spikes_per_population"]
+    report["mbe"] = {k: v for k, v in ev.items() if k not in report}
+    report["hardware"] = None
+    report["simulation"] = None
+    report["not_simulated"] = (
+        "the MBE neuron is not yet a neuron model of the hardware contract (docs/architecture.md), "
+        "so the MBE-converted model is not mapped or simulated; accuracy and spikes are the functional model's."
+    )
+    report["plots"] = []
+    report["wall_seconds"] = round(time.time() - t0, 2)
+    if out is not None:
+        out = Path(out)
+        try:
+            (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            raise SpikeForgeError(f"cannot write the report to {out}: {exc.strerror}.") from None
+    return report
+
+
+def _format_mbe_report(report: dict[str, Any]) -> str:
+    acc, mbe = report["accuracy"], report["mbe"]
+    rates = ", ".join(f"{k} {v:.1%}" for k, v in mbe["firing_rate_per_operator"].items())
+    return "\n".join(
+        [
+            f"model {report['model']}  T = {report['timesteps']}  neuron mbe (integer LUT form)  "
+            f"samples {report['samples']}",
+            f"  accuracy  float ANN {acc['ann_float']:.4f} | MBE SNN {acc['snn']:.4f}  "
+            f"(same prediction on {mbe['agreement']:.1%} of images; logit RMS error {mbe['logit_error']['rms']:.3f} "
+            f"against logit RMS {mbe['logit_error']['ann_logit_rms']:.2f})",
+            f"  steps {report['total_steps']} ({mbe['mbe_stages']} MBE stages x T)  spikes per inference "
+            f"{report['spikes_per_inference']:,.0f}  values clipped to calibrated ranges: {mbe['clipped_values']}",
+            f"  firing rate per operator: {rates}",
+            f"  not simulated: {report['not_simulated']}",
+        ]
+    )
+
+
 def format_report(report: dict[str, Any]) -> str:
     """Human-readable summary of a demo report."""
+    if report.get("neuron") == "mbe":
+        return _format_mbe_report(report)
     acc, ex = report["accuracy"], report["exactness"]
     lines = [
         f"model {report['model']}  T = {report['timesteps']} (L = {report['levels']})  neuron {report['neuron']}  "

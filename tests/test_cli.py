@@ -163,3 +163,15 @@ def test_rtl_writes_modules_and_refuses_a_program_for_other_hardware(tmp_path, c
 def test_cosim_names_what_the_rtl_cannot_build_yet(capsys):
     assert main(["cosim", "--hardware", "configs/array-16x16.toml"]) == 2
     assert "has a 'conv' slot; the RTL core implements" in capsys.readouterr().err
+
+
+def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):
+    assert main(["demo", "--model", "tiny-digits-vit", "--samples", "30", "--out", str(tmp_path), "--quiet"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["neuron"] == "mbe" and report["timesteps"] == 16 and report["samples"] == 30
+    assert set(report["accuracy"]) == {"ann_float", "snn"} and report["mbe"]["integer_lut"] is True
+    assert report["simulation"] is None and "not yet a neuron model of the hardware" in report["not_simulated"]
+    assert report["spikes_per_inference"] > 0
+    assert "MBE SNN" in capsys.readouterr().out
+    assert main(["demo", "--model", "tiny-digits-vit", "--neuron", "if", "--samples", "3"]) == 2
+    assert "converts with MBE neurons" in capsys.readouterr().err
