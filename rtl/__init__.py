@@ -1,15 +1,31 @@
 """Amaranth RTL of the core array and its cocotb co-simulation against the simulator (``docs/rtl.md``).
 
-Entry points: :func:`export_rtl` (SystemVerilog, memory init files, manifest) and :func:`cosim`
-(every core of a resident program replayed on Icarus Verilog and compared cycle for cycle).
+Entry points: :func:`export_rtl` (SystemVerilog of the array, memory init files, manifest),
+:func:`cosim_samples` / :func:`cosim_array` (the whole array on Icarus Verilog against the
+simulator, cycle for cycle) and :func:`cosim` / :func:`cosim_core` (each core alone, replaying the
+flits the simulator delivered to it).
 """
 
-from .cosim import CoreReport, CosimReport, cosim, cosim_core, require_icarus
+from .cosim import (
+    ArrayReport,
+    CoreReport,
+    CosimReport,
+    SamplesReport,
+    cosim,
+    cosim_array,
+    cosim_core,
+    cosim_samples,
+    require_icarus,
+)
 from .errors import CosimMismatch, RtlError, ToolMissingError
 from .export import export_rtl, to_sv
 from .piece import check_hardware, piece_init
 
 __all__ = [
+    "ArrayReport",
+    "SamplesReport",
+    "cosim_array",
+    "cosim_samples",
     "CoreReport",
     "CosimReport",
     "CosimMismatch",

@@ -37,6 +37,8 @@ __all__ = [
     "cosim",
     "cosim_array",
     "cosim_core",
+    "cosim_samples",
+    "SamplesReport",
     "require_icarus",
 ]
 
@@ -443,3 +445,58 @@ def cosim_array(program: Program, x: np.ndarray, workdir: str | Path | None = No
         rtl_wall_s=res["wall_s"],
         mismatches=res["mismatches"],
     )
+
+
+@dataclass
+class SamplesReport:
+    """Whole-array co-simulation of several samples (what ``spikeforge cosim`` prints)."""
+
+    reports: list[ArrayReport]
+
+    @property
+    def ok(self) -> bool:
+        """True when every sample matched."""
+        return all(r.ok for r in self.reports)
+
+    def format(self) -> str:
+        """One line per sample: what matched, or its first mismatch (step, core, neuron)."""
+        lines = [f"sample {i}: {r.format()}" for i, r in enumerate(self.reports)]
+        cycles = sum(r.rtl_cycles for r in self.reports)
+        wall = sum(r.rtl_wall_s for r in self.reports)
+        verdict = "all samples match" if self.ok else "MISMATCH"
+        lines.append(f"{verdict}: {cycles} RTL cycles simulated at {cycles / max(wall, 1e-9):,.0f} cycles/s")
+        return "\n".join(lines)
+
+
+def cosim_samples(
+    program: Program, inputs: np.ndarray, samples: int = 1, workdir: str | Path | None = None
+) -> SamplesReport:
+    """Co-simulate the whole array on the first ``samples`` inputs (entry point of ``spikeforge cosim``).
+
+    Parameters
+    ----------
+    program : Program
+        A resident program compiled for the hardware file.
+    inputs : ndarray
+        Input samples, shape ``(N, *input shape)``.
+    samples : int
+        How many of them to run (each is a fresh inference: the array is built with ``v0``).
+    workdir : path, optional
+        Keep the SystemVerilog, builds and logs there (one folder per sample).
+
+    Raises
+    ------
+    RtlError
+        A piece or slot kind the RTL does not build yet, or a program that is not resident.
+    ToolMissingError
+        Icarus Verilog, cocotb or Yosys missing.
+    """
+    from .array import array_inits
+
+    array_inits(program)  # refuse before running anything
+    require_icarus()
+    reports = []
+    for i in range(min(samples, len(inputs))):
+        sub = None if workdir is None else Path(workdir) / f"sample{i}"
+        reports.append(cosim_array(program, inputs[i], sub))
+    return SamplesReport(reports)

@@ -16,9 +16,9 @@ from amaranth.lib import wiring
 
 from spikeforge.mapping import HardwareConfig, Program
 
-from .core import Core, memory_words
+from .core import memory_words
 from .errors import RtlError, ToolMissingError
-from .piece import check_hardware, empty_piece, piece_init
+from .piece import check_hardware, empty_piece
 
 __all__ = ["to_sv", "ports_of", "export_rtl"]
 
@@ -72,13 +72,14 @@ def _hex_lines(words: list[int], bits: int) -> str:
 
 
 def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program | None = None) -> dict:
-    """Write the SystemVerilog of every core, its memory init files and ``manifest.json`` into ``out_dir``.
+    """Write the array's SystemVerilog, its memory init files and ``manifest.json`` into ``out_dir``.
 
-    Without ``program`` one idle core (``core.sv``, memories zero) is written; with a ``resident``
-    program, one module per used core ``core_x{x}_y{y}`` whose memories and registers hold that
-    core's piece. Memory init files (``$readmemh`` format, one word per line, lane 0 in the low
-    bits) hold the same words as the modules' initial values: ``*.synapse.hex``,
-    ``*.params.hex`` (threshold and bias per lane) and ``*.membrane.hex`` (``v0``).
+    ``core_array.sv`` holds the top ``core_array`` (``rows x cols`` cores and routers of
+    ``hardware``, section 6) and its submodules. With a ``resident`` program each core's registers
+    and memories start with its piece; without one every core is idle (memories zero). Memory init
+    files (``$readmemh`` format, one word per line, lane 0 in the low bits) hold the same words as
+    the modules' initial values, per core ``core_x{x}_y{y}``: ``.synapse.hex``, ``.params.hex``
+    (threshold and bias per lane) and ``.membrane.hex`` (``v0``).
 
     Parameters
     ----------
@@ -87,12 +88,13 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     out_dir : path
         Created if needed.
     program : Program, optional
-        Compiled for ``hardware`` (same fingerprint).
+        Compiled for ``hardware`` (same fingerprint), in ``resident`` mode.
 
     Returns
     -------
     dict
-        The manifest: generator, hardware, and per module its file, parameters, ports and memories.
+        The manifest: generator, hardware fingerprint, ``[core]`` and ``[noc]`` parameters, the
+        top's ports (name, direction, width), and per core its module instance, piece and memories.
 
     Raises
     ------
@@ -101,6 +103,8 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     ToolMissingError
         No Yosys.
     """
+    from .array import CoreArray, array_inits
+
     check_hardware(hardware)
     out = Path(out_dir)
     if program is not None:
@@ -109,47 +113,47 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
                 "the program was compiled for another hardware description; map the model again with this "
                 "hardware file, or pass the hardware file it was compiled for."
             )
-        if program.plan.mode != "resident":
-            raise RtlError(
-                f"the program runs in {program.plan.mode!r} mode (pieces loaded from DRAM); the RTL holds one "
-                "piece per core for the whole run: use a larger [array] so the program is resident."
-            )
-        inits = {int(program.plan.core[p.id]): piece_init(program, p.id) for p in program.pieces}
+        inits = array_inits(program)
     else:
-        inits = {-1: empty_piece(hardware)}
+        inits = {}
     out.mkdir(parents=True, exist_ok=True)
-    c = hardware.core
-    modules = []
-    for core_id, init in sorted(inits.items()):
-        if core_id < 0:
-            name = "core"
-        else:
-            y, x = divmod(core_id, hardware.array.cols)
-            name = f"core_x{x}_y{y}"
-        comp = Core(hardware, init)
-        (out / f"{name}.sv").write_text(to_sv(comp, name))
+    top = CoreArray(hardware, inits)
+    (out / "core_array.sv").write_text(to_sv(top, "core_array"))
+    cores = []
+    for k in range(hardware.array.cores):
+        y, x = divmod(k, hardware.array.cols)
+        name = f"core_x{x}_y{y}"
+        init = inits.get(k, empty_piece(hardware))
         mems = {}
         for mem, words, bits in memory_words(hardware, init):
             fname = f"{name}.{mem}.hex"
             (out / fname).write_text(_hex_lines(words, bits))
             mems[mem] = {"file": fname, "words": len(words), "bits": bits}
-        modules.append(
+        cores.append(
             {
-                "module": name,
-                "file": f"{name}.sv",
-                "core": core_id,
+                "instance": name,
+                "core": k,
+                "x": x,
+                "y": y,
                 "piece": init.piece_id,
                 "population": init.population,
-                "ports": ports_of(comp),
                 "memories": mems,
             }
         )
     manifest = {
         "generator": "spikeforge.rtl",
+        "top": "core_array",
+        "file": "core_array.sv",
+        "modules": ["core_array", "core (per core: event FIFO, SRAMs, lanes, IF/DIF, encoder)", "router"],
         "hardware_fingerprint": hardware.fingerprint(),
-        "parameters": {k: v for k, v in asdict(c).items() if k != "neuron_models"},
+        "parameters": {
+            "array": asdict(hardware.array),
+            "core": {k: v for k, v in asdict(hardware.core).items() if k != "neuron_models"},
+            "noc": {"router_buffer_flits": hardware.noc.router_buffer_flits, "barrier_cycles": hardware.barrier_cycles},
+        },
         "clock": "clk (rising edge), rst (synchronous, active high)",
-        "modules": modules,
+        "ports": ports_of(top),
+        "cores": cores,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -133,3 +133,25 @@ def test_round_robin_starts_after_the_last_grant_and_a_full_downstream_holds():
     taken = drive(r, pushes, {"e": lambda c: int(c != 3)}, 8)
     # W at 1, L at 2, (cycle 3: downstream full) W at 4, L at 5
     assert taken["e"] == [(1, 20), (2, 10), (4, 21), (5, 11)]
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_cosim_samples_prints_what_matched_per_sample():
+    from spikeforge.rtl import cosim_samples
+
+    program, _ = network(1, (12, 16, 16), 2, 2)
+    xs = np.random.default_rng(7).integers(0, 16, (3, 12))
+    summary = cosim_samples(program, xs, samples=2)
+    assert summary.ok and len(summary.reports) == 2
+    text = summary.format()
+    assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
+
+
+def test_cosim_of_the_bundled_model_names_what_the_rtl_lacks(tiny_graph):
+    from spikeforge.mapping import compile
+    from spikeforge.rtl import RtlError, cosim_samples
+
+    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
+    with pytest.raises(RtlError, match="the RTL core implements"):
+        cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))

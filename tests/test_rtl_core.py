@@ -131,34 +131,33 @@ def test_a_wrong_routing_entry_is_reported_as_a_packet_mismatch(small):
 
 # --------------------------------------------------------------------------- export
 @pytest.mark.rtl
-def test_export_writes_modules_init_files_and_manifest(tmp_path, small):
+def test_export_writes_the_array_init_files_and_manifest(tmp_path, small):
     program, _ = small
     manifest = export_rtl(program.hardware, tmp_path, program)
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
-    assert len(manifest["modules"]) == len(program.pieces)
-    for mod in manifest["modules"]:
-        sv = (tmp_path / mod["file"]).read_text()
-        assert f"module {mod['module']}(" in sv and "always_ff" in sv
-        names = {p["name"] for p in mod["ports"]}
-        assert {"events__valid", "events__ready", "events__payload", "i_done", "f_done"} <= names
-        for port in mod["ports"]:
-            assert port["name"] in sv
-    # init files hold the program's images: weights of piece 0, lane 0 low
-    mod = next(m for m in manifest["modules"] if m["piece"] == 0)
-    words = [int(w, 16) for w in (tmp_path / mod["memories"]["synapse"]["file"]).read_text().split()]
+    sv = (tmp_path / manifest["file"]).read_text()
+    assert "module core_array(" in sv and "always_ff" in sv and "always_comb" not in sv
+    names = {p["name"] for p in manifest["ports"]}
+    assert {"host__valid", "host__ready", "host__payload", "step", "start", "fire", "i_done", "f_done"} <= names
+    for port in manifest["ports"]:
+        assert port["name"] in sv
+    assert len(manifest["cores"]) == program.hardware.array.cores
+    assert {c["piece"] for c in manifest["cores"]} == {-1} | {p.id for p in program.pieces}
+    # init files hold the program's images: the weights of piece 0, lane 0 in the low bits
+    core = next(c for c in manifest["cores"] if c["piece"] == 0)
+    words = [int(w, 16) for w in (tmp_path / core["memories"]["synapse"]["file"]).read_text().split()]
     img = program.images(0)["synapse"].fields
     c = program.hardware.core
+    assert len(words) == c.axons * c.neurons // c.lanes
     for r in range(len(img)):
         for lane in range(c.lanes):
             v = (words[r] >> (lane * c.weight_bits)) & ((1 << c.weight_bits) - 1)
             v -= (v >> (c.weight_bits - 1)) << c.weight_bits
             assert v == img[r, lane]
-    assert len(words) == c.axons * c.neurons // c.lanes
-    if HAVE_ICARUS:  # the exported files elaborate
+    if HAVE_ICARUS:  # the exported file elaborates
         import subprocess
 
-        for mod in manifest["modules"]:
-            subprocess.run(["iverilog", "-g2012", "-o", os.devnull, str(tmp_path / mod["file"])], check=True)
+        subprocess.run(["iverilog", "-g2012", "-o", os.devnull, str(tmp_path / manifest["file"])], check=True)
 
 
 # --------------------------------------------------------------------------- bad input
