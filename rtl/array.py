@@ -59,6 +59,7 @@ class CoreArray(wiring.Component):
                 "step": In(STEP_BITS),
                 "start": In(1),
                 "fire": In(1),
+                "pphase": In(1),
                 "i_done": Out(1),
                 "f_done": Out(1),
                 "dbg_core": In(index_bits(n)),
@@ -85,7 +86,12 @@ class CoreArray(wiring.Component):
                 m.submodules[f"router_x{x}_y{y}"] = routers[k] = router
                 wiring.connect(m, router.out_l, core.events)
                 wiring.connect(m, core.flits, router.in_l)
-                m.d.comb += [core.step.eq(self.step), core.start.eq(self.start), core.fire.eq(self.fire)]
+                m.d.comb += [
+                    core.step.eq(self.step),
+                    core.start.eq(self.start),
+                    core.pphase.eq(self.pphase),
+                    core.fire.eq(self.fire),
+                ]
         for y in range(rows):
             for x in range(cols):
                 r = routers[y * cols + x]

@@ -6,6 +6,9 @@ FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$S
 * phase I: ``start`` at cycle 0; the host driver offers its flits one per cycle from cycle 0 on
   router (0, 0)'s west port, and each must be taken at the cycle the simulator's host injected it;
   the array's ``i_done`` must be low at ``I(t) - 1`` and high at ``I(t)``;
+* phase P, at the steps the simulator has one: ``start`` with ``pphase`` at cycle 0; partial
+  pieces scan and send their sums through the mesh to their roots; ``i_done`` low at
+  ``P(t) - 1``, high at ``P(t)``;
 * phase F: ``fire`` at cycle 0; ``f_done`` low at ``F(t) - 1``, high at ``F(t)``;
 * barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its busy
   cycles and the number of flits its encoder sent, exactly.
@@ -108,6 +111,25 @@ class _ArrayBench:
         await self.edges(1)
         await self.check(t, "i_done", end, 1)
 
+    async def phase_p(self, st: dict) -> None:
+        """Phase P (section 4.2): partial pieces scan and send their sums; it ends at ``P(t)``."""
+        dut, t, end = self.dut, st["t"], st["phase_p"]
+        dut.step.value = t
+        dut.start.value = 1
+        dut.pphase.value = 1
+        dut.host_done.value = 1
+        await self.edges(1)
+        dut.start.value = 0
+        dut.pphase.value = 0
+        await self.check(t, "i_done", 0, int(end == 0))
+        if end > 1:
+            await self.edges(end - 1)
+            await self.check(t, "i_done", end - 1, 0)
+        if end > 0:
+            await self.edges(1)
+            await self.check(t, "i_done", end, 1)
+        await self.edges(self.spec["barrier"])
+
     async def phase_f(self, st: dict) -> None:
         dut, t, f = self.dut, st["t"], st["phase_f"]
         dut.fire.value = 1
@@ -161,7 +183,7 @@ async def array_bench(dut):
     with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
         spec = json.load(fh)
     bench = _ArrayBench(dut, spec)
-    names = ("rst", "start", "fire", "host__valid", "host__payload", "host_done", "step")
+    names = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
     for name in names + ("dbg_core", "dbg_maddr", "dbg_haddr"):
         getattr(dut, name).value = 0
     await Timer(1, "ns")
@@ -171,6 +193,8 @@ async def array_bench(dut):
     t0 = time.perf_counter()
     for st in spec["steps"]:
         await bench.phase_i(st)
+        if st["phase_p"] > 0:
+            await bench.phase_p(st)
         await bench.phase_f(st)
         await bench.barrier(st)
     wall = time.perf_counter() - t0

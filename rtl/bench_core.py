@@ -206,6 +206,7 @@ async def core_bench(dut):
     names = (
         "rst",
         "start",
+        "pphase",
         "fire",
         "events__valid",
         "events__payload",

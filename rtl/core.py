@@ -133,6 +133,7 @@ class Core(wiring.Component):
                 "step": In(STEP_BITS),
                 "start": In(1),
                 "fire": In(1),
+                "pphase": In(1),  # with `start`: the event phase that begins is phase P (partial sums)
                 "i_done": Out(1),
                 "f_done": Out(1),
                 "last_end": Out(CYCLE_BITS),
@@ -230,20 +231,24 @@ class Core(wiring.Component):
         iss_weight = Signal(signed(vb))
 
         kind = s_kind[head.slot]
-        val = Mux(head.type == TYPE_GRADED, head.payload, 1)
+        is_psum = head.type == TYPE_PARTIAL  # a partial sum for local neuron `index` (section 4.2)
+        val = Mux(head.type == TYPE_SPIKE, 1, head.payload)
         row = (head.index - s_lo[head.slot]).as_unsigned()[:24]
         local = Signal(signed(26))
-        m.d.comb += local.eq(head.index - p.first)
+        m.d.comb += local.eq(Mux(is_psum, head.index, head.index - p.first))
+        clear_busy = self.start & ~self.pphase  # busy counts the whole step: phases I, P and F
         f_active = Signal()  # phase F in progress
         idle = rem == 0
         pop = Signal()
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
-            m.d.sync += [last_end.eq(0), busy.eq(0), had.eq(0)]
+            m.d.sync += [last_end.eq(0), had.eq(0)]
+        with m.If(clear_busy):
+            m.d.sync += busy.eq(0)
         with m.If(pop):
             m.d.sync += had.eq(1)
-            with m.If(kind == SLOT_CODES["dense"]):
+            with m.If(~is_psum & (kind == SLOT_CODES["dense"])):
                 cost = groups + self.extra_dense_cycles
                 m.d.comb += [
                     iss_valid.eq(groups > 0),
@@ -260,18 +265,18 @@ class Core(wiring.Component):
                     cur_dense.eq(1),
                     last_end.eq(now + cost),
                 ]
-            with m.Else():  # identity (and any other slot code): one cycle
+            with m.Else():  # identity, partial sum (and any other slot code): one cycle
                 m.d.comb += [
-                    iss_valid.eq(kind == SLOT_CODES["identity"]),
+                    iss_valid.eq(is_psum | (kind == SLOT_CODES["identity"])),
                     iss_dense.eq(0),
                     iss_maddr.eq(local.as_unsigned() // lanes),
                     iss_lane.eq(local.as_unsigned() % lanes),
                     iss_hit.eq((local >= 0) & (local < n)),
-                    iss_weight.eq(s_weight[head.slot]),
+                    iss_weight.eq(Mux(is_psum, 1, s_weight[head.slot])),
                     iss_val.eq(val),
                 ]
                 m.d.sync += [rem.eq(0), last_end.eq(now + 1)]
-            m.d.sync += busy.eq(Mux(self.start, 0, busy) + 1)
+            m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         with m.Elif(~idle):
             # later groups of a dense event (the extra test cycles issue nothing)
             m.d.comb += [
@@ -282,13 +287,15 @@ class Core(wiring.Component):
                 iss_val.eq(cur_val),
             ]
             m.d.sync += [rem.eq(rem - 1), g.eq(g + 1), cur_addr.eq(cur_addr + 1)]
-            m.d.sync += busy.eq(Mux(self.start, 0, busy) + 1)
+            m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         ended = ~(had & ~self.start) | (now >= last_end + c.pipeline_cycles)
-        m.d.comb += self.i_done.eq(~q.r_rdy & idle & ended)
+        p_busy = Signal()  # a partial piece scanning or sending its sums
+        m.d.comb += self.i_done.eq(~q.r_rdy & idle & ended & ~p_busy)
 
         # ---- phase-F issue unit
         step = self.step
-        updating = ((step >= in_start) & (step < out_start + T)) if groups > 0 else Const(0)
+        fires = groups > 0 and p.kind in (PIECE_CODES["neuron"], PIECE_CODES["output"])
+        updating = ((step >= in_start) & (step < out_start + T)) if fires else Const(0)
         fk = Signal(range(gmax + 1))
         f_step = Signal(STEP_BITS)
         m.d.comb += self.f_done.eq(~f_active & ~(self.fire & updating))
@@ -364,10 +371,70 @@ class Core(wiring.Component):
             hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
             hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
         ]
-        self._encoder(m, hist)
+        pmode = Signal()  # the event phase in progress is phase P
+        with m.If(self.start):
+            m.d.sync += pmode.eq(self.pphase)
+        pmode_now = Mux(self.start, self.pphase, pmode)
+        self._encoder(m, hist, pmode_now)
+        if p.kind == PIECE_CODES["partial"] and groups > 0:
+            self._partial_sums(m, mem, mem_wr, pmode_now, p_busy)
+        else:
+            m.d.comb += p_busy.eq(0)
         return m
 
-    def _encoder(self, m: Module, hist: Memory) -> None:
+    def _partial_sums(self, m: Module, mem: Memory, mem_wr, pmode_now, p_busy) -> None:
+        """Phase P of a partial piece (section 4.2), if ``in_start <= t < in_start + T``.
+
+        Scan: lane group ``k`` of the accumulators at cycle ``k`` (``ceil(n/lanes)`` cycles), latched
+        and cleared. Then one flit per cycle the router takes, ascending local index, one per
+        non-zero sum: ``type`` 2, ``index`` the local neuron, ``payload`` the sum, to the root's core.
+        """
+        c, p = self.hw.core, self.piece
+        lanes, vb, n = c.lanes, c.v_bits, p.n
+        groups = -(-n // lanes)
+        scan_rd = mem.read_port(domain="comb")
+        scan_k = Signal(range(groups + 1))
+        scan_on = Signal()
+        win = (self.step >= p.in_start) & (self.step < p.in_start + p.timesteps)
+        begin = self.start & self.pphase & win
+        sk = Signal(range(groups + 1))
+        m.d.comb += sk.eq(Mux(begin, 0, scan_k))
+        scanning = begin | scan_on
+        accs = [Signal(signed(vb), name=f"psum{j}") for j in range(n)]
+        nz = Signal(n)  # sums left to send
+        m.d.comb += scan_rd.addr.eq(sk)
+        with m.If(scanning):
+            m.d.sync += [scan_k.eq(sk + 1), scan_on.eq(sk + 1 < groups)]
+            for k in range(groups):
+                with m.If(sk == k):
+                    for lane in range(lanes):
+                        j = k * lanes + lane
+                        if j < n:
+                            v = scan_rd.data[lane * vb : (lane + 1) * vb].as_signed()
+                            m.d.sync += [accs[j].eq(v), nz[j].eq(v != 0)]
+            m.d.comb += [mem_wr.addr.eq(sk), mem_wr.data.eq(0), mem_wr.en.eq(1)]
+        pick = Signal(range(max(2, n)))
+        for j in reversed(range(n)):
+            with m.If(nz[j]):
+                m.d.comb += pick.eq(j)
+        out = self.flits
+        flit_v = data.View(out_flit_layout(self.hw), out.payload)
+        sending = ~scanning & nz.any()
+        with m.If(pmode_now):
+            m.d.comb += [
+                out.valid.eq(sending),
+                flit_v.type.eq(TYPE_PARTIAL),
+                flit_v.slot.eq(0),
+                flit_v.index.eq(pick),
+                flit_v.payload.eq(Array(accs)[pick]),
+                flit_v.x.eq(p.root_x),
+                flit_v.y.eq(p.root_y),
+            ]
+        with m.If(sending & out.ready):
+            m.d.sync += nz.eq(nz & ~(Const(1, n) << pick)[:n])
+        m.d.comb += p_busy.eq(scanning | nz.any())
+
+    def _encoder(self, m: Module, hist: Memory, pmode_now) -> None:
         """Output encoder (section 4.1): from cycle 0 of phase I, one flit per cycle the router took.
 
         For each routing entry in table order whose step ``t - 1 - delay`` is in the piece's firing
@@ -425,10 +492,12 @@ class Core(wiring.Component):
                     flit_v.x.eq(x),
                     flit_v.y.eq(y),
                 ]
-        m.d.comb += [flit_v.index.eq(chosen_j + p.first), out.valid.eq(found)]
-        sent = Signal(CYCLE_BITS)  # flits sent since `start`
+        send = found & ~pmode_now  # phase P: the spikes were sent in phase I
+        m.d.comb += [flit_v.index.eq(chosen_j + p.first), out.valid.eq(send)]
+        sent = Signal(CYCLE_BITS)  # spike flits sent since phase I began
         m.d.comb += self.sent.eq(sent)
-        with m.If(self.start):
+        clear = self.start & ~self.pphase
+        with m.If(clear):
             m.d.sync += sent.eq(0)
-        with m.If(found & out.ready):
-            m.d.sync += [e_cur.eq(chosen_k), j_cur.eq(chosen_j + 1), sent.eq(Mux(self.start, 0, sent) + 1)]
+        with m.If(send & out.ready):
+            m.d.sync += [e_cur.eq(chosen_k), j_cur.eq(chosen_j + 1), sent.eq(Mux(clear, 0, sent) + 1)]

@@ -396,6 +396,7 @@ def array_spec(program: Program, run) -> dict:
                 "t": tr.step,
                 "host": flits,
                 "phase_i": max(int(tr.phase_i), 0),
+                "phase_p": int(tr.phase_p),
                 "phase_f": int(per_core_f.max(initial=0)),
                 "cores": cores,
             }

@@ -36,7 +36,7 @@ __all__ = [
 MAX_V_BITS = 32
 MAX_WEIGHT_BITS = 16
 #: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
-SUPPORTED_PIECES = ("neuron", "output")
+SUPPORTED_PIECES = ("neuron", "output", "partial")
 SUPPORTED_SLOTS = ("dense", "identity")
 #: The datapath writes a group back one cycle after it is issued, so the core can only be done
 #: ``pipeline_cycles >= 1`` after its last event ends.
@@ -73,6 +73,8 @@ class PieceInit:
     routing: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.int64))  # first last x y slot delay
     piece_id: int = -1
     population: str = ""
+    root_x: int = 0  # partial pieces: the core of the root piece their sums go to
+    root_y: int = 0
     meta: dict = field(default_factory=dict)
 
 
@@ -136,6 +138,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     )
     assert all(s.kind in (SLOT_CODES["dense"], SLOT_CODES["identity"]) for s in slots)
     first = int(piece.geometry.get("lo", 0))
+    root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
     return PieceInit(
         kind=PIECE_CODES[piece.kind],
         n=piece.n,
@@ -149,6 +152,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         routing=images["routing"].fields.astype(np.int64),
         piece_id=piece_id,
         population=piece.population,
+        root_x=root_x,
+        root_y=root_y,
     )
 
 

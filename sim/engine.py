@@ -51,9 +51,10 @@ class StepTrace:
     Flits of phase I (in generation order): source piece (``-1`` the host), destination piece,
     the slot's index in that piece, source index, value, graded (host) or spike, the cycle its
     encoder injected it and the first cycle the destination core can pop it (``-1``: rounds
-    mode, no mesh). Per core: the end of phase I for it (end of its last
-    event + ``pipeline_cycles``; ``-1`` without events) and its busy cycles. Per piece: its
-    phase-F cycles, membranes after phase F and, where it fired, its spikes (else ``None``).
+    mode, no mesh). ``phase_i``, ``phase_p``: the cycles of phases I and P (0: none). Per core:
+    the end of phase I for it (end of its last event + ``pipeline_cycles``; ``-1`` without events)
+    and its busy cycles. Per piece: its phase-F cycles, membranes after phase F and, where it
+    fired, its spikes (else ``None``).
     """
 
     step: int
@@ -66,6 +67,7 @@ class StepTrace:
     flit_graded: np.ndarray
     flit_arrive: np.ndarray
     phase_i: int
+    phase_p: int
     core_end: np.ndarray
     core_busy: np.ndarray
     fire_cycles: np.ndarray
@@ -314,6 +316,7 @@ class Simulator:
                 if inject is not None:
                     traces[-1].flit_inject[:] = inject
                 traces[-1].fire_cycles[:] = fire_cycles
+                traces[-1].phase_p = int(phases[t, 1])
                 traces[-1].core_busy[:] = busy
                 self._trace_state(traces[-1], t, state, ring)
             if record:
@@ -357,6 +360,7 @@ class Simulator:
             flit_graded=np.asarray(graded, np.bool_).copy(),
             flit_arrive=arrive if arrive is not None else np.full(nf, -1, np.int64),
             phase_i=int(phase_i),
+            phase_p=0,
             core_end=core_end if core_end is not None else np.full(n_cores, -1, np.int64),
             core_busy=np.zeros(n_cores, np.int64),
             fire_cycles=np.zeros(n_pieces, np.int64),

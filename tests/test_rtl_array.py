@@ -155,3 +155,29 @@ def test_cosim_of_the_bundled_model_names_what_the_rtl_lacks(tiny_graph):
     program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
     with pytest.raises(RtlError, match="the RTL core implements"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_partial_sums_of_a_split_fan_in_match_the_simulator(lanes):
+    """Fan-in 40 over 16 axons: h1's root and two partial pieces; phase P scans, sends and clears."""
+    graph = dense_network(4, (40, 16, 16), dif=True)
+    program = dense_program(graph, 2, 3, axons=16, lanes=lanes)
+    assert sorted(p.kind for p in program.pieces).count("partial") == 2
+    x = np.random.default_rng(4).integers(0, 16, 40)
+    run = Simulator(program, trace=True).run(x)
+    assert sum(tr.phase_p > 0 for tr in run.trace) == graph.timesteps
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+    if lanes == 4:  # a flipped weight in a partial piece reaches the root's membranes through phase P
+        inits = array_inits(program)
+        part = next(p for p in program.pieces if p.kind == "partial")
+        k = int(program.plan.core[part.id])
+        syn = inits[k].synapse.copy()
+        syn[:, 0] ^= 1
+        inits[k] = dataclasses.replace(inits[k], synapse=syn)
+        bad = cosim_array(program, x, inits=inits)
+        root_core = int(program.plan.core[part.root])
+        assert not bad.ok and bad.mismatches[0]["core"] == root_core and bad.mismatches[0]["neuron"] % 4 == 0
