@@ -1,9 +1,10 @@
 """Speed of the RTL co-simulation (cocotb + Icarus Verilog) and of the Python simulator on one scenario.
 
 Scenario: ``in (16 graded) -> h1 (256 DIF) -> h2 (8 DIF) -> out (3)`` on a 2 x 3 array of
-256-neuron, 16-lane cores (resident: one piece per core), T = 4. The RTL figure is the cycles
-the Icarus run of the 256-neuron core advanced, divided by the bench's wall time (elaboration and
-compilation not counted); the simulator figure is the cycles of every step of the whole array
+256-neuron, 16-lane cores (resident: one piece per core), T = 4. The RTL figures are the cycles
+the Icarus run advanced, divided by the bench's wall time (elaboration and compilation not
+counted), of the 256-neuron core alone (``cosim_core``) and of the whole array (``cosim_array``:
+six cores, six routers); the simulator figure is the cycles of every step of the whole array
 divided by the wall time of ``Simulator.run`` (median of ``--repeat`` runs after a warm-up).
 Writes ``benchmarks/results/bench_rtl.json``::
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.rtl import cosim_core
+from spikeforge.rtl import cosim_array, cosim_core
 from spikeforge.rtl.scenarios import dense_network, dense_program
 from spikeforge.sim import Simulator
 
@@ -54,6 +55,13 @@ def main() -> None:
         rtl.append((rep.rtl_cycles, rep.rtl_wall_s))
     rtl_cycles = rtl[0][0]
     rtl_wall = statistics.median(w for _, w in rtl)
+    arr = []
+    for _ in range(args.repeat):
+        rep_a = cosim_array(program, x)
+        assert rep_a.ok, rep_a.format()
+        arr.append((rep_a.rtl_cycles, rep_a.rtl_wall_s))
+    arr_cycles = arr[0][0]
+    arr_wall = statistics.median(w for _, w in arr)
     result = {
         "scenario": "in 16 -> h1 256 DIF -> h2 8 DIF -> out 3, 2x3 array of 256-neuron 16-lane cores, T=4",
         "rtl_core": "h1 (256 neurons, 16 lanes)",
@@ -65,6 +73,10 @@ def main() -> None:
         "sim_wall_s": sim_wall,
         "sim_cycles_per_s": sim_cycles / sim_wall,
         "ratio_sim_over_rtl": (sim_cycles / sim_wall) / (rtl_cycles / rtl_wall),
+        "rtl_array_cycles": arr_cycles,
+        "rtl_array_wall_s": arr_wall,
+        "rtl_array_cycles_per_s": arr_cycles / arr_wall,
+        "ratio_sim_over_rtl_array": (sim_cycles / sim_wall) / (arr_cycles / arr_wall),
         "repeat": args.repeat,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
