@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 # PyTorch: the pinned CPU build first, so the `train` extra's requirement is already met
 # and pip never resolves an unpinned torch to a multi-GB CUDA build.
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet -e ".[train,dev,cluster,rtl]"
+"$PY" -m pip install --quiet -e ".[train,dev,cluster,rtl,fpga]"
 # Icarus Verilog for the RTL co-simulation (tests/test_rtl_*.py fail without it under SPIKEFORGE_REQUIRE_PEERS).
 command -v iverilog >/dev/null || { apt-get update && apt-get install -y iverilog; }
 

@@ -193,6 +193,21 @@ def _cmd_cosim(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_fpga(args: argparse.Namespace) -> int:
+    from .mapping import load_hardware, load_program
+    from .rtl.fpga import build_fpga, fpga_design
+
+    hw = load_hardware(args.hardware)
+    program = load_program(args.program, hw) if args.program else None
+    dut, what = fpga_design(hw, program)
+    r = build_fpga(dut, args.target, args.out, freq_mhz=args.freq, design=what)
+    print(f"{args.target}: {what}")
+    print(f"  logic cells {r.luts:,}/{r.luts_total:,}  flip-flops {r.ffs:,}/{r.ffs_total:,}  ", end="")
+    print(f"block RAMs {r.brams}/{r.brams_total}  DSPs {r.dsps}/{r.dsps_total}  Fmax {r.fmax_mhz:.1f} MHz")
+    print(f"  (the observing top adds {r.wrapper_ffs} flip-flops); wrote {Path(args.out) / 'fpga.json'} and the logs")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -294,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--workdir", type=Path, help="keep the generated SystemVerilog and Icarus build here")
     cs.set_defaults(func=_cmd_cosim)
 
+    fp = sub.add_parser("fpga", help="synthesise, place and route the generated array for an FPGA (fpga extra)")
+    fp.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
+    fp.add_argument("--target", required=True, choices=("ecp5-85k", "ecp5-25k", "ice40-up5k"), help="device")
+    fp.add_argument("--program", type=Path, help="program directory (default: a dense demonstration network)")
+    fp.add_argument("--out", type=Path, default=Path("fpga-out"), help="directory for fpga.json and the logs")
+    fp.add_argument("--freq", type=float, default=100.0, help="clock constraint in MHz (default: %(default)s)")
+    fp.set_defaults(func=_cmd_fpga)
+
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")
     t.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
@@ -356,6 +379,7 @@ _LIBRARY = {
     "_cmd_plot": "spikeforge.plots.draw_all",
     "_cmd_rtl": "spikeforge.rtl.export_rtl",
     "_cmd_cosim": "spikeforge.workflow.cosim_model",
+    "_cmd_fpga": "spikeforge.rtl.fpga.build_fpga",
     "_cmd_train": "spikeforge.models.train.main",
 }
 
