@@ -194,6 +194,8 @@ class Core(wiring.Component):
             reg(f"slot{k}_row_words", range(gmax + 1), s.row_words if s else 0) for k, s in enumerate(slot_list)
         )
         is_neuron = p.kind == PIECE_CODES["neuron"]
+        is_maxpool = p.kind == PIECE_CODES["maxpool"]
+        mp = self._pool_state(m) if is_maxpool else {}
         in_start, out_start, T = p.in_start, p.out_start, p.timesteps
 
         # ---- event FIFO
@@ -276,6 +278,9 @@ class Core(wiring.Component):
                     iss_val.eq(val),
                 ]
                 m.d.sync += [rem.eq(0), last_end.eq(now + 1)]
+                if is_maxpool:
+                    with m.If(~is_psum & (kind == SLOT_CODES["pool"])):
+                        self._pool_event(m, head, mp)
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         with m.Elif(~idle):
             # later groups of a dense event (the extra test cycles issue nothing)
@@ -294,8 +299,9 @@ class Core(wiring.Component):
 
         # ---- phase-F issue unit
         step = self.step
-        fires = groups > 0 and p.kind in (PIECE_CODES["neuron"], PIECE_CODES["output"])
-        updating = ((step >= in_start) & (step < out_start + T)) if fires else Const(0)
+        fires = groups > 0 and p.kind in (PIECE_CODES["neuron"], PIECE_CODES["output"], PIECE_CODES["maxpool"])
+        last_update = (in_start + T) if is_maxpool else (out_start + T)  # a max-pool unit emits in its input window
+        updating = ((step >= in_start) & (step < last_update)) if fires else Const(0)
         fk = Signal(range(gmax + 1))
         f_step = Signal(STEP_BITS)
         m.d.comb += self.f_done.eq(~f_active & ~(self.fire & updating))
@@ -311,7 +317,10 @@ class Core(wiring.Component):
             m.d.sync += busy.eq(busy + 1)
         f_t = Mux(self.fire, step, f_step)
         bias_on = (f_t >= in_start) & (f_t < in_start + T)
-        fire_on = (f_t >= out_start) & (f_t < out_start + T) if is_neuron else Const(0)
+        if is_maxpool:
+            fire_on = (f_t >= in_start) & (f_t < in_start + T)
+        else:
+            fire_on = (f_t >= out_start) & (f_t < out_start + T) if is_neuron else Const(0)
 
         # ---- read stage (issue cycle): addresses to the synchronous read ports
         m.d.comb += [
@@ -358,7 +367,10 @@ class Core(wiring.Component):
             m.d.comb += vb_.eq(v + Mux(w_bias_on, b, 0))
             in_piece = (w_maddr * lanes + lane) < n
             s = Signal(name=f"spike{lane}")
-            m.d.comb += s.eq(w_fire_on & (vb_ >= th) & in_piece)
+            if is_maxpool:  # the marks of this lane group (section 4.4), cleared below
+                m.d.comb += s.eq(w_fire_on & (mp["marks"] >> (w_maddr * lanes))[lane] & in_piece)
+            else:
+                m.d.comb += s.eq(w_fire_on & (vb_ >= th) & in_piece)
             v_f = Signal(signed(vb), name=f"v_fire{lane}")
             m.d.comb += v_f.eq(vb_ - Mux(s, th, 0))
             new_v.append(Mux(w_f, v_f, v_in))
@@ -366,11 +378,15 @@ class Core(wiring.Component):
         m.d.comb += [
             mem_wr.addr.eq(w_maddr),
             mem_wr.data.eq(Cat(*new_v)),
-            mem_wr.en.eq(w_valid | w_f),
+            mem_wr.en.eq(w_valid | (w_f & (0 if is_maxpool else 1))),
             hist_wr.addr.eq(w_hrow),
             hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
             hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
         ]
+        if is_maxpool:
+            with m.If(w_f):
+                group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
+                m.d.sync += mp["marks"].eq(mp["marks"] & ~group[: len(mp["marks"])])
         pmode = Signal()  # the event phase in progress is phase P
         with m.If(self.start):
             m.d.sync += pmode.eq(self.pphase)
@@ -381,6 +397,46 @@ class Core(wiring.Component):
         else:
             m.d.comb += p_busy.eq(0)
         return m
+
+    def _pool_state(self, m: Module) -> dict:
+        """Max-pool unit state: a running count per input of every window, the window maxima ``M``
+        and the marks (section 4.4). Registers here; the contract keeps the counts in the synapse
+        SRAM and ``M`` in the membrane SRAM, the simulator outside its membrane state."""
+        c, p = self.hw.core, self.piece
+        k = p.slots[0].kernel
+        cb = c.count_bits
+        return {
+            "k": k,
+            "counts": Array(Signal(cb, name=f"pool_count{i}") for i in range(max(1, p.n * k * k))),
+            "maxima": Array(Signal(cb, name=f"pool_max{j}") for j in range(max(1, p.n))),
+            "marks": Signal(max(1, c.neurons), name="pool_marks"),
+        }
+
+    def _pool_event(self, m: Module, head, mp: dict) -> None:
+        """A spike from source ``s = (ch, y, x)``: its window's output ``o = (ch, y // k, x // k)``,
+        local ``((oy - y0) * tw + (ox - x0)) * cb + (ch - c0)``; ``C[o, y % k, x % k] += 1``; if it
+        exceeds ``M[o]``, ``M[o]`` takes it and ``o`` is marked. One cycle."""
+        p = self.piece
+        slot = p.slots[0]
+        _, hh, ww = slot.src_shape
+        k = mp["k"]
+        g = p.geometry
+        cb, tw = g["c1"] - g["c0"], g["x1"] - g["x0"]
+        s = head.index
+        ch = s // (hh * ww)
+        rem = s % (hh * ww)
+        y, x = rem // ww, rem % ww
+        local = Signal(range(max(2, p.n * k * k + 1)), name="pool_local")
+        cidx = Signal(range(max(2, p.n * k * k + 1)), name="pool_cidx")
+        m.d.comb += [
+            local.eq(((y // k - g["y0"]) * tw + (x // k - g["x0"])) * cb + (ch - g["c0"])),
+            cidx.eq(local * (k * k) + (y % k) * k + (x % k)),
+        ]
+        count = Signal(self.hw.core.count_bits, name="pool_new_count")
+        m.d.comb += count.eq(mp["counts"][cidx] + 1)
+        m.d.sync += mp["counts"][cidx].eq(count)
+        with m.If(count > mp["maxima"][local]):
+            m.d.sync += [mp["maxima"][local].eq(count), mp["marks"].bit_select(local, 1).eq(1)]
 
     def _partial_sums(self, m: Module, mem: Memory, mem_wr, pmode_now, p_busy) -> None:
         """Phase P of a partial piece (section 4.2), if ``in_start <= t < in_start + T``.
@@ -493,7 +549,12 @@ class Core(wiring.Component):
                     flit_v.y.eq(y),
                 ]
         send = found & ~pmode_now  # phase P: the spikes were sent in phase I
-        m.d.comb += [flit_v.index.eq(chosen_j + p.first), out.valid.eq(send)]
+        if p.neurons and list(p.neurons) != list(range(p.first, p.first + len(p.neurons))):
+            rom = Array(Const(v, 24) for v in p.neurons)  # tile slices: local -> global source index
+            m.d.comb += flit_v.index.eq(rom[chosen_j])
+        else:
+            m.d.comb += flit_v.index.eq(chosen_j + p.first)
+        m.d.comb += out.valid.eq(send)
         sent = Signal(CYCLE_BITS)  # spike flits sent since phase I began
         m.d.comb += self.sent.eq(sent)
         clear = self.start & ~self.pphase

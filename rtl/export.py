@@ -16,7 +16,7 @@ from amaranth.lib import wiring
 
 from spikeforge.mapping import HardwareConfig, Program
 
-from .core import memory_words
+from .core import Core, memory_words
 from .errors import RtlError, ToolMissingError
 from .piece import check_hardware, empty_piece
 
@@ -71,15 +71,25 @@ def _hex_lines(words: list[int], bits: int) -> str:
     return "".join(f"{w:0{digits}x}\n" for w in words)
 
 
+def _write_memories(out: Path, name: str, hardware: HardwareConfig, init) -> dict:
+    mems = {}
+    for mem, words, bits in memory_words(hardware, init):
+        fname = f"{name}.{mem}.hex"
+        (out / fname).write_text(_hex_lines(words, bits))
+        mems[mem] = {"file": fname, "words": len(words), "bits": bits}
+    return mems
+
+
 def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program | None = None) -> dict:
-    """Write the array's SystemVerilog, its memory init files and ``manifest.json`` into ``out_dir``.
+    """Write the array's SystemVerilog, each core's module, memory init files and ``manifest.json``.
 
     ``core_array.sv`` holds the top ``core_array`` (``rows x cols`` cores and routers of
     ``hardware``, section 6) and its submodules. With a ``resident`` program each core's registers
-    and memories start with its piece; without one every core is idle (memories zero). Memory init
-    files (``$readmemh`` format, one word per line, lane 0 in the low bits) hold the same words as
-    the modules' initial values, per core ``core_x{x}_y{y}``: ``.synapse.hex``, ``.params.hex``
-    (threshold and bias per lane) and ``.membrane.hex`` (``v0``).
+    and memories start with its piece, and each used core is also written alone as
+    ``core_x{x}_y{y}.sv`` (module of the same name); without a program every core is idle and one
+    idle ``core.sv`` is written. Memory init files (``$readmemh`` format, one word per line, lane 0
+    in the low bits) hold the same words as the modules' initial values: ``<module>.synapse.hex``,
+    ``.params.hex`` (threshold and bias per lane) and ``.membrane.hex`` (``v0``).
 
     Parameters
     ----------
@@ -93,8 +103,10 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     Returns
     -------
     dict
-        The manifest: generator, hardware fingerprint, ``[core]`` and ``[noc]`` parameters, the
-        top's ports (name, direction, width), and per core its module instance, piece and memories.
+        The manifest: generator, hardware fingerprint, ``[array]``, ``[core]`` and ``[noc]``
+        parameters, the top's file and ports (name, direction, width), ``modules`` (each core module
+        written alone: module, file, core, piece, ports, memories) and per core of the array its
+        instance, piece and memories.
 
     Raises
     ------
@@ -119,16 +131,32 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     out.mkdir(parents=True, exist_ok=True)
     top = CoreArray(hardware, inits)
     (out / "core_array.sv").write_text(to_sv(top, "core_array"))
+    modules = []
+    for k, init in sorted(inits.items()) if inits else [(-1, empty_piece(hardware))]:
+        if k < 0:
+            name = "core"
+        else:
+            y, x = divmod(k, hardware.array.cols)
+            name = f"core_x{x}_y{y}"
+        comp = Core(hardware, init)
+        (out / f"{name}.sv").write_text(to_sv(comp, name))
+        modules.append(
+            {
+                "module": name,
+                "file": f"{name}.sv",
+                "core": k,
+                "piece": init.piece_id,
+                "population": init.population,
+                "ports": ports_of(comp),
+                "memories": _write_memories(out, name, hardware, init),
+            }
+        )
     cores = []
     for k in range(hardware.array.cores):
         y, x = divmod(k, hardware.array.cols)
         name = f"core_x{x}_y{y}"
         init = inits.get(k, empty_piece(hardware))
-        mems = {}
-        for mem, words, bits in memory_words(hardware, init):
-            fname = f"{name}.{mem}.hex"
-            (out / fname).write_text(_hex_lines(words, bits))
-            mems[mem] = {"file": fname, "words": len(words), "bits": bits}
+        mems = _write_memories(out, name, hardware, init)
         cores.append(
             {
                 "instance": name,
@@ -144,7 +172,7 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
         "generator": "spikeforge.rtl",
         "top": "core_array",
         "file": "core_array.sv",
-        "modules": ["core_array", "core (per core: event FIFO, SRAMs, lanes, IF/DIF, encoder)", "router"],
+        "submodules": ["core (event FIFO, SRAMs, lanes, IF/DIF, encoder, partial sums, max-pool)", "router"],
         "hardware_fingerprint": hardware.fingerprint(),
         "parameters": {
             "array": asdict(hardware.array),
@@ -153,6 +181,7 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
         },
         "clock": "clk (rising edge), rst (synchronous, active high)",
         "ports": ports_of(top),
+        "modules": modules,
         "cores": cores,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

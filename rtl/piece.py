@@ -36,8 +36,8 @@ __all__ = [
 MAX_V_BITS = 32
 MAX_WEIGHT_BITS = 16
 #: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
-SUPPORTED_PIECES = ("neuron", "output", "partial")
-SUPPORTED_SLOTS = ("dense", "identity")
+SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool")
+SUPPORTED_SLOTS = ("dense", "identity", "pool")
 #: The datapath writes a group back one cycle after it is issued, so the core can only be done
 #: ``pipeline_cycles >= 1`` after its last event ends.
 MIN_PIPELINE = 1
@@ -55,6 +55,8 @@ class SlotInit:
     base: int
     weight: int
     row_words: int = 0
+    src_shape: tuple[int, int, int] = (1, 1, 1)  # (C, H, W) of the source population
+    kernel: int = 0  # pool window side (kernel == stride)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class PieceInit:
     population: str = ""
     root_x: int = 0  # partial pieces: the core of the root piece their sums go to
     root_y: int = 0
+    neurons: tuple[int, ...] = ()  # global index of every local neuron (the encoder's flit index)
+    geometry: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
 
@@ -133,10 +137,10 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     images = program.images(piece_id)
     sched = program.graph.schedule()[piece.population]
     slots = tuple(
-        SlotInit(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(s.row_words))
+        SlotInit(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(s.row_words), tuple(f[5:8]), int(f[8]))
         for f, s in zip(images["slots"].fields.tolist(), piece.slots)
     )
-    assert all(s.kind in (SLOT_CODES["dense"], SLOT_CODES["identity"]) for s in slots)
+    assert all(s.kind in (SLOT_CODES["dense"], SLOT_CODES["identity"], SLOT_CODES["pool"]) for s in slots)
     first = int(piece.geometry.get("lo", 0))
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
     return PieceInit(
@@ -154,6 +158,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         population=piece.population,
         root_x=root_x,
         root_y=root_y,
+        neurons=tuple(int(v) for v in piece.neurons),
+        geometry=dict(piece.geometry),
     )
 
 

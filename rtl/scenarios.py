@@ -10,13 +10,15 @@ from spikeforge.models.graph import (
     DenseProjection,
     IdentityProjection,
     InputPopulation,
+    MaxPoolPopulation,
     NeuronPopulation,
     OutputPopulation,
+    PoolProjection,
     SNNGraph,
     signed_range,
 )
 
-__all__ = ["dense_network", "dense_program"]
+__all__ = ["dense_network", "dense_program", "pooled_network"]
 
 
 def dense_network(
@@ -92,3 +94,28 @@ def dense_program(
     )
     noc = NocConfig(router_buffer_flits=router_buffer_flits)
     return compile(graph, HardwareConfig(array=ArrayConfig(rows, cols), core=core, noc=noc))
+
+
+def pooled_network(seed: int, channels: int = 2, side: int = 4, n_out: int = 3, *, timesteps: int = 4) -> SNNGraph:
+    """``in (12 graded) -> h (channels, side, side) IF -> 2 x 2 max-pool -> out`` with random weights."""
+    rng = np.random.default_rng(seed)
+    n_h = channels * side * side
+    n_p = channels * (side // 2) ** 2
+    pops = (
+        InputPopulation("in", (12,), value_bits=4),
+        NeuronPopulation(
+            "h",
+            (channels, side, side),
+            threshold=rng.integers(100, 300, n_h),
+            bias=rng.integers(-5, 6, n_h),
+            v0=rng.integers(0, 40, n_h),
+        ),
+        MaxPoolPopulation("mp", (channels, side // 2, side // 2)),
+        OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
+    )
+    projs = (
+        DenseProjection("in", "h", rng.integers(-20, 41, (n_h, 12))),
+        PoolProjection("h", "mp", kernel=2, stride=2),
+        DenseProjection("mp", "out", rng.integers(-40, 41, (n_out, n_p))),
+    )
+    return SNNGraph(pops, projs, timesteps=timesteps)
