@@ -278,7 +278,7 @@ def load_hardware(path: str | Path) -> HardwareConfig:
 
 
 #: What a ``[sweep]`` section may set besides ``mode`` and the parameter lists: the run of each point.
-SWEEP_SETTINGS: dict[str, type] = {"model": str, "samples": int, "timesteps": int, "data": str}
+SWEEP_SETTINGS: dict[str, type] = {"model": str, "samples": int, "timesteps": int, "data": str, "fpga": str}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ __all__ = [
     "plot_edp_pareto",
     "plot_firing_rate",
     "plot_energy_vs_paper",
+    "plot_fpga",
+    "FPGA_PLOT",
     "pareto_front",
     "draw_all",
 ]
@@ -36,6 +38,8 @@ PLOT_FILES = (
     "firing_rate.png",
     "energy_vs_paper.png",
 )
+#: Drawn as well when the sweep built each point for an FPGA (``[sweep] fpga``).
+FPGA_PLOT = "fpga.png"
 _COMPONENT_NAMES = {
     "synaptic_ops": "synaptic ops",
     "sram": "on-core SRAM",
@@ -248,10 +252,40 @@ def plot_energy_vs_paper(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
+def plot_fpga(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Logic cells (bars) and Fmax (line, right axis) of each point's FPGA build."""
+    rows = [r for r in _ok(rows) if r.get("fpga_target")]
+    built = [r.get("fpga_luts") not in (None, "") for r in rows]
+    targets = sorted({str(r["fpga_target"]) for r in rows})
+    fig, ax = _new(f"FPGA build of each design point ({', '.join(targets)})")
+    x = np.arange(len(rows))
+    luts = [float(r["fpga_luts"]) if b else 0.0 for r, b in zip(rows, built)]
+    ax.bar(x, luts, color="tab:purple", width=0.6, label="logic cells (LUT4)")
+    for i, b in enumerate(built):
+        if not b:  # the row's fpga_error says why (usually: does not fit the device)
+            ax.annotate("does not fit" if "does not fit" in str(rows[i]["fpga_error"]) else "not built",
+                        (x[i], 0), ha="center", va="bottom", rotation=90, fontsize="small")  # fmt: skip
+    ax.set_ylabel("logic cells (LUT4)")
+    ax.set_xticks(x, _xlabels(rows))
+    ax.set_xlabel("design point (cores, array)")
+    ax2 = ax.twinx()
+    fmax = [float(r["fpga_fmax_mhz"]) if b else np.nan for r, b in zip(rows, built)]
+    ax2.plot(x, fmax, "o-", color="tab:red", label="Fmax")
+    ax2.set_ylabel("Fmax after place and route (MHz)")
+    ax.set_ylim(0, max(luts + [1.0]) * 1.3)  # headroom for the legend
+    ax2.set_ylim(0, np.nanmax(fmax + [1.0]) * 1.3)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, Path(path))
+
+
 def draw_all(
     rows: list[dict[str, Any]], per_population: dict[str, dict[str, Any]], out: str | Path, model: str = ""
 ) -> list[Path]:
-    """Draw every plot of :data:`PLOT_FILES` into ``out``; the paths written.
+    """Draw every plot of :data:`PLOT_FILES` (and :data:`FPGA_PLOT` when there are FPGA figures) into ``out``.
+
+    Returns the paths written.
 
     ``per_population`` is one result's table (firing rates do not depend on the hardware);
     ``model`` names the model in the firing-rate plot's title.
@@ -268,4 +302,4 @@ def draw_all(
         plot_edp_pareto(rows, out / PLOT_FILES[2]),
         plot_firing_rate(per_population, out / PLOT_FILES[3], model),
         plot_energy_vs_paper(rows, out / PLOT_FILES[4]),
-    ]
+    ] + ([plot_fpga(rows, out / FPGA_PLOT)] if any(r.get("fpga_target") for r in rows) else [])

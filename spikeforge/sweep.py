@@ -81,8 +81,17 @@ METRIC_COLUMNS: tuple[str, ...] = (
     *(f"energy_{c}_pj" for c in ("total", *COMPONENTS, "paper_convention")),
     "edp_pj_s",
     "spikes_per_synapse",
+    # FPGA build of the point's array (only when [sweep] fpga names a target; docs/fpga.md)
+    "fpga_target",
+    "fpga_luts",
+    "fpga_ffs",
+    "fpga_brams",
+    "fpga_dsps",
+    "fpga_fmax_mhz",
+    "fpga_error",
     "error",
 )
+FPGA_COLUMNS = ("fpga_target", "fpga_luts", "fpga_ffs", "fpga_brams", "fpga_dsps", "fpga_fmax_mhz", "fpga_error")
 
 
 class SweepError(SpikeForgeError):
@@ -135,7 +144,7 @@ def sweep_points(spec: SweepSpec, base_dir: Path | None = None, **overrides: Any
     Relative ``model`` and ``data`` paths are resolved against ``base_dir`` (the sweep file's
     folder) when a file of that name exists there.
     """
-    settings = {"model": "tiny-digits", "samples": None, "timesteps": None, "data": None}
+    settings = {"model": "tiny-digits", "samples": None, "timesteps": None, "data": None, "fpga": None}
     settings.update(spec.settings)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("model", "data"):
@@ -165,7 +174,26 @@ def run_point(hardware: dict[str, Any], settings: dict[str, Any]) -> dict[str, A
         timesteps=settings.get("timesteps"),
         progress=False,
     )
-    return result.to_dict()
+    out = result.to_dict()
+    if settings.get("fpga"):
+        out["fpga"] = _fpga_point(hardware, settings["fpga"])
+    return out
+
+
+def _fpga_point(hardware: dict[str, Any], target: str) -> dict[str, Any]:
+    """The FPGA figures of one point's array (the demonstration network), or why there are none."""
+    import tempfile
+
+    from .rtl import RtlError
+    from .rtl.fpga import build_fpga, fpga_design
+
+    try:
+        dut, what = fpga_design(parse_hardware(hardware))
+        with tempfile.TemporaryDirectory(prefix="spikeforge-fpga-") as tmp:
+            report = build_fpga(dut, target, tmp, design=what).to_dict()
+        return {k: report[k] for k in ("target", "design", "luts", "ffs", "brams", "dsps", "fmax_mhz")} | {"error": ""}
+    except RtlError as exc:  # "does not fit", or an array the generator cannot build: the row says so
+        return {"target": target, "error": str(exc)}
 
 
 def result_row(result: dict[str, Any], hardware: HardwareConfig) -> dict[str, Any]:
@@ -203,6 +231,8 @@ def result_row(result: dict[str, Any], hardware: HardwareConfig) -> dict[str, An
         "spikes_per_synapse": result["break_even"]["spikes_per_synapse"],
         "error": "",
     }
+    fpga = result.get("fpga") or {}
+    row.update({c: fpga.get(c.removeprefix("fpga_")) for c in FPGA_COLUMNS})
     for m in (*MEMORIES, "dram"):
         row[f"traffic_{m}_bytes"] = traffic.get(m, 0.0)
     for c in ("total", *COMPONENTS, "paper_convention"):
@@ -324,6 +354,14 @@ def run_sweep(
     else:
         spec, base_dir = load_sweep(sweep), Path(sweep).resolve().parent
     points = sweep_points(spec, base_dir, model=model, samples=samples)
+    target = points[0].settings.get("fpga") if points else None
+    if target:
+        try:
+            from .rtl.fpga import TARGETS
+        except ImportError:
+            raise SweepError("FPGA figures in a sweep need the fpga extra: pip install '.[rtl,fpga]'.") from None
+        if target not in TARGETS:
+            raise SweepError(f"[sweep] fpga = {target!r} is not a target; choose one of {', '.join(TARGETS)}.")
     if workers is not None and workers < 1:
         raise SweepError(f"workers must be >= 1, got {workers}.")
     out = check_writable(out)

@@ -86,3 +86,33 @@ def test_bad_targets_programs_and_missing_tools_are_one_sentence(tmp_path, monke
     monkeypatch.setattr(builtins, "__import__", no_yowasp)
     with pytest.raises(ToolMissingError, match=r"pip install 'spikeforge\[fpga\]'"):
         build_fpga(dut, "ecp5-25k", tmp_path)
+
+
+@pytest.mark.fpga
+@needs_yowasp
+def test_a_sweep_can_report_fpga_figures_per_point(tmp_path):
+    from spikeforge.plots import FPGA_PLOT
+    from spikeforge.sweep import run_sweep
+
+    (tmp_path / "s.toml").write_text(
+        "[core]\nneurons = 16\naxons = 16\nlanes = 4\n"
+        '[sweep]\nsamples = 1\nfpga = "ecp5-25k"\n"array.rows" = [1, 1]\n"array.cols" = [1, 3]\n'
+    )
+    rows = run_sweep(tmp_path / "s.toml", tmp_path / "out", workers=1, progress=False).rows
+    assert rows[0]["fpga_target"] == "ecp5-25k" and rows[0]["fpga_luts"] > 0 and rows[0]["fpga_fmax_mhz"] > 1
+    assert rows[0]["fpga_error"] == "" and not rows[0]["error"]
+    # three 16-neuron cores need more multipliers than the 25k device has: named in the row, not a crash
+    assert rows[1]["fpga_luts"] is None and "does not fit ecp5-25k" in rows[1]["fpga_error"]
+    assert rows[1]["cycles_per_inference"] > 0
+    from spikeforge.plots import draw_all
+
+    paths = draw_all(rows, {}, tmp_path / "plots")
+    assert paths[-1].name == FPGA_PLOT and paths[-1].stat().st_size > 10_000
+
+
+def test_a_sweep_with_an_unknown_fpga_target_is_refused(tmp_path):
+    from spikeforge.sweep import SweepError, run_sweep
+
+    (tmp_path / "s.toml").write_text('[sweep]\nfpga = "xc7a35t"\n"array.rows" = [1]\n')
+    with pytest.raises(SweepError, match="fpga = 'xc7a35t' is not a target; choose one of ecp5-85k"):
+        run_sweep(tmp_path / "s.toml", tmp_path / "out", progress=False)
