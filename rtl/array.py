@@ -86,6 +86,7 @@ class CoreArray(wiring.Component):
                 m.submodules[f"router_x{x}_y{y}"] = routers[k] = router
                 wiring.connect(m, router.out_l, core.events)
                 wiring.connect(m, core.flits, router.in_l)
+                m.d.comb += router.start.eq(self.start)
                 m.d.comb += [
                     core.step.eq(self.step),
                     core.start.eq(self.start),

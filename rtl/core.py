@@ -234,6 +234,7 @@ class Core(wiring.Component):
 
         kind = s_kind[head.slot]
         is_psum = head.type == TYPE_PARTIAL  # a partial sum for local neuron `index` (section 4.2)
+        conv = None
         val = Mux(head.type == TYPE_SPIKE, 1, head.payload)
         row = (head.index - s_lo[head.slot]).as_unsigned()[:24]
         local = Signal(signed(26))
@@ -243,6 +244,8 @@ class Core(wiring.Component):
         idle = rem == 0
         pop = Signal()
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
+        if any(sl.kind == SLOT_CODES["conv"] for sl in p.slots):
+            conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum)
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
             m.d.sync += [last_end.eq(0), had.eq(0)]
@@ -250,7 +253,17 @@ class Core(wiring.Component):
             m.d.sync += busy.eq(0)
         with m.If(pop):
             m.d.sync += had.eq(1)
-            with m.If(~is_psum & (kind == SLOT_CODES["dense"])):
+            if conv is not None:
+                with m.If(~is_psum & (kind == SLOT_CODES["conv"])):
+                    m.d.comb += [iss_valid.eq(conv["any"]), iss_dense.eq(1), iss_val.eq(val)]
+                    m.d.comb += [iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
+                    m.d.sync += [rem.eq(conv["cost"] - 1), last_end.eq(now + conv["cost"]), cur_val.eq(val)]
+                    m.d.sync += [cur_dense.eq(0)]
+            with (
+                m.Elif(~is_psum & (kind == SLOT_CODES["dense"]))
+                if conv is not None
+                else m.If(~is_psum & (kind == SLOT_CODES["dense"]))
+            ):
                 cost = groups + self.extra_dense_cycles
                 m.d.comb += [
                     iss_valid.eq(groups > 0),
@@ -283,7 +296,7 @@ class Core(wiring.Component):
                         self._pool_event(m, head, mp)
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         with m.Elif(~idle):
-            # later groups of a dense event (the extra test cycles issue nothing)
+            # later groups of a dense event (the extra test cycles issue nothing), or of a conv event
             m.d.comb += [
                 iss_valid.eq(cur_dense & (g < groups)),
                 iss_dense.eq(1),
@@ -291,6 +304,9 @@ class Core(wiring.Component):
                 iss_saddr.eq(cur_addr),
                 iss_val.eq(cur_val),
             ]
+            if conv is not None:
+                with m.If(conv["active"]):
+                    m.d.comb += [iss_valid.eq(conv["any"]), iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
             m.d.sync += [rem.eq(rem - 1), g.eq(g + 1), cur_addr.eq(cur_addr + 1)]
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         ended = ~(had & ~self.start) | (now >= last_end + c.pipeline_cycles)
@@ -397,6 +413,77 @@ class Core(wiring.Component):
         else:
             m.d.comb += p_busy.eq(0)
         return m
+
+    def _conv_unit(self, m: Module, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum) -> dict:
+        """Address generation of ``conv`` slots (section 2): an event from ``s = (ch, y, x)`` reaches
+        every local position ``(oy, ox)`` with ``oy * stride + u - pad = y``, ``ox * stride + v - pad =
+        x`` for a tap ``(u, v)``; each reached tap takes ``G = ceil(cb/lanes)`` cycles (synapse word
+        ``base + (((ch - lo) * kh + u) * kw + v) * G + g``, membrane word ``pos * G + g``), taps in
+        ``(u, v)`` order, at least one cycle per event. Needs ``cb`` a multiple of ``lanes`` (the
+        membrane words then hold whole channel groups of one position)."""
+        c, p = self.hw.core, self.piece
+        lanes = c.lanes
+        sl = next(x for x in p.slots if x.kind == SLOT_CODES["conv"])
+        _, hh, ww = sl.src_shape
+        kh, kw, st, pad = sl.kernel, sl.kernel_w, sl.stride, sl.pad
+        geo = p.geometry
+        cb, tw = geo["c1"] - geo["c0"], geo["x1"] - geo["x0"]
+        gc = -(-cb // lanes)
+        ntap = kh * kw
+        is_conv = ~is_psum & (kind == SLOT_CODES["conv"])
+        # decode the event at the pop; hold it in registers for its later cycles
+        s_in = head.index
+        ch_h, rem_h = s_in // (hh * ww), s_in % (hh * ww)
+        y_h, x_h = rem_h // ww, rem_h % ww
+        y_r, x_r, base_r = Signal(16), Signal(16), Signal(24)
+        mask_r = Signal(ntap)
+        g_r = Signal(range(gc + 1))
+        y = Mux(pop, y_h, y_r)
+        x = Mux(pop, x_h, x_r)
+        base = Signal(24)
+        m.d.comb += base.eq(Mux(pop, s_base[head.slot] + (ch_h - s_lo[head.slot]) * (ntap * gc), base_r))
+        hits, poss = [], []
+        for u in range(kh):
+            for v in range(kw):
+                ny = Signal(signed(18), name=f"conv_ny{u}_{v}")
+                nx = Signal(signed(18), name=f"conv_nx{u}_{v}")
+                m.d.comb += [ny.eq(y + pad - u), nx.eq(x + pad - v)]
+                oy = ny.as_unsigned() // st
+                ox = nx.as_unsigned() // st
+                ok = (ny >= 0) & (nx >= 0)
+                if st > 1:
+                    ok = ok & (ny.as_unsigned() % st == 0) & (nx.as_unsigned() % st == 0)
+                ok = ok & (oy >= geo["y0"]) & (oy < geo["y1"]) & (ox >= geo["x0"]) & (ox < geo["x1"])
+                hit = Signal(name=f"conv_hit{u}_{v}")
+                pos = Signal(range(max(2, c.neurons)), name=f"conv_pos{u}_{v}")
+                m.d.comb += [hit.eq(ok), pos.eq((oy - geo["y0"]) * tw + (ox - geo["x0"]))]
+                hits.append(hit)
+                poss.append(pos)
+        mask_h = Signal(ntap)
+        m.d.comb += mask_h.eq(Cat(*hits))
+        mask = Signal(ntap)
+        m.d.comb += mask.eq(Mux(pop, mask_h, mask_r))
+        g_now = Mux(pop, 0, g_r)
+        tap = Signal(range(max(2, ntap)))
+        for t in reversed(range(ntap)):
+            with m.If(mask[t]):
+                m.d.comb += tap.eq(t)
+        r = Signal(range(ntap + 1))
+        m.d.comb += r.eq(sum(h.as_unsigned() for h in hits))
+        cost = Signal(range(max(2, ntap * gc + 1)))
+        m.d.comb += cost.eq(Mux(r == 0, 1, r * gc))
+        maddr = Array(poss)[tap] * gc + g_now
+        saddr = base + tap * gc + g_now
+        with m.If((pop & is_conv) | (~idle & ~cur_dense)):
+            last_g = g_now == gc - 1
+            m.d.sync += [
+                g_r.eq(Mux(last_g, 0, g_now + 1)),
+                mask_r.eq(Mux(last_g, mask & ~(Const(1, ntap) << tap)[:ntap], mask)),
+                y_r.eq(y),
+                x_r.eq(x),
+                base_r.eq(base),
+            ]
+        return {"any": mask.any(), "maddr": maddr, "saddr": saddr, "cost": cost, "active": ~cur_dense}
 
     def _pool_state(self, m: Module) -> dict:
         """Max-pool unit state: a running count per input of every window, the window maxima ``M``

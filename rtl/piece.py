@@ -15,7 +15,7 @@ import numpy as np
 
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+from spikeforge.mapping.images import PIECE_CODES
 
 from .errors import RtlError
 
@@ -37,7 +37,7 @@ MAX_V_BITS = 32
 MAX_WEIGHT_BITS = 16
 #: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
 SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool")
-SUPPORTED_SLOTS = ("dense", "identity", "pool")
+SUPPORTED_SLOTS = ("dense", "identity", "pool", "conv")
 #: The datapath writes a group back one cycle after it is issued, so the core can only be done
 #: ``pipeline_cycles >= 1`` after its last event ends.
 MIN_PIPELINE = 1
@@ -56,7 +56,10 @@ class SlotInit:
     weight: int
     row_words: int = 0
     src_shape: tuple[int, int, int] = (1, 1, 1)  # (C, H, W) of the source population
-    kernel: int = 0  # pool window side (kernel == stride)
+    kernel: int = 0  # kernel height (conv), window side (pool, kernel == stride)
+    kernel_w: int = 0
+    stride: int = 0
+    pad: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,25 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                 f"piece {piece_id} ({piece.population!r}) has a {s.kind!r} slot; the RTL core implements "
                 f"{', '.join(SUPPORTED_SLOTS)} slots so far (docs/rtl.md lists what is missing)."
             )
+        if s.kind == "conv":
+            g = piece.geometry
+            cb = g["c1"] - g["c0"]
+            convs = {
+                (program.graph.projections[x.proj].kernel.shape[2:], program.graph.projections[x.proj].stride)
+                for x in piece.slots
+                if x.kind == "conv"
+            }
+            if cb % program.hardware.core.lanes:
+                raise RtlError(
+                    f"piece {piece_id} ({piece.population!r}): a conv slice of {cb} channels does not fill whole "
+                    f"lane groups of {program.hardware.core.lanes}; the RTL core needs the channel block to be a "
+                    "multiple of [core] lanes (use lanes = 1 or a divisor of the channel count)."
+                )
+            if len(convs) > 1 or any(x.kind not in ("conv", "identity") for x in piece.slots):
+                raise RtlError(
+                    f"piece {piece_id} ({piece.population!r}) mixes convolutions of different kernels or strides; "
+                    "the RTL core generates one convolution geometry per piece."
+                )
         if s.kind == "identity" and "lo" not in piece.geometry:
             raise RtlError(
                 f"piece {piece_id} ({piece.population!r}): identity slots on channel x tile slices are not in the RTL "
@@ -137,10 +159,9 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     images = program.images(piece_id)
     sched = program.graph.schedule()[piece.population]
     slots = tuple(
-        SlotInit(int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(s.row_words), tuple(f[5:8]), int(f[8]))
+        SlotInit(*(int(v) for v in f[:5]), int(s.row_words), tuple(f[5:8]), *(int(v) for v in f[8:12]))
         for f, s in zip(images["slots"].fields.tolist(), piece.slots)
     )
-    assert all(s.kind in (SLOT_CODES["dense"], SLOT_CODES["identity"], SLOT_CODES["pool"]) for s in slots)
     first = int(piece.geometry.get("lo", 0))
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
     return PieceInit(

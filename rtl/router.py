@@ -3,7 +3,8 @@
 Five input ports (north, south, east, west, local: index 0..4), each a FIFO of
 ``router_buffer_flits``. Every cycle each output port grants one flit among the input FIFO heads
 that route to it (XY routing: along ``x`` to the destination column, then along ``y``; ``y``
-grows southwards), round-robin starting after the input it granted last (initially local), if
+grows southwards), round-robin starting after the input it granted last (local at the start of
+every phase, ``start``: the simulator's ``mesh_phase`` starts each phase so), if
 the downstream FIFO had room at the start of the cycle (its ``ready``, a FIFO's "not full"
 before this cycle's moves). A granted flit is in the downstream FIFO at the next cycle, and a
 head written in cycle ``c`` is eligible from ``c + 1``: an uncontended flit over ``h`` hops,
@@ -12,7 +13,7 @@ injected at ``c``, is poppable by its core at ``c + h + 2``.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +45,7 @@ class Router(wiring.Component):
             members[f"in_{p}"] = In(stream.Signature(layout))
             members[f"out_{p}"] = Out(stream.Signature(layout))
         members["empty"] = Out(1)
+        members["start"] = In(1)  # a phase begins: the round-robin pointers go back to "last granted: L"
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -81,9 +83,13 @@ class Router(wiring.Component):
         for o, p in enumerate(PORTS):
             out = getattr(self, f"out_{p}")
             last = Signal(range(5), init=4, name=f"last_{p}")
+            last_now = Signal(range(5), name=f"last_now_{p}")
+            m.d.comb += last_now.eq(Mux(self.start, 4, last))
+            with m.If(self.start):
+                m.d.sync += last.eq(4)
             chosen = Signal(range(5), name=f"grant_{p}")
             found = Signal(name=f"found_{p}")
-            with m.Switch(last):
+            with m.Switch(last_now):
                 for lv in range(5):
                     with m.Case(lv):
                         order = [(lv + step) % 5 for step in range(1, 6)]

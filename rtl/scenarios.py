@@ -7,6 +7,7 @@ import numpy as np
 from spikeforge.mapping import HardwareConfig, Program, compile
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, NocConfig
 from spikeforge.models.graph import (
+    ConvProjection,
     DenseProjection,
     IdentityProjection,
     InputPopulation,
@@ -18,7 +19,7 @@ from spikeforge.models.graph import (
     signed_range,
 )
 
-__all__ = ["dense_network", "dense_program", "pooled_network"]
+__all__ = ["conv_network", "dense_network", "dense_program", "pooled_network"]
 
 
 def dense_network(
@@ -119,3 +120,26 @@ def pooled_network(seed: int, channels: int = 2, side: int = 4, n_out: int = 3, 
         DenseProjection("mp", "out", rng.integers(-40, 41, (n_out, n_p))),
     )
     return SNNGraph(pops, projs, timesteps=timesteps)
+
+
+def conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3, *, stride: int = 1) -> SNNGraph:
+    """``in (1, side, side) graded -> 3 x 3 conv (padding 1) -> h (channels, ...) IF -> dense -> out``."""
+    rng = np.random.default_rng(seed)
+    ho = (side + 2 - 3) // stride + 1
+    n_h = channels * ho * ho
+    pops = (
+        InputPopulation("in", (1, side, side), value_bits=4),
+        NeuronPopulation(
+            "h",
+            (channels, ho, ho),
+            threshold=rng.integers(150, 400, n_h),
+            bias=rng.integers(-5, 6, n_h),
+            v0=rng.integers(0, 40, n_h),
+        ),
+        OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
+    )
+    projs = (
+        ConvProjection("in", "h", rng.integers(-20, 41, (channels, 1, 3, 3)), stride=stride, padding=1),
+        DenseProjection("h", "out", rng.integers(-40, 41, (n_out, n_h))),
+    )
+    return SNNGraph(pops, projs, timesteps=4)

@@ -188,7 +188,7 @@ def test_partial_sums_of_a_split_fan_in_match_the_simulator(lanes):
 def test_max_pool_pieces_match_the_simulator_in_the_array_and_alone():
     """``h (2, 4, 4) -> 2 x 2 max-pool -> out``: running counts, window maxima and marks; the pool
     piece is a channel x tile slice, so its encoder sends global indices out of local order."""
-    from spikeforge.rtl import cosim, cosim_core, piece_init
+    from spikeforge.rtl import cosim_core, piece_init
     from spikeforge.rtl.scenarios import pooled_network
 
     program = dense_program(pooled_network(5), 2, 3, neurons=16, lanes=4)
@@ -198,10 +198,53 @@ def test_max_pool_pieces_match_the_simulator_in_the_array_and_alone():
     report = cosim_array(program, x)
     assert report.ok, report.format()
     check_counts(report, program, x)
-    per_core = cosim(program, x)
-    assert per_core.ok, per_core.format()
-    mp = next(c for c in per_core.cores if c.piece == pool.id)
+    mp = cosim_core(program, pool.id, x)  # every packet of the pool piece, one by one
+    assert mp.ok, mp.first_mismatch()
     assert mp.events > 0 and mp.packets > 0 and mp.spikes > 0
     init = piece_init(program, pool.id)  # the local -> global index ROM reversed: wrong packets
     bad = cosim_core(program, pool.id, x, init=dataclasses.replace(init, neurons=init.neurons[::-1]))
     assert not bad.ok and bad.mismatches[0]["what"].startswith("output packet")
+
+
+def test_round_robin_restarts_from_local_at_every_phase():
+    """``mesh_phase`` starts every phase with "last granted: L"; the router's ``start`` does the same,
+    so a phase's first contention goes to W even if W was granted last in the previous phase."""
+    r = Router(HW, 1, 0)
+    taken: list = []
+
+    async def bench(ctx):
+        pushes = {0: {"w": flit(3, 0, 1)}, 4: {"l": flit(3, 0, 10), "w": flit(3, 0, 20)}}
+        for c in range(8):
+            ctx.set(r.start, int(c == 3))
+            for p in ("w", "l"):
+                f = pushes.get(c, {}).get(p)
+                ctx.set(getattr(r, f"in_{p}").valid, f is not None)
+                if f is not None:
+                    ctx.set(getattr(r, f"in_{p}").payload, f)
+            ctx.set(r.out_e.ready, 1)
+            if ctx.get(r.out_e.valid):
+                taken.append((c, ctx.get(r.out_e.payload).index))
+            await ctx.tick()
+
+    sim = AmaranthSim(r)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken == [(1, 1), (5, 20), (6, 10)]  # without the restart, L (after W) would go first
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize(("stride", "neurons", "lanes"), [(1, 48, 4), (2, 16, 1)])
+def test_convolutions_match_the_simulator_in_the_array(stride, neurons, lanes):
+    """``in (1, 6, 6) -> 3 x 3 conv (padding 1) -> h (4, ...) -> out`` on channel x tile slices: taps
+    that reach no local position cost nothing, reached ones ``ceil(cb/lanes)`` cycles each; heavy
+    host multicast and spike traffic (over a thousand stall cycles with stride 1)."""
+    from spikeforge.rtl.scenarios import conv_network
+
+    program = dense_program(conv_network(6, stride=stride), 2, 3, neurons=neurons, lanes=lanes, axons=160)
+    assert program.plan.mode == "resident" and any(s.kind == "conv" for p in program.pieces for s in p.slots)
+    x = np.random.default_rng(6).integers(0, 16, (1, 6, 6))
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
