@@ -236,9 +236,19 @@ class Core(wiring.Component):
         is_psum = head.type == TYPE_PARTIAL  # a partial sum for local neuron `index` (section 4.2)
         conv = None
         val = Mux(head.type == TYPE_SPIKE, 1, head.payload)
-        row = (head.index - s_lo[head.slot]).as_unsigned()[:24]
+        row = Signal(24)  # the event's row in its slot: source index (dense) or channel (pool_dense), minus lo
+        m.d.comb += row.eq((head.index - s_lo[head.slot]).as_unsigned()[:24])
+        for k, sl in enumerate(p.slots):
+            if sl.kind == SLOT_CODES["pool_dense"]:
+                _, sh, sw = sl.src_shape
+                with m.If(head.slot == k):
+                    m.d.comb += row.eq((head.index // (sh * sw) - sl.lo).as_unsigned()[:24])
         local = Signal(signed(26))
-        m.d.comb += local.eq(Mux(is_psum, head.index, head.index - p.first))
+        if "c0" in p.geometry and any(sl.kind == SLOT_CODES["identity"] for sl in p.slots):
+            # channel x tile slice: identity source (ch, y, x) -> local, -1 outside
+            m.d.comb += local.eq(Mux(is_psum, head.index, self._tile_local(head.index)))
+        else:
+            m.d.comb += local.eq(Mux(is_psum, head.index, head.index - p.first))
         clear_busy = self.start & ~self.pphase  # busy counts the whole step: phases I, P and F
         f_active = Signal()  # phase F in progress
         idle = rem == 0
@@ -259,11 +269,8 @@ class Core(wiring.Component):
                     m.d.comb += [iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
                     m.d.sync += [rem.eq(conv["cost"] - 1), last_end.eq(now + conv["cost"]), cur_val.eq(val)]
                     m.d.sync += [cur_dense.eq(0)]
-            with (
-                m.Elif(~is_psum & (kind == SLOT_CODES["dense"]))
-                if conv is not None
-                else m.If(~is_psum & (kind == SLOT_CODES["dense"]))
-            ):
+            rowwise = (kind == SLOT_CODES["dense"]) | (kind == SLOT_CODES["pool_dense"])
+            with m.Elif(~is_psum & rowwise) if conv is not None else m.If(~is_psum & rowwise):
                 cost = groups + self.extra_dense_cycles
                 m.d.comb += [
                     iss_valid.eq(groups > 0),
@@ -484,6 +491,19 @@ class Core(wiring.Component):
                 base_r.eq(base),
             ]
         return {"any": mask.any(), "maddr": maddr, "saddr": saddr, "cost": cost, "active": ~cur_dense}
+
+    def _tile_local(self, index):
+        """Local index of population neuron ``index = (ch, y, x)`` in this channel x tile slice:
+        ``((y - y0) * tw + (x - x0)) * cb + (ch - c0)``, or -1 when it is not in the slice."""
+        p = self.piece
+        g = p.geometry
+        sl = next(x for x in p.slots if x.kind == SLOT_CODES["identity"])
+        _, hh, ww = sl.src_shape
+        ch, rem = index // (hh * ww), index % (hh * ww)
+        y, x = rem // ww, rem % ww
+        inside = (ch >= g["c0"]) & (ch < g["c1"]) & (y >= g["y0"]) & (y < g["y1"]) & (x >= g["x0"]) & (x < g["x1"])
+        cb, tw = g["c1"] - g["c0"], g["x1"] - g["x0"]
+        return Mux(inside, ((y - g["y0"]) * tw + (x - g["x0"])) * cb + (ch - g["c0"]), -1)
 
     def _pool_state(self, m: Module) -> dict:
         """Max-pool unit state: a running count per input of every window, the window maxima ``M``

@@ -37,7 +37,7 @@ MAX_V_BITS = 32
 MAX_WEIGHT_BITS = 16
 #: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
 SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool")
-SUPPORTED_SLOTS = ("dense", "identity", "pool", "conv")
+SUPPORTED_SLOTS = ("dense", "identity", "pool", "conv", "pool_dense")
 #: The datapath writes a group back one cycle after it is issued, so the core can only be done
 #: ``pipeline_cycles >= 1`` after its last event ends.
 MIN_PIPELINE = 1
@@ -151,11 +151,6 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                     f"piece {piece_id} ({piece.population!r}) mixes convolutions of different kernels or strides; "
                     "the RTL core generates one convolution geometry per piece."
                 )
-        if s.kind == "identity" and "lo" not in piece.geometry:
-            raise RtlError(
-                f"piece {piece_id} ({piece.population!r}): identity slots on channel x tile slices are not in the RTL "
-                "yet (only on range slices)."
-            )
     images = program.images(piece_id)
     sched = program.graph.schedule()[piece.population]
     slots = tuple(

@@ -14,12 +14,13 @@ from spikeforge.models.graph import (
     MaxPoolPopulation,
     NeuronPopulation,
     OutputPopulation,
+    PoolDenseProjection,
     PoolProjection,
     SNNGraph,
     signed_range,
 )
 
-__all__ = ["conv_network", "dense_network", "dense_program", "pooled_network"]
+__all__ = ["conv_network", "dense_network", "dense_program", "pooled_network", "residual_conv_network"]
 
 
 def dense_network(
@@ -141,5 +142,34 @@ def conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3, *,
     projs = (
         ConvProjection("in", "h", rng.integers(-20, 41, (channels, 1, 3, 3)), stride=stride, padding=1),
         DenseProjection("h", "out", rng.integers(-40, 41, (n_out, n_h))),
+    )
+    return SNNGraph(pops, projs, timesteps=4)
+
+
+def residual_conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3) -> SNNGraph:
+    """``in -> conv -> h1 -> conv -> h2 (+ identity from h1) -> pool_dense -> out``: a residual conv block."""
+    rng = np.random.default_rng(seed)
+    n_h = channels * side * side
+
+    def neurons(name, lo, hi):
+        return NeuronPopulation(
+            name,
+            (channels, side, side),
+            threshold=rng.integers(lo, hi, n_h),
+            bias=rng.integers(-5, 6, n_h),
+            v0=rng.integers(0, 40, n_h),
+        )
+
+    pops = (
+        InputPopulation("in", (1, side, side), value_bits=4),
+        neurons("h1", 150, 400),
+        neurons("h2", 60, 160),
+        OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
+    )
+    projs = (
+        ConvProjection("in", "h1", rng.integers(-20, 41, (channels, 1, 3, 3)), padding=1),
+        ConvProjection("h1", "h2", rng.integers(-30, 41, (channels, channels, 3, 3)), padding=1),
+        IdentityProjection("h1", "h2", weight=25),
+        PoolDenseProjection("h2", "out", rng.integers(-20, 21, (n_out, channels))),
     )
     return SNNGraph(pops, projs, timesteps=4)

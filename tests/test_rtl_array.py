@@ -248,3 +248,19 @@ def test_convolutions_match_the_simulator_in_the_array(stride, neurons, lanes):
     report = cosim_array(program, x)
     assert report.ok, report.format()
     check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_residual_conv_block_with_pool_dense_matches_the_simulator():
+    """``conv -> h1 -> conv -> h2 (+ identity from h1) -> pool_dense -> out`` on a 3 x 3 array: identity
+    slots on channel x tile slices map ``(ch, y, x)`` to the local neuron, pool_dense rows are channels."""
+    from spikeforge.rtl.scenarios import residual_conv_network
+
+    program = dense_program(residual_conv_network(7), 3, 3, neurons=48, lanes=4, axons=160)
+    kinds = {s.kind for p in program.pieces for s in p.slots}
+    assert {"conv", "identity", "pool_dense"} <= kinds and program.plan.mode == "resident"
+    x = np.random.default_rng(7).integers(0, 16, (1, 6, 6))
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
