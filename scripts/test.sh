@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 # PyTorch: the pinned CPU build first, so the `train` extra's requirement is already met
 # and pip never resolves an unpinned torch to a multi-GB CUDA build.
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet -e ".[train,dev,cluster,rtl,fpga]"
+"$PY" -m pip install --quiet -e ".[train,dev,cluster,rtl,fpga,nir]"
 # Icarus Verilog for the RTL co-simulation (tests/test_rtl_*.py fail without it under SPIKEFORGE_REQUIRE_PEERS).
 command -v iverilog >/dev/null || { apt-get update && apt-get install -y iverilog; }
 
@@ -25,7 +25,16 @@ if [ ! -x "$B2/bin/python" ]; then
 fi
 "$B2/bin/python" -m pip install --quiet brian2==2.9.0 "numpy<2.4"
 command -v g++ >/dev/null || { apt-get update && apt-get install -y g++; }
-export SANAFE_PYTHON="$PWD/$PEERS/bin/python" BRIAN2_PYTHON="$PWD/$B2/bin/python" SPIKEFORGE_REQUIRE_PEERS=1
+# snnTorch, the real NIR client of tests/test_nir.py (its exporter works with nir 1.0.4 and nirtorch 1.0),
+# in its own venv with the pinned CPU torch first.
+NV=${NIR_VENV:-.nir-venv}
+if [ ! -x "$NV/bin/python" ]; then
+    "$PY" -m venv "$NV"
+fi
+"$NV/bin/python" -m pip install --quiet torch==2.13.0
+"$NV/bin/python" -m pip install --quiet snntorch==0.9.4 nir==1.0.4 nirtorch==1.0
+export SANAFE_PYTHON="$PWD/$PEERS/bin/python" BRIAN2_PYTHON="$PWD/$B2/bin/python" SNNTORCH_PYTHON="$PWD/$NV/bin/python"
+export SPIKEFORGE_REQUIRE_PEERS=1
 
 "$PY" -m ruff check .
 "$PY" -m ruff format --check .

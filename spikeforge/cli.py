@@ -208,6 +208,41 @@ def _cmd_fpga(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_nir(args: argparse.Namespace) -> int:
+    from .models import save_graph
+    from .models.nir_io import import_nir
+
+    imported = import_nir(
+        args.file,
+        timesteps=args.timesteps,
+        dt=args.dt,
+        weight_bits=args.weight_bits,
+        v_bits=args.v_bits,
+        value_bits=args.value_bits,
+    )
+    g = imported.graph
+    try:
+        save_graph(g, args.out)
+    except OSError as exc:
+        raise SpikeForgeError(f"cannot write {args.out}: {exc.strerror}.") from None
+    for p in g.populations[1:]:
+        err = imported.rounding[p.name]
+        how = "exact" if err == 0 else f"rounded, largest error {err:.3g} (in NIR units)"
+        print(f"{p.name}: {p.kind} {p.shape}, scale {imported.scales[p.name]:g}, {how}")
+    print(f"T = {g.timesteps}, {g.total_steps} steps; {'exact' if imported.exact else 'NOT exact'}; wrote {args.out}")
+    return 0
+
+
+def _cmd_export_nir(args: argparse.Namespace) -> int:
+    from .models.nir_io import export_nir
+    from .workflow import graph_for
+
+    graph = graph_for(args.model, args.timesteps)
+    export_nir(graph, args.out)
+    print(f"wrote {args.out}: {len(graph.populations)} populations, {len(graph.projections)} projections")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -317,6 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--freq", type=float, default=100.0, help="clock constraint in MHz (default: %(default)s)")
     fp.set_defaults(func=_cmd_fpga)
 
+    ni = sub.add_parser("import-nir", help="convert a NIR file (snnTorch, Norse, Sinabs, ...) into an SNN graph")
+    ni.add_argument("file", type=Path, help="NIR file (.nir, HDF5)")
+    ni.add_argument("--out", type=Path, required=True, help="graph file to write (.npz)")
+    ni.add_argument("--timesteps", type=_positive_int, help="steps T to present the input (required unless recorded)")
+    ni.add_argument(
+        "--dt", type=float, default=1e-4, help="time step of the LIF discretisation in s (default: %(default)s)"
+    )
+    ni.add_argument("--weight-bits", type=_positive_int, help="signed weight width (default: 8)")
+    ni.add_argument("--v-bits", type=_positive_int, help="signed membrane and threshold width (default: 24)")
+    ni.add_argument("--value-bits", type=_positive_int, help="unsigned input value width (default: 8)")
+    ni.set_defaults(func=_cmd_import_nir)
+
+    ne = sub.add_parser("export-nir", help="write the NIR-expressible part of a model as a NIR file")
+    ne.add_argument("model", help="bundled model, checkpoint or graph .npz")
+    ne.add_argument("--out", type=Path, required=True, help="NIR file to write")
+    ne.add_argument("--timesteps", type=_positive_int, help="T when converting a checkpoint")
+    ne.set_defaults(func=_cmd_export_nir)
+
     t = sub.add_parser("train", help="quantization-aware training (needs the train extra)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint to write (.npz)")
     t.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
@@ -380,6 +433,8 @@ _LIBRARY = {
     "_cmd_rtl": "spikeforge.rtl.export_rtl",
     "_cmd_cosim": "spikeforge.workflow.cosim_model",
     "_cmd_fpga": "spikeforge.rtl.fpga.build_fpga",
+    "_cmd_import_nir": "spikeforge.models.nir_io.import_nir",
+    "_cmd_export_nir": "spikeforge.models.nir_io.export_nir",
     "_cmd_train": "spikeforge.models.train.main",
 }
 
