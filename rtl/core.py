@@ -96,7 +96,8 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     syn = _pack(p.synapse, c.weight_bits) + [0] * (syn_words - len(p.synapse))
     params = np.zeros((gmax * lanes, 3), np.int64)
     params[: p.n] = p.params
-    v0 = params[:, 2].copy() if p.kind == PIECE_CODES["neuron"] else np.zeros(gmax * lanes, np.int64)
+    keeps_v0 = p.kind in (PIECE_CODES["neuron"], PIECE_CODES["product"])
+    v0 = params[:, 2].copy() if keeps_v0 else np.zeros(gmax * lanes, np.int64)
     par = _pack(params[:, :2].reshape(gmax, lanes * 2), c.v_bits)
     mem = _pack(v0.reshape(gmax, lanes), c.v_bits)
     return [
@@ -193,7 +194,7 @@ class Core(wiring.Component):
         s_rw = Array(
             reg(f"slot{k}_row_words", range(gmax + 1), s.row_words if s else 0) for k, s in enumerate(slot_list)
         )
-        is_neuron = p.kind == PIECE_CODES["neuron"]
+        is_neuron = p.kind in (PIECE_CODES["neuron"], PIECE_CODES["product"])  # IF/DIF units
         is_maxpool = p.kind == PIECE_CODES["maxpool"]
         mp = self._pool_state(m) if is_maxpool else {}
         in_start, out_start, T = p.in_start, p.out_start, p.timesteps
@@ -235,6 +236,7 @@ class Core(wiring.Component):
         kind = s_kind[head.slot]
         is_psum = head.type == TYPE_PARTIAL  # a partial sum for local neuron `index` (section 4.2)
         conv = None
+        prod = None
         val = Mux(head.type == TYPE_SPIKE, 1, head.payload)
         row = Signal(24)  # the event's row in its slot: source index (dense) or channel (pool_dense), minus lo
         m.d.comb += row.eq((head.index - s_lo[head.slot]).as_unsigned()[:24])
@@ -256,6 +258,7 @@ class Core(wiring.Component):
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
         if any(sl.kind == SLOT_CODES["conv"] for sl in p.slots):
             conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum)
+        prod = self._product_unit(m, head, pop, idle, kind, is_psum) if p.kind == PIECE_CODES["product"] else None
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
             m.d.sync += [last_end.eq(0), had.eq(0)]
@@ -269,8 +272,21 @@ class Core(wiring.Component):
                     m.d.comb += [iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
                     m.d.sync += [rem.eq(conv["cost"] - 1), last_end.eq(now + conv["cost"]), cur_val.eq(val)]
                     m.d.sync += [cur_dense.eq(0)]
+            if prod is not None:
+                is_prod = ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
+                with m.If(is_prod):
+                    m.d.comb += [
+                        iss_valid.eq(prod["m"] > 0),
+                        iss_dense.eq(0),
+                        iss_maddr.eq(prod["local0"]),
+                        iss_lane.eq(0),
+                        iss_hit.eq(1),
+                        iss_weight.eq(prod["count0"]),
+                        iss_val.eq(prod["w"]),
+                    ]
+                    m.d.sync += [rem.eq(prod["m"]), last_end.eq(now + prod["m"] + 1), cur_dense.eq(0)]
             rowwise = (kind == SLOT_CODES["dense"]) | (kind == SLOT_CODES["pool_dense"])
-            with m.Elif(~is_psum & rowwise) if conv is not None else m.If(~is_psum & rowwise):
+            with m.Elif(~is_psum & rowwise) if (conv is not None or prod is not None) else m.If(~is_psum & rowwise):
                 cost = groups + self.extra_dense_cycles
                 m.d.comb += [
                     iss_valid.eq(groups > 0),
@@ -314,6 +330,16 @@ class Core(wiring.Component):
             if conv is not None:
                 with m.If(conv["active"]):
                     m.d.comb += [iss_valid.eq(conv["any"]), iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
+            if prod is not None:  # the k-th target neuron of a product event; the last cycle issues nothing
+                m.d.comb += [
+                    iss_valid.eq(prod["k"] < prod["m_r"]),
+                    iss_dense.eq(0),
+                    iss_maddr.eq(prod["local_k"]),
+                    iss_lane.eq(0),
+                    iss_hit.eq(1),
+                    iss_weight.eq(prod["count_k"]),
+                    iss_val.eq(prod["w_r"]),
+                ]
             m.d.sync += [rem.eq(rem - 1), g.eq(g + 1), cur_addr.eq(cur_addr + 1)]
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         ended = ~(had & ~self.start) | (now >= last_end + c.pipeline_cycles)
@@ -322,7 +348,12 @@ class Core(wiring.Component):
 
         # ---- phase-F issue unit
         step = self.step
-        fires = groups > 0 and p.kind in (PIECE_CODES["neuron"], PIECE_CODES["output"], PIECE_CODES["maxpool"])
+        fires = groups > 0 and p.kind in (
+            PIECE_CODES["neuron"],
+            PIECE_CODES["output"],
+            PIECE_CODES["maxpool"],
+            PIECE_CODES["product"],
+        )
         last_update = (in_start + T) if is_maxpool else (out_start + T)  # a max-pool unit emits in its input window
         updating = ((step >= in_start) & (step < last_update)) if fires else Const(0)
         fk = Signal(range(gmax + 1))
@@ -491,6 +522,79 @@ class Core(wiring.Component):
                 base_r.eq(base),
             ]
         return {"any": mask.any(), "maddr": maddr, "saddr": saddr, "cost": cost, "active": ~cur_dense}
+
+    def _product_unit(self, m: Module, head, pop, idle, kind, is_psum) -> dict:
+        """The running-count mode (section 4.3) with one lane. An ``a`` spike ``(i, c)`` adds
+        ``w * Bbar[c, j]`` to ``out[i, j]`` for each ``j`` of the piece (one per cycle), then
+        ``Abar[i, c] += 1``; a ``b`` spike ``(c, j)`` adds ``w * Abar[i, c]`` to ``out[i, j]`` for
+        each ``i``, then ``Bbar[c, j] += 1``: ``m + 1`` cycles. The counts are registers; each
+        operand's source index is mapped to its ``(row, column)`` by the piece's index table."""
+        c, p = self.hw.core, self.piece
+        g = p.geometry
+        ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction
+        cb = c.count_bits
+        w = next(sl.weight for sl in p.slots if sl.kind == SLOT_CODES["product_a"])
+        abar = [[Signal(cb, name=f"abar{i}_{k}") for k in range(nc)] for i in range(ni)]
+        bbar = [[Signal(cb, name=f"bbar{k}_{j}") for j in range(nj)] for k in range(nc)]
+        is_a = kind == SLOT_CODES["product_a"]
+        # decode the operand: (row, col) of a (i, c) or of b (c, j)
+        row, col = Signal(range(max(2, ni, nc) + 1)), Signal(range(max(2, nc, nj) + 1))
+        a_map, b_map = p.operands
+        with m.If(is_a):
+            for src, (i, k) in a_map.items():
+                with m.If(head.index == src):
+                    m.d.comb += [row.eq(i), col.eq(k)]
+        with m.Else():
+            for src, (k, j) in b_map.items():
+                with m.If(head.index == src):
+                    m.d.comb += [row.eq(k), col.eq(j)]
+        side_r = Signal()  # 1: an a event
+        row_r, col_r = Signal.like(row), Signal.like(col)
+        k_r = Signal(range(max(ni, nj) + 2))
+        m_h = Mux(is_a, nj, ni)
+        m_r = Signal(range(max(ni, nj) + 1))
+
+        def count(side, rw, cl, k):
+            # the other operand's count for the k-th target: a event -> Bbar[c, k]; b event -> Abar[k, c]
+            b_c = Array(Array(r) for r in bbar)[cl][k] if nj and nc else Const(0)
+            a_c = Array(Array(r) for r in abar)[k][rw] if ni and nc else Const(0)  # b event: row is c
+            return Mux(side, b_c, a_c)
+
+        def local(side, rw, cl, k):
+            return Mux(side, rw * nj + k, k * nj + cl)
+
+        is_ev = pop & ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
+        with m.If(is_ev):
+            m.d.sync += [side_r.eq(is_a), row_r.eq(row), col_r.eq(col), k_r.eq(1), m_r.eq(m_h)]
+            with m.If(is_a):  # Abar[i, c] += 1
+                for i in range(ni):
+                    for k in range(nc):
+                        with m.If((row == i) & (col == k)):
+                            m.d.sync += abar[i][k].eq(abar[i][k] + 1)
+            with m.Else():  # Bbar[c, j] += 1
+                for k in range(nc):
+                    for j in range(nj):
+                        with m.If((row == k) & (col == j)):
+                            m.d.sync += bbar[k][j].eq(bbar[k][j] + 1)
+        with m.Elif(~idle):
+            m.d.sync += k_r.eq(k_r + 1)
+        count0 = Signal(signed(c.v_bits))
+        count_k = Signal(signed(c.v_bits))
+        m.d.comb += [
+            count0.eq(count(is_a, row, col, 0)),
+            count_k.eq(count(side_r, row_r, col_r, k_r)),
+        ]
+        return {
+            "m": m_h,
+            "m_r": m_r,
+            "k": k_r,
+            "w": w,
+            "w_r": w,
+            "local0": local(is_a, row, col, 0),
+            "local_k": local(side_r, row_r, col_r, k_r),
+            "count0": count0,
+            "count_k": count_k,
+        }
 
     def _tile_local(self, index):
         """Local index of population neuron ``index = (ch, y, x)`` in this channel x tile slice:

@@ -36,8 +36,8 @@ __all__ = [
 MAX_V_BITS = 32
 MAX_WEIGHT_BITS = 16
 #: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
-SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool")
-SUPPORTED_SLOTS = ("dense", "identity", "pool", "conv", "pool_dense")
+SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool", "product")
+SUPPORTED_SLOTS = ("dense", "identity", "pool", "conv", "pool_dense", "product_a", "product_b")
 #: The datapath writes a group back one cycle after it is issued, so the core can only be done
 #: ``pipeline_cycles >= 1`` after its last event ends.
 MIN_PIPELINE = 1
@@ -82,6 +82,9 @@ class PieceInit:
     root_y: int = 0
     neurons: tuple[int, ...] = ()  # global index of every local neuron (the encoder's flit index)
     geometry: dict = field(default_factory=dict)
+    # product pieces: operand source index -> (row, column) of the piece's counts, per operand slot
+    operands: tuple[dict, dict] = ({}, {})
+    contraction: int = 0  # C
     meta: dict = field(default_factory=dict)
 
 
@@ -151,6 +154,28 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                     f"piece {piece_id} ({piece.population!r}) mixes convolutions of different kernels or strides; "
                     "the RTL core generates one convolution geometry per piece."
                 )
+    operands: tuple[dict, dict] = ({}, {})
+    contraction = 0
+    if piece.kind == "product":
+        if program.hardware.core.lanes != 1:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) is a product piece; the RTL builds the running-count mode "
+                "with [core] lanes = 1 only (the skewed membrane banks of section 4.3 are not built yet)."
+            )
+        proj = program.graph.projections[piece.slots[0].proj]
+        g = piece.geometry
+        contraction = int(proj.a_index.shape[2])
+        a = {
+            int(proj.a_index[g["h"], i, c]): (i - g["i0"], c)
+            for i in range(g["i0"], g["i1"])
+            for c in range(contraction)
+        }
+        b = {
+            int(proj.b_index[g["h"], c, j]): (c, j - g["j0"])
+            for c in range(contraction)
+            for j in range(g["j0"], g["j1"])
+        }
+        operands = (a, b)
     images = program.images(piece_id)
     sched = program.graph.schedule()[piece.population]
     slots = tuple(
@@ -176,6 +201,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         root_y=root_y,
         neurons=tuple(int(v) for v in piece.neurons),
         geometry=dict(piece.geometry),
+        operands=operands,
+        contraction=contraction,
     )
 
 

@@ -16,11 +16,19 @@ from spikeforge.models.graph import (
     OutputPopulation,
     PoolDenseProjection,
     PoolProjection,
+    ProductProjection,
     SNNGraph,
     signed_range,
 )
 
-__all__ = ["conv_network", "dense_network", "dense_program", "pooled_network", "residual_conv_network"]
+__all__ = [
+    "attention_network",
+    "conv_network",
+    "dense_network",
+    "dense_program",
+    "pooled_network",
+    "residual_conv_network",
+]
 
 
 def dense_network(
@@ -171,5 +179,40 @@ def residual_conv_network(seed: int, channels: int = 4, side: int = 6, n_out: in
         ConvProjection("h1", "h2", rng.integers(-30, 41, (channels, channels, 3, 3)), padding=1),
         IdentityProjection("h1", "h2", weight=25),
         PoolDenseProjection("h2", "out", rng.integers(-20, 21, (n_out, channels))),
+    )
+    return SNNGraph(pops, projs, timesteps=4)
+
+
+def attention_network(seed: int, heads: int = 2, tokens: int = 4, head_dim: int = 4, n_out: int = 3) -> SNNGraph:
+    """``in -> q, k (IF) -> att = q x k^T (spike x spike product, per head) -> out``: an attention score block.
+
+    ``q`` is ``(heads, tokens, head_dim)`` and ``k`` ``(heads, head_dim, tokens)`` as flat populations;
+    ``att[h, i, j] = w * sum_c q[h, i, c] k[h, c, j]`` through the running-count mode.
+    """
+    rng = np.random.default_rng(seed)
+    nq = heads * tokens * head_dim
+    na = heads * tokens * tokens
+
+    def neurons(name, n, lo, hi):
+        return NeuronPopulation(
+            name, (n,), threshold=rng.integers(lo, hi, n), bias=rng.integers(-3, 4, n), v0=rng.integers(0, 20, n)
+        )
+
+    idx = np.arange(nq)
+    a_index = idx.reshape(heads, tokens, head_dim)
+    b_index = idx.reshape(heads, head_dim, tokens)
+    out_index = np.arange(na).reshape(heads, tokens, tokens)
+    pops = (
+        InputPopulation("in", (12,), value_bits=4),
+        neurons("q", nq, 100, 250),
+        neurons("k", nq, 100, 250),
+        neurons("att", na, 6, 20),
+        OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
+    )
+    projs = (
+        DenseProjection("in", "q", rng.integers(-10, 31, (nq, 12))),
+        DenseProjection("in", "k", rng.integers(-10, 31, (nq, 12))),
+        ProductProjection("q", "k", "att", a_index, b_index, out_index, weight=3),
+        DenseProjection("att", "out", rng.integers(-20, 21, (n_out, na))),
     )
     return SNNGraph(pops, projs, timesteps=4)

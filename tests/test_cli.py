@@ -162,7 +162,7 @@ def test_rtl_writes_modules_and_refuses_a_program_for_other_hardware(tmp_path, c
 
 def test_cosim_names_what_the_rtl_cannot_build_yet(capsys):
     assert main(["cosim", "--hardware", "configs/array-16x16.toml"]) == 2
-    assert "is a 'product' piece; the RTL core implements" in capsys.readouterr().err  # the one kind left
+    assert "is a product piece; the RTL builds the running-count mode with [core] lanes = 1" in capsys.readouterr().err
 
 
 def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):

@@ -196,3 +196,12 @@ def test_a_conv_slice_that_does_not_fill_lane_groups_is_refused():
     program = dense_program(conv_network(6), 2, 3, neurons=48, lanes=8, axons=160)
     with pytest.raises(RtlError, match=r"conv slice of 4 channels does not fill whole lane groups of 8"):
         piece_init(program, 0)
+
+
+def test_products_with_several_lanes_are_refused():
+    from spikeforge.rtl.scenarios import attention_network
+
+    program = dense_program(attention_network(8), 3, 3, neurons=16, lanes=4, axons=32)
+    prod = next(p for p in program.pieces if p.kind == "product")
+    with pytest.raises(RtlError, match=r"running-count mode with \[core\] lanes = 1 only"):
+        piece_init(program, prod.id)
