@@ -153,7 +153,7 @@ def test_cosim_of_the_bundled_model_names_what_the_rtl_lacks(tiny_graph):
     from spikeforge.rtl import RtlError, cosim_samples
 
     program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
-    with pytest.raises(RtlError, match="the RTL core implements"):
+    with pytest.raises(RtlError, match=r"\('b0.att'\) is a product piece; the RTL builds .* with \[core\] lanes = 1"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 

@@ -177,11 +177,11 @@ def test_a_program_for_another_hardware_file_is_refused(tmp_path, small):
 def test_a_piece_the_rtl_does_not_implement_is_named(tiny_graph):
     from spikeforge.mapping import compile
 
-    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
-    kinds = {p.kind for p in program.pieces} | {s.kind for p in program.pieces for s in p.slots}
-    assert "conv" in kinds
-    with pytest.raises(RtlError, match=r"slot; the RTL core implements dense, identity|piece; the RTL core"):
+    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))  # 16-lane cores
+    with pytest.raises(RtlError, match=r"piece \d+ \('b0.att'\) is a product piece; .* lanes = 1 only"):
         cosim(program, np.zeros(program.graph.input.shape, np.int64))
+    with pytest.raises(RtlError, match=r"is a 'mystery' piece; the RTL core implements neuron, output"):
+        piece_init(dataclasses.replace(program, pieces=(dataclasses.replace(program.pieces[0], kind="mystery"),)), 0)
 
 
 def test_a_missing_icarus_says_what_to_install(monkeypatch):
