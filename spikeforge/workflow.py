@@ -156,13 +156,14 @@ def cosim_model(
     samples: int = 1,
     data: str | Path | None = None,
     workdir: str | Path | None = None,
-) -> list:
-    """Co-simulate ``model`` mapped onto ``hardware``: the RTL on Icarus against the simulator.
+):
+    """Co-simulate ``model`` mapped onto ``hardware``: the whole RTL array on Icarus against the simulator.
 
-    One :class:`spikeforge.rtl.CosimReport` per sample (the first ``samples`` test images).
-    Refuses, before running anything, programs the RTL cannot build yet (``docs/rtl.md``).
+    Returns the :class:`spikeforge.rtl.cosim.SamplesReport` of the first ``samples`` test images
+    (per sample: host flits, phase ends, every core's membranes, spikes, busy cycles and sent
+    flits). Refuses, before running anything, programs the RTL cannot build yet (``docs/rtl.md``).
     """
-    from .rtl import cosim
+    from .rtl.cosim import cosim_samples
 
     hw = hardware if isinstance(hardware, HardwareConfig) else load_hardware(hardware)
     dataset = load_npz_dataset(data) if data else load_digits()
@@ -174,8 +175,4 @@ def cosim_model(
         raise SpikeForgeError(
             f"the data's images are {tuple(dataset.x_test.shape[1:])} but model {str(model)!r} expects {shape}."
         )
-    reports = []
-    for i in range(samples):
-        sub = None if workdir is None else Path(workdir) / f"sample{i}"
-        reports.append(cosim(program, dataset.x_test[i], sub))
-    return reports
+    return cosim_samples(program, dataset.x_test, samples, workdir)

@@ -175,3 +175,27 @@ def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):
     assert "MBE SNN" in capsys.readouterr().out
     assert main(["demo", "--model", "tiny-digits-vit", "--neuron", "if", "--samples", "3"]) == 2
     assert "converts with MBE neurons" in capsys.readouterr().err
+
+
+@pytest.mark.rtl
+def test_cosim_of_a_dense_network_on_the_digits_matches(tmp_path, capsys):
+    import os
+    import shutil
+
+    if shutil.which("iverilog") is None and not os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+        pytest.skip("iverilog missing (scripts/test.sh installs it)")
+    from spikeforge.models import save_graph
+    from spikeforge.models.graph import InputPopulation, SNNGraph
+    from spikeforge.rtl.scenarios import dense_network
+
+    g = dense_network(3, (64, 16, 16))  # 64 inputs: the 8 x 8 digits, values up to 16 (5 bits)
+    g = SNNGraph((InputPopulation("in", (1, 8, 8), value_bits=5), *g.populations[1:]), g.projections, g.timesteps)
+    save_graph(g, tmp_path / "dense.npz")
+    (tmp_path / "hw.toml").write_text(
+        "[array]\nrows = 2\ncols = 3\n[core]\nneurons = 16\naxons = 64\nlanes = 4\n"
+        "spike_history_steps = 8\nrouting_entries = 64\n"
+    )
+    args = ["cosim", "--model", str(tmp_path / "dense.npz"), "--hardware", str(tmp_path / "hw.toml")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "sample 0: array of 6 cores" in out and "all samples match" in out
