@@ -243,7 +243,7 @@ def _as_identity(node, shape, dst_shape) -> float | None:
     return float(f[0]) if f.size and np.all(f == f[0]) else None
 
 
-def _as_conv(name, node, shape, dst_shape) -> tuple[np.ndarray, int, int, np.ndarray] | None:
+def _as_conv(node, shape, dst_shape) -> tuple[np.ndarray, int, int, np.ndarray] | None:
     """A lone Conv2d that our convolution projection holds as is: (kernel, stride, padding, bias)."""
     if _kind(node) != "Conv2d" or len(shape) != 3:
         return None
@@ -359,7 +359,7 @@ def import_nir(
         gain = np.ones(size)
         if _kind(node) in ("IF", "LIF"):
             gain, theta = _neuron_gain(n, node, size, dt)
-        parts = []  # (src, dense W or conv tuple, bias)
+        parts = []  # (src, (kind, scaled values[, stride, padding])) per incoming chain
         bias = np.zeros(size)
         for src, path in incoming[n]:
             ident = _as_identity(nodes[path[0]], shapes[src], shapes[n]) if len(path) == 1 else None
@@ -368,7 +368,7 @@ def import_nir(
                     raise NirError(f"node {n!r}: a per-neuron input gain cannot scale a one-to-one Scale node.")
                 parts.append((src, ("identity", np.array([ident * gain[0]]))))
                 continue
-            conv = _as_conv(path[0], nodes[path[0]], shapes[src], shapes[n]) if len(path) == 1 else None
+            conv = _as_conv(nodes[path[0]], shapes[src], shapes[n]) if len(path) == 1 else None
             if conv is not None:
                 k, st, pad, b = conv
                 g = gain.reshape(shapes[n])

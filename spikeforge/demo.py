@@ -30,7 +30,7 @@ from .models.vit import FORMAT as VIT_FORMAT
 from .plots import draw_all
 from .sim import simulate
 from .sweep import SweepPoint, result_row
-from .workflow import check_writable
+from .workflow import check_writable, test_split
 
 #: Figures copied from the simulation into the report's top level.
 SIM_KEYS = ("synaptic_ops_per_inference", "cycles_per_inference", "latency_s", "memory_traffic_bytes", "energy_pj")
@@ -71,12 +71,7 @@ def run_demo(
     if is_vit_model(model):
         return _run_mbe_demo(str(model), out, timesteps, neuron, samples, data, t0)
     ckpt = load_model(model)
-    dataset = load_npz_dataset(data) if data else load_digits()
-    x, y = dataset.x_test, dataset.y_test
-    if samples is not None:
-        if not 1 <= samples <= len(x):
-            raise SpikeForgeError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
-        x, y = x[:samples], y[:samples]
+    x, y = test_split(data, samples)
     if x.shape[1:] != ckpt.config.image_shape:
         raise SpikeForgeError(
             f"the data's images are {x.shape[1:]} but model {model!r} expects {ckpt.config.image_shape}."
@@ -159,9 +154,7 @@ def _run_mbe_demo(model, out, timesteps, neuron, samples, data, t0) -> dict[str,
     if neuron != "dif":
         raise SpikeForgeError(f"{model} converts with MBE neurons; --neuron {neuron} applies to CSDformer models.")
     dataset = load_npz_dataset(data) if data else load_digits()
-    n_test = len(dataset.x_test)
-    if samples is not None and not 1 <= samples <= n_test:
-        raise SpikeForgeError(f"samples must be in 1..{n_test} (the test split's size), got {samples}.")
+    test_split(dataset, samples)  # refuse a bad sample count before the conversion
     if out is not None:
         check_writable(out)
     # integer=True: every MBE neuron runs its lookup-table form, the arithmetic hardware would run

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .models.errors import SpikeForgeError
 from .sim.energy import COMPONENTS
 
 __all__ = [
@@ -290,8 +291,6 @@ def draw_all(
     ``per_population`` is one result's table (firing rates do not depend on the hardware);
     ``model`` names the model in the firing-rate plot's title.
     """
-    from .models.errors import SpikeForgeError
-
     out = Path(out)
     if not _ok(rows):
         raise SpikeForgeError("no point has results to plot (every point failed or none ran).")

@@ -37,6 +37,7 @@ __all__ = [
     "SweepPoint",
     "SweepResult",
     "METRIC_COLUMNS",
+    "csv_columns",
     "sweep_points",
     "run_point",
     "result_row",
@@ -135,7 +136,12 @@ class SweepResult:
     @property
     def columns(self) -> list[str]:
         """Column order of ``sweep.csv``."""
-        return ["point", *self.parameters, "label", *METRIC_COLUMNS]
+        return csv_columns(self.parameters)
+
+
+def csv_columns(parameters: tuple[str, ...]) -> list[str]:
+    """``sweep.csv``'s columns: the point, the swept parameters, its label, the metrics."""
+    return ["point", *parameters, "label", *METRIC_COLUMNS]
 
 
 def sweep_points(spec: SweepSpec, base_dir: Path | None = None, **overrides: Any) -> list[SweepPoint]:
@@ -262,7 +268,7 @@ def _load_point(path: Path, point: SweepPoint) -> dict[str, Any] | None:
 def _iter_local(todo: list[SweepPoint], workers: int) -> Iterator[tuple[SweepPoint, dict | None, str]]:
     if workers <= 1 or len(todo) <= 1:
         for point in todo:
-            yield _guarded(point)
+            yield (point, *_run_guarded(point.hardware.to_dict(), point.settings))
         return
     # spawn, not fork: the parent may hold threads (tqdm, Dask) and Numba state
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
@@ -283,11 +289,6 @@ def _run_guarded(hardware: dict[str, Any], settings: dict[str, Any]) -> tuple[di
         return run_point(hardware, settings), ""
     except SpikeForgeError as exc:
         return None, str(exc)
-
-
-def _guarded(point: SweepPoint) -> tuple[SweepPoint, dict | None, str]:
-    result, error = _run_guarded(point.hardware.to_dict(), point.settings)
-    return point, result, error
 
 
 def _iter_dask(todo: list[SweepPoint], scheduler: str) -> Iterator[tuple[SweepPoint, dict | None, str]]:
@@ -420,7 +421,7 @@ def run_sweep(
     )
 
 
-def _rows(spec, points, results, errors) -> list[dict[str, Any]]:
+def _rows(points, results, errors) -> list[dict[str, Any]]:
     rows = []
     for p in points:
         if p.key not in results and p.key not in errors:
@@ -437,8 +438,8 @@ def _rows(spec, points, results, errors) -> list[dict[str, Any]]:
 
 
 def _write_tables(out, spec, points, results, errors, complete: bool, wall: float | None = None):
-    rows = _rows(spec, points, results, errors)
-    columns = ["point", *spec.parameters, "label", *METRIC_COLUMNS]
+    rows = _rows(points, results, errors)
+    columns = csv_columns(spec.parameters)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

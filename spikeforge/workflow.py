@@ -13,7 +13,7 @@ from .models.errors import FileFormatError, SpikeForgeError
 from .models.npzio import read_npz
 from .sim import SimResult, simulate
 
-__all__ = ["graph_for", "map_model", "write_images", "simulate_model", "check_writable", "cosim_model"]
+__all__ = ["graph_for", "map_model", "write_images", "simulate_model", "check_writable", "cosim_model", "test_split"]
 
 
 def graph_for(model: str | Path, timesteps: int | None = None, neuron: str = "dif") -> SNNGraph:
@@ -111,24 +111,13 @@ def simulate_model(
     hw = hardware if isinstance(hardware, HardwareConfig) else load_hardware(hardware)
     if out is not None:
         check_writable(out)
-    dataset = load_npz_dataset(data) if data else load_digits()
-    x, y = dataset.x_test, dataset.y_test
-    if samples is not None:
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= len(x):
-            raise SpikeForgeError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
-        x, y = x[:samples], y[:samples]
+    x, y = test_split(data, samples)
     path = Path(str(model))
+    program = _program_for(model, hw, timesteps)
     ckpt = None
-    if path.is_dir():
-        program = load_program(path, hw)
-    else:
-        graph = graph_for(model, timesteps)
-        program = compile(graph, hw)
-        if not (path.suffix == ".npz" and read_npz(path)[0].get("format") == "spikeforge-snn-graph"):
-            ckpt = load_model(model)
-    shape = program.graph.input.shape
-    if tuple(x.shape[1:]) != tuple(shape):
-        raise SpikeForgeError(f"the data's images are {tuple(x.shape[1:])} but model {str(model)!r} expects {shape}.")
+    if not path.is_dir() and not (path.suffix == ".npz" and read_npz(path)[0].get("format") == "spikeforge-snn-graph"):
+        ckpt = load_model(model)
+    _check_shape(x, program, model)
     float_acc = float(np.mean(float_forward(ckpt, x).argmax(1) == y)) if ckpt is not None else None
     result = simulate(
         program,
@@ -145,9 +134,28 @@ def simulate_model(
     return result
 
 
+def test_split(data=None, samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` test images and labels of ``data``: a data set ``.npz`` path, a loaded
+    :class:`~spikeforge.models.datasets.Dataset`, or ``None`` for the bundled digits."""
+    dataset = data if hasattr(data, "x_test") else (load_npz_dataset(data) if data else load_digits())
+    x, y = dataset.x_test, dataset.y_test
+    if samples is not None:
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= len(x):
+            raise SpikeForgeError(f"samples must be in 1..{len(x)} (the test split's size), got {samples}.")
+        x, y = x[:samples], y[:samples]
+    return x, y
+
+
 def _program_for(model: str | Path, hw: HardwareConfig, timesteps: int | None = None) -> Program:
+    """A program directory of ``spikeforge map`` loaded for ``hw``, or ``model`` converted and compiled."""
     path = Path(str(model))
     return load_program(path, hw) if path.is_dir() else compile(graph_for(model, timesteps), hw)
+
+
+def _check_shape(x: np.ndarray, program: Program, model: str | Path) -> None:
+    shape = tuple(program.graph.input.shape)
+    if tuple(x.shape[1:]) != shape:
+        raise SpikeForgeError(f"the data's images are {tuple(x.shape[1:])} but model {str(model)!r} expects {shape}.")
 
 
 def cosim_model(
@@ -166,13 +174,7 @@ def cosim_model(
     from .rtl.cosim import cosim_samples
 
     hw = hardware if isinstance(hardware, HardwareConfig) else load_hardware(hardware)
-    dataset = load_npz_dataset(data) if data else load_digits()
-    if isinstance(samples, bool) or not 1 <= samples <= len(dataset.x_test):
-        raise SpikeForgeError(f"samples must be in 1..{len(dataset.x_test)} (the test split's size), got {samples}.")
+    x, _ = test_split(data, samples)
     program = _program_for(model, hw)
-    shape = tuple(program.graph.input.shape)
-    if tuple(dataset.x_test.shape[1:]) != shape:
-        raise SpikeForgeError(
-            f"the data's images are {tuple(dataset.x_test.shape[1:])} but model {str(model)!r} expects {shape}."
-        )
-    return cosim_samples(program, dataset.x_test, samples, workdir)
+    _check_shape(x, program, model)
+    return cosim_samples(program, x, samples, workdir)
