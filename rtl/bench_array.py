@@ -23,40 +23,17 @@ import os
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+
+from .bench_common import BenchBase, start, write_results
 
 __all__ = ["array_bench"]
 
 
-def _signed(v: int, bits: int) -> int:
-    return v - (1 << bits) if v >> (bits - 1) & 1 else v
+class _ArrayBench(BenchBase):
+    where = "array "
 
-
-class _ArrayBench:
     def __init__(self, dut, spec: dict) -> None:
-        self.dut, self.spec = dut, spec
-        self.cycles = 0
-        self.mismatches: list[dict] = []
-        self.compared = {
-            "host_flits": 0,
-            "cycle_checks": 0,
-            "membranes": 0,
-            "spikes": 0,
-            "busy": 0,
-            "packets": 0,
-            "steps": 0,
-        }
-
-    def mismatch(self, step, what, expected, got, core=None, neuron=None) -> None:
-        self.mismatches.append(
-            {"step": step, "core": core, "what": what, "neuron": neuron, "expected": expected, "got": got}
-        )
-
-    async def edges(self, k: int) -> None:
-        if k > 0:
-            await ClockCycles(self.dut.clk, k)
-            self.cycles += k
+        super().__init__(dut, spec, ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps"))
 
     def pack(self, fields: list[int]) -> int:
         word, shift = 0, 0
@@ -64,12 +41,6 @@ class _ArrayBench:
             word |= (v & ((1 << width) - 1)) << shift
             shift += width
         return word
-
-    async def check(self, t: int, name: str, cycle: int, expect: int) -> None:
-        got = int(getattr(self.dut, name).value)
-        self.compared["cycle_checks"] += 1
-        if got != expect:
-            self.mismatch(t, f"array {name} at cycle {cycle}", expect, got)
 
     async def phase_i(self, st: dict) -> None:
         dut, t = self.dut, st["t"]
@@ -101,15 +72,15 @@ class _ArrayBench:
         end = st["phase_i"]
         if end <= 0:
             if c == 1:
-                await self.check(t, "i_done", 0, 1)
+                self.check(t, "i_done", 0, 1)
             return
         if end - 1 < c - 1:
             self.mismatch(t, "phase I ends before the host finished", end, c - 1)
             return
         await self.edges(end - c)
-        await self.check(t, "i_done", end - 1, 0)
+        self.check(t, "i_done", end - 1, 0)
         await self.edges(1)
-        await self.check(t, "i_done", end, 1)
+        self.check(t, "i_done", end, 1)
 
     async def phase_p(self, st: dict) -> None:
         """Phase P (section 4.2): partial pieces scan and send their sums; it ends at ``P(t)``."""
@@ -121,13 +92,7 @@ class _ArrayBench:
         await self.edges(1)
         dut.start.value = 0
         dut.pphase.value = 0
-        await self.check(t, "i_done", 0, int(end == 0))
-        if end > 1:
-            await self.edges(end - 1)
-            await self.check(t, "i_done", end - 1, 0)
-        if end > 0:
-            await self.edges(1)
-            await self.check(t, "i_done", end, 1)
+        await self.expect_end(t, "i_done", end)
         await self.edges(self.spec["barrier"])
 
     async def phase_f(self, st: dict) -> None:
@@ -135,45 +100,21 @@ class _ArrayBench:
         dut.fire.value = 1
         await self.edges(1)
         dut.fire.value = 0
-        await self.check(t, "f_done", 0, int(f == 0))
-        if f > 1:
-            await self.edges(f - 1)
-            await self.check(t, "f_done", f - 1, 0)
-        if f > 0:
-            await self.edges(1)
-            await self.check(t, "f_done", f, 1)
+        await self.expect_end(t, "f_done", f)
 
     async def barrier(self, st: dict) -> None:
-        dut, sp, t = self.dut, self.spec, st["t"]
-        lanes, vb = sp["lanes"], sp["v_bits"]
+        dut, t = self.dut, st["t"]
         for core in st["cores"]:
-            k, n = core["core"], core["n"]
+            k = core["core"]
             dut.dbg_core.value = k
-            got_v = []
-            for g in range(-(-n // lanes)):
-                dut.dbg_maddr.value = g
-                await Timer(1, "ps")
-                word = int(dut.dbg_v.value)
-                got_v += [_signed((word >> (lane * vb)) & ((1 << vb) - 1), vb) for lane in range(lanes)]
-            for j, (e, g_) in enumerate(zip(core["membranes"], got_v[:n])):
-                self.compared["membranes"] += 1
-                if e != g_:
-                    self.mismatch(t, "membrane", e, g_, core=k, neuron=j)
-            if core["spikes"] is not None:
-                dut.dbg_haddr.value = t % sp["history"]
-                await Timer(1, "ps")
-                word = int(dut.dbg_h.value)
-                for j, e in enumerate(core["spikes"]):
-                    self.compared["spikes"] += 1
-                    if e != (word >> j) & 1:
-                        self.mismatch(t, "spike", e, (word >> j) & 1, core=k, neuron=j)
+            await self.score_state(t, core["n"], core["membranes"], core["spikes"], core=k)
             for name, key in (("dbg_busy", "busy"), ("dbg_sent", "sent")):
                 got = int(getattr(dut, name).value)
                 self.compared["busy" if key == "busy" else "packets"] += 1
                 if got != core[key]:
                     what = "busy cycles of the step" if key == "busy" else "flits sent in phase I"
                     self.mismatch(t, what, core[key], got, core=k)
-        await self.edges(sp["barrier"])
+        await self.edges(self.spec["barrier"])
         self.compared["steps"] += 1
 
 
@@ -183,13 +124,8 @@ async def array_bench(dut):
     with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
         spec = json.load(fh)
     bench = _ArrayBench(dut, spec)
-    names = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
-    for name in names + ("dbg_core", "dbg_maddr", "dbg_haddr"):
-        getattr(dut, name).value = 0
-    await Timer(1, "ns")
-    # low first: an X -> 1 clock at time 0 is a posedge that would load X into every register
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start(start_high=False))
-    await RisingEdge(dut.clk)
+    inputs = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
+    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr"))
     t0 = time.perf_counter()
     for st in spec["steps"]:
         await bench.phase_i(st)
@@ -197,8 +133,4 @@ async def array_bench(dut):
             await bench.phase_p(st)
         await bench.phase_f(st)
         await bench.barrier(st)
-    wall = time.perf_counter() - t0
-    with open(os.environ["SPIKEFORGE_COSIM_OUT"], "w") as fh:
-        json.dump(
-            {"compared": bench.compared, "cycles": bench.cycles, "wall_s": wall, "mismatches": bench.mismatches}, fh
-        )
+    write_results(bench, time.perf_counter() - t0)

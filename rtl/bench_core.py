@@ -24,50 +24,18 @@ import os
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+
+from .bench_common import BenchBase, signed, start, write_results
 
 __all__ = ["core_bench"]
 
 
-def _signed(v: int, bits: int) -> int:
-    return v - (1 << bits) if v >> (bits - 1) & 1 else v
-
-
-class _Bench:
+class _Bench(BenchBase):
     def __init__(self, dut, spec: dict) -> None:
-        self.dut = dut
-        self.spec = spec
-        self.cycles = 0
-        self.mismatches: list[dict] = []
-        self.compared = {
-            "events": 0,
-            "cycle_checks": 0,
-            "membranes": 0,
-            "spikes": 0,
-            "busy": 0,
-            "steps": 0,
-            "packets": 0,
-        }
+        super().__init__(dut, spec, ("events", "cycle_checks", "membranes", "spikes", "busy", "steps", "packets"))
 
-    def mismatch(self, step: int, what: str, expected, got, neuron: int | None = None) -> None:
-        self.mismatches.append(
-            {
-                "step": step,
-                "core": self.spec["core"],
-                "piece": self.spec["piece"],
-                "what": what,
-                "neuron": neuron,
-                "expected": expected,
-                "got": got,
-            }
-        )
-
-    async def edges(self, k: int) -> None:
-        """Advance ``k`` cycles: afterwards the outputs read are those of the last cycle advanced over."""
-        if k > 0:
-            await ClockCycles(self.dut.clk, k)
-            self.cycles += k
+    def location(self) -> dict:
+        return {"core": self.spec["core"], "piece": self.spec["piece"]}
 
     async def phase_i(self, st: dict) -> None:
         dut, t = self.dut, st["t"]
@@ -118,7 +86,7 @@ class _Bench:
                     if got != want:
                         self.mismatch(t, f"output packet at cycle {at} (type, slot, index, payload, x, y)", want, got)
                 elif kind == "done":
-                    await self.check_done(t, "i_done", at, item)
+                    self.check(t, "i_done", at, item)
                     if item and end >= 0:
                         got = int(dut.last_end.value) + self.spec["pipeline"]
                         self.compared["cycle_checks"] += 1
@@ -132,18 +100,11 @@ class _Bench:
     def unpack_out(self, dut) -> list[int]:
         word = int(dut.flits__payload.value)
         out = []
-        for width, signed in zip(self.spec["out_widths"], (0, 0, 0, 1, 0, 0)):
+        for width, is_signed in zip(self.spec["out_widths"], (0, 0, 0, 1, 0, 0)):
             v = word & ((1 << width) - 1)
-            out.append(_signed(v, width) if signed else v)
+            out.append(signed(v, width) if is_signed else v)
             word >>= width
         return out
-
-    async def check_done(self, t: int, name: str, cycle: int, expect: int) -> None:
-        val = getattr(self.dut, name).value
-        got = int(val) if val.is_resolvable else str(val)
-        self.compared["cycle_checks"] += 1
-        if got != expect:
-            self.mismatch(t, f"{name} at cycle {cycle}", expect, got)
 
     def pack_flit(self, ftype: int, slot: int, index: int, payload: int) -> int:
         sb, vb = self.spec["slot_bits"], self.spec["v_bits"]
@@ -159,41 +120,16 @@ class _Bench:
         dut.fire.value = 1  # cycle 0
         await self.edges(1)
         dut.fire.value = 0
-        await self.check_done(t, "f_done", 0, int(f == 0))
-        if f > 1:
-            await self.edges(f - 1)
-            await self.check_done(t, "f_done", f - 1, 0)
-        if f > 0:
-            await self.edges(1)
-            await self.check_done(t, "f_done", f, 1)
+        await self.expect_end(t, "f_done", f)
 
     async def barrier(self, st: dict) -> None:
-        dut, sp, t = self.dut, self.spec, st["t"]
-        lanes, vb, n = sp["lanes"], sp["v_bits"], sp["n"]
-        got_v = []
-        for g in range(-(-n // lanes)):
-            dut.dbg_maddr.value = g
-            await Timer(1, "ps")
-            word = int(dut.dbg_v.value)
-            got_v += [_signed((word >> (lane * vb)) & ((1 << vb) - 1), vb) for lane in range(lanes)]
-        for j, (e, g_) in enumerate(zip(st["membranes"], got_v[:n])):
-            self.compared["membranes"] += 1
-            if e != g_:
-                self.mismatch(t, "membrane", e, g_, neuron=j)
-        if st["spikes"] is not None:
-            dut.dbg_haddr.value = t % sp["history"]
-            await Timer(1, "ps")
-            word = int(dut.dbg_h.value)
-            got_s = [(word >> j) & 1 for j in range(n)]
-            for j, (e, g_) in enumerate(zip(st["spikes"], got_s[:n])):
-                self.compared["spikes"] += 1
-                if e != g_:
-                    self.mismatch(t, "spike", e, g_, neuron=j)
+        dut, t = self.dut, st["t"]
+        await self.score_state(t, self.spec["n"], st["membranes"], st["spikes"])
         busy = int(dut.busy.value)
         self.compared["busy"] += 1
         if busy != st["busy"]:
             self.mismatch(t, "busy cycles of the step", st["busy"], busy)
-        await self.edges(sp["barrier"])
+        await self.edges(self.spec["barrier"])
         self.compared["steps"] += 1
 
 
@@ -203,31 +139,11 @@ async def core_bench(dut):
     with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
         spec = json.load(fh)
     bench = _Bench(dut, spec)
-    names = (
-        "rst",
-        "start",
-        "pphase",
-        "fire",
-        "events__valid",
-        "events__payload",
-        "flits__ready",
-        "step",
-        "dbg_maddr",
-        "dbg_haddr",
-    )
-    for name in names:
-        getattr(dut, name).value = 0
-    await Timer(1, "ns")
-    # low first: an X -> 1 clock at time 0 is a posedge that would load X into every register
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start(start_high=False))
-    await RisingEdge(dut.clk)
+    inputs = ("rst", "start", "pphase", "fire", "events__valid", "events__payload", "flits__ready", "step")
+    await start(dut, (*inputs, "dbg_maddr", "dbg_haddr"))
     t0 = time.perf_counter()
     for st in spec["steps"]:
         await bench.phase_i(st)
         await bench.phase_f(st)
         await bench.barrier(st)
-    wall = time.perf_counter() - t0
-    with open(os.environ["SPIKEFORGE_COSIM_OUT"], "w") as fh:
-        json.dump(
-            {"compared": bench.compared, "cycles": bench.cycles, "wall_s": wall, "mismatches": bench.mismatches}, fh
-        )
+    write_results(bench, time.perf_counter() - t0)
