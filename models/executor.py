@@ -9,13 +9,13 @@ raises instead of silently differing from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import GraphError
 from .graph import SNNGraph, signed_range
-from .neurons import if_fire, maxpool_step
+from .neurons import if_fire, maxpool_step, mbe_fire, mbe_start
 from .projections import pool_windows, product_operands, propagate_linear
 
 __all__ = ["SNNRun", "check_input", "run_snn"]
@@ -29,19 +29,24 @@ class SNNRun:
     ----------
     rasters : dict of str to ndarray, shape (steps, batch, n)
         Output of every population at every step (``int8`` spikes; ``int64`` graded values
-        for the input). Empty when the run was made with ``record=False``.
+        for the input and the payloads ``P`` of MBE units). Empty when the run was made with
+        ``record=False``.
     counts : dict of str to ndarray of int64, shape (batch, n)
-        Sum over steps of every population's output (spike counts).
+        Sum over steps of every population's output (spike counts; for MBE units the basis
+        spikes, not the payloads).
     logits : ndarray of int64, shape (batch, n_classes)
         The output accumulator after the last step.
     steps : int
         Number of steps simulated (``graph.total_steps``).
+    clipped : dict of str to ndarray of int64, shape (batch,)
+        Per MBE population: units whose input was outside the calibrated range and was clamped.
     """
 
     rasters: dict[str, np.ndarray]
     counts: dict[str, np.ndarray]
     logits: np.ndarray
     steps: int
+    clipped: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_input(graph: SNNGraph, x: np.ndarray) -> np.ndarray:
@@ -85,12 +90,15 @@ def run_snn(graph: SNNGraph, x: np.ndarray, record: bool = True) -> SNNRun:
     incoming = {p.name: graph.incoming(p.name) for p in graph.populations}
     # Output history per population; spikes are read back by delay, so keep every step.
     hist = {
-        p.name: np.zeros((steps, batch, p.size), dtype=np.int64 if p.kind == "input" else np.int8)
+        p.name: np.zeros((steps, batch, p.size), dtype=np.int64 if p.kind in ("input", "mbe") else np.int8)
         for p in graph.populations
         if p.kind != "output"
     }
     v = {p.name: np.broadcast_to(p.v0, (batch, p.size)).copy() for p in graph.populations if p.kind == "neuron"}
-    acc = {p.name: np.zeros((batch, p.size), np.int64) for p in graph.populations if p.kind == "output"}
+    acc = {p.name: np.zeros((batch, p.size), np.int64) for p in graph.populations if p.kind in ("output", "mbe")}
+    mbe_u: dict[str, np.ndarray] = {}  # basis membranes, from the first output step on
+    mbe_spikes = {p.name: np.zeros((batch, p.size), np.int64) for p in graph.populations if p.kind == "mbe"}
+    clipped = {p.name: np.zeros(batch, np.int64) for p in graph.populations if p.kind == "mbe"}
     pool_state = {}
     prod_state = {}
     for proj in graph.projections:
@@ -154,9 +162,28 @@ def run_snn(graph: SNNGraph, x: np.ndarray, record: bool = True) -> SNNRun:
                 acc[pop.name] += current
                 if in_window:
                     acc[pop.name] += pop.bias
+            elif pop.kind == "mbe":
+                x_acc = acc[pop.name]
+                x_acc += current
+                if in_window:
+                    x_acc += pop.bias
+                if x_acc.size and (x_acc.min() < vlo or x_acc.max() > vhi):
+                    raise GraphError(
+                        f"input accumulator of MBE population {pop.name!r} left the {graph.v_bits}-bit range "
+                        f"at step {t}."
+                    )
+                k = t - win.out_start
+                if k == 0:
+                    mbe_u[pop.name], clip = mbe_start(x_acc, pop.offset, pop.x_lo, pop.x_hi)
+                    clipped[pop.name] += clip.sum(axis=1)
+                if 0 <= k < T:
+                    payload, fired = mbe_fire(mbe_u[pop.name], pop.vth[:, k], pop.reset[:, k], pop.intensity[:, k])
+                    hist[pop.name][t] = payload
+                    mbe_spikes[pop.name] += fired
     counts = {name: h.sum(axis=0, dtype=np.int64) for name, h in hist.items()}
+    counts.update(mbe_spikes)
     logits = acc[graph.output.name]
     counts[graph.output.name] = logits
     if logits.size and (logits.min() < vlo or logits.max() > vhi):
         raise GraphError(f"the output accumulator left the {graph.v_bits}-bit range.")
-    return SNNRun(rasters=hist if record else {}, counts=counts, logits=logits, steps=steps)
+    return SNNRun(rasters=hist if record else {}, counts=counts, logits=logits, steps=steps, clipped=clipped)

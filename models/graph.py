@@ -33,6 +33,19 @@ Population kinds
     Max-pool of binary spike trains by temporal decomposition: with running input counts
     ``C[t]``, output ``o[t] = max_window C[t] - max_window C[t-1]`` (binary), so that
     ``sum_t o[t] = max_window C[T]``.
+``mbe``
+    Multi-basis exponential-decay neurons (the training-free conversion, :mod:`spikeforge.models.mbe`)
+    in their integer lookup-table form. Each unit ``i`` integrates its input over the input
+    window, ``X = sum_t I[t] + T * b``; at the first step of the output window
+    (``out_start = in_start + T - 1``, the step the last input arrives) ``X`` is clamped to
+    ``[x_lo, x_hi]`` (clipped units are counted) and its ``N`` basis membranes start at
+    ``U_n = X - C_n``. At output step ``k``::
+
+        s_n[k] = [U_n >= VTH[n, k]];   U_n <- U_n - s_n[k] * R[n, k];   P[k] = sum_n s_n[k] * DI[n, k]
+
+    The unit emits the *graded* value ``P[k]`` (the intensity-weighted spikes of its bases,
+    summed by table lookups, no multiplier); a target integrates ``W * P[k]``, which sums to
+    ``W * (f(x) - b_f) * 2**out_frac_bits`` over the window. ``s_n[k]`` are the spikes counted.
 ``output``
     Non-spiking accumulator (logits): ``y = sum_t I[t] + T * b``.
 
@@ -60,6 +73,7 @@ __all__ = [
     "NeuronPopulation",
     "MaxPoolPopulation",
     "OutputPopulation",
+    "MBEPopulation",
     "Population",
     "DenseProjection",
     "ConvProjection",
@@ -177,7 +191,92 @@ class OutputPopulation(_PopulationBase):
         object.__setattr__(self, "bias", _int_array(f"population {self.name!r} bias", self.bias, (self.size,)))
 
 
-Population = Union[InputPopulation, NeuronPopulation, MaxPoolPopulation, OutputPopulation]
+@dataclass(frozen=True, eq=False)
+class MBEPopulation(_PopulationBase):
+    """Integer MBE units (see the module docstring): ``N`` bases per unit, one table row per step.
+
+    Attributes
+    ----------
+    vth, reset, intensity : ndarray of int, shape (N, T)
+        Threshold ``VTH[n, k]``, reset ``R[n, k]`` and output intensity ``DI[n, k]`` tables,
+        shared by every unit of the population (``T`` is the graph's).
+    offset : ndarray of int, shape (N,)
+        Per-basis input offset ``C_n``: ``U_n = X - C_n`` at the first output step.
+    x_lo, x_hi : int
+        The calibrated input range in the units of ``X``; ``X`` is clamped to it.
+    bias : ndarray of int, shape (n,)
+        Per-unit input bias, added at every step of the input window.
+    """
+
+    vth: np.ndarray = None  # type: ignore[assignment]
+    reset: np.ndarray = None  # type: ignore[assignment]
+    intensity: np.ndarray = None  # type: ignore[assignment]
+    offset: np.ndarray = None  # type: ignore[assignment]
+    bias: np.ndarray = None  # type: ignore[assignment]
+    x_lo: int = 0
+    x_hi: int = 0
+    kind: str = field(default="mbe", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        label = f"MBE population {self.name!r}"
+        for key in ("vth", "reset", "intensity"):
+            arr = _int_array(f"{label} {key}", getattr(self, key))
+            if arr.ndim != 2 or arr.shape[0] < 1:
+                raise GraphError(f"{label}: {key} must be a (bases, T) table, got shape {arr.shape}.")
+            object.__setattr__(self, key, arr)
+        if not self.vth.shape == self.reset.shape == self.intensity.shape:
+            raise GraphError(
+                f"{label}: vth, reset and intensity tables differ in shape "
+                f"({self.vth.shape}, {self.reset.shape}, {self.intensity.shape})."
+            )
+        object.__setattr__(self, "offset", _int_array(f"{label} offset", self.offset, (self.bases,)))
+        object.__setattr__(self, "bias", _int_array(f"{label} bias", self.bias, (self.size,)))
+        for key in ("x_lo", "x_hi"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise GraphError(f"{label}: {key} must be an integer, got {value!r}.")
+            object.__setattr__(self, key, int(value))
+        if self.x_lo > self.x_hi:
+            raise GraphError(f"{label}: x_lo = {self.x_lo} is above x_hi = {self.x_hi}.")
+
+    @property
+    def bases(self) -> int:
+        """``N``, the bases per unit."""
+        return int(self.vth.shape[0])
+
+    @property
+    def delay(self) -> int:
+        """Firing delay: the output window starts at the last input step (``T - 1`` steps in)."""
+        return int(self.vth.shape[1]) - 1
+
+    def membrane_range(self) -> tuple[int, int]:
+        """Bounds on every basis membrane ``U_n`` over all clamped inputs, by interval propagation.
+
+        Per basis, the interval ``[lo, hi]`` of ``U_n`` splits at each step into the part below
+        the threshold (unchanged) and the part at or above it (shifted by ``-R``); the union of
+        the two is carried on. Sound for any table (negative resets included), and tight for
+        the halving-like tables the fits produce.
+        """
+        out_lo, out_hi = None, None
+        for n in range(self.bases):
+            lo, hi = self.x_lo - int(self.offset[n]), self.x_hi - int(self.offset[n])
+            blo, bhi = lo, hi
+            for k in range(self.vth.shape[1]):
+                th, r = int(self.vth[n, k]), int(self.reset[n, k])
+                parts = []
+                if lo < th:
+                    parts.append((lo, min(hi, th - 1)))
+                if hi >= th:
+                    parts.append((max(lo, th) - r, hi - r))
+                lo, hi = min(a for a, _ in parts), max(b for _, b in parts)
+                blo, bhi = min(blo, lo), max(bhi, hi)
+            out_lo = blo if out_lo is None else min(out_lo, blo)
+            out_hi = bhi if out_hi is None else max(out_hi, bhi)
+        return int(out_lo), int(out_hi)
+
+
+Population = Union[InputPopulation, NeuronPopulation, MaxPoolPopulation, MBEPopulation, OutputPopulation]
 SPIKING_KINDS = ("neuron", "maxpool")
 
 
@@ -458,11 +557,33 @@ class SNNGraph:
                 raise GraphError(f"population {pop.name!r} receives no projection.")
             if pop.kind == "maxpool" and (n_in != 1 or self.incoming(pop.name)[0].kind != "pool"):
                 raise GraphError(f"max-pool population {pop.name!r} needs exactly one 'pool' projection.")
+            if pop.kind == "mbe":
+                self._check_mbe(pop, vlo, vhi)
             for key in ("threshold", "bias", "v0"):
                 arr = getattr(pop, key, None)
                 if arr is not None and arr.size and (arr.min() < vlo or arr.max() > vhi):
                     raise GraphError(f"population {pop.name!r}: {key} does not fit in {self.v_bits} signed bits.")
         object.__setattr__(self, "_schedule", self._compute_schedule())
+
+    def _check_mbe(self, pop: MBEPopulation, vlo: int, vhi: int) -> None:
+        label = f"MBE population {pop.name!r}"
+        if pop.vth.shape[1] != self.timesteps:
+            raise GraphError(
+                f"{label} has tables for T = {pop.vth.shape[1]} steps; the graph runs T = {self.timesteps}."
+            )
+        for key in ("vth", "reset", "intensity", "offset"):
+            arr = getattr(pop, key)
+            if arr.min() < vlo or arr.max() > vhi:
+                raise GraphError(f"{label}: {key} does not fit in {self.v_bits} signed bits.")
+        if not (vlo <= pop.x_lo and pop.x_hi <= vhi):
+            raise GraphError(
+                f"{label}: the input range [{pop.x_lo}, {pop.x_hi}] does not fit in {self.v_bits} signed bits."
+            )
+        ulo, uhi = pop.membrane_range()
+        if ulo < vlo or uhi > vhi:
+            raise GraphError(
+                f"{label}: its basis membranes reach [{ulo}, {uhi}], which does not fit in {self.v_bits} signed bits."
+            )
 
     def _check_projection(self, proj: Projection, index: dict[str, int], wlo: int, whi: int) -> None:
         label = f"{proj.kind} projection into {proj.dst!r}"
@@ -549,7 +670,7 @@ class SNNGraph:
                     "add delay to the early projections so they align."
                 )
             start = starts.pop()
-            delay = pop.delay if pop.kind == "neuron" else 0
+            delay = pop.delay if pop.kind in ("neuron", "mbe") else 0
             sched[pop.name] = Window(start, start + delay)
         return sched
 
@@ -559,7 +680,8 @@ def membrane_bounds(graph: SNNGraph) -> dict[str, int]:
 
     ``|v| <= |v0| + T |b| + sum_proj sum_j |w_ij| * max_total(src)``, where ``max_total`` is the
     most a source neuron can emit over its window (``T`` spikes, or ``T * (2**bits - 1)`` for
-    the input) and a product contributes ``|w| * C * T**2``.
+    the input, ``sum |DI|`` for an MBE unit) and a product contributes ``|w| * C * T**2``. For an
+    MBE population the bound is on its input accumulator ``X``.
     """
     T = graph.timesteps
     max_total: dict[str, int] = {}
@@ -568,7 +690,8 @@ def membrane_bounds(graph: SNNGraph) -> dict[str, int]:
         if pop.kind == "input":
             max_total[pop.name] = T * ((1 << pop.value_bits) - 1)
             continue
-        max_total[pop.name] = T
+        # an MBE unit emits at most sum |DI| over its window (every basis firing at every step)
+        max_total[pop.name] = int(np.abs(pop.intensity).sum()) if pop.kind == "mbe" else T
         if pop.kind == "maxpool":
             continue
         total = 0

@@ -8,9 +8,10 @@ Format ``spikeforge-snn-graph``, version 1. The JSON header (key ``__header__``)
      "projections": [{"kind", "src"/"src_a"/"src_b", "dst", ...scalars}, ...]}
 
 Integer arrays are stored as ``pop.<i>.<field>`` (``threshold``, ``bias``, ``v0``) and
-``proj.<i>.<field>`` (``weight``, ``kernel``, ``a_index``, ``b_index``, ``out_index``), with
+``proj.<i>.<field>`` (MBE populations add ``vth``, ``reset``, ``intensity``, ``offset``; projections
+``weight``, ``kernel``, ``a_index``, ``b_index``, ``out_index``), with
 ``i`` the item's position in its list. Scalars per kind: input ``value_bits``; neuron
-``delay``; conv ``stride``, ``padding``; pool ``kernel``, ``stride``; identity and product
+``delay``; mbe ``x_lo``, ``x_hi``; conv ``stride``, ``padding``; pool ``kernel``, ``stride``; identity and product
 ``weight``; every projection ``delay`` (products: ``delay_a``, ``delay_b``). Documented for
 users in ``docs/formats.md``.
 """
@@ -30,6 +31,7 @@ from .graph import (
     IdentityProjection,
     InputPopulation,
     MaxPoolPopulation,
+    MBEPopulation,
     NeuronPopulation,
     OutputPopulation,
     PoolDenseProjection,
@@ -48,6 +50,7 @@ _POPULATIONS = {
     "input": InputPopulation,
     "neuron": NeuronPopulation,
     "maxpool": MaxPoolPopulation,
+    "mbe": MBEPopulation,
     "output": OutputPopulation,
 }
 _PROJECTIONS = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["if_fire", "quantized_code", "maxpool_step"]
+__all__ = ["if_fire", "quantized_code", "maxpool_step", "mbe_start", "mbe_fire"]
 
 
 def if_fire(v: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -66,3 +66,49 @@ def maxpool_step(counts: np.ndarray, windows: np.ndarray, prev_max: np.ndarray) 
     out = cur - prev_max
     prev_max[...] = cur
     return out.astype(np.int8)
+
+
+def mbe_start(x: np.ndarray, offset: np.ndarray, x_lo: int, x_hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clamp the input accumulators and start the basis membranes of an integer MBE unit.
+
+    ``U_n = clip(X, x_lo, x_hi) - C_n``.
+
+    Parameters
+    ----------
+    x : ndarray of int64, shape (batch, n)
+        Input accumulators ``X``.
+    offset : ndarray of int64, shape (N,)
+        Basis offsets ``C_n``.
+    x_lo, x_hi : int
+        Calibrated input range.
+
+    Returns
+    -------
+    u : ndarray of int64, shape (batch, n, N)
+    clipped : ndarray of bool, shape (batch, n)
+        Units whose ``X`` was outside ``[x_lo, x_hi]``.
+    """
+    clipped = (x < x_lo) | (x > x_hi)
+    return np.clip(x, x_lo, x_hi)[..., None] - offset, clipped
+
+
+def mbe_fire(u: np.ndarray, vth: np.ndarray, reset: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One output step ``k`` of integer MBE units: ``s = U >= VTH[:, k]``, ``U -= s R[:, k]``, ``P = sum_n s DI[:, k]``.
+
+    Parameters
+    ----------
+    u : ndarray of int64, shape (batch, n, N)
+        Basis membranes, updated in place.
+    vth, reset, intensity : ndarray of int64, shape (N,)
+        Column ``k`` of the tables.
+
+    Returns
+    -------
+    payload : ndarray of int64, shape (batch, n)
+        The graded value ``P`` each unit emits.
+    spikes : ndarray of int64, shape (batch, n)
+        Bases that fired, per unit.
+    """
+    s = u >= vth
+    u -= np.where(s, reset, 0)
+    return np.where(s, intensity, 0).sum(axis=-1), s.sum(axis=-1)
