@@ -114,7 +114,7 @@ class CoreConfig:
         _check("core", "routing_entries", self.routing_entries, 1, 1 << 20)
         _check("core", "slots", self.slots, 1, 16)
         _check("core", "count_bits", self.count_bits, 1, 16)
-        known = {"if", "dif"}
+        known = {"if", "dif", "mbe"}
         bad = [m for m in self.neuron_models if m not in known]
         if bad or not self.neuron_models:
             raise HardwareError(f"[core] neuron_models has {bad or 'nothing'}; allowed: a list from {sorted(known)}.")

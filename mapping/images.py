@@ -14,12 +14,21 @@ import numpy as np
 from spikeforge.models.graph import SNNGraph
 
 from .hardware import HardwareConfig, index_bits
-from .pieces import Piece
+from .pieces import Piece, mbe_param_words
 
-__all__ = ["MemoryImage", "SLOT_CODES", "PIECE_CODES", "synapse_image", "param_image", "slot_image", "routing_image"]
+__all__ = [
+    "MemoryImage",
+    "SLOT_CODES",
+    "PIECE_CODES",
+    "synapse_image",
+    "param_image",
+    "mbe_param_words",
+    "slot_image",
+    "routing_image",
+]
 
 SLOT_CODES = {"conv": 0, "dense": 1, "pool_dense": 2, "identity": 3, "product_a": 4, "product_b": 5, "pool": 6}
-PIECE_CODES = {"neuron": 0, "partial": 1, "product": 2, "maxpool": 3, "output": 4}
+PIECE_CODES = {"neuron": 0, "partial": 1, "product": 2, "maxpool": 3, "output": 4, "mbe": 5}
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,14 +106,24 @@ def synapse_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryIm
 
 
 def param_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImage:
-    """Parameter SRAM: ``threshold``, ``bias``, ``v0`` per local neuron (zeros where unused)."""
+    """Parameter SRAM: ``threshold``, ``bias``, ``v0`` per local neuron (zeros where unused).
+
+    An ``mbe`` piece follows its ``n`` unit words (``0``, ``bias``, ``0``) with its tables:
+    word ``n + b*T + k`` holds ``(VTH[b, k], R[b, k], DI[b, k])``, word ``n + N*T + b`` holds
+    ``(C_b, 0, 0)`` and the last word ``(x_lo, x_hi, 0)``.
+    """
     pop = graph.population(piece.population)
     vb = hw.core.v_bits
     f = np.zeros((piece.n, 3), np.int64)
     if piece.kind in ("neuron", "product"):
         f[:, 0], f[:, 1], f[:, 2] = pop.threshold[piece.neurons], pop.bias[piece.neurons], pop.v0[piece.neurons]
-    elif piece.kind == "output":
+    elif piece.kind in ("output", "mbe"):
         f[:, 1] = pop.bias[piece.neurons]
+    if piece.kind == "mbe":
+        table = np.stack([pop.vth, pop.reset, pop.intensity], axis=-1).reshape(-1, 3)
+        offsets = np.zeros((pop.bases, 3), np.int64)
+        offsets[:, 0] = pop.offset
+        f = np.concatenate([f, table, offsets, [[pop.x_lo, pop.x_hi, 0]]]).astype(np.int64)
     return MemoryImage("params", f, (vb, vb, vb))
 
 

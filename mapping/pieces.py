@@ -22,7 +22,7 @@ from spikeforge.models.graph import SNNGraph
 
 from .hardware import HardwareConfig, HardwareError
 
-__all__ = ["MappingError", "Slot", "Piece", "partition", "slice_search"]
+__all__ = ["MappingError", "Slot", "Piece", "mbe_param_words", "partition", "slice_search"]
 
 ROW_SLOTS = ("conv", "dense", "pool_dense")
 
@@ -82,6 +82,11 @@ class Piece:
     def words(self) -> int:
         """Synapse SRAM words used by the piece's slots."""
         return sum(s.words for s in self.slots)
+
+
+def mbe_param_words(n: int, bases: int, timesteps: int) -> int:
+    """Parameter SRAM words of an MBE piece of ``n`` units: units, table rows, offsets, range."""
+    return n + bases * timesteps + bases + 1
 
 
 def slice_search(c: int, h: int, w: int, capacity: int, fits: Any = None, chunks: Any = None) -> tuple[int, int, int]:
@@ -199,6 +204,9 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
     needs_dif = any(p.kind == "neuron" and p.delay > 0 for p in graph.populations)
     if needs_dif and "dif" not in core.neuron_models:
         raise MappingError("the graph uses DIF neurons but [core] neuron_models lacks 'dif'.")
+    uses_mbe = any(p.kind == "mbe" for p in graph.populations)
+    if uses_mbe and "mbe" not in core.neuron_models:
+        raise MappingError("the graph uses MBE neurons but [core] neuron_models lacks 'mbe'.")
     pieces: list[Piece] = []
 
     def add(pop: str, kind: str, neurons: np.ndarray, slots, root: int | None, sl: int, geo: dict) -> int:
@@ -238,8 +246,28 @@ def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:
     identity = [
         Slot(i, "identity", graph.projections[i].src) for i in incoming if graph.projections[i].kind == "identity"
     ]
-    root_kind = "output" if pop.kind == "output" else "neuron"
-    if "conv" in kinds or (len(pop.shape) == 3 and kinds <= {"identity"}):
+    root_kind = pop.kind if pop.kind in ("output", "mbe") else "neuron"
+    if pop.kind == "mbe":  # contiguous ranges of units; each unit takes N + 1 membrane words
+        if "conv" in kinds:
+            raise MappingError(
+                f"MBE population {pop.name!r} is fed by a convolution; MBE pieces are cut into ranges of units "
+                "and take dense and identity projections only."
+            )
+        n, blocks = pop.size, pop.bases + 1
+        tables = mbe_param_words(0, pop.bases, graph.timesteps)
+        # X and each basis take a block of whole lane groups: (N + 1) * ceil(n / lanes) * lanes words
+        width = min(n, (core.neurons // core.lanes // blocks) * core.lanes, core.neurons - tables)
+        if width < 1:
+            raise MappingError(
+                f"MBE population {pop.name!r} needs {blocks} membrane blocks of whole lane groups per slice "
+                f"({blocks} x {core.lanes} words for one unit) and {tables} parameter words for its tables "
+                f"(N = {pop.bases}, T = {graph.timesteps}); the core has {core.neurons} words. "
+                "Raise [core] neurons or lower lanes."
+            )
+        slices = [
+            ({"lo": lo, "hi": min(n, lo + width)}, np.arange(lo, min(n, lo + width))) for lo in range(0, n, width)
+        ]
+    elif "conv" in kinds or (len(pop.shape) == 3 and kinds <= {"identity"}):
         if kinds - {"conv", "identity"}:
             raise MappingError(
                 f"population {pop.name!r} mixes convolution with {sorted(kinds - {'conv', 'identity'})} "

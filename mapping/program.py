@@ -22,7 +22,7 @@ from spikeforge.models.npzio import read_npz, write_npz
 from .connectivity import slot_source_count
 from .hardware import HardwareConfig, HardwareError, parse_hardware
 from .images import MemoryImage, param_image, routing_image, slot_image, synapse_image
-from .pieces import Piece, Slot
+from .pieces import Piece, Slot, mbe_param_words
 from .plan import Plan, traffic_cost
 from .routing import HOST, RoutingTable
 
@@ -129,10 +129,27 @@ class Program:
         out["routing"] = routing_image(entries, self.plan.core, self.hardware)
         return out
 
+    def param_words(self, piece: Piece) -> int:
+        """Parameter SRAM words of a piece (an ``mbe`` piece adds its tables)."""
+        if piece.kind == "mbe":
+            pop = self.graph.population(piece.population)
+            return mbe_param_words(piece.n, pop.bases, self.graph.timesteps)
+        return piece.n
+
+    def state_words(self, piece: Piece) -> int:
+        """Membrane SRAM words of a piece: one per neuron, none for partial pieces; an MBE piece uses
+        ``N + 1`` blocks of ``ceil(n/lanes) * lanes`` words (``X``, then one block per basis)."""
+        if piece.kind == "partial":
+            return 0
+        if piece.kind == "mbe":
+            lanes = self.hardware.core.lanes
+            return (self.graph.population(piece.population).bases + 1) * -(-piece.n // lanes) * lanes
+        return piece.n
+
     def image_bytes(self, piece: Piece) -> int:
         """Bytes loaded from DRAM to make a piece resident (synapse rows, params, slots, routing)."""
         core = self.hardware.core
-        params = piece.n * 3 * core.v_bits
+        params = self.param_words(piece) * 3 * core.v_bits
         slots = len(piece.slots) * 128
         table = self.routing.get(piece.id)
         routing = 0 if table is None else len(table.entries) * 64
@@ -151,7 +168,7 @@ class Program:
         product pieces until its firing window closes."""
         w = self.graph.schedule()[piece.population]
         T = self.graph.timesteps
-        if piece.kind in ("neuron", "product"):
+        if piece.kind in ("neuron", "product", "mbe"):
             return range(w.in_start, w.out_start + T)
         return range(w.in_start, w.in_start + T)
 
@@ -162,11 +179,17 @@ class Program:
         slots need; out: its state and one bit per spike it may emit.
         """
         core = self.hardware.core
-        state = 0 if piece.kind == "partial" else piece.n * core.v_bits
+        state = self.state_words(piece) * core.v_bits
         if piece.kind in ("product", "maxpool"):
             state += self.synapse_bits(piece)
-        spikes_in = sum(slot_source_count(self.graph, piece, s) for s in piece.slots)
+        # an MBE source's output is a v_bits payload per unit, not a spike bit
+        spikes_in = sum(
+            slot_source_count(self.graph, piece, s) * (core.v_bits if self.graph.population(s.src).kind == "mbe" else 1)
+            for s in piece.slots
+        )
         spikes_out = 0 if piece.kind in ("partial", "output") else piece.n
+        if piece.kind == "mbe":
+            spikes_out *= core.v_bits
         return self.image_bytes(piece) + -(-(state + spikes_in) // 8), -(-(state + spikes_out) // 8)
 
     def report(self) -> MappingReport:
@@ -182,9 +205,9 @@ class Program:
             neurons[k] = max(neurons.get(k, 0), n)
             synapses[k] = max(synapses.get(k, 0), self.stored_synapses(p))
             syn_occ[k] = max(syn_occ.get(k, 0.0), self.synapse_bits(p) / core.synapse_bits)
-            mem_occ[k] = max(mem_occ.get(k, 0.0), p.n / core.neurons)
+            mem_occ[k] = max(mem_occ.get(k, 0.0), max(p.n, self.state_words(p)) / core.neurons)
         flits = sum(int(t.flits_per_neuron.sum()) for s, t in self.routing.items() if s != HOST)
-        spiking = sum(p.n for p in self.pieces if p.kind in ("neuron", "product", "maxpool"))
+        spiking = sum(p.n for p in self.pieces if p.kind in ("neuron", "product", "maxpool", "mbe"))
         hop_sum, weight = traffic_cost(self.plan.core, self.traffic, self.hardware.array.cols)
         live = self.plan.live
         starts = np.unique(live[:, 0])

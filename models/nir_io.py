@@ -469,13 +469,15 @@ def export_nir(graph: SNNGraph, path: str | Path | None = None):
     """Write the NIR form of ``graph`` (and return the ``nir.NIRGraph``).
 
     Raises :class:`NirError` naming every population NIR cannot express (firing delays, max-pool,
-    spike x spike products, a starting potential other than -1, delayed projections).
+    MBE neurons, spike x spike products, a starting potential other than -1, delayed projections).
     """
     nir = _nir()
     problems: dict[str, list[str]] = {}
     for p in graph.populations:
         if p.kind == "maxpool":
             problems.setdefault(p.name, []).append("max-pool by running counts")
+        elif p.kind == "mbe":
+            problems.setdefault(p.name, []).append("MBE neurons (per-step threshold tables, graded output)")
         elif p.kind == "neuron":
             if p.delay:
                 problems.setdefault(p.name, []).append(f"DIF firing delay {p.delay}")

@@ -102,6 +102,11 @@ def check_hardware(hw: HardwareConfig) -> None:
             f"[core] pipeline_cycles = {core.pipeline_cycles} is shorter than the RTL datapath "
             f"(a group is written back {MIN_PIPELINE} cycle after it is issued); set it to >= {MIN_PIPELINE}."
         )
+    if "mbe" in core.neuron_models:
+        raise RtlError(
+            "[core] neuron_models lists 'mbe', and the RTL generator does not build MBE units yet (the simulator "
+            "does); remove 'mbe' to generate the IF/DIF core."
+        )
     if core.neurons > 1 << 16 or core.axons * core.neurons // core.lanes > 1 << 20:
         raise RtlError(
             f"[core] axons x neurons = {core.axons} x {core.neurons} makes a synapse SRAM of more than 2^20 words; "

@@ -25,7 +25,11 @@ class Counters:
     synaptic_ops : int
         Accumulations of a weight (or running count) into a membrane, one per synapse reached.
     macs : int
-        Multiply-accumulates of graded (analog input) events, one per synapse reached.
+        Multiply-accumulates of graded events (host input values and MBE payloads), one per
+        synapse reached.
+    payload_macs : int
+        The part of ``macs`` delivered from MBE units: intensity-weighted spikes, which count as
+        synaptic events for the break-even figure.
     neuron_updates : int
         Neuron (and accumulator, max-pool unit) updates in phase F.
     sram_read_bits, sram_write_bits : dict of str to int
@@ -49,6 +53,7 @@ class Counters:
     spikes: int = 0
     synaptic_ops: int = 0
     macs: int = 0
+    payload_macs: int = 0
     neuron_updates: int = 0
     sram_read_bits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MEMORIES, 0))
     sram_write_bits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MEMORIES, 0))

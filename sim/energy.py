@@ -543,13 +543,16 @@ def energy_breakdown(counters: Counters, profile: EnergyProfile, hardware: Hardw
 
 
 def spikes_per_synapse(counters: Counters, synapses: int) -> float:
-    """Spikes reaching each synapse per inference: ``synaptic_ops / (samples * synapses)``.
+    """Spikes reaching each synapse per inference: ``(synaptic_ops + payload_macs) / (samples * synapses)``.
+
+    MBE payloads (intensity-weighted spikes) count as spikes here; host input values do not.
 
     ``synapses`` is the number of synapses of the network counted as dense-equivalent
     connections (a convolution's shared kernel counts once per output position it reaches).
     """
     n = _count("synapses", synapses, 1)
-    return _count("synaptic_ops", counters.synaptic_ops) / (_count("samples", counters.samples, 1) * n)
+    events = _count("synaptic_ops", counters.synaptic_ops) + _count("payload_macs", counters.payload_macs)
+    return events / (_count("samples", counters.samples, 1) * n)
 
 
 def break_even(spikes_per_synapse: float) -> dict[str, Any]:

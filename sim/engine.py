@@ -20,6 +20,7 @@ import simpy
 
 from spikeforge.mapping import Program
 from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import PIECE_CODES
 from spikeforge.models.errors import GraphError
 from spikeforge.models.executor import check_input
 from spikeforge.models.graph import signed_range
@@ -109,6 +110,12 @@ class Simulator:
         self.stats = np.zeros(len(K.STAT_FIELDS), np.int64)
         self.noc = np.zeros(4, np.int64)
         self.piece_spikes = np.zeros(len(program.pieces), np.int64)
+        self.piece_clipped = np.zeros(len(program.pieces), np.int64)  # MBE units clamped to their range
+        kinds = self.low.pieces[:, P["kind"]]
+        self.has_mbe = bool((kinds == PIECE_CODES["mbe"]).any())
+        # graded code by source piece, the host last (1: host value, 2: MBE payload, 0: spike);
+        # both graded kinds are multiplied in
+        self.graded_src = np.append(np.where(kinds == PIECE_CODES["mbe"], 2, 0), 1).astype(np.int8)
         self.piece_ops = np.zeros(len(program.pieces), np.int64)
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
@@ -128,7 +135,8 @@ class Simulator:
         pieces = low.pieces
         state = np.zeros(low.total_state, np.int64)
         counts = np.zeros(low.total_counts, np.int64)
-        ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int8)  # spikes: bits (host input: x)
+        # spikes are bits; MBE units emit v_bits payloads, so a graph with them keeps wide rings
+        ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64 if self.has_mbe else np.int8)
         for p in range(len(pieces)):  # membranes start at v0 when a piece is loaded
             if pieces[p, P["kind"]] in (0, 2):
                 o, n = pieces[p, P["off"]], pieces[p, P["n"]]
@@ -141,7 +149,7 @@ class Simulator:
         has_partial = bool((pieces[:, P["kind"]] == 1).any())
         rasters = (
             {
-                p.name: np.zeros((self.steps, p.size), np.int64 if p.kind == "input" else np.int8)
+                p.name: np.zeros((self.steps, p.size), np.int64 if p.kind in ("input", "mbe") else np.int8)
                 for p in prog.graph.populations
                 if p.kind != "output"
             }
@@ -173,6 +181,7 @@ class Simulator:
                     low.pop_size,
                     low.pop_out_start,
                     low.input_pop,
+                    low.pop_graded,
                     xin,
                 )
                 K.deliver(
@@ -213,7 +222,7 @@ class Simulator:
                     f_slot,
                     f_s,
                     f_val,
-                    f_src < 0,
+                    self.graded_src[f_src],  # index -1 (the host) is the table's last entry
                     pieces,
                     low.slots,
                     low.neurons,
@@ -276,6 +285,8 @@ class Simulator:
                 self.piece_spikes,
                 fire_cycles,
                 self.stats,
+                low.lut,
+                self.piece_clipped,
             )
             if bad >= 0:
                 name = prog.pieces[bad].population
@@ -311,7 +322,7 @@ class Simulator:
                 step_cycles[t] = self._round_step(t, piece_cost, fire_cycles, busy)
             if self.trace:
                 src = np.full(f_dst.size, -1, np.int64) if rounds else f_src
-                graded = f_graded if rounds else f_src < 0
+                graded = f_graded if rounds else self.graded_src[f_src]
                 traces.append(self._step_trace(t, src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i))
                 if inject is not None:
                     traces[-1].flit_inject[:] = inject
@@ -493,6 +504,7 @@ class Simulator:
             s["macs"],
             s["neuron_updates"],
         )
+        c.payload_macs = s["payload_macs"]
         c.sram_read_bits = {
             "synapse": s["syn_read"],
             "membrane": s["mem_read"],

@@ -32,6 +32,9 @@ KIND, N, OFF, POP, CORE, ROOT, IN_START, OUT_START = (
 G0 = PIECE_FIELDS.index("g0")
 CNT_OFF, CNT_LEN = PIECE_FIELDS.index("cnt_off"), PIECE_FIELDS.index("cnt_len")
 SLOT0, NSLOTS = PIECE_FIELDS.index("slot0"), PIECE_FIELDS.index("nslots")
+HIST_BITS, LUT_OFF, BASES, X_LO, X_HI = (
+    PIECE_FIELDS.index(k) for k in ("hist_bits", "lut_off", "bases", "x_lo", "x_hi")
+)
 SK, SPROJ, SLO, SHI, SSRC, SWOFF, SCI, SH, SW, SKH, SKW, SSTRIDE, SPAD, SWEIGHT, SWROW, SINV, SDELAY = (
     SLOT_FIELDS.index(k) for k in SLOT_FIELDS[:17]
 )
@@ -39,8 +42,8 @@ SFWD, SD1, SD2 = (SLOT_FIELDS.index(k) for k in ("fwd_off", "fwd_d1", "fwd_d2"))
 CONV, DENSE, POOL_DENSE, IDENTITY, PROD_A, PROD_B, POOL = (
     SLOT_CODES[k] for k in ("conv", "dense", "pool_dense", "identity", "product_a", "product_b", "pool")
 )
-NEURON, PARTIAL, PRODUCT, MAXPOOL, OUTPUT = (
-    PIECE_CODES[k] for k in ("neuron", "partial", "product", "maxpool", "output")
+NEURON, PARTIAL, PRODUCT, MAXPOOL, OUTPUT, MBE = (
+    PIECE_CODES[k] for k in ("neuron", "partial", "product", "maxpool", "output", "mbe")
 )
 
 #: Per-run statistics accumulated by the kernels, in this order.
@@ -58,9 +61,10 @@ STAT_FIELDS = (
     "route_read",
     "cnt_read",
     "cnt_write",
+    "payload_macs",
 )
 ST = {k: i for i, k in enumerate(STAT_FIELDS)}
-ST_OPS, ST_MACS, ST_UPD, ST_SPK, ST_SYN, ST_MR, ST_MW, ST_PR, ST_HR, ST_HW, ST_RR, ST_CR, ST_CW = range(13)
+ST_OPS, ST_MACS, ST_UPD, ST_SPK, ST_SYN, ST_MR, ST_MW, ST_PR, ST_HR, ST_HW, ST_RR, ST_CR, ST_CW, ST_PMACS = range(14)
 
 
 @njit(cache=True)
@@ -112,7 +116,7 @@ def gen_flits(
                     continue
                 if pass_ == 0:
                     if delay != last_delay and not host:
-                        stats[ST_HR] += pieces[src, N]  # one history row per delay group
+                        stats[ST_HR] += pieces[src, HIST_BITS]  # one history row per delay group
                     stats[ST_RR] += entry_bits
                 last_delay = delay
                 base = ring_off[pop] + (step % depth) * size
@@ -158,7 +162,7 @@ def _reaches(coord, pad, k, stride, lo, hi):
 
 @njit(cache=True)
 def gen_round_events(
-    t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start, input_pop, x
+    t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start, input_pop, pop_graded, x
 ):
     """Rounds mode: the events each piece reads from DRAM at step ``t`` (architecture section 7).
 
@@ -172,14 +176,14 @@ def gen_round_events(
     f_slot = np.empty(0, np.int64)
     f_s = np.empty(0, np.int64)
     f_val = np.empty(0, np.int64)
-    f_gr = np.empty(0, np.bool_)
+    f_gr = np.empty(0, np.int8)
     for pass_ in range(2):  # count, then fill
         if pass_ == 1:
             f_dst = np.empty(total, np.int64)
             f_slot = np.empty(total, np.int64)
             f_s = np.empty(total, np.int64)
             f_val = np.empty(total, np.int64)
-            f_gr = np.empty(total, np.bool_)
+            f_gr = np.empty(total, np.int8)
             total = 0
         for p in range(pieces.shape[0]):
             off, n = pieces[p, OFF], pieces[p, N]
@@ -188,14 +192,15 @@ def gen_round_events(
                 step = t - 1 - slots[k, SDELAY]
                 if step < pop_out_start[src] or step >= pop_out_start[src] + T:
                     continue
-                graded = src == input_pop
+                host = src == input_pop
+                graded = 1 if host else (2 if pop_graded[src] == 1 else 0)  # host input, MBE payload, spike
                 base = ring_off[src] + (step % ring_depth[src]) * pop_size[src]
                 kind = slots[k, SK]
                 lo, hi = slots[k, SLO], slots[k, SHI]
                 if kind == DENSE or kind == POOL_DENSE:
                     scale = 1 if kind == DENSE else slots[k, SH] * slots[k, SW]
                     for s in range(lo * scale, hi * scale):
-                        v = x[s] if graded else ring[base + s]
+                        v = x[s] if host else ring[base + s]
                         if v != 0:
                             if pass_ == 1:
                                 f_dst[total], f_slot[total], f_s[total] = p, k, s
@@ -214,7 +219,7 @@ def gen_round_events(
                                 continue
                             for xx in range(xa, xb):
                                 s = (c * hh + y) * ww + xx
-                                v = x[s] if graded else ring[base + s]
+                                v = x[s] if host else ring[base + s]
                                 if v != 0 and (all_x or _reaches(xx, pad, kw, st, x0, x1)):
                                     if pass_ == 1:
                                         f_dst[total], f_slot[total], f_s[total] = p, k, s
@@ -223,7 +228,7 @@ def gen_round_events(
                 elif kind == IDENTITY:
                     for j in range(n):
                         s = neurons[off + j]
-                        v = x[s] if graded else ring[base + s]
+                        v = x[s] if host else ring[base + s]
                         if v != 0:
                             if pass_ == 1:
                                 f_dst[total], f_slot[total], f_s[total] = p, k, s
@@ -238,7 +243,7 @@ def gen_round_events(
                     for a in range(a0, a1):
                         for b in range(b0, b1):
                             s = forward[fo + (ph * d1 + a) * d2 + b]
-                            v = x[s] if graded else ring[base + s]
+                            v = x[s] if host else ring[base + s]
                             if v != 0:
                                 if pass_ == 1:
                                     f_dst[total], f_slot[total], f_s[total] = p, k, s
@@ -255,7 +260,7 @@ def gen_round_events(
                         for u in range(kk):
                             for w_ in range(kk):
                                 s = (c * hh + oy * kk + u) * ww + ox * kk + w_
-                                v = x[s] if graded else ring[base + s]
+                                v = x[s] if host else ring[base + s]
                                 if v != 0:
                                     if pass_ == 1:
                                         f_dst[total], f_slot[total], f_s[total] = p, k, s
@@ -509,8 +514,10 @@ def deliver(
             a_mw += vbits
         cost[i] = c_cost
         piece_cost[p] += c_cost
-        if f_graded[i]:
+        if f_graded[i]:  # 1: host input value, 2: MBE payload (an intensity-weighted spike)
             stats[ST_MACS] += ops
+            if f_graded[i] == 2:
+                stats[ST_PMACS] += ops
         else:
             stats[ST_OPS] += ops
         piece_ops[p] += ops
@@ -577,6 +584,8 @@ def fire(
     piece_spikes,
     fire_cycles,
     stats,
+    lut,
+    piece_clipped,
 ):
     """Phase F at step ``t``; returns the first piece whose membrane left the v_bits range, or -1."""
     for p in range(pieces.shape[0]):
@@ -590,6 +599,34 @@ def fire(
             pieces[p, OFF],
             pieces[p, POP],
         )
+        if kind == MBE:
+            if not (in_s <= t < out_s + T):
+                continue
+            if _mbe_step(
+                t,
+                T,
+                p,
+                pieces,
+                params,
+                neurons,
+                state,
+                counts,
+                ring,
+                ring_off,
+                ring_depth,
+                pop_size,
+                lanes,
+                vbits,
+                vlo,
+                vhi,
+                piece_spikes,
+                fire_cycles,
+                stats,
+                lut,
+                piece_clipped,
+            ):
+                return p
+            continue
         if kind == MAXPOOL:
             if not (in_s <= t < in_s + T):
                 continue
@@ -636,6 +673,89 @@ def fire(
         if bad:
             return p
     return -1
+
+
+@njit(cache=True)
+def _mbe_step(
+    t,
+    T,
+    p,
+    pieces,
+    params,
+    neurons,
+    state,
+    counts,
+    ring,
+    ring_off,
+    ring_depth,
+    pop_size,
+    lanes,
+    vbits,
+    vlo,
+    vhi,
+    piece_spikes,
+    fire_cycles,
+    stats,
+    lut,
+    piece_clipped,
+):
+    """Phase F of an ``mbe`` piece (architecture section 4.4); True when a value left the v_bits range.
+
+    ``state[off + j]`` is unit ``j``'s input accumulator ``X``; ``counts[cnt_off + j*N + b]`` its
+    basis membrane ``U_b``; ``lut[lut_off:]`` holds ``C`` (N) then ``(VTH, R, DI)`` per ``(b, k)``.
+    """
+    in_s, out_s, n, off, pop = pieces[p, IN_START], pieces[p, OUT_START], pieces[p, N], pieces[p, OFF], pieces[p, POP]
+    nb, lo_off, u0 = pieces[p, BASES], pieces[p, LUT_OFF], pieces[p, CNT_OFF]
+    x_lo, x_hi = pieces[p, X_LO], pieces[p, X_HI]
+    bias_on = t < in_s + T
+    k = t - out_s  # output step; < 0 while only integrating
+    bad = False
+    if bias_on:
+        for j in range(n):
+            x = state[off + j] + params[off + j, 1]
+            state[off + j] = x
+            if x < vlo or x > vhi:
+                bad = True
+        stats[ST_MR] += n * vbits
+        stats[ST_MW] += n * vbits
+        stats[ST_PR] += n * vbits
+    cycles = _ceil(n, lanes) if (bias_on or k == 0) else 0
+    if k >= 0:
+        base = ring_off[pop] + (t % ring_depth[pop]) * pop_size[pop]
+        spikes = 0
+        tab = lo_off + nb
+        for j in range(n):
+            if k == 0:  # clamp X and start the bases: U_b = clip(X) - C_b
+                x = state[off + j]
+                if x < x_lo or x > x_hi:
+                    piece_clipped[p] += 1
+                x = min(max(x, x_lo), x_hi)
+                for b in range(nb):
+                    counts[u0 + j * nb + b] = x - lut[lo_off + b]
+            pay = 0
+            for b in range(nb):
+                e = tab + (b * T + k) * 3
+                u = counts[u0 + j * nb + b]
+                if u >= lut[e]:
+                    u -= lut[e + 1]
+                    pay += lut[e + 2]
+                    spikes += 1
+                    counts[u0 + j * nb + b] = u
+                if u < vlo or u > vhi:
+                    bad = True
+            ring[base + neurons[off + j]] = pay
+        piece_spikes[p] += spikes
+        stats[ST_SPK] += spikes
+        stats[ST_UPD] += n * nb
+        stats[ST_MR] += n * nb * vbits  # X at k == 0, U after
+        stats[ST_MW] += n * nb * vbits
+        stats[ST_PR] += nb * 3 * vbits + (nb * vbits if k == 0 else 0)  # one table row per basis (and C)
+        stats[ST_HW] += n * vbits
+        cycles += nb * _ceil(n, lanes)  # one pass per basis, its table row broadcast to the lanes
+    elif bias_on:
+        stats[ST_UPD] += n
+    fire_cycles[p] = cycles
+    return bad
 
 
 @njit(cache=True)

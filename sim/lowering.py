@@ -1,8 +1,9 @@
 """Lower a :class:`~spikeforge.mapping.Program` into flat integer arrays for the Numba kernels.
 
 Everything the kernels touch is a numpy array indexed by offsets: pieces, slots, weights, the
-per-population locator of each neuron's piece, the product operand decoders, the routing
-entries, and the state (membranes, running counts, max-pool registers, spike history rings).
+per-population locator of each neuron's piece, the product operand decoders, the MBE tables, the
+routing entries, and the state (membranes, running counts, max-pool registers, MBE basis
+membranes, spike history rings).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ PIECE_FIELDS = (
     "cnt_len",
     "slot0",
     "nslots",
+    "hist_bits",  # bits one step of the piece's output takes in the history (n; n * v_bits for mbe)
+    "lut_off",  # mbe: offsets C (N), then (VTH, R, DI) per (basis, step), in ``Lowered.lut``
+    "bases",
+    "x_lo",
+    "x_hi",
 )
 #: Columns of the slot table.
 SLOT_FIELDS = (
@@ -91,6 +97,8 @@ class Lowered:
     total_state: int
     total_counts: int
     input_pop: int
+    lut: np.ndarray  # MBE tables of every mbe piece, at its lut_off
+    pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
 
 
 def lower(program: Program) -> Lowered:
@@ -144,6 +152,8 @@ def lower(program: Program) -> Lowered:
     loc_piece = np.full(int(pop_size.sum()), -1, np.int64)
     loc_local = np.full(int(pop_size.sum()), -1, np.int64)
     off = cnt = 0
+    luts, lut_total = [], 0
+    vbits = program.hardware.core.v_bits
     for p in program.pieces:
         pop = graph.population(p.population)
         pi = pop_index[p.population]
@@ -167,6 +177,18 @@ def lower(program: Program) -> Lowered:
         elif p.kind == "maxpool":
             k = graph.projections[p.slots[0].proj].kernel
             row[P["cnt_len"]] = p.n * k * k + 2 * p.n  # input counts, then window maxima, then marks
+        elif p.kind == "mbe":
+            row[P["cnt_len"]] = p.n * pop.bases  # basis membranes U, unit-major
+            row[P["lut_off"]], row[P["bases"]], row[P["x_lo"]], row[P["x_hi"]] = (
+                lut_total,
+                pop.bases,
+                pop.x_lo,
+                pop.x_hi,
+            )
+            table = np.concatenate([pop.offset, np.stack([pop.vth, pop.reset, pop.intensity], -1).reshape(-1)])
+            luts.append(table)
+            lut_total += table.size
+        row[P["hist_bits"]] = p.n * vbits if p.kind == "mbe" else p.n
         cnt += row[P["cnt_len"]]
         row[P["slot0"]], row[P["nslots"]] = len(srows), len(p.slots)
         for slot in p.slots:
@@ -181,7 +203,7 @@ def lower(program: Program) -> Lowered:
         prm = np.zeros((p.n, 3), np.int64)
         if p.kind in ("neuron", "product"):
             prm[:, 0], prm[:, 1], prm[:, 2] = pop.threshold[p.neurons], pop.bias[p.neurons], pop.v0[p.neurons]
-        elif p.kind == "output":
+        elif p.kind in ("output", "mbe"):
             prm[:, 1] = pop.bias[p.neurons]
         params.append(prm)
         if p.kind != "partial":
@@ -233,6 +255,8 @@ def lower(program: Program) -> Lowered:
         total_state=off,
         total_counts=cnt,
         input_pop=pop_index[graph.input.name],
+        lut=np.concatenate(luts).astype(np.int64) if luts else np.zeros(0, np.int64),
+        pop_graded=np.array([p.kind in ("input", "mbe") for p in pops], np.int64),
     )
 
 

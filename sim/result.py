@@ -39,7 +39,8 @@ class SimResult:
         Clock of the latency figure.
     accuracy : dict
         ``snn`` (the simulator's predictions), ``ann_quantized`` (the integer ANN on the same
-        samples) and ``float_qat`` (the float model; ``None`` when only a graph was given).
+        samples) and ``float_qat`` (the float model; ``None`` when only a graph was given). An
+        MBE graph has ``ann_float`` (its float ANN) instead of ``float_qat``.
         ``None`` values where no labels were given.
     exactness : dict
         ``logits_equal_samples``: samples whose simulated logits equal the functional executor's;
@@ -175,6 +176,8 @@ def format_summary(result: SimResult) -> str:
             parts.append(f"integer ANN {acc['ann_quantized']:.4f}")
         if acc.get("float_qat") is not None:
             parts.append(f"float QAT {acc['float_qat']:.4f}")
+        if acc.get("ann_float") is not None:
+            parts.append(f"float ANN {acc['ann_float']:.4f}")
         rows.append(("accuracy", " | ".join(parts)))
     ex = result.exactness
     if ex.get("exact") is not None:

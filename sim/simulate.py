@@ -137,7 +137,8 @@ def simulate(
     model, hardware : str
         Names recorded in the result.
     float_accuracy : float, optional
-        Accuracy of the float model on the same samples (recorded as ``accuracy.float_qat``).
+        Accuracy of the float model on the same samples (recorded as ``accuracy.float_qat`` for a
+        CSDformer graph, ``accuracy.ann_float`` for an MBE graph, whose float model is a plain ANN).
     reference : bool
         Also run the functional executor and the integer ANN on the same samples (exactness,
         ``accuracy.ann_quantized``).
@@ -177,6 +178,8 @@ def simulate(
     counters = sim.totals()
 
     accuracy: dict[str, float | None] = {"snn": None, "ann_quantized": None, "float_qat": float_accuracy}
+    if any(p.kind == "mbe" for p in program.graph.populations):
+        accuracy["float_qat"], accuracy["ann_float"] = None, float_accuracy
     exactness: dict[str, Any] = {"logits_equal_samples": None, "exact": None}
     if y is not None:
         accuracy["snn"] = float(np.mean(logits.argmax(1) == y))
@@ -184,7 +187,8 @@ def simulate(
         ref = run_snn(program.graph, x, record=False).logits
         eq = int(np.all(ref == logits, axis=1).sum())
         exactness = {"logits_equal_samples": eq, "exact": eq == len(x)}
-        if y is not None:
+        # the integer ANN twin exists for IF/DIF graphs; an MBE graph's ANN is its float model
+        if y is not None and not any(p.kind == "mbe" for p in program.graph.populations):
             accuracy["ann_quantized"] = float(np.mean(run_integer_ann(program.graph, x).logits.argmax(1) == y))
     return _result(program, sim, counters, energy_profile, accuracy, exactness, model, hardware, time.time() - t0)
 
@@ -209,6 +213,7 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
     core_of = sim.low.pieces[:, P["core"]]
     pop_spikes = np.bincount(pop_of, weights=sim.piece_spikes, minlength=len(pops))
     pop_ops = np.bincount(pop_of, weights=sim.piece_ops, minlength=len(pops))
+    pop_clipped = np.bincount(pop_of, weights=sim.piece_clipped, minlength=len(pops))
     cores = hw.array.cores
     per_core = {
         "busy_cycles": (sim.core_busy / n).tolist(),
@@ -262,15 +267,7 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
         energy_total_by_profile=by_profile,
         break_even=break_even(spikes_per_synapse(counters, synapses)) | {"synapses": synapses},
         per_population={
-            p.name: {
-                "spikes": float(pop_spikes[i] / n),
-                "synaptic_ops": float(pop_ops[i] / n),
-                "kind": p.kind,
-                "neurons": int(p.size),
-                # spikes per neuron per time step of the population's firing window
-                "firing_rate": float(pop_spikes[i] / n / (p.size * program.graph.timesteps)),
-            }
-            for i, p in enumerate(pops)
+            p.name: _population_entry(p, i, pop_spikes, pop_ops, pop_clipped, n, program) for i, p in enumerate(pops)
         },
         per_step=per_step,
         per_core=per_core,
@@ -283,3 +280,19 @@ def _result(program, sim, counters: Counters, energy_profile, accuracy, exactnes
         },
         wall_seconds=round(wall, 3),
     )
+
+
+def _population_entry(p, i, pop_spikes, pop_ops, pop_clipped, n, program) -> dict[str, Any]:
+    bases = p.bases if p.kind == "mbe" else 1
+    entry = {
+        "spikes": float(pop_spikes[i] / n),
+        "synaptic_ops": float(pop_ops[i] / n),
+        "kind": p.kind,
+        "neurons": int(p.size),
+        # spikes per neuron (MBE: per basis) per time step of the population's firing window
+        "firing_rate": float(pop_spikes[i] / n / (p.size * bases * program.graph.timesteps)),
+    }
+    if p.kind == "mbe":
+        entry["bases"] = bases
+        entry["clipped"] = float(pop_clipped[i] / n)  # units clamped to the calibrated range, per inference
+    return entry
