@@ -60,19 +60,25 @@ def _cmd_accuracy(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .models import convert, load_model, save_graph
+    from .models.mbe_graph import mlp_to_mbe_graph
+    from .workflow import mlp_checkpoint
 
-    graph = convert(
-        load_model(args.model),
-        timesteps=args.timesteps,
-        weight_bits=args.weight_bits,
-        v_bits=args.v_bits,
-        neuron=args.neuron,
-    )
+    mlp = mlp_checkpoint(args.model)
+    if mlp is not None:  # the MBE path: a float MLP, converted without retraining
+        graph = mlp_to_mbe_graph(mlp, args.timesteps or 16, weight_bits=args.weight_bits, v_bits=args.v_bits)
+    else:
+        graph = convert(
+            load_model(args.model),
+            timesteps=args.timesteps,
+            weight_bits=args.weight_bits,
+            v_bits=args.v_bits,
+            neuron=args.neuron,
+        )
     try:
         save_graph(graph, args.out)
     except OSError as exc:
         raise SpikeForgeError(f"cannot write {args.out}: {exc.strerror}.") from None
-    neurons = sum(p.size for p in graph.populations if p.kind in ("neuron", "maxpool"))
+    neurons = sum(p.size for p in graph.populations if p.kind in ("neuron", "maxpool", "mbe"))
     synapses = sum(p.synapses for p in graph.projections)
     print(
         f"{len(graph.populations)} populations, {neurons} neurons, {synapses} stored weights, "
@@ -282,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=_cmd_accuracy)
 
     c = sub.add_parser("convert", help="convert a checkpoint to an integer SNN graph file")
-    c.add_argument("--model", default="tiny-digits", help="bundled model name or checkpoint .npz")
+    c.add_argument(
+        "--model",
+        default="tiny-digits",
+        help="bundled model (tiny-digits: CSDformer; tiny-digits-mlp: MBE, no retraining) or checkpoint .npz",
+    )
     c.add_argument("--out", type=Path, required=True, help="graph file to write (.npz)")
     c.add_argument("--timesteps", type=_positive_int, help="time steps T (default: the model's levels L)")
     c.add_argument("--neuron", choices=("dif", "if"), default="dif", help="delayed IF (exact) or plain IF")
@@ -291,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_convert)
 
     m = sub.add_parser("map", help="map a model onto a core array and print the mapping report")
-    m.add_argument("--model", default="tiny-digits", help="bundled model, checkpoint .npz or graph .npz")
+    m.add_argument(
+        "--model", default="tiny-digits", help="bundled model (tiny-digits, tiny-digits-mlp), checkpoint or graph .npz"
+    )
     m.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
     m.add_argument("--out", type=Path, help="directory for the program")
     m.add_argument("--timesteps", type=_positive_int, help="T when converting a checkpoint")
@@ -299,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_map)
 
     s = sub.add_parser("simulate", help="map a model and run the cycle-level simulator on test images")
-    s.add_argument("--model", default="tiny-digits", help="bundled model, checkpoint, graph .npz or program dir")
+    s.add_argument(
+        "--model",
+        default="tiny-digits",
+        help="bundled model (tiny-digits, tiny-digits-mlp), checkpoint, graph .npz or program dir",
+    )
     s.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
     s.add_argument("--samples", type=_positive_int, help="simulate the first N test images (default: all)")
     s.add_argument("--out", type=Path, help="directory for result.json")

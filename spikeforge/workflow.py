@@ -10,14 +10,47 @@ import numpy as np
 from .mapping import HardwareConfig, Program, compile, load_hardware, load_program, save_program
 from .models import SNNGraph, convert, float_forward, load_digits, load_graph, load_model, load_npz_dataset
 from .models.errors import FileFormatError, SpikeForgeError
+from .models.mbe_graph import mlp_to_mbe_graph
+from .models.mlp import FORMAT as MLP_FORMAT
+from .models.mlp import MLPCheckpoint, load_mlp, mlp_forward
 from .models.npzio import read_npz
 from .sim import SimResult, simulate
 
-__all__ = ["graph_for", "map_model", "write_images", "simulate_model", "check_writable", "cosim_model", "test_split"]
+__all__ = [
+    "graph_for",
+    "mlp_checkpoint",
+    "map_model",
+    "write_images",
+    "simulate_model",
+    "check_writable",
+    "cosim_model",
+    "test_split",
+]
+
+
+MBE_MODEL = "tiny-digits-mlp"
+
+
+def mlp_checkpoint(model: str | Path) -> MLPCheckpoint | None:
+    """The float MLP that ``model`` names (the bundled one or an ``spikeforge-mlp`` file), else None."""
+    if str(model) == MBE_MODEL:
+        return load_mlp()
+    path = Path(str(model))
+    if path.suffix == ".npz" and path.is_file() and read_npz(path)[0].get("format") == MLP_FORMAT:
+        return load_mlp(path)
+    return None
 
 
 def graph_for(model: str | Path, timesteps: int | None = None, neuron: str = "dif") -> SNNGraph:
-    """An SNN graph from a bundled model name, a float checkpoint, or a graph file."""
+    """An SNN graph from a bundled model name, a float checkpoint, or a graph file.
+
+    ``tiny-digits-mlp`` (and any ``spikeforge-mlp`` checkpoint) goes through the training-free
+    MBE conversion (:func:`spikeforge.models.mbe_graph.mlp_to_mbe_graph`, ``T = 16`` by
+    default); every other checkpoint through CSDformer's (``neuron`` picks DIF or IF).
+    """
+    mlp = mlp_checkpoint(model)
+    if mlp is not None:
+        return mlp_to_mbe_graph(mlp, 16 if timesteps is None else timesteps)
     path = Path(str(model))
     if path.suffix == ".npz" and path.is_file():
         try:
@@ -114,11 +147,15 @@ def simulate_model(
     x, y = test_split(data, samples)
     path = Path(str(model))
     program = _program_for(model, hw, timesteps)
-    ckpt = None
-    if not path.is_dir() and not (path.suffix == ".npz" and read_npz(path)[0].get("format") == "spikeforge-snn-graph"):
-        ckpt = load_model(model)
     _check_shape(x, program, model)
-    float_acc = float(np.mean(float_forward(ckpt, x).argmax(1) == y)) if ckpt is not None else None
+    float_acc = None
+    mlp = None if path.is_dir() else mlp_checkpoint(model)
+    if mlp is not None:
+        float_acc = float(np.mean(mlp_forward(mlp, x).argmax(1) == y))
+    elif not path.is_dir() and not (
+        path.suffix == ".npz" and read_npz(path)[0].get("format") == "spikeforge-snn-graph"
+    ):
+        float_acc = float(np.mean(float_forward(load_model(model), x).argmax(1) == y))
     result = simulate(
         program,
         x,
