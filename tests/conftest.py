@@ -29,6 +29,14 @@ def tiny_graph(tiny_ckpt):
     return convert(tiny_ckpt)
 
 
+@pytest.fixture(scope="session")
+def mbe_mlp8():
+    """``tiny-digits-mlp`` converted by MBE at T = 8 (cached fits, no fitting)."""
+    from spikeforge.models.mbe_graph import mlp_to_mbe_graph
+
+    return mlp_to_mbe_graph(timesteps=8, fit=False)
+
+
 def hw_of(rows: int, cols: int, **core) -> HardwareConfig:
     """A ``rows x cols`` array with the given ``[core]`` values (defaults elsewhere)."""
     return HardwareConfig(array=ArrayConfig(rows, cols), core=CoreConfig(**core))
