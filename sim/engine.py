@@ -183,7 +183,31 @@ class Simulator:
                     low.input_pop,
                     low.pop_graded,
                     xin,
+                    not self.trace,  # the trace records every event; otherwise rows go to round_rows
                 )
+                if not self.trace:
+                    K.round_rows(
+                        t,
+                        T,
+                        pieces,
+                        low.slots,
+                        ring,
+                        low.ring_off,
+                        low.ring_depth,
+                        low.pop_size,
+                        low.pop_out_start,
+                        low.input_pop,
+                        low.pop_graded,
+                        xin,
+                        low.weights,
+                        state,
+                        lanes,
+                        wb,
+                        vb,
+                        piece_cost,
+                        self.piece_ops,
+                        self.stats,
+                    )
                 K.deliver(
                     f_dst,
                     f_slot,
@@ -263,7 +287,7 @@ class Simulator:
                     unsorted = np.empty_like(inject)
                     unsorted[order] = inject
                     inject = unsorted
-            p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats)
+            p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats, not rounds or self.trace)
             fire_cycles = np.zeros(len(pieces), np.int64)
             spikes_before = int(self.stats[K.ST_SPK])
             bad = K.fire(

@@ -162,7 +162,21 @@ def _reaches(coord, pad, k, stride, lo, hi):
 
 @njit(cache=True)
 def gen_round_events(
-    t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start, input_pop, pop_graded, x
+    t,
+    T,
+    pieces,
+    slots,
+    neurons,
+    forward,
+    ring,
+    ring_off,
+    ring_depth,
+    pop_size,
+    pop_out_start,
+    input_pop,
+    pop_graded,
+    x,
+    skip_rows=False,
 ):
     """Rounds mode: the events each piece reads from DRAM at step ``t`` (architecture section 7).
 
@@ -170,6 +184,7 @@ def gen_round_events(
     ``mapping.connectivity.slot_sources``) that emitted at ``t - 1 - delay``, piece by piece.
     Returns ``(dst_piece, slot, s, value, graded)``. Events are counted, then written, at each
     slot kind's site: a shared inline helper for the recording measured 40 % slower at ImageNet size.
+    With ``skip_rows``, dense and pool_dense slots are left to :func:`round_rows`.
     """
     total = 0
     f_dst = np.empty(0, np.int64)
@@ -197,6 +212,8 @@ def gen_round_events(
                 base = ring_off[src] + (step % ring_depth[src]) * pop_size[src]
                 kind = slots[k, SK]
                 lo, hi = slots[k, SLO], slots[k, SHI]
+                if (kind == DENSE or kind == POOL_DENSE) and skip_rows:
+                    continue  # round_rows applies these without an event list
                 if kind == DENSE or kind == POOL_DENSE:
                     scale = 1 if kind == DENSE else slots[k, SH] * slots[k, SW]
                     for s in range(lo * scale, hi * scale):
@@ -353,6 +370,75 @@ def round_timing(
             phase[k] = 0
             cur_in[k] = 0
     return end, moved
+
+
+@njit(cache=True)
+def round_rows(
+    t,
+    T,
+    pieces,
+    slots,
+    ring,
+    ring_off,
+    ring_depth,
+    pop_size,
+    pop_out_start,
+    input_pop,
+    pop_graded,
+    x,
+    weights,
+    state,
+    lanes,
+    wbits,
+    vbits,
+    piece_cost,
+    piece_ops,
+    stats,
+):
+    """Rounds mode, dense and pool_dense slots: each piece reads its sources' outputs and adds rows.
+
+    The same events, costs and counts as :func:`gen_round_events` then :func:`deliver` (a row event
+    costs ``ceil(n/lanes)`` cycles; rounds add costs per piece, so order does not matter), without
+    building an event list: at 4096 x 4096 the list and the per-event dispatch cost as much as
+    the additions.
+    """
+    for p in range(pieces.shape[0]):
+        off, n = pieces[p, OFF], pieces[p, N]
+        groups = _ceil(n, lanes)
+        v = state[off : off + n]
+        for k in range(pieces[p, SLOT0], pieces[p, SLOT0] + pieces[p, NSLOTS]):
+            kind = slots[k, SK]
+            if kind != DENSE and kind != POOL_DENSE:
+                continue
+            src = slots[k, SSRC]
+            step = t - 1 - slots[k, SDELAY]
+            if step < pop_out_start[src] or step >= pop_out_start[src] + T:
+                continue
+            host = src == input_pop
+            graded = 1 if host else (2 if pop_graded[src] == 1 else 0)
+            base = ring_off[src] + (step % ring_depth[src]) * pop_size[src]
+            lo, hi = slots[k, SLO], slots[k, SHI]
+            scale = 1 if kind == DENSE else slots[k, SH] * slots[k, SW]
+            woff = slots[k, SWOFF]
+            events = 0
+            for s in range(lo * scale, hi * scale):
+                val = x[s] if host else ring[base + s]
+                if val != 0:
+                    row = s // scale - lo
+                    _accumulate(v, weights[woff + row * n : woff + row * n + n], val)
+                    events += 1
+            piece_cost[p] += events * groups
+            ops = events * n
+            piece_ops[p] += ops
+            if graded:
+                stats[ST_MACS] += ops
+                if graded == 2:
+                    stats[ST_PMACS] += ops
+            else:
+                stats[ST_OPS] += ops
+            stats[ST_SYN] += events * groups * lanes * wbits
+            stats[ST_MR] += events * groups * lanes * vbits
+            stats[ST_MW] += events * groups * lanes * vbits
 
 
 @njit(cache=True)
@@ -529,39 +615,50 @@ def deliver(
 
 
 @njit(cache=True)
-def partial_sums(t, T, pieces, state, lanes, vbits, stats):
+def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
     """Phase P: every partial piece in its input window sends its non-zero sums to its root.
 
-    Returns ``(src_piece, dst_piece, scan_cycles_per_piece)`` of the partial-sum flits.
+    Returns ``(src_piece, dst_piece, scan_cycles_per_piece)`` of the partial-sum flits (none
+    listed when ``flits`` is false: rounds mode moves partial sums through DRAM, not the mesh).
     """
     n_pieces = pieces.shape[0]
-    total = 0
+    bound = 0  # one pass: size the flit arrays by the scanned neurons, then trim
     for p in range(n_pieces):
-        if pieces[p, KIND] == PARTIAL and pieces[p, IN_START] <= t < pieces[p, IN_START] + T:
-            off = pieces[p, OFF]
-            for j in range(pieces[p, N]):
-                if state[off + j] != 0:
-                    total += 1
-    f_src = np.empty(total, np.int64)
-    f_dst = np.empty(total, np.int64)
+        if flits and pieces[p, KIND] == PARTIAL and pieces[p, IN_START] <= t < pieces[p, IN_START] + T:
+            bound += pieces[p, N]
+    f_src = np.empty(bound, np.int64)
+    f_dst = np.empty(bound, np.int64)
     scan = np.zeros(n_pieces, np.int64)
     total = 0
+    scanned = 0
     for p in range(n_pieces):
         if pieces[p, KIND] == PARTIAL and pieces[p, IN_START] <= t < pieces[p, IN_START] + T:
             off, n, root = pieces[p, OFF], pieces[p, N], pieces[p, ROOT]
             roff = pieces[root, OFF]
             scan[p] = _ceil(n, lanes)
-            stats[ST_MR] += n * vbits
-            for j in range(n):
-                if state[off + j] != 0:
-                    state[roff + j] += state[off + j]
+            scanned += n
+            if not flits:
+                nonzero = 0
+                for j in range(n):
+                    a = state[off + j]
+                    nonzero += a != 0
+                    state[roff + j] += a
                     state[off + j] = 0
-                    stats[ST_MR] += vbits
-                    stats[ST_MW] += vbits
+                total += nonzero
+                continue
+            for j in range(n):
+                a = state[off + j]
+                if a != 0:
+                    state[roff + j] += a
+                    state[off + j] = 0
                     f_src[total] = p
                     f_dst[total] = root
                     total += 1
-    return f_src, f_dst, scan
+    stats[ST_MR] += (scanned + total) * vbits
+    stats[ST_MW] += total * vbits
+    if not flits:
+        return f_src, f_dst, scan
+    return f_src[:total], f_dst[:total], scan
 
 
 @njit(cache=True)
