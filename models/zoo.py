@@ -17,6 +17,9 @@ from .errors import SpikeForgeError
 __all__ = ["available_models", "model_path", "load_model"]
 
 _BUNDLED = {"tiny-digits": "tiny-digits.npz"}
+#: Bundled float models of the training-free MBE path, and the commands that take them.
+MBE_MODELS = ("tiny-digits-mlp", "tiny-digits-vit")
+MBE_MODELS_WHERE = "convert/map/simulate/sweep (the MLP) and demo (the ViT)"
 
 
 def available_models() -> list[str]:
@@ -32,7 +35,8 @@ def model_path(name_or_path: str | Path) -> Path:
     path = Path(key)
     if not path.exists():
         raise SpikeForgeError(
-            f"no bundled model or file called {key!r}; bundled models: {', '.join(available_models())}."
+            f"no bundled model or file called {key!r}; bundled CSDformer models: {', '.join(available_models())} "
+            f"(the MBE models {', '.join(MBE_MODELS)} are taken by {MBE_MODELS_WHERE})."
         )
     return path
 

@@ -378,6 +378,10 @@ def round_rows(
     T,
     pieces,
     slots,
+    slot_piece,
+    group_ptr,
+    group_slots,
+    group_fused,
     ring,
     ring_off,
     ring_depth,
@@ -400,33 +404,46 @@ def round_rows(
     The same events, costs and counts as :func:`gen_round_events` then :func:`deliver` (a row event
     costs ``ceil(n/lanes)`` cycles; rounds add costs per piece, so order does not matter), without
     building an event list: at 4096 x 4096 the list and the per-event dispatch cost as much as
-    the additions.
+    the additions. Slots that read the same source rows (the slices of one population, one
+    fan-in chunk) are swept together, source by source, so each source's row is read as one
+    contiguous run of the transposed matrix; when the slices' states are adjacent too
+    (``group_fused``: the lowering orders states by chunk, then slice) it is one long addition.
     """
-    for p in range(pieces.shape[0]):
-        off, n = pieces[p, OFF], pieces[p, N]
-        groups = _ceil(n, lanes)
-        v = state[off : off + n]
-        for k in range(pieces[p, SLOT0], pieces[p, SLOT0] + pieces[p, NSLOTS]):
-            kind = slots[k, SK]
-            if kind != DENSE and kind != POOL_DENSE:
-                continue
-            src = slots[k, SSRC]
-            step = t - 1 - slots[k, SDELAY]
-            if step < pop_out_start[src] or step >= pop_out_start[src] + T:
-                continue
-            host = src == input_pop
-            graded = 1 if host else (2 if pop_graded[src] == 1 else 0)
-            base = ring_off[src] + (step % ring_depth[src]) * pop_size[src]
-            lo, hi = slots[k, SLO], slots[k, SHI]
-            scale = 1 if kind == DENSE else slots[k, SH] * slots[k, SW]
-            woff = slots[k, SWOFF]
-            events = 0
-            for s in range(lo * scale, hi * scale):
-                val = x[s] if host else ring[base + s]
-                if val != 0:
-                    row = s // scale - lo
-                    _accumulate(v, weights[woff + row * n : woff + row * n + n], val)
+    for g in range(group_ptr.shape[0] - 1):
+        q0, q1 = group_ptr[g], group_ptr[g + 1]
+        k0 = group_slots[q0]
+        kind, src = slots[k0, SK], slots[k0, SSRC]
+        step = t - 1 - slots[k0, SDELAY]
+        if step < pop_out_start[src] or step >= pop_out_start[src] + T:
+            continue
+        host = src == input_pop
+        graded = 1 if host else (2 if pop_graded[src] == 1 else 0)
+        base = ring_off[src] + (step % ring_depth[src]) * pop_size[src]
+        lo, hi = slots[k0, SLO], slots[k0, SHI]
+        scale = 1 if kind == DENSE else slots[k0, SH] * slots[k0, SW]
+        events = 0
+        width = group_fused[g]
+        off0 = pieces[slot_piece[k0], OFF]
+        for s in range(lo * scale, hi * scale):
+            val = x[s] if host else ring[base + s]
+            if val != 0:
+                row = s // scale - lo
+                if width > 0:  # the slices side by side: one long row
+                    wb = slots[k0, SWOFF] + row * slots[k0, SWROW]
+                    _accumulate(state[off0 : off0 + width], weights[wb : wb + width], val)
                     events += 1
+                    continue
+                for q in range(q0, q1):
+                    k = group_slots[q]
+                    p = slot_piece[k]
+                    off, n = pieces[p, OFF], pieces[p, N]
+                    wb = slots[k, SWOFF] + row * slots[k, SWROW]
+                    _accumulate(state[off : off + n], weights[wb : wb + n], val)
+                events += 1
+        for q in range(q0, q1):
+            p = slot_piece[group_slots[q]]
+            n = pieces[p, N]
+            groups = _ceil(n, lanes)
             piece_cost[p] += events * groups
             ops = events * n
             piece_ops[p] += ops
@@ -530,7 +547,7 @@ def deliver(
         elif kind == DENSE or kind == POOL_DENSE:
             lo = slots[k, SLO]
             row = (s if kind == DENSE else s // (slots[k, SH] * slots[k, SW])) - lo
-            base = slots[k, SWOFF] + row * n
+            base = slots[k, SWOFF] + row * slots[k, SWROW]
             _accumulate(state[off : off + n], weights[base : base + n], val)
             groups = _ceil(n, lanes)
             c_cost = groups

@@ -81,7 +81,7 @@ class Lowered:
     slots: np.ndarray  # (n_slots, len(SLOT_FIELDS))
     neurons: np.ndarray  # global index (in its population) of every piece-local neuron, by piece offset
     params: np.ndarray  # (total, 3): threshold, bias, v0 per piece-local neuron
-    weights: np.ndarray  # conv kernels as (ci, kh, kw, co); dense slots as (source row, local neuron) blocks
+    weights: np.ndarray  # conv kernels (ci, kh, kw, co); dense, pool_dense matrices transposed (stride: wrow)
     inverse: np.ndarray  # product operand decoders: (h, row, col) per source neuron, at inv_off
     forward: np.ndarray  # product operand index maps, flattened (h, d1, d2) -> source, at fwd_off
     pop_out_start: np.ndarray  # first step of each population's firing window (input: 0)
@@ -98,6 +98,10 @@ class Lowered:
     total_counts: int
     input_pop: int
     lut: np.ndarray  # MBE tables of every mbe piece, at its lut_off
+    slot_piece: np.ndarray  # the piece of every slot
+    row_group_ptr: np.ndarray  # dense/pool_dense slots reading the same source rows: group g is
+    row_group_slots: np.ndarray  # row_group_slots[row_group_ptr[g]:row_group_ptr[g + 1]], by state offset
+    row_group_fused: np.ndarray  # width of the group's one long row when its slices are adjacent, else 0
     pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
 
 
@@ -120,7 +124,11 @@ def lower(program: Program) -> Lowered:
         w_off[i] = w_total
         if proj.kind == "conv":  # (ci, kh, kw, co): one event's output channels are contiguous
             arr = np.ascontiguousarray(proj.kernel.transpose(1, 2, 3, 0))
-        else:  # dense and pool_dense weights go in per slot below, as (source row, local neuron) blocks
+        elif proj.kind in ("dense", "pool_dense"):
+            # the whole matrix once, source-major: a slice's row is a contiguous run of it, and the
+            # rows of neighbouring slices lie side by side (round_rows reads them in one sweep)
+            arr = np.ascontiguousarray(proj.weight.T)
+        else:
             arr = np.zeros(0, np.int64)
         chunks.append(arr.reshape(-1))
         w_total += arr.size
@@ -148,17 +156,33 @@ def lower(program: Program) -> Lowered:
     n_pieces = len(program.pieces)
     ptab = np.zeros((n_pieces, len(PIECE_FIELDS)), np.int64)
     srows = []
-    neurons, params = [], []
     loc_piece = np.full(int(pop_size.sum()), -1, np.int64)
     loc_local = np.full(int(pop_size.sum()), -1, np.int64)
+    # State offsets: by population, then fan-in chunk, then slice, so the slices of one chunk sit
+    # side by side (with the transposed weights, round_rows then adds one long row per source)
+    rank: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    for p in program.pieces:
+        rank[p.id] = seen.get(p.root, 0)
+        seen[p.root] = rank[p.id] + 1
+    state_off: dict[int, int] = {}
+    total = 0
+    for p in sorted(program.pieces, key=lambda q: (pop_index[q.population], rank[q.id], q.slice_index, q.id)):
+        state_off[p.id] = total
+        total += p.n
+    neurons_arr = np.zeros(total, np.int64)
+    params_arr = np.zeros((total, 3), np.int64)
     off = cnt = 0
     luts, lut_total = [], 0
+    groups: dict[tuple, list[int]] = {}  # row slots that read the same source rows (round_rows)
+    slot_piece: list[int] = []
     vbits = program.hardware.core.v_bits
     for p in program.pieces:
         pop = graph.population(p.population)
         pi = pop_index[p.population]
         g = p.geometry
         row = ptab[p.id]
+        off = state_off[p.id]
         row[P["kind"]], row[P["n"]], row[P["off"]], row[P["pop"]] = PIECE_CODES[p.kind], p.n, off, pi
         row[P["core"]], row[P["root"]] = program.plan.core[p.id], p.root
         row[P["in_start"]], row[P["out_start"]] = sched[p.population].in_start, sched[p.population].out_start
@@ -194,23 +218,39 @@ def lower(program: Program) -> Lowered:
         for slot in p.slots:
             srow = _slot_row(graph, slot, w_off, inv_off, fwd_off, pop_index)
             if slot.kind in ("dense", "pool_dense"):  # the slot's rows, one per source row, n wide
-                block = graph.projections[slot.proj].weight[p.neurons][:, slot.lo : slot.hi].T
-                chunks.append(block.reshape(-1))
-                srow[S["w_off"]], srow[S["wrow"]] = w_total, p.n
-                w_total += block.size
+                weight = graph.projections[slot.proj].weight
+                first = int(p.neurons[0]) if p.n else 0
+                if np.array_equal(p.neurons, np.arange(first, first + p.n)):  # a run of the matrix
+                    stride = weight.shape[0]
+                    srow[S["w_off"]] = w_off[slot.proj] + slot.lo * stride + first
+                    srow[S["wrow"]] = stride
+                else:  # neurons out of order: a block of its own, n wide
+                    block = weight[p.neurons][:, slot.lo : slot.hi].T
+                    chunks.append(block.reshape(-1))
+                    srow[S["w_off"]], srow[S["wrow"]] = w_total, p.n
+                    w_total += block.size
+                groups.setdefault((slot.proj, slot.lo, slot.hi), []).append(len(srows))
+            slot_piece.append(p.id)
             srows.append(srow)
-        neurons.append(p.neurons)
-        prm = np.zeros((p.n, 3), np.int64)
+        neurons_arr[off : off + p.n] = p.neurons
+        prm = params_arr[off : off + p.n]
         if p.kind in ("neuron", "product"):
             prm[:, 0], prm[:, 1], prm[:, 2] = pop.threshold[p.neurons], pop.bias[p.neurons], pop.v0[p.neurons]
         elif p.kind in ("output", "mbe"):
             prm[:, 1] = pop.bias[p.neurons]
-        params.append(prm)
         if p.kind != "partial":
             loc_piece[pop_off[pi] + p.neurons] = p.id
             loc_local[pop_off[pi] + p.neurons] = np.arange(p.n)
-        off += p.n
     slots = np.array(srows, np.int64).reshape(-1, len(SLOT_FIELDS))
+    # a row group whose slices are adjacent in both the state and the weights is one long row
+    group_list = [sorted(g, key=lambda k: ptab[slot_piece[k], P["off"]]) for g in groups.values()]
+    fused = np.zeros(len(group_list), np.int64)
+    for gi, g in enumerate(group_list):
+        offs = np.array([ptab[slot_piece[k], P["off"]] for k in g])
+        ns = np.array([ptab[slot_piece[k], P["n"]] for k in g])
+        wbs, strides = slots[g, S["w_off"]], slots[g, S["wrow"]]
+        if (strides == strides[0]).all() and (np.diff(offs) == ns[:-1]).all() and (np.diff(wbs) == ns[:-1]).all():
+            fused[gi] = ns.sum()
     # 16 bits hold every weight (weight_bits <= 16); narrow rows halve to quarter the memory traffic
     weights = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
 
@@ -237,8 +277,8 @@ def lower(program: Program) -> Lowered:
         program=program,
         pieces=ptab,
         slots=slots,
-        neurons=np.concatenate(neurons) if neurons else np.zeros(0, np.int64),
-        params=np.concatenate(params) if params else np.zeros((0, 3), np.int64),
+        neurons=neurons_arr,
+        params=params_arr,
         weights=weights,
         inverse=inverse,
         forward=forward,
@@ -252,10 +292,14 @@ def lower(program: Program) -> Lowered:
         route_src=route,
         route_ptr=ptr,
         pop_index=pop_index,
-        total_state=off,
+        total_state=total,
         total_counts=cnt,
         input_pop=pop_index[graph.input.name],
         lut=np.concatenate(luts).astype(np.int64) if luts else np.zeros(0, np.int64),
+        slot_piece=np.array(slot_piece, np.int64),
+        row_group_ptr=np.concatenate([[0], np.cumsum([len(g) for g in group_list])]).astype(np.int64),
+        row_group_slots=np.array([k for g in group_list for k in g], np.int64),
+        row_group_fused=fused,
         pop_graded=np.array([p.kind in ("input", "mbe") for p in pops], np.int64),
     )
 
