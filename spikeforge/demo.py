@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,15 @@ from .mapping import HardwareConfig, compile, load_hardware
 from .models import convert, float_forward, load_digits, load_model, load_npz_dataset
 from .models.errors import SpikeForgeError
 from .models.evaluate import evaluate_graph
+from .models.executor import run_snn
+from .models.mbe_graph import mlp_to_mbe_graph
+from .models.mlp import mlp_forward
 from .models.npzio import read_npz
 from .models.vit import FORMAT as VIT_FORMAT
 from .plots import draw_all
 from .sim import simulate
 from .sweep import SweepPoint, result_row
-from .workflow import check_writable, test_split
+from .workflow import check_writable, mlp_checkpoint, test_split
 
 #: Figures copied from the simulation into the report's top level.
 SIM_KEYS = ("synaptic_ops_per_inference", "cycles_per_inference", "latency_s", "memory_traffic_bytes", "energy_pj")
@@ -70,6 +74,9 @@ def run_demo(
     t0 = time.time()
     if is_vit_model(model):
         return _run_mbe_demo(str(model), out, timesteps, neuron, samples, data, t0)
+    mlp = mlp_checkpoint(model)
+    if mlp is not None:
+        return _run_mbe_mlp_demo(str(model), mlp, out, timesteps, neuron, samples, data, hardware, progress, t0)
     ckpt = load_model(model)
     x, y = test_split(data, samples)
     if x.shape[1:] != ckpt.config.image_shape:
@@ -109,6 +116,11 @@ def run_demo(
         float_accuracy=float_acc,
         progress=progress,
     )
+    return _finish(report, sim, hw, out, model, t0)
+
+
+def _finish(report: dict[str, Any], sim, hw: HardwareConfig, out, model, t0: float) -> dict[str, Any]:
+    """Copy the simulation into the report, draw the plots and write ``out/report.json``."""
     report["hardware"] = sim.hardware
     for key in SIM_KEYS:
         report[key] = getattr(sim, key)
@@ -129,6 +141,58 @@ def run_demo(
     return report
 
 
+def _run_mbe_mlp_demo(model, mlp, out, timesteps, neuron, samples, data, hardware, progress, t0) -> dict[str, Any]:
+    """The demo for a float GELU MLP: MBE conversion to an integer graph, executor, then the hardware.
+
+    Default hardware: the built-in 4 x 4 array with the ``mbe`` neuron model added.
+    ``accuracy`` has ``ann_float`` (the float MLP) and ``snn`` (the functional executor);
+    ``exactness`` compares the simulated logits with the executor's.
+    """
+    if neuron != "dif":
+        raise SpikeForgeError(f"{model} converts with MBE neurons; --neuron {neuron} applies to CSDformer models.")
+    x, y = test_split(data, samples)
+    if out is not None:
+        check_writable(out)
+    if hardware is not None:
+        hw = load_hardware(hardware)
+    else:
+        base = HardwareConfig()
+        hw = replace(base, core=replace(base.core, neuron_models=(*base.core.neuron_models, "mbe")))
+    graph = mlp_to_mbe_graph(mlp, timesteps or 16)
+    _check_image_shape(x, graph, model)
+    run = run_snn(graph, x, record=False)
+    mbe_pops = [p.name for p in graph.populations if p.kind == "mbe"]
+    float_acc = float(np.mean(mlp_forward(mlp, x).argmax(1) == y))
+    sim = simulate(
+        compile(graph, hw),
+        x,
+        y,
+        model=model,
+        hardware=str(hardware or "default 4x4 + mbe"),
+        float_accuracy=float_acc,
+        progress=progress,
+    )
+    report: dict[str, Any] = {
+        "model": model,
+        "timesteps": graph.timesteps,
+        "samples": len(x),
+        "neuron": "mbe",
+        "accuracy": {"ann_float": float_acc, "snn": float(np.mean(run.logits.argmax(1) == y))},
+        "exactness": dict(sim.exactness),
+        "total_steps": graph.total_steps,
+        "latency_steps": graph.latency_steps,
+        "spikes_per_inference": sum(float(run.counts[k].sum()) for k in mbe_pops) / len(x),
+        "spikes_per_population": {k: float(run.counts[k].sum()) / len(x) for k in mbe_pops},
+        "clipped_units": {k: int(run.clipped[k].sum()) for k in mbe_pops},
+    }
+    return _finish(report, sim, hw, out, model, t0)
+
+
+def _check_image_shape(x: np.ndarray, graph, model) -> None:
+    if tuple(x.shape[1:]) != tuple(graph.input.shape):
+        raise SpikeForgeError(f"the data's images are {x.shape[1:]} but model {model!r} expects {graph.input.shape}.")
+
+
 def is_vit_model(model: str | Path) -> bool:
     """True for the bundled ``tiny-digits-vit`` or a ViT checkpoint file (the MBE conversion's input)."""
     if str(model) == "tiny-digits-vit":
@@ -145,9 +209,10 @@ def is_vit_model(model: str | Path) -> bool:
 def _run_mbe_demo(model, out, timesteps, neuron, samples, data, t0) -> dict[str, Any]:
     """The demo for a standard ViT: training-free MBE conversion, integer LUT neurons, no hardware yet.
 
-    The MBE neuron is not yet a neuron model of the hardware contract, so there is nothing to map
-    or simulate: the report says so (``simulation`` is ``None`` with ``not_simulated`` giving why)
-    rather than carrying figures of another network.
+    The MBE neuron is a neuron model of the hardware contract, but the ViT's softmax, LayerNorm
+    and activation x activation products have no integer graph form yet, so there is nothing to
+    map or simulate: the report says so (``simulation`` is ``None`` with ``not_simulated`` giving
+    why) rather than carrying figures of another network.
     """
     from .models.mbe_convert import evaluate_mbe_vit
 
@@ -167,8 +232,9 @@ def _run_mbe_demo(model, out, timesteps, neuron, samples, data, t0) -> dict[str,
     report["hardware"] = None
     report["simulation"] = None
     report["not_simulated"] = (
-        "the MBE neuron is not yet a neuron model of the hardware contract (docs/architecture.md), "
-        "so the MBE-converted model is not mapped or simulated; accuracy and spikes are the functional model's."
+        "the ViT's softmax, LayerNorm and activation x activation products have no integer graph form yet "
+        "(the MBE neuron itself is the hardware's mbe model: see tiny-digits-mlp), so the MBE-converted ViT is "
+        "not mapped or simulated; accuracy and spikes are the functional model's."
     )
     report["plots"] = []
     report["wall_seconds"] = round(time.time() - t0, 2)
@@ -201,20 +267,32 @@ def _format_mbe_report(report: dict[str, Any]) -> str:
 
 def format_report(report: dict[str, Any]) -> str:
     """Human-readable summary of a demo report."""
-    if report.get("neuron") == "mbe":
+    if report.get("neuron") == "mbe" and report.get("simulation") is None:
         return _format_mbe_report(report)
     acc, ex = report["accuracy"], report["exactness"]
-    lines = [
-        f"model {report['model']}  T = {report['timesteps']} (L = {report['levels']})  neuron {report['neuron']}  "
-        f"samples {report['samples']}",
-        f"  accuracy  float QAT {acc['float_qat']:.4f} | quantized ANN (integer) {acc['ann_quantized']:.4f} | "
-        f"SNN {acc['snn']:.4f}",
-        f"  SNN == integer ANN: {'yes' if ex['exact'] else 'NO'} "
-        f"({ex['neurons_checked'] - ex['neurons_mismatched']}/{ex['neurons_checked']} spike counts equal, "
-        f"{ex['logits_equal_samples']}/{report['samples']} logit vectors equal)",
-        f"  steps {report['total_steps']} ({report['latency_steps']} of latency from hops and DIF delays)  "
-        f"spikes per inference {report['spikes_per_inference']:.0f}",
-    ]
+    if report.get("neuron") == "mbe":  # an MBE graph on the hardware (tiny-digits-mlp)
+        lines = [
+            f"model {report['model']}  T = {report['timesteps']}  neuron mbe (integer LUT units)  "
+            f"samples {report['samples']}",
+            f"  accuracy  float ANN {acc['ann_float']:.4f} | MBE SNN {acc['snn']:.4f}",
+            f"  simulated == functional executor: {'yes' if ex['exact'] else 'NO'} "
+            f"({ex['logits_equal_samples']}/{report['samples']} logit vectors equal)",
+            f"  steps {report['total_steps']} (one window per MBE layer)  spikes per inference "
+            f"{report['spikes_per_inference']:.0f}  units clipped to calibrated ranges: "
+            f"{sum(report['clipped_units'].values())}",
+        ]
+    else:
+        lines = [
+            f"model {report['model']}  T = {report['timesteps']} (L = {report['levels']})  neuron {report['neuron']}  "
+            f"samples {report['samples']}",
+            f"  accuracy  float QAT {acc['float_qat']:.4f} | quantized ANN (integer) {acc['ann_quantized']:.4f} | "
+            f"SNN {acc['snn']:.4f}",
+            f"  SNN == integer ANN: {'yes' if ex['exact'] else 'NO'} "
+            f"({ex['neurons_checked'] - ex['neurons_mismatched']}/{ex['neurons_checked']} spike counts equal, "
+            f"{ex['logits_equal_samples']}/{report['samples']} logit vectors equal)",
+            f"  steps {report['total_steps']} ({report['latency_steps']} of latency from hops and DIF delays)  "
+            f"spikes per inference {report['spikes_per_inference']:.0f}",
+        ]
     if "simulation" in report:
         from .sim import SimResult, format_summary
 

@@ -219,7 +219,8 @@ def plot_firing_rate(per_population: dict[str, dict[str, Any]], path: str | Path
     ax.barh(y, rates * 100, color="tab:green")
     ax.set_yticks(y, names, fontsize="x-small" if len(names) > 20 else "small")
     ax.invert_yaxis()  # first layer at the top
-    ax.set_xlabel("spikes per neuron per time step (%)")
+    mbe = any(per_population[n].get("kind") == "mbe" for n in names)
+    ax.set_xlabel("spikes per neuron per time step (%)" + (" (MBE units: per basis)" if mbe else ""))
     ax.set_ylabel("population (graph order)")
     if len(rates):
         mean = float(rates.mean()) * 100

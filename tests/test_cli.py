@@ -170,7 +170,7 @@ def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["neuron"] == "mbe" and report["timesteps"] == 16 and report["samples"] == 30
     assert set(report["accuracy"]) == {"ann_float", "snn"} and report["mbe"]["integer_lut"] is True
-    assert report["simulation"] is None and "not yet a neuron model of the hardware" in report["not_simulated"]
+    assert report["simulation"] is None and "have no integer graph form yet" in report["not_simulated"]
     assert report["spikes_per_inference"] > 0
     assert "MBE SNN" in capsys.readouterr().out
     assert main(["demo", "--model", "tiny-digits-vit", "--neuron", "if", "--samples", "3"]) == 2

@@ -377,3 +377,16 @@ def test_cli_simulates_the_mbe_model(tmp_path, capsys):
     assert result["per_population"]["gelu0"]["kind"] == "mbe"
     assert result["per_population"]["gelu0"]["bases"] == 4
     assert result["accuracy"]["float_qat"] is None
+
+
+def test_demo_runs_the_mbe_mlp_on_the_hardware(tmp_path):
+    from spikeforge.demo import format_report, run_demo
+
+    report = run_demo("tiny-digits-mlp", out=tmp_path, timesteps=8, samples=20, progress=False)
+    assert report["neuron"] == "mbe" and report["exactness"]["exact"]
+    assert report["simulation"]["per_population"]["gelu0"]["kind"] == "mbe"
+    assert report["cycles_per_inference"] > 0 and report["energy_pj"]["total"] > 0
+    assert (tmp_path / "report.json").is_file() and len(report["plots"]) == 5
+    assert "simulated == functional executor: yes (20/20" in format_report(report)
+    with pytest.raises(Exception, match="--neuron if applies to CSDformer models"):
+        run_demo("tiny-digits-mlp", neuron="if", samples=2, progress=False)
