@@ -26,7 +26,7 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, piece_init
+from .piece import PieceInit, neuron_positions, piece_init
 
 __all__ = [
     "ArrayReport",
@@ -164,6 +164,7 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         "piece": piece_id,
         "population": program.pieces[piece_id].population,
         "n": pinit.n,
+        "positions": neuron_positions(hw, program.pieces[piece_id]),
         "lanes": c.lanes,
         "v_bits": c.v_bits,
         "slot_bits": index_bits(c.slots),
@@ -358,6 +359,7 @@ def array_spec(program: Program, run) -> dict:
     hw = program.hardware
     c = hw.core
     core_of = np.asarray(program.plan.core)
+    positions = [neuron_positions(hw, p) for p in program.pieces]  # where the debug port finds each membrane
     steps = []
     for tr in run.trace:
         host = np.flatnonzero(tr.flit_src < 0)
@@ -385,6 +387,7 @@ def array_spec(program: Program, run) -> dict:
                 {
                     "core": k,
                     "n": p.n,
+                    "positions": positions[p.id],
                     "membranes": [int(v) for v in tr.membranes[p.id]],
                     "spikes": None if spikes is None else [int(v) for v in spikes],
                     "busy": int(tr.core_busy[k]),

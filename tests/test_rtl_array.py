@@ -148,12 +148,13 @@ def test_cosim_samples_prints_what_matched_per_sample():
     assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
 
 
-def test_cosim_of_the_bundled_model_names_what_the_rtl_lacks(tiny_graph):
+def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(tiny_graph):
     from spikeforge.mapping import compile
     from spikeforge.rtl import RtlError, cosim_samples
 
-    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
-    with pytest.raises(RtlError, match=r"\('b0.att'\) is a product piece; the RTL builds .* with \[core\] lanes = 1"):
+    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(2, 2)))
+    assert program.plan.mode != "resident"
+    with pytest.raises(RtlError, match=r"piece per core for the whole run"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 
