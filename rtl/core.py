@@ -122,13 +122,27 @@ class Core(wiring.Component):
     extra_dense_cycles : int
         Test hook: adds cycles to every dense event (a deliberately wrong cycle cost for the
         mutation tests). Always 0 in generated hardware.
+    product_fault : str
+        Test hook of product pieces (mutation tests; empty in generated hardware): ``"extra_cycle"``
+        makes every operand event one cycle longer, ``"word_offset"`` sends each lane of a column
+        update (operand ``b``) to the next word of its bank.
     """
 
-    def __init__(self, hw: HardwareConfig, piece: PieceInit | None = None, *, extra_dense_cycles: int = 0) -> None:
+    def __init__(
+        self,
+        hw: HardwareConfig,
+        piece: PieceInit | None = None,
+        *,
+        extra_dense_cycles: int = 0,
+        product_fault: str = "",
+    ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.piece = piece if piece is not None else empty_piece(hw)
         self.extra_dense_cycles = int(extra_dense_cycles)
+        if product_fault not in ("", "extra_cycle", "word_offset"):
+            raise ValueError(f"unknown product_fault {product_fault!r}")
+        self.product_fault = product_fault
         c = hw.core
         self.groups_max = c.neurons // c.lanes
         super().__init__(
@@ -297,7 +311,8 @@ class Core(wiring.Component):
                 is_prod = ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
                 with m.If(is_prod):  # group 0 of the row or column now, ceil(m/lanes) groups, then the count
                     m.d.comb += [iss_valid.eq(1), iss_dense.eq(0), iss_val.eq(prod["w"])]
-                    m.d.sync += [rem.eq(prod["groups"]), last_end.eq(now + prod["groups"] + 1), cur_dense.eq(0)]
+                    cost = prod["groups"] + 1 + (self.product_fault == "extra_cycle")
+                    m.d.sync += [rem.eq(cost - 1), last_end.eq(now + cost), cur_dense.eq(0)]
             rowwise = (kind == SLOT_CODES["dense"]) | (kind == SLOT_CODES["pool_dense"])
             with m.Elif(~is_psum & rowwise) if (conv is not None or prod is not None) else m.If(~is_psum & rowwise):
                 cost = groups + self.extra_dense_cycles
@@ -651,7 +666,7 @@ class Core(wiring.Component):
             ib = Signal(range(ni + 1), name=f"prod_i{lane}")
             m.d.comb += ib.eq(by_shift_t[kk][dcol[cl]])
             a_addr = pre[rw] + kk
-            b_addr = pre[ib] + word_of_col[cl]
+            b_addr = pre[ib] + word_of_col[cl] + (self.product_fault == "word_offset")
             a_cnt = bbar_t[cl][ja] if bbar_t is not None else Const(0)
             b_cnt = abar_t[ib][rw] if abar_t is not None else Const(0)
             la, lc, lv = (

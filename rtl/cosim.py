@@ -225,6 +225,7 @@ def cosim_core(
     *,
     init: PieceInit | None = None,
     extra_dense_cycles: int = 0,
+    product_fault: str = "",
     run=None,
 ) -> CoreReport:
     """Co-simulate the core holding ``piece_id`` on one input ``x`` against the simulator.
@@ -244,6 +245,8 @@ def cosim_core(
         altered copy, the expected transactions still come from the unaltered program).
     extra_dense_cycles : int
         Test hook of :class:`~spikeforge.rtl.core.Core` (a wrong cycle cost).
+    product_fault : str
+        Test hook of :class:`~spikeforge.rtl.core.Core` (a wrong product cost or bank word).
     run : SampleRun, optional
         A simulator run with ``trace=True`` of ``x`` to reuse.
 
@@ -260,7 +263,9 @@ def cosim_core(
         run = Simulator(program, trace=True).run(x)
     spec = core_spec(program, piece_id, [run])
     pinit = init if init is not None else piece_init(program, piece_id)
-    sv = to_sv(Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles), "core")
+    sv = to_sv(
+        Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles, product_fault=product_fault), "core"
+    )
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")

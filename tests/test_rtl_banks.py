@@ -4,6 +4,7 @@ the membranes of operand events on cores of 1, 4 and 16 lanes against the rules 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -158,3 +159,77 @@ def test_operand_events_cost_ceil_m_over_lanes_plus_one_and_update_rows_and_colu
     assert seen["last_end"] == 1 + sum(costs)
     assert seen["busy"] == sum(costs)
     assert seen["v"].tolist() == v.tolist()
+
+
+@pytest.mark.parametrize(("fault", "what"), [("extra_cycle", "cycles"), ("word_offset", "membranes")])
+def test_a_wrong_product_cost_or_bank_word_is_seen(fault, what):
+    """The two mutations of the product unit: one extra cycle per operand event (the ends move) and a
+    column update one word off in its banks (other neurons' membranes change)."""
+    lanes, ni, nj, nc = 4, 5, 7, 3
+    hw = HardwareConfig(
+        array=ArrayConfig(1, 1),
+        core=CoreConfig(axons=16, neurons=64, lanes=lanes, v_bits=VB, pipeline_cycles=3, input_fifo_events=64),
+    )
+    piece = product_piece(ni, nj, nc, 64, lanes)
+    events = [(0, 0), (1, 0), (0, 3), (1, 1), (1, 7), (0, 4)]  # a(0,0) b(0,0) a(1,0) b(0,1) b(1,0) a(1,1)
+    v, costs = expected(piece, events, lanes)
+    good = run_events(hw, piece, events)
+    bad = run_events(hw, piece, events, product_fault=fault)
+    assert good["last_end"] == 1 + sum(costs) and good["v"].tolist() == v.tolist()
+    if what == "cycles":
+        assert bad["last_end"] == 1 + sum(costs) + len(events) and bad["v"].tolist() == v.tolist()
+    else:
+        assert bad["last_end"] == good["last_end"] and bad["v"].tolist() != v.tolist()
+
+
+def test_phase_f_of_a_banked_block_takes_ceil_n_over_lanes_and_fires_in_local_order():
+    """A 6 x 6 block on 4 lanes (where bank ``(i + j) mod 4`` would hold 10 neurons): phase F in
+    ``ceil(36/4) = 9`` cycles, each neuron with its own threshold and bias (the parameter SRAM in bank
+    positions) and its spike in its local bit of the history row."""
+    lanes, ni, nj = 4, 6, 6
+    hw = HardwareConfig(
+        array=ArrayConfig(1, 1),
+        core=CoreConfig(axons=16, neurons=64, lanes=lanes, v_bits=VB, pipeline_cycles=3, input_fifo_events=8),
+    )
+    rng = np.random.default_rng(3)
+    base = product_piece(ni, nj, 2, 64, lanes)
+    n = ni * nj
+    params = np.stack([rng.integers(1, 60, n), rng.integers(-5, 6, n), rng.integers(0, 80, n)], axis=1)
+    piece = dataclasses.replace(base, params=params)
+    step = 2  # in the input window (bias) and the firing window
+    order = membrane_order(hw, piece)
+    dut = Core(hw, piece)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.step, step)
+        ctx.set(dut.fire, 1)
+        done = []
+        for _ in range(11):
+            done.append(ctx.get(dut.f_done))
+            await ctx.tick()
+            ctx.set(dut.fire, 0)
+        seen["f_done"] = done
+        flat = []
+        for w in range(64 // lanes):
+            ctx.set(dut.dbg_maddr, w)
+            word = ctx.get(dut.dbg_v)
+            for lane in range(lanes):
+                x = (word >> (lane * VB)) & ((1 << VB) - 1)
+                flat.append(x - (1 << VB) if x >> (VB - 1) else x)
+        v = np.zeros(n, np.int64)
+        v[order[order >= 0]] = np.asarray(flat)[order >= 0]
+        seen["v"] = v
+        ctx.set(dut.dbg_haddr, step % hw.core.spike_history_steps)
+        seen["spikes"] = [(ctx.get(dut.dbg_h) >> j) & 1 for j in range(64)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    v = params[:, 2] + params[:, 1]
+    s = v >= params[:, 0]
+    assert 0 < s.sum() < n
+    assert seen["f_done"] == [0] * 9 + [1, 1]
+    assert seen["v"].tolist() == (v - params[:, 0] * s).tolist()
+    assert seen["spikes"] == s.astype(int).tolist() + [0] * (64 - n)

@@ -92,6 +92,30 @@ def test_a_wrong_cycle_cost_is_reported(small):
 
 @pytest.mark.rtl
 @needs_icarus
+@pytest.mark.parametrize(("fault", "what"), [("", None), ("extra_cycle", "i_done"), ("word_offset", "membrane")])
+def test_a_product_core_on_skewed_banks_matches_and_its_mutations_are_reported(fault, what):
+    """A 5 x 3 attention block on a 4-lane core matches the simulator; one extra cycle per operand
+    event is reported at ``i_done`` (and the busy count), a column update one word off in its banks
+    at a membrane."""
+    from spikeforge.rtl.scenarios import attention_network
+
+    program = dense_program(attention_network(11, tokens=5, head_dim=3), 3, 3, neurons=16, lanes=4, axons=64)
+    prod = next(p for p in program.pieces if p.kind == "product")
+    assert (prod.geometry["i1"] - prod.geometry["i0"], prod.geometry["j1"] - prod.geometry["j0"]) == (5, 3)
+    x = np.random.default_rng(5).integers(0, 16, 12)
+    rep = cosim_core(program, prod.id, x, product_fault=fault)
+    if what is None:
+        assert rep.ok, rep.first_mismatch()
+        assert rep.events > 20 and rep.spikes > 0 and rep.membranes == prod.n * rep.steps
+    else:
+        assert not rep.ok
+        assert rep.mismatches[0]["what"].startswith(what), rep.first_mismatch()
+        if fault == "extra_cycle":
+            assert any(m["what"] == "busy cycles of the step" for m in rep.mismatches)
+
+
+@pytest.mark.rtl
+@needs_icarus
 def test_a_flipped_weight_bit_is_reported_with_its_neuron(small):
     program, x = small
     init = piece_init(program, 0)
