@@ -177,7 +177,10 @@ class Core(wiring.Component):
         init = {name: words for name, words, _ in memory_words(self.hw, p)}
         syn_words = len(init["synapse"])
         m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
-        banked = p.kind == PIECE_CODES["product"]  # the skewed membrane banks of section 4.3: one address per lane
+        is_product = p.kind == PIECE_CODES["product"]  # the skewed membrane banks of section 4.3
+        conv_cb = next((p.geometry["c1"] - p.geometry["c0"] for sl in p.slots if sl.kind == SLOT_CODES["conv"]), 0)
+        conv_banked = lanes > 1 and conv_cb % lanes != 0  # conv channel groups that start mid-word
+        banked = is_product or conv_banked  # one membrane bank per lane, each with its own address
         order = membrane_order(self.hw, p)
         if banked:
             vmask = (1 << vb) - 1
@@ -208,7 +211,7 @@ class Core(wiring.Component):
             m.d.comb += [dbg_mem.addr.eq(self.dbg_maddr), self.dbg_v.eq(dbg_mem.data)]
             mem_rd_data = mem_rd.data
         par_rd = par.read_port()
-        hist_wr = hist.write_port(granularity=1 if banked else lanes)
+        hist_wr = hist.write_port(granularity=1 if is_product else lanes)
         dbg_hist = hist.read_port(domain="comb")
         m.d.comb += [
             dbg_hist.addr.eq(self.dbg_haddr),
@@ -398,8 +401,11 @@ class Core(wiring.Component):
 
         # ---- read stage (issue cycle): addresses to the synchronous read ports
         m.d.comb += [syn_rd.addr.eq(iss_saddr), par_rd.addr.eq(f_addr)]
-        if banked:  # each bank its own word: the lane's neuron of the row or column (phase F: word f_addr)
+        if is_product:  # each bank its own word: the lane's neuron of the row or column (phase F: word f_addr)
             m.d.comb += [r.addr.eq(Mux(f_iss, f_addr, a)) for r, a in zip(bank_rd, prod["addr"])]
+        elif conv_banked:  # a conv group: each bank the word of its channel; other events one word for all
+            for r, (a, _, _) in zip(bank_rd, conv["lanes"]):
+                m.d.comb += r.addr.eq(Mux(f_iss, f_addr, Mux(iss_dense, a, iss_maddr)))
         else:
             m.d.comb += mem_rd.addr.eq(Mux(f_iss, f_addr, iss_maddr))
         # ---- add / fire and write-back stage (next cycle)
@@ -427,7 +433,14 @@ class Core(wiring.Component):
             w_fire_on.eq(fire_on),
             w_hrow.eq(f_t % c.spike_history_steps),
         ]
-        if banked:  # per lane: its neuron's word, the other operand's count, whether the lane has a neuron
+        if conv_banked:  # per lane: its channel's word, the synapse lane of its weight, whether it has one
+            w_baddr = [Signal(range(max(2, gmax)), name=f"w_baddr{k}") for k in range(lanes)]
+            w_bk = [Signal(range(lanes), name=f"w_bk{k}") for k in range(lanes)]
+            w_bval = [Signal(name=f"w_bvalid{k}") for k in range(lanes)]
+            for k, (a, sl_, ok) in enumerate(conv["lanes"]):
+                m.d.sync += [w_baddr[k].eq(a), w_bk[k].eq(sl_), w_bval[k].eq(ok)]
+            syn_lanes = Array(syn_rd.data[k * wb : (k + 1) * wb].as_signed() for k in range(lanes))
+        if is_product:  # per lane: its neuron's word, the other operand's count, whether the lane has a neuron
             w_baddr = [Signal(range(max(2, gmax)), name=f"w_baddr{k}") for k in range(lanes)]
             w_bcnt = [Signal(c.count_bits, name=f"w_bcount{k}") for k in range(lanes)]
             w_bval = [Signal(name=f"w_bvalid{k}") for k in range(lanes)]
@@ -448,13 +461,15 @@ class Core(wiring.Component):
             th = par_rd.data[(2 * lane) * vb : (2 * lane + 1) * vb].as_signed()
             b = par_rd.data[(2 * lane + 1) * vb : (2 * lane + 2) * vb].as_signed()
             add = Mux(w_dense, w_val * w, Mux(w_hit & (w_lane == lane), w_val * w_weight, 0))
-            if banked:
+            if is_product:
                 add = Mux(w_bval[lane], w_val * w_bcnt[lane], 0)
+            elif conv_banked:  # the weight of this bank's channel: the synapse word rotated
+                add = Mux(w_dense, Mux(w_bval[lane], w_val * syn_lanes[w_bk[lane]], 0), add)
             v_in = Signal(signed(vb), name=f"v_in{lane}")
             m.d.comb += v_in.eq(v + add)
             vb_ = Signal(signed(vb), name=f"v_bias{lane}")
             m.d.comb += vb_.eq(v + Mux(w_bias_on, b, 0))
-            in_piece = occupied[w_maddr][lane] if banked else (w_maddr * lanes + lane) < n
+            in_piece = occupied[w_maddr][lane] if is_product else (w_maddr * lanes + lane) < n
             s = Signal(name=f"spike{lane}")
             if is_maxpool:  # the marks of this lane group (section 4.4), cleared below
                 m.d.comb += s.eq(w_fire_on & (mp["marks"] >> (w_maddr * lanes))[lane] & in_piece)
@@ -465,7 +480,18 @@ class Core(wiring.Component):
             new_v.append(Mux(w_f, v_f, v_in))
             spikes.append(s)
         m.d.comb += hist_wr.addr.eq(w_hrow)
-        if banked:  # lane l of word w is local neuron order[w * lanes + l]: its history bit
+        if conv_banked:
+            for k in range(lanes):
+                m.d.comb += [
+                    bank_wr[k].addr.eq(Mux(w_f | ~w_dense, w_maddr, w_baddr[k])),
+                    bank_wr[k].data.eq(new_v[k]),
+                    bank_wr[k].en.eq(w_f | (w_valid & (~w_dense | w_bval[k]))),
+                ]
+            m.d.comb += [
+                hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
+                hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
+            ]
+        elif is_product:  # lane l of word w is local neuron order[w * lanes + l]: its history bit
             for k in range(lanes):
                 m.d.comb += [
                     bank_wr[k].addr.eq(Mux(w_f, w_maddr, w_baddr[k])),
@@ -494,7 +520,7 @@ class Core(wiring.Component):
         pmode_now = Mux(self.start, self.pphase, pmode)
         self._encoder(m, hist, pmode_now)
         if p.kind == PIECE_CODES["partial"] and groups > 0:
-            self._partial_sums(m, mem, mem_wr, pmode_now, p_busy)
+            self._partial_sums(m, banks if banked else [mem], bank_wr if banked else [mem_wr], pmode_now, p_busy)
         else:
             m.d.comb += p_busy.eq(0)
         return m
@@ -504,8 +530,12 @@ class Core(wiring.Component):
         every local position ``(oy, ox)`` with ``oy * stride + u - pad = y``, ``ox * stride + v - pad =
         x`` for a tap ``(u, v)``; each reached tap takes ``G = ceil(cb/lanes)`` cycles (synapse word
         ``base + (((ch - lo) * kh + u) * kw + v) * G + g``, membrane word ``pos * G + g``), taps in
-        ``(u, v)`` order, at least one cycle per event. Needs ``cb`` a multiple of ``lanes`` (the
-        membrane words then hold whole channel groups of one position)."""
+        ``(u, v)`` order, at least one cycle per event. With ``cb`` a multiple of ``lanes`` (the
+        membrane words then hold whole channel groups of one position), or else per-lane banks: the
+        group's channels are locals ``pos * cb + g * lanes ..``, consecutive, so each is in its own
+        bank (``local mod lanes``) at word ``local // lanes``; bank ``l`` takes channel
+        ``g * lanes + (l - r) mod lanes`` (``r`` the first one's bank), i.e. the synapse word rotated
+        by ``r`` lanes (``lanes`` per-lane entries: word, synapse lane, has a channel)."""
         c, p = self.hw.core, self.piece
         lanes = c.lanes
         sl = next(x for x in p.slots if x.kind == SLOT_CODES["conv"])
@@ -559,6 +589,16 @@ class Core(wiring.Component):
         m.d.comb += cost.eq(Mux(r == 0, 1, r * gc))
         maddr = Array(poss)[tap] * gc + g_now
         saddr = base + tap * gc + g_now
+        lane_ports = []
+        if cb % lanes:  # the position's channels start mid-word: each bank its own word, weights rotated
+            first = Signal(range(max(2, c.neurons + lanes)), name="conv_first")  # local of the group's channel 0
+            m.d.comb += first.eq(Array(poss)[tap] * cb + g_now * lanes)
+            q, r = first // lanes, first % lanes
+            left = cb - g_now * lanes  # channels left from this group on
+            for lane in range(lanes):
+                k = Signal(range(lanes), name=f"conv_k{lane}")  # the group's channel (synapse lane) in this bank
+                m.d.comb += k.eq(Mux(r <= lane, lane - r, lane + lanes - r))
+                lane_ports.append((q + (r > lane), k, k < left))
         with m.If((pop & is_conv) | (~idle & ~cur_dense)):
             last_g = g_now == gc - 1
             m.d.sync += [
@@ -568,7 +608,14 @@ class Core(wiring.Component):
                 x_r.eq(x),
                 base_r.eq(base),
             ]
-        return {"any": mask.any(), "maddr": maddr, "saddr": saddr, "cost": cost, "active": ~cur_dense}
+        return {
+            "any": mask.any(),
+            "maddr": maddr,
+            "saddr": saddr,
+            "cost": cost,
+            "active": ~cur_dense,
+            "lanes": lane_ports,
+        }
 
     def _product_unit(self, m: Module, head, pop, idle, kind, is_psum) -> dict:
         """The running-count mode (section 4.3) on the skewed membrane banks. An ``a`` spike ``(i, c)``
@@ -745,7 +792,7 @@ class Core(wiring.Component):
         with m.If(count > mp["maxima"][local]):
             m.d.sync += [mp["maxima"][local].eq(count), mp["marks"].bit_select(local, 1).eq(1)]
 
-    def _partial_sums(self, m: Module, mem: Memory, mem_wr, pmode_now, p_busy) -> None:
+    def _partial_sums(self, m: Module, mems: list, mem_wrs: list, pmode_now, p_busy) -> None:
         """Phase P of a partial piece (section 4.2), if ``in_start <= t < in_start + T``.
 
         Scan: lane group ``k`` of the accumulators at cycle ``k`` (``ceil(n/lanes)`` cycles), latched
@@ -755,7 +802,8 @@ class Core(wiring.Component):
         c, p = self.hw.core, self.piece
         lanes, vb, n = c.lanes, c.v_bits, p.n
         groups = -(-n // lanes)
-        scan_rd = mem.read_port(domain="comb")
+        scan_rds = [mm.read_port(domain="comb") for mm in mems]  # the membrane, or its banks (lane order)
+        scan_data = Cat(*(r.data for r in scan_rds))
         scan_k = Signal(range(groups + 1))
         scan_on = Signal()
         win = (self.step >= p.in_start) & (self.step < p.in_start + p.timesteps)
@@ -765,7 +813,7 @@ class Core(wiring.Component):
         scanning = begin | scan_on
         accs = [Signal(signed(vb), name=f"psum{j}") for j in range(n)]
         nz = Signal(n)  # sums left to send
-        m.d.comb += scan_rd.addr.eq(sk)
+        m.d.comb += [r.addr.eq(sk) for r in scan_rds]
         with m.If(scanning):
             m.d.sync += [scan_k.eq(sk + 1), scan_on.eq(sk + 1 < groups)]
             for k in range(groups):
@@ -773,9 +821,10 @@ class Core(wiring.Component):
                     for lane in range(lanes):
                         j = k * lanes + lane
                         if j < n:
-                            v = scan_rd.data[lane * vb : (lane + 1) * vb].as_signed()
+                            v = scan_data[lane * vb : (lane + 1) * vb].as_signed()
                             m.d.sync += [accs[j].eq(v), nz[j].eq(v != 0)]
-            m.d.comb += [mem_wr.addr.eq(sk), mem_wr.data.eq(0), mem_wr.en.eq(1)]
+            for wr in mem_wrs:
+                m.d.comb += [wr.addr.eq(sk), wr.data.eq(0), wr.en.eq(1)]
         pick = Signal(range(max(2, n)))
         for j in reversed(range(n)):
             with m.If(nz[j]):

@@ -145,19 +145,11 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                 f"{', '.join(SUPPORTED_SLOTS)} slots so far (docs/rtl.md lists what is missing)."
             )
         if s.kind == "conv":
-            g = piece.geometry
-            cb = g["c1"] - g["c0"]
             convs = {
                 (program.graph.projections[x.proj].kernel.shape[2:], program.graph.projections[x.proj].stride)
                 for x in piece.slots
                 if x.kind == "conv"
             }
-            if cb % program.hardware.core.lanes:
-                raise RtlError(
-                    f"piece {piece_id} ({piece.population!r}): a conv slice of {cb} channels does not fill whole "
-                    f"lane groups of {program.hardware.core.lanes}; the RTL core needs the channel block to be a "
-                    "multiple of [core] lanes (use lanes = 1 or a divisor of the channel count)."
-                )
             if len(convs) > 1 or any(x.kind not in ("conv", "identity") for x in piece.slots):
                 raise RtlError(
                     f"piece {piece_id} ({piece.population!r}) mixes convolutions of different kernels or strides; "

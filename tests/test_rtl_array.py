@@ -292,6 +292,41 @@ def test_spike_by_spike_products_match_the_simulator():
 @pytest.mark.rtl
 @needs_icarus
 @pytest.mark.parametrize(
+    ("network", "channels", "neurons", "lanes", "axons"),
+    [
+        ("conv", 6, 64, 4, 40),
+        ("conv", 5, 64, 16, 60),
+        ("residual", 4, 48, 8, 160),
+        pytest.param("split", 4, 16, 8, 16, marks=pytest.mark.slow),
+    ],
+)
+def test_conv_slices_whose_channel_block_is_not_a_multiple_of_lanes_match_the_simulator(
+    network, channels, neurons, lanes, axons
+):
+    """Channel blocks of 6 channels on 4 lanes, 5 on 16 and 4 on 8 (with identity slots, the residual
+    block; split over 16 axons into root and partial pieces on a 6 x 6 array, so phase P scans the
+    banks): a position's channel groups start mid-word, so each lane is its own membrane bank and
+    the synapse word is rotated onto the banks; every cycle, membrane and spike equals the
+    simulator's."""
+    from spikeforge.rtl.scenarios import conv_network, residual_conv_network
+
+    if network == "conv":
+        program = dense_program(conv_network(6, channels=channels), 2, 3, neurons=neurons, lanes=lanes, axons=axons)
+    else:
+        side = 6 if network == "split" else 3
+        program = dense_program(residual_conv_network(7), side, side, neurons=neurons, lanes=lanes, axons=axons)
+        assert any(p.kind == "partial" for p in program.pieces) == (network == "split")
+    cbs = {p.geometry["c1"] - p.geometry["c0"] for p in program.pieces if "c0" in p.geometry}
+    assert cbs == {channels} and channels % lanes and program.plan.mode == "resident"
+    x = np.random.default_rng(6).integers(0, 16, program.graph.input.shape)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize(
     ("tokens", "head_dim", "neurons", "lanes", "blocks"),
     [(5, 3, 16, 4, {(5, 3), (5, 2)}), (9, 3, 64, 16, {(9, 7), (9, 2)})],
 )

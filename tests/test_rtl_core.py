@@ -212,14 +212,6 @@ def test_a_missing_icarus_says_what_to_install(monkeypatch):
         require_icarus()
 
 
-def test_a_conv_slice_that_does_not_fill_lane_groups_is_refused():
-    from spikeforge.rtl.scenarios import conv_network
-
-    program = dense_program(conv_network(6), 2, 3, neurons=48, lanes=8, axons=160)
-    with pytest.raises(RtlError, match=r"conv slice of 4 channels does not fill whole lane groups of 8"):
-        piece_init(program, 0)
-
-
 @pytest.mark.parametrize("lanes", [4, 16])
 def test_every_piece_of_the_bundled_model_builds_on_multi_lane_cores(tiny_graph, lanes):
     """The skewed membrane banks (section 4.3) lifted the one-lane limit of product pieces: the
