@@ -233,3 +233,55 @@ def test_phase_f_of_a_banked_block_takes_ceil_n_over_lanes_and_fires_in_local_or
     assert seen["f_done"] == [0] * 9 + [1, 1]
     assert seen["v"].tolist() == (v - params[:, 0] * s).tolist()
     assert seen["spikes"] == s.astype(int).tolist() + [0] * (64 - n)
+
+
+def test_a_conv_event_on_a_channel_block_that_is_not_a_multiple_of_lanes():
+    """6 output channels on 4 lanes (two groups, the second half used), 3 x 3 tile, 3 x 3 kernel,
+    padding 1: a spike at the centre reaches all 9 positions, one at a corner 4, each ``ceil(6/4) = 2``
+    cycles; every channel of every reached position gets its own weight although a position's
+    channels start at lane ``(pos * 6) mod 4``."""
+    lanes, cb, side, k = 4, 6, 3, 3
+    hw = HardwareConfig(
+        array=ArrayConfig(1, 1),
+        core=CoreConfig(axons=16, neurons=64, lanes=lanes, v_bits=VB, pipeline_cycles=3, input_fifo_events=8),
+    )
+    rng = np.random.default_rng(4)
+    kernel = rng.integers(-20, 21, (cb, 1, k, k))
+    groups = -(-cb // lanes)
+    syn = np.zeros((k * k * groups, lanes), np.int64)
+    for u in range(k):
+        for v in range(k):
+            for g in range(groups):
+                for lane in range(lanes):
+                    if g * lanes + lane < cb:
+                        syn[(u * k + v) * groups + g, lane] = kernel[g * lanes + lane, 0, u, v]
+    n = side * side * cb
+    v0 = rng.integers(-30, 30, n)
+    conv = SlotInit(SLOT_CODES["conv"], 0, 1, 0, 0, groups, (1, side, side), k, k, 1, 1)
+    piece = PieceInit(
+        kind=PIECE_CODES["neuron"],
+        n=n,
+        in_start=1,
+        out_start=1,
+        timesteps=4,
+        first=0,
+        slots=(conv,),
+        synapse=syn,
+        params=np.stack([np.full(n, 1000), np.zeros(n, np.int64), v0], axis=1),
+        geometry={"c0": 0, "c1": cb, "y0": 0, "y1": side, "x0": 0, "x1": side},
+    )
+    events = [(0, 4), (0, 0)]  # source (0, 1, 1): 9 positions; (0, 0, 0): 4
+    seen = run_events(hw, piece, events)
+    v = v0.reshape(side * side, cb).copy()
+    reached = 0
+    for s in (4, 0):
+        y, x = divmod(s, side)
+        for oy in range(side):
+            for ox in range(side):
+                u, w = y - oy + 1, x - ox + 1
+                if 0 <= u < k and 0 <= w < k:
+                    v[oy * side + ox] += kernel[:, 0, u, w]
+                    reached += 1
+    assert reached == 9 + 4
+    assert seen["last_end"] == 1 + reached * groups and seen["busy"] == reached * groups
+    assert seen["v"].tolist() == v.reshape(-1).tolist()
