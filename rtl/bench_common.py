@@ -76,8 +76,13 @@ class BenchBase:
             await self.edges(1)
             self.check(t, done, end, 1)
 
-    async def score_state(self, t: int, n: int, membranes: list, spikes: list | None, **where) -> None:
-        """Read ``n`` membranes (and the spike row of step ``t``) through the debug ports and score them."""
+    async def score_state(
+        self, t: int, n: int, membranes: list, spikes: list | None, positions: list | None = None, **where
+    ) -> None:
+        """Read ``n`` membranes (and the spike row of step ``t``) through the debug ports and score them.
+
+        ``positions[j]`` is the membrane position (``word * lanes + lane``) of local neuron ``j``
+        (the skewed banks of a product piece); local order when absent."""
         dut, sp = self.dut, self.spec
         lanes, vb = sp["lanes"], sp["v_bits"]
         got_v = []
@@ -86,6 +91,8 @@ class BenchBase:
             await Timer(1, "ps")  # the read ports are combinational
             word = int(dut.dbg_v.value)
             got_v += [signed((word >> (lane * vb)) & ((1 << vb) - 1), vb) for lane in range(lanes)]
+        if positions is not None:
+            got_v = [got_v[q] for q in positions]
         for j, (e, g_) in enumerate(zip(membranes, got_v[:n])):
             self.compared["membranes"] += 1
             if e != g_:

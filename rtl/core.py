@@ -36,7 +36,7 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
-from .piece import PieceInit, check_hardware, empty_piece
+from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
 
 __all__ = ["Core", "flit_layout", "out_flit_layout", "memory_words", "STEP_BITS", "CYCLE_BITS"]
 
@@ -88,14 +88,17 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
 
     Synapse: ``axons * neurons / lanes`` words of ``lanes`` weights; params: ``neurons / lanes``
     words of ``(threshold, bias)`` per lane; membrane: ``neurons / lanes`` words of ``v0`` per lane
-    (zero for output pieces). Lane 0 in the low bits, two's complement.
+    (zero for output pieces). Lane 0 in the low bits, two's complement. Parameters and membranes are
+    at the positions of :func:`membrane_order` (lane ``l`` of membrane word ``w`` is word ``w`` of
+    bank ``l`` in a product piece).
     """
     c = hw.core
     lanes, gmax = c.lanes, c.neurons // c.lanes
     syn_words = max(1, c.axons * c.neurons // lanes)
     syn = _pack(p.synapse, c.weight_bits) + [0] * (syn_words - len(p.synapse))
     params = np.zeros((gmax * lanes, 3), np.int64)
-    params[: p.n] = p.params
+    order = membrane_order(hw, p)  # product pieces: the skewed banks of section 4.3
+    params[order >= 0] = p.params[order[order >= 0]]
     keeps_v0 = p.kind in (PIECE_CODES["neuron"], PIECE_CODES["product"])
     v0 = params[:, 2].copy() if keeps_v0 else np.zeros(gmax * lanes, np.int64)
     par = _pack(params[:, :2].reshape(gmax, lanes * 2), c.v_bits)
@@ -119,13 +122,27 @@ class Core(wiring.Component):
     extra_dense_cycles : int
         Test hook: adds cycles to every dense event (a deliberately wrong cycle cost for the
         mutation tests). Always 0 in generated hardware.
+    product_fault : str
+        Test hook of product pieces (mutation tests; empty in generated hardware): ``"extra_cycle"``
+        makes every operand event one cycle longer, ``"word_offset"`` sends each lane of a column
+        update (operand ``b``) to the next word of its bank.
     """
 
-    def __init__(self, hw: HardwareConfig, piece: PieceInit | None = None, *, extra_dense_cycles: int = 0) -> None:
+    def __init__(
+        self,
+        hw: HardwareConfig,
+        piece: PieceInit | None = None,
+        *,
+        extra_dense_cycles: int = 0,
+        product_fault: str = "",
+    ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.piece = piece if piece is not None else empty_piece(hw)
         self.extra_dense_cycles = int(extra_dense_cycles)
+        if product_fault not in ("", "extra_cycle", "word_offset"):
+            raise ValueError(f"unknown product_fault {product_fault!r}")
+        self.product_fault = product_fault
         c = hw.core
         self.groups_max = c.neurons // c.lanes
         super().__init__(
@@ -160,22 +177,43 @@ class Core(wiring.Component):
         init = {name: words for name, words, _ in memory_words(self.hw, p)}
         syn_words = len(init["synapse"])
         m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
-        m.submodules.mem = mem = Memory(shape=unsigned(lanes * vb), depth=gmax, init=init["membrane"])
+        is_product = p.kind == PIECE_CODES["product"]  # the skewed membrane banks of section 4.3
+        conv_cb = next((p.geometry["c1"] - p.geometry["c0"] for sl in p.slots if sl.kind == SLOT_CODES["conv"]), 0)
+        conv_banked = lanes > 1 and conv_cb % lanes != 0  # conv channel groups that start mid-word
+        banked = is_product or conv_banked  # one membrane bank per lane, each with its own address
+        order = membrane_order(self.hw, p)
+        if banked:
+            vmask = (1 << vb) - 1
+            banks = []
+            for lane in range(lanes):
+                bank = Memory(shape=unsigned(vb), depth=gmax, init=[w >> (lane * vb) & vmask for w in init["membrane"]])
+                m.submodules[f"mem_bank{lane}"] = bank
+                banks.append(bank)
+        else:
+            m.submodules.mem = mem = Memory(shape=unsigned(lanes * vb), depth=gmax, init=init["membrane"])
         # parameter SRAM: threshold and bias per lane (v0 is only needed when the piece is loaded)
         m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
         hdepth = c.spike_history_steps  # one row of `neurons` bits per step, written a lane group at a time
         m.submodules.hist = hist = Memory(shape=unsigned(c.neurons), depth=hdepth, init=[])
 
         syn_rd = syn.read_port()
-        mem_wr = mem.write_port()
-        mem_rd = mem.read_port(transparent_for=(mem_wr,))
+        if banked:
+            bank_wr = [b.write_port() for b in banks]
+            bank_rd = [b.read_port(transparent_for=(w,)) for b, w in zip(banks, bank_wr)]
+            dbg_banks = [b.read_port(domain="comb") for b in banks]
+            m.d.comb += [d.addr.eq(self.dbg_maddr) for d in dbg_banks]
+            m.d.comb += self.dbg_v.eq(Cat(*(d.data for d in dbg_banks)))
+            mem_rd_data = Cat(*(r.data for r in bank_rd))
+        else:
+            mem_wr = mem.write_port()
+            mem_rd = mem.read_port(transparent_for=(mem_wr,))
+            dbg_mem = mem.read_port(domain="comb")
+            m.d.comb += [dbg_mem.addr.eq(self.dbg_maddr), self.dbg_v.eq(dbg_mem.data)]
+            mem_rd_data = mem_rd.data
         par_rd = par.read_port()
-        hist_wr = hist.write_port(granularity=lanes)
-        dbg_mem = mem.read_port(domain="comb")
+        hist_wr = hist.write_port(granularity=1 if is_product else lanes)
         dbg_hist = hist.read_port(domain="comb")
         m.d.comb += [
-            dbg_mem.addr.eq(self.dbg_maddr),
-            self.dbg_v.eq(dbg_mem.data),
             dbg_hist.addr.eq(self.dbg_haddr),
             self.dbg_h.eq(dbg_hist.data),
         ]
@@ -274,17 +312,10 @@ class Core(wiring.Component):
                     m.d.sync += [cur_dense.eq(0)]
             if prod is not None:
                 is_prod = ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
-                with m.If(is_prod):
-                    m.d.comb += [
-                        iss_valid.eq(prod["m"] > 0),
-                        iss_dense.eq(0),
-                        iss_maddr.eq(prod["local0"]),
-                        iss_lane.eq(0),
-                        iss_hit.eq(1),
-                        iss_weight.eq(prod["count0"]),
-                        iss_val.eq(prod["w"]),
-                    ]
-                    m.d.sync += [rem.eq(prod["m"]), last_end.eq(now + prod["m"] + 1), cur_dense.eq(0)]
+                with m.If(is_prod):  # group 0 of the row or column now, ceil(m/lanes) groups, then the count
+                    m.d.comb += [iss_valid.eq(1), iss_dense.eq(0), iss_val.eq(prod["w"])]
+                    cost = prod["groups"] + 1 + (self.product_fault == "extra_cycle")
+                    m.d.sync += [rem.eq(cost - 1), last_end.eq(now + cost), cur_dense.eq(0)]
             rowwise = (kind == SLOT_CODES["dense"]) | (kind == SLOT_CODES["pool_dense"])
             with m.Elif(~is_psum & rowwise) if (conv is not None or prod is not None) else m.If(~is_psum & rowwise):
                 cost = groups + self.extra_dense_cycles
@@ -330,16 +361,8 @@ class Core(wiring.Component):
             if conv is not None:
                 with m.If(conv["active"]):
                     m.d.comb += [iss_valid.eq(conv["any"]), iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
-            if prod is not None:  # the k-th target neuron of a product event; the last cycle issues nothing
-                m.d.comb += [
-                    iss_valid.eq(prod["k"] < prod["m_r"]),
-                    iss_dense.eq(0),
-                    iss_maddr.eq(prod["local_k"]),
-                    iss_lane.eq(0),
-                    iss_hit.eq(1),
-                    iss_weight.eq(prod["count_k"]),
-                    iss_val.eq(prod["w_r"]),
-                ]
+            if prod is not None:  # the k-th lane group of a product event; the last cycle issues nothing
+                m.d.comb += [iss_valid.eq(prod["k"] < prod["groups_r"]), iss_dense.eq(0), iss_val.eq(prod["w"])]
             m.d.sync += [rem.eq(rem - 1), g.eq(g + 1), cur_addr.eq(cur_addr + 1)]
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         ended = ~(had & ~self.start) | (now >= last_end + c.pipeline_cycles)
@@ -377,11 +400,14 @@ class Core(wiring.Component):
             fire_on = (f_t >= out_start) & (f_t < out_start + T) if is_neuron else Const(0)
 
         # ---- read stage (issue cycle): addresses to the synchronous read ports
-        m.d.comb += [
-            syn_rd.addr.eq(iss_saddr),
-            mem_rd.addr.eq(Mux(f_iss, f_addr, iss_maddr)),
-            par_rd.addr.eq(f_addr),
-        ]
+        m.d.comb += [syn_rd.addr.eq(iss_saddr), par_rd.addr.eq(f_addr)]
+        if is_product:  # each bank its own word: the lane's neuron of the row or column (phase F: word f_addr)
+            m.d.comb += [r.addr.eq(Mux(f_iss, f_addr, a)) for r, a in zip(bank_rd, prod["addr"])]
+        elif conv_banked:  # a conv group: each bank the word of its channel; other events one word for all
+            for r, (a, _, _) in zip(bank_rd, conv["lanes"]):
+                m.d.comb += r.addr.eq(Mux(f_iss, f_addr, Mux(iss_dense, a, iss_maddr)))
+        else:
+            m.d.comb += mem_rd.addr.eq(Mux(f_iss, f_addr, iss_maddr))
         # ---- add / fire and write-back stage (next cycle)
         w_valid = Signal()
         w_f = Signal()
@@ -407,19 +433,43 @@ class Core(wiring.Component):
             w_fire_on.eq(fire_on),
             w_hrow.eq(f_t % c.spike_history_steps),
         ]
+        if conv_banked:  # per lane: its channel's word, the synapse lane of its weight, whether it has one
+            w_baddr = [Signal(range(max(2, gmax)), name=f"w_baddr{k}") for k in range(lanes)]
+            w_bk = [Signal(range(lanes), name=f"w_bk{k}") for k in range(lanes)]
+            w_bval = [Signal(name=f"w_bvalid{k}") for k in range(lanes)]
+            for k, (a, sl_, ok) in enumerate(conv["lanes"]):
+                m.d.sync += [w_baddr[k].eq(a), w_bk[k].eq(sl_), w_bval[k].eq(ok)]
+            syn_lanes = Array(syn_rd.data[k * wb : (k + 1) * wb].as_signed() for k in range(lanes))
+        if is_product:  # per lane: its neuron's word, the other operand's count, whether the lane has a neuron
+            w_baddr = [Signal(range(max(2, gmax)), name=f"w_baddr{k}") for k in range(lanes)]
+            w_bcnt = [Signal(c.count_bits, name=f"w_bcount{k}") for k in range(lanes)]
+            w_bval = [Signal(name=f"w_bvalid{k}") for k in range(lanes)]
+            for k in range(lanes):
+                m.d.sync += [
+                    w_baddr[k].eq(prod["addr"][k]),
+                    w_bcnt[k].eq(prod["count"][k]),
+                    w_bval[k].eq(prod["valid"][k]),
+                ]
+            occupied = Array(
+                Const(sum(1 << k for k in range(lanes) if order[w * lanes + k] >= 0), lanes) for w in range(gmax)
+            )
         new_v = []
         spikes = []
         for lane in range(lanes):
-            v = mem_rd.data[lane * vb : (lane + 1) * vb].as_signed()
+            v = mem_rd_data[lane * vb : (lane + 1) * vb].as_signed()
             w = syn_rd.data[lane * wb : (lane + 1) * wb].as_signed()
             th = par_rd.data[(2 * lane) * vb : (2 * lane + 1) * vb].as_signed()
             b = par_rd.data[(2 * lane + 1) * vb : (2 * lane + 2) * vb].as_signed()
             add = Mux(w_dense, w_val * w, Mux(w_hit & (w_lane == lane), w_val * w_weight, 0))
+            if is_product:
+                add = Mux(w_bval[lane], w_val * w_bcnt[lane], 0)
+            elif conv_banked:  # the weight of this bank's channel: the synapse word rotated
+                add = Mux(w_dense, Mux(w_bval[lane], w_val * syn_lanes[w_bk[lane]], 0), add)
             v_in = Signal(signed(vb), name=f"v_in{lane}")
             m.d.comb += v_in.eq(v + add)
             vb_ = Signal(signed(vb), name=f"v_bias{lane}")
             m.d.comb += vb_.eq(v + Mux(w_bias_on, b, 0))
-            in_piece = (w_maddr * lanes + lane) < n
+            in_piece = occupied[w_maddr][lane] if is_product else (w_maddr * lanes + lane) < n
             s = Signal(name=f"spike{lane}")
             if is_maxpool:  # the marks of this lane group (section 4.4), cleared below
                 m.d.comb += s.eq(w_fire_on & (mp["marks"] >> (w_maddr * lanes))[lane] & in_piece)
@@ -429,14 +479,37 @@ class Core(wiring.Component):
             m.d.comb += v_f.eq(vb_ - Mux(s, th, 0))
             new_v.append(Mux(w_f, v_f, v_in))
             spikes.append(s)
-        m.d.comb += [
-            mem_wr.addr.eq(w_maddr),
-            mem_wr.data.eq(Cat(*new_v)),
-            mem_wr.en.eq(w_valid | (w_f & (0 if is_maxpool else 1))),
-            hist_wr.addr.eq(w_hrow),
-            hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
-            hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
-        ]
+        m.d.comb += hist_wr.addr.eq(w_hrow)
+        if conv_banked:
+            for k in range(lanes):
+                m.d.comb += [
+                    bank_wr[k].addr.eq(Mux(w_f | ~w_dense, w_maddr, w_baddr[k])),
+                    bank_wr[k].data.eq(new_v[k]),
+                    bank_wr[k].en.eq(w_f | (w_valid & (~w_dense | w_bval[k]))),
+                ]
+            m.d.comb += [
+                hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
+                hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
+            ]
+        elif is_product:  # lane l of word w is local neuron order[w * lanes + l]: its history bit
+            for k in range(lanes):
+                m.d.comb += [
+                    bank_wr[k].addr.eq(Mux(w_f, w_maddr, w_baddr[k])),
+                    bank_wr[k].data.eq(new_v[k]),
+                    bank_wr[k].en.eq(w_f | (w_valid & w_bval[k])),
+                ]
+            pos = {int(q): i for i, q in enumerate(order) if q >= 0}
+            bits = [spikes[pos[q] % lanes] if q in pos else Const(0) for q in range(c.neurons)]
+            ens = [(w_f & w_fire_on & (w_maddr == pos[q] // lanes)) if q in pos else Const(0) for q in range(c.neurons)]
+            m.d.comb += [hist_wr.data.eq(Cat(*bits)), hist_wr.en.eq(Cat(*ens))]
+        else:
+            m.d.comb += [
+                mem_wr.addr.eq(w_maddr),
+                mem_wr.data.eq(Cat(*new_v)),
+                mem_wr.en.eq(w_valid | (w_f & (0 if is_maxpool else 1))),
+                hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
+                hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
+            ]
         if is_maxpool:
             with m.If(w_f):
                 group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
@@ -447,7 +520,7 @@ class Core(wiring.Component):
         pmode_now = Mux(self.start, self.pphase, pmode)
         self._encoder(m, hist, pmode_now)
         if p.kind == PIECE_CODES["partial"] and groups > 0:
-            self._partial_sums(m, mem, mem_wr, pmode_now, p_busy)
+            self._partial_sums(m, banks if banked else [mem], bank_wr if banked else [mem_wr], pmode_now, p_busy)
         else:
             m.d.comb += p_busy.eq(0)
         return m
@@ -457,8 +530,12 @@ class Core(wiring.Component):
         every local position ``(oy, ox)`` with ``oy * stride + u - pad = y``, ``ox * stride + v - pad =
         x`` for a tap ``(u, v)``; each reached tap takes ``G = ceil(cb/lanes)`` cycles (synapse word
         ``base + (((ch - lo) * kh + u) * kw + v) * G + g``, membrane word ``pos * G + g``), taps in
-        ``(u, v)`` order, at least one cycle per event. Needs ``cb`` a multiple of ``lanes`` (the
-        membrane words then hold whole channel groups of one position)."""
+        ``(u, v)`` order, at least one cycle per event. With ``cb`` a multiple of ``lanes`` (the
+        membrane words then hold whole channel groups of one position), or else per-lane banks: the
+        group's channels are locals ``pos * cb + g * lanes ..``, consecutive, so each is in its own
+        bank (``local mod lanes``) at word ``local // lanes``; bank ``l`` takes channel
+        ``g * lanes + (l - r) mod lanes`` (``r`` the first one's bank), i.e. the synapse word rotated
+        by ``r`` lanes (``lanes`` per-lane entries: word, synapse lane, has a channel)."""
         c, p = self.hw.core, self.piece
         lanes = c.lanes
         sl = next(x for x in p.slots if x.kind == SLOT_CODES["conv"])
@@ -512,6 +589,16 @@ class Core(wiring.Component):
         m.d.comb += cost.eq(Mux(r == 0, 1, r * gc))
         maddr = Array(poss)[tap] * gc + g_now
         saddr = base + tap * gc + g_now
+        lane_ports = []
+        if cb % lanes:  # the position's channels start mid-word: each bank its own word, weights rotated
+            first = Signal(range(max(2, c.neurons + lanes)), name="conv_first")  # local of the group's channel 0
+            m.d.comb += first.eq(Array(poss)[tap] * cb + g_now * lanes)
+            q, r = first // lanes, first % lanes
+            left = cb - g_now * lanes  # channels left from this group on
+            for lane in range(lanes):
+                k = Signal(range(lanes), name=f"conv_k{lane}")  # the group's channel (synapse lane) in this bank
+                m.d.comb += k.eq(Mux(r <= lane, lane - r, lane + lanes - r))
+                lane_ports.append((q + (r > lane), k, k < left))
         with m.If((pop & is_conv) | (~idle & ~cur_dense)):
             last_g = g_now == gc - 1
             m.d.sync += [
@@ -521,17 +608,34 @@ class Core(wiring.Component):
                 x_r.eq(x),
                 base_r.eq(base),
             ]
-        return {"any": mask.any(), "maddr": maddr, "saddr": saddr, "cost": cost, "active": ~cur_dense}
+        return {
+            "any": mask.any(),
+            "maddr": maddr,
+            "saddr": saddr,
+            "cost": cost,
+            "active": ~cur_dense,
+            "lanes": lane_ports,
+        }
 
     def _product_unit(self, m: Module, head, pop, idle, kind, is_psum) -> dict:
-        """The running-count mode (section 4.3) with one lane. An ``a`` spike ``(i, c)`` adds
-        ``w * Bbar[c, j]`` to ``out[i, j]`` for each ``j`` of the piece (one per cycle), then
-        ``Abar[i, c] += 1``; a ``b`` spike ``(c, j)`` adds ``w * Abar[i, c]`` to ``out[i, j]`` for
-        each ``i``, then ``Bbar[c, j] += 1``: ``m + 1`` cycles. The counts are registers; each
-        operand's source index is mapped to its ``(row, column)`` by the piece's index table."""
+        """The running-count mode (section 4.3) on the skewed membrane banks. An ``a`` spike ``(i, c)``
+        adds ``w * Bbar[c, j]`` to ``out[i, j]`` for every ``j`` of the piece, then ``Abar[i, c] += 1``;
+        a ``b`` spike ``(c, j)`` adds ``w * Abar[i, c]`` to ``out[i, j]`` for every ``i``, then
+        ``Bbar[c, j] += 1``: ``ceil(m/lanes)`` lane groups, one per cycle, plus one cycle. Neuron
+        ``(i, j)`` is in bank ``(j + s_i) mod lanes`` at word ``P[i, bank] + j // lanes``
+        (:func:`~spikeforge.rtl.piece.product_banks`), so group ``g`` of row ``i`` gives lane ``l`` the
+        neuron ``j = g * lanes + (l - s_i) mod lanes`` and group ``h`` of column ``j`` the row of its
+        ``h``-th group of rows whose shift is ``(l - j) mod lanes``; every lane reads its own word. The
+        counts are registers; each operand's source index is mapped to its ``(row, column)`` by the
+        piece's index table.
+
+        Returns, for the cycle in progress, per lane the bank word, the count and whether the lane has
+        a neuron, plus the groups of the event being popped and of the one in progress."""
         c, p = self.hw.core, self.piece
+        lanes = c.lanes
         g = p.geometry
         ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction
+        gi, gj = -(-ni // lanes), -(-nj // lanes)
         cb = c.count_bits
         w = next(sl.weight for sl in p.slots if sl.kind == SLOT_CODES["product_a"])
         abar = [[Signal(cb, name=f"abar{i}_{k}") for k in range(nc)] for i in range(ni)]
@@ -550,22 +654,12 @@ class Core(wiring.Component):
                     m.d.comb += [row.eq(k), col.eq(j)]
         side_r = Signal()  # 1: an a event
         row_r, col_r = Signal.like(row), Signal.like(col)
-        k_r = Signal(range(max(ni, nj) + 2))
-        m_h = Mux(is_a, nj, ni)
-        m_r = Signal(range(max(ni, nj) + 1))
-
-        def count(side, rw, cl, k):
-            # the other operand's count for the k-th target: a event -> Bbar[c, k]; b event -> Abar[k, c]
-            b_c = Array(Array(r) for r in bbar)[cl][k] if nj and nc else Const(0)
-            a_c = Array(Array(r) for r in abar)[k][rw] if ni and nc else Const(0)  # b event: row is c
-            return Mux(side, b_c, a_c)
-
-        def local(side, rw, cl, k):
-            return Mux(side, rw * nj + k, k * nj + cl)
-
+        k_r = Signal(range(max(gi, gj) + 2))
+        groups_h = Mux(is_a, gj, gi)
+        groups_r = Signal(range(max(gi, gj) + 1))
         is_ev = pop & ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
         with m.If(is_ev):
-            m.d.sync += [side_r.eq(is_a), row_r.eq(row), col_r.eq(col), k_r.eq(1), m_r.eq(m_h)]
+            m.d.sync += [side_r.eq(is_a), row_r.eq(row), col_r.eq(col), k_r.eq(1), groups_r.eq(groups_h)]
             with m.If(is_a):  # Abar[i, c] += 1
                 for i in range(ni):
                     for k in range(nc):
@@ -578,22 +672,71 @@ class Core(wiring.Component):
                             m.d.sync += bbar[k][j].eq(bbar[k][j] + 1)
         with m.Elif(~idle):
             m.d.sync += k_r.eq(k_r + 1)
-        count0 = Signal(signed(c.v_bits))
-        count_k = Signal(signed(c.v_bits))
+
+        # the lane group in progress: the popped event's group 0, or group k_r of the held one
+        side = Signal()
+        rw, cl = Signal.like(row), Signal.like(col)
+        kk = Signal.like(k_r)
         m.d.comb += [
-            count0.eq(count(is_a, row, col, 0)),
-            count_k.eq(count(side_r, row_r, col_r, k_r)),
+            side.eq(Mux(is_ev, is_a, side_r)),
+            rw.eq(Mux(is_ev, row, row_r)),
+            cl.eq(Mux(is_ev, col, col_r)),
+            kk.eq(Mux(is_ev, 0, k_r)),
         ]
+        shifts = bank_shifts(ni, lanes)
+        bank, addr = product_banks(ni, nj, lanes)
+        prefix = [
+            [int(addr[i][bank[i] == lane].min()) if (bank[i] == lane).any() else 0 for lane in range(lanes)]
+            for i in range(ni)
+        ]
+        # group h of rows: the row whose shift is d (mod lanes), ni when none
+        by_shift = [
+            [
+                next((i for i in range(h * lanes, min(ni, h * lanes + lanes)) if shifts[i] % lanes == d), ni)
+                for d in range(lanes)
+            ]
+            for h in range(gi)
+        ]
+        by_shift_t = Array(Array(Const(v, range(ni + 1)) for v in r) for r in by_shift)
+        abar_t = Array(Array(r) for r in abar) if ni and nc else None
+        bbar_t = Array(Array(r) for r in bbar) if nj and nc else None
+        word_of_col = Array(Const(j // lanes, range(gj + 1)) for j in range(nj))
+        out_addr, out_count, out_valid = [], [], []
+        for lane in range(lanes):
+            pre = Array(Const(prefix[i][lane], range(max(2, c.neurons))) for i in range(ni))
+            # a: row i = rw, contraction c = cl; lane's column j = kk * lanes + (lane - s_i) mod lanes
+            off = Array(Const((lane - shifts[i]) % lanes, range(max(2, lanes))) for i in range(ni))
+            ja = Signal(range(max(2, (gj + 1) * lanes)), name=f"prod_j{lane}")
+            m.d.comb += ja.eq(kk * lanes + off[rw])
+            # b: contraction c = rw, column j = cl; lane's row i: shift (lane - j) mod lanes in row group kk
+            dcol = Array(Const((lane - j) % lanes, range(max(2, lanes))) for j in range(nj))
+            ib = Signal(range(ni + 1), name=f"prod_i{lane}")
+            m.d.comb += ib.eq(by_shift_t[kk][dcol[cl]])
+            a_addr = pre[rw] + kk
+            b_addr = pre[ib] + word_of_col[cl] + (self.product_fault == "word_offset")
+            a_cnt = bbar_t[cl][ja] if bbar_t is not None else Const(0)
+            b_cnt = abar_t[ib][rw] if abar_t is not None else Const(0)
+            la, lc, lv = (
+                Signal(range(max(2, c.neurons)), name=f"prod_addr{lane}"),
+                Signal(cb, name=f"prod_count{lane}"),
+                Signal(name=f"prod_valid{lane}"),
+            )
+            m.d.comb += [
+                la.eq(Mux(side, a_addr, b_addr)),
+                lc.eq(Mux(side, a_cnt, b_cnt)),
+                lv.eq(Mux(side, ja < nj, ib < ni)),
+            ]
+            out_addr.append(la)
+            out_count.append(lc)
+            out_valid.append(lv)
         return {
-            "m": m_h,
-            "m_r": m_r,
+            "groups": groups_h,
+            "groups_r": groups_r,
             "k": k_r,
             "w": w,
-            "w_r": w,
-            "local0": local(is_a, row, col, 0),
-            "local_k": local(side_r, row_r, col_r, k_r),
-            "count0": count0,
-            "count_k": count_k,
+            "addr": out_addr,
+            "count": out_count,
+            "valid": out_valid,
         }
 
     def _tile_local(self, index):
@@ -649,7 +792,7 @@ class Core(wiring.Component):
         with m.If(count > mp["maxima"][local]):
             m.d.sync += [mp["maxima"][local].eq(count), mp["marks"].bit_select(local, 1).eq(1)]
 
-    def _partial_sums(self, m: Module, mem: Memory, mem_wr, pmode_now, p_busy) -> None:
+    def _partial_sums(self, m: Module, mems: list, mem_wrs: list, pmode_now, p_busy) -> None:
         """Phase P of a partial piece (section 4.2), if ``in_start <= t < in_start + T``.
 
         Scan: lane group ``k`` of the accumulators at cycle ``k`` (``ceil(n/lanes)`` cycles), latched
@@ -659,7 +802,8 @@ class Core(wiring.Component):
         c, p = self.hw.core, self.piece
         lanes, vb, n = c.lanes, c.v_bits, p.n
         groups = -(-n // lanes)
-        scan_rd = mem.read_port(domain="comb")
+        scan_rds = [mm.read_port(domain="comb") for mm in mems]  # the membrane, or its banks (lane order)
+        scan_data = Cat(*(r.data for r in scan_rds))
         scan_k = Signal(range(groups + 1))
         scan_on = Signal()
         win = (self.step >= p.in_start) & (self.step < p.in_start + p.timesteps)
@@ -669,7 +813,7 @@ class Core(wiring.Component):
         scanning = begin | scan_on
         accs = [Signal(signed(vb), name=f"psum{j}") for j in range(n)]
         nz = Signal(n)  # sums left to send
-        m.d.comb += scan_rd.addr.eq(sk)
+        m.d.comb += [r.addr.eq(sk) for r in scan_rds]
         with m.If(scanning):
             m.d.sync += [scan_k.eq(sk + 1), scan_on.eq(sk + 1 < groups)]
             for k in range(groups):
@@ -677,9 +821,10 @@ class Core(wiring.Component):
                     for lane in range(lanes):
                         j = k * lanes + lane
                         if j < n:
-                            v = scan_rd.data[lane * vb : (lane + 1) * vb].as_signed()
+                            v = scan_data[lane * vb : (lane + 1) * vb].as_signed()
                             m.d.sync += [accs[j].eq(v), nz[j].eq(v != 0)]
-            m.d.comb += [mem_wr.addr.eq(sk), mem_wr.data.eq(0), mem_wr.en.eq(1)]
+            for wr in mem_wrs:
+                m.d.comb += [wr.addr.eq(sk), wr.data.eq(0), wr.en.eq(1)]
         pick = Signal(range(max(2, n)))
         for j in reversed(range(n)):
             with m.If(nz[j]):

@@ -26,7 +26,7 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, piece_init
+from .piece import PieceInit, neuron_positions, piece_init
 
 __all__ = [
     "ArrayReport",
@@ -164,6 +164,7 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         "piece": piece_id,
         "population": program.pieces[piece_id].population,
         "n": pinit.n,
+        "positions": neuron_positions(hw, program.pieces[piece_id]),
         "lanes": c.lanes,
         "v_bits": c.v_bits,
         "slot_bits": index_bits(c.slots),
@@ -224,6 +225,7 @@ def cosim_core(
     *,
     init: PieceInit | None = None,
     extra_dense_cycles: int = 0,
+    product_fault: str = "",
     run=None,
 ) -> CoreReport:
     """Co-simulate the core holding ``piece_id`` on one input ``x`` against the simulator.
@@ -243,6 +245,8 @@ def cosim_core(
         altered copy, the expected transactions still come from the unaltered program).
     extra_dense_cycles : int
         Test hook of :class:`~spikeforge.rtl.core.Core` (a wrong cycle cost).
+    product_fault : str
+        Test hook of :class:`~spikeforge.rtl.core.Core` (a wrong product cost or bank word).
     run : SampleRun, optional
         A simulator run with ``trace=True`` of ``x`` to reuse.
 
@@ -259,7 +263,9 @@ def cosim_core(
         run = Simulator(program, trace=True).run(x)
     spec = core_spec(program, piece_id, [run])
     pinit = init if init is not None else piece_init(program, piece_id)
-    sv = to_sv(Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles), "core")
+    sv = to_sv(
+        Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles, product_fault=product_fault), "core"
+    )
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
@@ -358,6 +364,7 @@ def array_spec(program: Program, run) -> dict:
     hw = program.hardware
     c = hw.core
     core_of = np.asarray(program.plan.core)
+    positions = [neuron_positions(hw, p) for p in program.pieces]  # where the debug port finds each membrane
     steps = []
     for tr in run.trace:
         host = np.flatnonzero(tr.flit_src < 0)
@@ -385,6 +392,7 @@ def array_spec(program: Program, run) -> dict:
                 {
                     "core": k,
                     "n": p.n,
+                    "positions": positions[p.id],
                     "membranes": [int(v) for v in tr.membranes[p.id]],
                     "spikes": None if spikes is None else [int(v) for v in spikes],
                     "busy": int(tr.core_busy[k]),

@@ -30,6 +30,10 @@ __all__ = [
     "check_hardware",
     "piece_init",
     "empty_piece",
+    "bank_shifts",
+    "product_banks",
+    "membrane_order",
+    "neuron_positions",
 ]
 
 #: Widths the generator supports (the per-lane multiplier and the 24-bit flit index bound them).
@@ -141,19 +145,11 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                 f"{', '.join(SUPPORTED_SLOTS)} slots so far (docs/rtl.md lists what is missing)."
             )
         if s.kind == "conv":
-            g = piece.geometry
-            cb = g["c1"] - g["c0"]
             convs = {
                 (program.graph.projections[x.proj].kernel.shape[2:], program.graph.projections[x.proj].stride)
                 for x in piece.slots
                 if x.kind == "conv"
             }
-            if cb % program.hardware.core.lanes:
-                raise RtlError(
-                    f"piece {piece_id} ({piece.population!r}): a conv slice of {cb} channels does not fill whole "
-                    f"lane groups of {program.hardware.core.lanes}; the RTL core needs the channel block to be a "
-                    "multiple of [core] lanes (use lanes = 1 or a divisor of the channel count)."
-                )
             if len(convs) > 1 or any(x.kind not in ("conv", "identity") for x in piece.slots):
                 raise RtlError(
                     f"piece {piece_id} ({piece.population!r}) mixes convolutions of different kernels or strides; "
@@ -162,11 +158,6 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     operands: tuple[dict, dict] = ({}, {})
     contraction = 0
     if piece.kind == "product":
-        if program.hardware.core.lanes != 1:
-            raise RtlError(
-                f"piece {piece_id} ({piece.population!r}) is a product piece; the RTL builds the running-count mode "
-                "with [core] lanes = 1 only (the skewed membrane banks of section 4.3 are not built yet)."
-            )
         proj = program.graph.projections[piece.slots[0].proj]
         g = piece.geometry
         contraction = int(proj.a_index.shape[2])
@@ -209,6 +200,65 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         operands=operands,
         contraction=contraction,
     )
+
+
+def bank_shifts(ni: int, lanes: int) -> list[int]:
+    """Row shifts ``s_i`` of a product block's skewed banks (section 4.3): neuron ``(i, j)`` is in bank
+    ``(j + s_i) mod lanes``. ``s_i = i mod lanes`` for the rows of whole groups of ``lanes`` rows; the
+    last ``r = ni mod lanes`` rows spread evenly over the banks, ``s = floor(t * lanes / r)`` for the
+    ``t``-th of them, so that every bank holds at most ``ceil(ni * nj / lanes)`` neurons (with ``i``
+    there, a 6 x 6 block on 4 lanes would put 10 neurons in one bank and phase F would need 10 cycles,
+    not 9)."""
+    r = ni % lanes
+    return [i % lanes for i in range(ni - r)] + [(t * lanes) // r for t in range(r)]
+
+
+def product_banks(ni: int, nj: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bank and word of every neuron ``(i, j)`` of an ``ni x nj`` product block (section 4.3).
+
+    Bank ``(j + s_i) mod lanes`` (:func:`bank_shifts`); word ``P[i, bank] + j // lanes``, where
+    ``P[i, l]`` counts the neurons of bank ``l`` in rows ``0 .. i-1``: each bank is filled row by row
+    from word 0, so the block takes words ``0 .. ceil(ni * nj / lanes) - 1`` of every bank. Row ``i``
+    group ``g`` (``j`` in ``g*lanes .. g*lanes + lanes - 1``) and column ``j`` group ``h`` (``i`` in
+    ``h*lanes ..``) each touch every bank at most once: one cycle per group.
+    """
+    s = np.asarray(bank_shifts(ni, lanes), np.int64)
+    jj = np.arange(nj)
+    bank = (jj[None, :] + s[:, None]) % lanes
+    per_row = np.stack([(bank == lane).sum(axis=1) for lane in range(lanes)], axis=1)  # (ni, lanes)
+    prefix = np.concatenate([np.zeros((1, lanes), np.int64), np.cumsum(per_row, axis=0)[:-1]])
+    addr = prefix[np.arange(ni)[:, None], bank] + jj[None, :] // lanes
+    return bank, addr
+
+
+def membrane_order(hw: HardwareConfig, piece: PieceInit) -> np.ndarray:
+    """The local neuron at each membrane position ``word * lanes + lane``, ``-1`` where none.
+
+    Local order (``word * lanes + lane = local``) except in product pieces, whose membranes sit in the
+    skewed banks of :func:`product_banks` (lane ``l`` of word ``w`` is word ``w`` of bank ``l``). The
+    parameter SRAM uses the same positions; the benches map the membranes back through it.
+    """
+    return _order(hw, piece.kind == PIECE_CODES["product"], piece.n, piece.geometry)
+
+
+def neuron_positions(hw: HardwareConfig, piece) -> list[int]:
+    """Membrane position (``word * lanes + lane``) of each local neuron of a program's ``piece``."""
+    order = _order(hw, piece.kind == "product", piece.n, piece.geometry)
+    pos = np.empty(piece.n, np.int64)
+    pos[order[order >= 0]] = np.flatnonzero(order >= 0)
+    return pos.tolist()
+
+
+def _order(hw: HardwareConfig, product: bool, n: int, geometry: dict) -> np.ndarray:
+    lanes, gmax = hw.core.lanes, hw.core.neurons // hw.core.lanes
+    order = np.full(gmax * lanes, -1, np.int64)
+    if product and n:
+        ni, nj = geometry["i1"] - geometry["i0"], geometry["j1"] - geometry["j0"]
+        bank, addr = product_banks(ni, nj, lanes)
+        order[(addr * lanes + bank).reshape(-1)] = np.arange(ni * nj)
+    else:
+        order[:n] = np.arange(n)
+    return order
 
 
 def slot_bits(hw: HardwareConfig) -> int:

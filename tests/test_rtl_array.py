@@ -148,12 +148,13 @@ def test_cosim_samples_prints_what_matched_per_sample():
     assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
 
 
-def test_cosim_of_the_bundled_model_names_what_the_rtl_lacks(tiny_graph):
+def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(tiny_graph):
     from spikeforge.mapping import compile
     from spikeforge.rtl import RtlError, cosim_samples
 
-    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(16, 16)))
-    with pytest.raises(RtlError, match=r"\('b0.att'\) is a product piece; the RTL builds .* with \[core\] lanes = 1"):
+    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(2, 2)))
+    assert program.plan.mode != "resident"
+    with pytest.raises(RtlError, match=r"piece per core for the whole run"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 
@@ -286,6 +287,88 @@ def test_spike_by_spike_products_match_the_simulator():
     inits[k] = dataclasses.replace(inits[k], slots=slots)
     bad = cosim_array(program, x, inits=inits)
     assert not bad.ok and bad.mismatches[0]["core"] == k and bad.mismatches[0]["what"] == "membrane"
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize(
+    ("network", "channels", "neurons", "lanes", "axons"),
+    [
+        ("conv", 6, 64, 4, 40),
+        ("conv", 5, 64, 16, 60),
+        ("residual", 4, 48, 8, 160),
+        pytest.param("split", 4, 16, 8, 16, marks=pytest.mark.slow),
+    ],
+)
+def test_conv_slices_whose_channel_block_is_not_a_multiple_of_lanes_match_the_simulator(
+    network, channels, neurons, lanes, axons
+):
+    """Channel blocks of 6 channels on 4 lanes, 5 on 16 and 4 on 8 (with identity slots, the residual
+    block; split over 16 axons into root and partial pieces on a 6 x 6 array, so phase P scans the
+    banks): a position's channel groups start mid-word, so each lane is its own membrane bank and
+    the synapse word is rotated onto the banks; every cycle, membrane and spike equals the
+    simulator's."""
+    from spikeforge.rtl.scenarios import conv_network, residual_conv_network
+
+    if network == "conv":
+        program = dense_program(conv_network(6, channels=channels), 2, 3, neurons=neurons, lanes=lanes, axons=axons)
+    else:
+        side = 6 if network == "split" else 3
+        program = dense_program(residual_conv_network(7), side, side, neurons=neurons, lanes=lanes, axons=axons)
+        assert any(p.kind == "partial" for p in program.pieces) == (network == "split")
+    cbs = {p.geometry["c1"] - p.geometry["c0"] for p in program.pieces if "c0" in p.geometry}
+    assert cbs == {channels} and channels % lanes and program.plan.mode == "resident"
+    x = np.random.default_rng(6).integers(0, 16, program.graph.input.shape)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize(
+    ("tokens", "head_dim", "neurons", "lanes", "blocks"),
+    [(5, 3, 16, 4, {(5, 3), (5, 2)}), (9, 3, 64, 16, {(9, 7), (9, 2)})],
+)
+def test_products_on_skewed_banks_match_the_simulator_in_the_array(tokens, head_dim, neurons, lanes, blocks):
+    """Attention score blocks on 4- and 16-lane cores (section 4.3's skewed membrane banks): product
+    blocks of 5 x 3 and 5 x 2 on 4 lanes, 9 x 7 and 9 x 2 on 16, none a multiple of the lanes, so a
+    row and a column take ``ceil(m/lanes) + 1`` cycles with partly used lane groups; every membrane,
+    spike, cycle and busy count of the array equals the simulator's."""
+    from spikeforge.rtl.scenarios import attention_network
+
+    graph = attention_network(11, tokens=tokens, head_dim=head_dim)
+    program = dense_program(graph, 3, 3, neurons=neurons, lanes=lanes, axons=64)
+    prods = [p for p in program.pieces if p.kind == "product"]
+    assert {(p.geometry["i1"] - p.geometry["i0"], p.geometry["j1"] - p.geometry["j0"]) for p in prods} == blocks
+    x = np.random.default_rng(tokens).integers(0, 16, 12)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@needs_icarus
+@pytest.mark.parametrize(("lanes", "side"), [(4, 8), (16, 16)])
+def test_the_bundled_models_products_on_multi_lane_cores_match_the_simulator(tiny_graph, digits, lanes, side):
+    """The bundled model on 4- and 16-lane cores (resident, every piece builds): the cores of its
+    first attention score product (``b0.att``, Q K^T, head 0, 16 x 16 tokens) and of its first
+    attention-value product (``b0.o``, Att V) replay the flits the whole model's simulation delivered
+    to them, and every membrane, spike, packet and cycle matches."""
+    from spikeforge.mapping import compile
+    from spikeforge.rtl import cosim_core
+
+    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(side, side), core=CoreConfig(lanes=lanes)))
+    assert program.plan.mode == "resident"
+    x = digits.x_test[0]
+    run = Simulator(program, trace=True).run(x)
+    for name in ("b0.att", "b0.o"):
+        prod = next(p for p in program.pieces if p.kind == "product" and p.population == name)
+        rep = cosim_core(program, prod.id, x, run=run)
+        assert rep.ok, rep.first_mismatch()
+        assert rep.events > 300 and rep.packets > 200 and rep.spikes > 0
+        assert rep.membranes == prod.n * len(run.trace)
 
 
 @pytest.mark.rtl
