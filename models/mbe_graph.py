@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.write_cache:
         cache.meta = {"command": "python -m spikeforge.models.mbe_graph --write-cache", "numpy": np.__version__}
     ann = float(np.mean(mlp_forward(ckpt, data.x_test).argmax(1) == data.y_test))
-    print("| T | steps | f | ANN (float) | SNN (MBE graph) | spikes / image | clipped units |\n|---|---|---|---|---|---|---|")
+    print("| T | steps | f | ANN (float) | SNN (MBE graph) | spikes / image | clipped units |")
+    print("|---|---|---|---|---|---|---|")
     for t in args.timesteps:
         graph = mlp_to_mbe_graph(ckpt, t, data, cache=cache, fit=args.write_cache)
         run = run_snn(graph, data.x_test, record=False)
