@@ -24,7 +24,7 @@ from conftest import hw_of
 from spikeforge.mapping import compile
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, HardwareConfig
 from spikeforge.mapping.images import PIECE_CODES
-from spikeforge.rtl import cosim, cosim_core, piece_init
+from spikeforge.rtl import cosim, cosim_core, export_rtl, piece_init
 from spikeforge.rtl.array import array_inits
 from spikeforge.rtl.core import Core
 from spikeforge.rtl.cosim import cosim_array
@@ -263,3 +263,47 @@ def test_a_flipped_table_bit_in_the_array_is_reported_with_its_core(small):
     assert not report.ok
     assert report.mismatches[0]["core"] in {int(c) for c in program.plan.core}
     assert any(m["core"] == k for m in report.mismatches)
+
+
+@needs_icarus
+@pytest.mark.slow
+def test_the_bundled_mlps_second_gelu_core_matches_the_simulator(mbe_mlp8, digits):
+    """The converted MLP (real GELU tables, T = 8) on default 256-neuron, 16-lane cores: the core of
+    ``gelu1`` takes the payload flits of both ``gelu0`` cores and sends its own."""
+    program = compile(mbe_mlp8, hw_of(4, 4, **MBE_CORE))
+    piece = next(p for p in program.pieces if p.population == "gelu1")
+    rep = cosim_core(program, piece.id, digits.x_test[0])
+    assert rep.ok, rep.first_mismatch()
+    assert rep.events > 300 and rep.packets > 100 and rep.spikes == piece.n * program.graph.timesteps
+
+
+@needs_icarus
+@pytest.mark.slow
+def test_the_bundled_mlp_runs_on_a_two_by_two_array_like_the_simulator(mbe_mlp8, digits):
+    """The whole converted MLP (three mbe cores and the logits) end to end on RTL cores and routers."""
+    program = compile(mbe_mlp8, hw_of(2, 2, **MBE_CORE))
+    assert sorted(p.kind for p in program.pieces) == ["mbe", "mbe", "mbe", "output"]
+    x = digits.x_test[0]
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    run, mem, ent, graded_out = expected_counts(program, x)
+    assert report.membranes == mem and report.spikes == ent > 0 and graded_out > 500
+
+
+# --------------------------------------------------------------------------- export
+def test_export_writes_the_mbe_tables_and_icarus_elaborates_them(tmp_path, small):
+    program, _, mbe = small
+    manifest = export_rtl(program.hardware, tmp_path, program)
+    core = next(c for c in manifest["cores"] if c["piece"] == mbe.id)
+    lut = core["memories"]["lut"]
+    vb = program.hardware.core.v_bits
+    words = [int(w, 16) for w in (tmp_path / lut["file"]).read_text().split()]
+    table = program.images(mbe.id)["params"].fields[mbe.n :]
+    assert lut["bits"] == 3 * vb and len(words) == len(table)
+    for w, row in zip(words, table):
+        got = [(w >> (i * vb)) & ((1 << vb) - 1) for i in range(3)]
+        assert [v - (v >> (vb - 1) << vb) for v in got] == list(row)
+    if HAVE_ICARUS:
+        import subprocess
+
+        subprocess.run(["iverilog", "-g2012", "-o", os.devnull, str(tmp_path / manifest["file"])], check=True)
