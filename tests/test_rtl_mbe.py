@@ -18,12 +18,13 @@ import shutil
 import numpy as np
 import pytest
 from amaranth.sim import Simulator as AmaranthSim
-from test_mbe_hardware import MBE_CORE, random_mbe_graph
+from test_mbe_hardware import MBE_CORE, mbe_pop, random_mbe_graph
 
 from conftest import hw_of
 from spikeforge.mapping import compile
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, HardwareConfig
 from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.models.graph import DenseProjection, InputPopulation, NeuronPopulation, OutputPopulation, SNNGraph
 from spikeforge.rtl import cosim, cosim_core, export_rtl, piece_init
 from spikeforge.rtl.array import array_inits
 from spikeforge.rtl.core import Core
@@ -205,6 +206,36 @@ def test_a_two_by_two_array_of_mbe_cores_matches_the_simulator(config):
     run, mem, ent, graded_out = expected_counts(program, x)
     assert report.membranes == mem and report.spikes == ent > 0 and graded_out > 0
     assert report.steps == len(run.trace)
+
+
+@needs_icarus
+def test_if_and_mbe_layers_mix_on_one_array():
+    """``in -> h1 (IF) -> m (mbe) -> h2 (IF) -> out``: an mbe piece takes spikes and IF neurons take
+    payloads; the IF cores' one-bit spike rows sit in the wider history port of an mbe hardware file."""
+    rng = np.random.default_rng(11)
+    T = 3
+    pops = (
+        InputPopulation("in", (5,), value_bits=3),
+        NeuronPopulation("h1", (6,), threshold=rng.integers(3, 8, 6), bias=np.zeros(6, int), v0=np.zeros(6, int)),
+        mbe_pop("m", 6, T, rng, bases=2, lo=-20, hi=20),
+        NeuronPopulation("h2", (4,), threshold=rng.integers(5, 15, 4), bias=np.zeros(4, int), v0=np.zeros(4, int)),
+        OutputPopulation("out", (3,), bias=np.zeros(3, int)),
+    )
+    names = [p.name for p in pops]
+    projs = tuple(
+        DenseProjection(a, b, rng.integers(-3, 5, (pops[i + 1].size, pops[i].size)))
+        for i, (a, b) in enumerate(zip(names, names[1:]))
+    )
+    program = compile(SNNGraph(pops, projs, timesteps=T), hw_of(2, 2, neurons=32, lanes=4, axons=16, **MBE_CORE))
+    assert sorted(p.kind for p in program.pieces) == ["mbe", "neuron", "neuron", "output"]
+    x = rng.integers(0, 8, 5)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    run, mem, ent, graded_out = expected_counts(program, x)
+    assert report.membranes == mem and report.spikes == ent and graded_out > 0
+    for name in ("h1", "h2"):  # h1's spikes reach the mbe units, their payloads make h2 fire
+        k = next(p.id for p in program.pieces if p.population == name)
+        assert sum(int(s.sum()) for tr in run.trace if (s := tr.spikes[k]) is not None) > 0, name
 
 
 # --------------------------------------------------------------------------- mutations must be caught
