@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
 
-from .core import CYCLE_BITS, STEP_BITS, Core, out_flit_layout
+from .core import CYCLE_BITS, STEP_BITS, Core, hist_bits, out_flit_layout
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, empty_piece, piece_init
 from .router import Router
@@ -66,7 +66,7 @@ class CoreArray(wiring.Component):
                 "dbg_maddr": In(index_bits(c.neurons // c.lanes)),
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
-                "dbg_h": Out(c.neurons),
+                "dbg_h": Out(c.neurons * hist_bits(hw)),
                 "dbg_busy": Out(CYCLE_BITS),
                 "dbg_sent": Out(CYCLE_BITS),
             }

@@ -107,7 +107,9 @@ class _ArrayBench(BenchBase):
         for core in st["cores"]:
             k = core["core"]
             dut.dbg_core.value = k
-            await self.score_state(t, core["n"], core["membranes"], core["spikes"], core.get("positions"), core=k)
+            await self.score_state(
+                t, core["n"], core["membranes"], core["spikes"], core.get("positions"), core.get("hist_bits", 1), core=k
+            )
             for name, key in (("dbg_busy", "busy"), ("dbg_sent", "sent")):
                 got = int(getattr(dut, name).value)
                 self.compared["busy" if key == "busy" else "packets"] += 1

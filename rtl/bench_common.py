@@ -77,23 +77,31 @@ class BenchBase:
             self.check(t, done, end, 1)
 
     async def score_state(
-        self, t: int, n: int, membranes: list, spikes: list | None, positions: list | None = None, **where
+        self,
+        t: int,
+        n: int,
+        membranes: list,
+        spikes: list | None,
+        positions: list | None = None,
+        hist_bits: int = 1,
+        **where,
     ) -> None:
-        """Read ``n`` membranes (and the spike row of step ``t``) through the debug ports and score them.
+        """Read the membranes (and the spike row of step ``t``, ``n`` entries of ``hist_bits`` each:
+        an mbe piece's payloads) through the debug ports and score them.
 
         ``positions[j]`` is the membrane position (``word * lanes + lane``) of local neuron ``j``
         (the skewed banks of a product piece); local order when absent."""
         dut, sp = self.dut, self.spec
         lanes, vb = sp["lanes"], sp["v_bits"]
         got_v = []
-        for g in range(-(-n // lanes)):
+        for g in range(-(-len(membranes) // lanes)):
             dut.dbg_maddr.value = g
             await Timer(1, "ps")  # the read ports are combinational
             word = int(dut.dbg_v.value)
             got_v += [signed((word >> (lane * vb)) & ((1 << vb) - 1), vb) for lane in range(lanes)]
         if positions is not None:
             got_v = [got_v[q] for q in positions]
-        for j, (e, g_) in enumerate(zip(membranes, got_v[:n])):
+        for j, (e, g_) in enumerate(zip(membranes, got_v)):
             self.compared["membranes"] += 1
             if e != g_:
                 self.mismatch(t, "membrane", e, g_, neuron=j, **where)
@@ -103,8 +111,10 @@ class BenchBase:
             word = int(dut.dbg_h.value)
             for j, e in enumerate(spikes[:n]):
                 self.compared["spikes"] += 1
-                if e != (word >> j) & 1:
-                    self.mismatch(t, "spike", e, (word >> j) & 1, neuron=j, **where)
+                got = (word >> (j * hist_bits)) & ((1 << hist_bits) - 1)
+                got = signed(got, hist_bits) if hist_bits > 1 else got
+                if e != got:
+                    self.mismatch(t, "payload" if hist_bits > 1 else "spike", e, got, neuron=j, **where)
 
 
 async def start(dut, inputs: tuple[str, ...]) -> None:

@@ -124,7 +124,14 @@ class _Bench(BenchBase):
 
     async def barrier(self, st: dict) -> None:
         dut, t = self.dut, st["t"]
-        await self.score_state(t, self.spec["n"], st["membranes"], st["spikes"], self.spec.get("positions"))
+        await self.score_state(
+            t,
+            self.spec["n"],
+            st["membranes"],
+            st["spikes"],
+            self.spec.get("positions"),
+            self.spec.get("hist_bits", 1),
+        )
         busy = int(dut.busy.value)
         self.compared["busy"] += 1
         if busy != st["busy"]:

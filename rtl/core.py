@@ -38,7 +38,7 @@ from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
 
-__all__ = ["Core", "flit_layout", "out_flit_layout", "memory_words", "STEP_BITS", "CYCLE_BITS"]
+__all__ = ["Core", "flit_layout", "out_flit_layout", "memory_words", "hist_bits", "STEP_BITS", "CYCLE_BITS"]
 
 STEP_BITS = 16
 CYCLE_BITS = 32
@@ -98,16 +98,25 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     syn = _pack(p.synapse, c.weight_bits) + [0] * (syn_words - len(p.synapse))
     params = np.zeros((gmax * lanes, 3), np.int64)
     order = membrane_order(hw, p)  # product pieces: the skewed banks of section 4.3
+    # (an mbe piece's tables follow its n unit words in p.params: only the n unit words go here, see `lut`)
     params[order >= 0] = p.params[order[order >= 0]]
     keeps_v0 = p.kind in (PIECE_CODES["neuron"], PIECE_CODES["product"])
     v0 = params[:, 2].copy() if keeps_v0 else np.zeros(gmax * lanes, np.int64)
     par = _pack(params[:, :2].reshape(gmax, lanes * 2), c.v_bits)
     mem = _pack(v0.reshape(gmax, lanes), c.v_bits)
-    return [
+    out = [
         ("synapse", syn, lanes * c.weight_bits),
         ("params", par, lanes * 2 * c.v_bits),
         ("membrane", mem, lanes * c.v_bits),
     ]
+    if p.kind == PIECE_CODES["mbe"]:  # the table words of the parameter image, one per word
+        out.append(("lut", _pack(p.params[p.n :], c.v_bits), 3 * c.v_bits))
+    return out
+
+
+def hist_bits(hw: HardwareConfig) -> int:
+    """Bits per neuron of a history row: ``v_bits`` on a core that can hold MBE units (their payloads)."""
+    return hw.core.v_bits if "mbe" in hw.core.neuron_models else 1
 
 
 class Core(wiring.Component):
@@ -160,7 +169,7 @@ class Core(wiring.Component):
                 "dbg_maddr": In(index_bits(self.groups_max)),
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
-                "dbg_h": Out(c.neurons),
+                "dbg_h": Out(c.neurons * hist_bits(hw)),
                 "flits": Out(stream.Signature(out_flit_layout(hw))),
             }
         )
@@ -194,7 +203,9 @@ class Core(wiring.Component):
         # parameter SRAM: threshold and bias per lane (v0 is only needed when the piece is loaded)
         m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
         hdepth = c.spike_history_steps  # one row of `neurons` bits per step, written a lane group at a time
-        m.submodules.hist = hist = Memory(shape=unsigned(c.neurons), depth=hdepth, init=[])
+        is_mbe = p.kind == PIECE_CODES["mbe"]
+        hb = vb if is_mbe else 1  # an mbe piece keeps a v_bits payload per unit (section 4.5)
+        m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
 
         syn_rd = syn.read_port()
         if banked:
@@ -211,7 +222,7 @@ class Core(wiring.Component):
             m.d.comb += [dbg_mem.addr.eq(self.dbg_maddr), self.dbg_v.eq(dbg_mem.data)]
             mem_rd_data = mem_rd.data
         par_rd = par.read_port()
-        hist_wr = hist.write_port(granularity=1 if is_product else lanes)
+        hist_wr = hist.write_port(granularity=1 if is_product else lanes * hb)
         dbg_hist = hist.read_port(domain="comb")
         m.d.comb += [
             dbg_hist.addr.eq(self.dbg_haddr),
@@ -376,6 +387,7 @@ class Core(wiring.Component):
             PIECE_CODES["output"],
             PIECE_CODES["maxpool"],
             PIECE_CODES["product"],
+            PIECE_CODES["mbe"],
         )
         last_update = (in_start + T) if is_maxpool else (out_start + T)  # a max-pool unit emits in its input window
         updating = ((step >= in_start) & (step < last_update)) if fires else Const(0)
@@ -384,13 +396,16 @@ class Core(wiring.Component):
         m.d.comb += self.f_done.eq(~f_active & ~(self.fire & updating))
         f_iss = Signal()
         f_addr = Signal(range(max(2, gmax)))
+        f_len = Signal(range(gmax + 2))  # issue cycles of this phase F (an mbe piece: its passes, section 4.5)
+        f_len_r = Signal.like(f_len)
+        m.d.comb += f_len.eq(groups)
         with m.If(self.fire & updating):
             m.d.comb += [f_iss.eq(1), f_addr.eq(0)]
-            m.d.sync += [fk.eq(1), f_active.eq(groups > 1), f_step.eq(step)]
+            m.d.sync += [fk.eq(1), f_active.eq(f_len > 1), f_step.eq(step), f_len_r.eq(f_len)]
             m.d.sync += busy.eq(busy + 1)
         with m.Elif(f_active):
             m.d.comb += [f_iss.eq(1), f_addr.eq(fk)]
-            m.d.sync += [fk.eq(fk + 1), f_active.eq(fk + 1 < groups)]
+            m.d.sync += [fk.eq(fk + 1), f_active.eq(fk + 1 < f_len_r)]
             m.d.sync += busy.eq(busy + 1)
         f_t = Mux(self.fire, step, f_step)
         bias_on = (f_t >= in_start) & (f_t < in_start + T)
@@ -398,6 +413,11 @@ class Core(wiring.Component):
             fire_on = (f_t >= in_start) & (f_t < in_start + T)
         else:
             fire_on = (f_t >= out_start) & (f_t < out_start + T) if is_neuron else Const(0)
+        f_raddr = Signal.like(f_addr)  # the membrane word phase F reads (an mbe pass at k = 0 reads X)
+        m.d.comb += f_raddr.eq(f_addr)
+        mb = None
+        if is_mbe:
+            mb = self._mbe_issue(m, init["lut"], self.fire & updating, f_iss, f_t, f_len, f_addr, f_raddr)
 
         # ---- read stage (issue cycle): addresses to the synchronous read ports
         m.d.comb += [syn_rd.addr.eq(iss_saddr), par_rd.addr.eq(f_addr)]
@@ -406,8 +426,8 @@ class Core(wiring.Component):
         elif conv_banked:  # a conv group: each bank the word of its channel; other events one word for all
             for r, (a, _, _) in zip(bank_rd, conv["lanes"]):
                 m.d.comb += r.addr.eq(Mux(f_iss, f_addr, Mux(iss_dense, a, iss_maddr)))
-        else:
-            m.d.comb += mem_rd.addr.eq(Mux(f_iss, f_addr, iss_maddr))
+        else:  # f_raddr: an mbe pass at k = 0 reads X instead of its basis block
+            m.d.comb += mem_rd.addr.eq(Mux(f_iss, f_raddr, iss_maddr))
         # ---- add / fire and write-back stage (next cycle)
         w_valid = Signal()
         w_f = Signal()
@@ -479,6 +499,10 @@ class Core(wiring.Component):
             m.d.comb += v_f.eq(vb_ - Mux(s, th, 0))
             new_v.append(Mux(w_f, v_f, v_in))
             spikes.append(s)
+            if mb is not None:  # a basis pass of an mbe piece replaces the IF update
+                u, pay = self._mbe_lane(m, mb, lane, v)
+                new_v[-1] = Mux(w_f & mb["w_basis"], u, new_v[-1])
+                mb["pay"].append(pay)
         m.d.comb += hist_wr.addr.eq(w_hrow)
         if conv_banked:
             for k in range(lanes):
@@ -510,6 +534,14 @@ class Core(wiring.Component):
                 hist_wr.data.eq(Cat(*spikes).replicate(gmax)),
                 hist_wr.en.eq(Mux(w_f & w_fire_on, (Const(1, gmax) << w_maddr)[:gmax], 0)),
             ]
+        if mb is not None:  # payloads: summed over the passes, to the history row after the last one
+            with m.If(w_f & mb["w_basis"]):
+                m.d.sync += mb["acc"][mb["w_g"]].eq(Cat(*mb["pay"]))
+            last = w_f & mb["w_basis"] & (mb["w_pass"] == p.bases)
+            m.d.comb += [
+                hist_wr.data.eq(Cat(*mb["pay"]).replicate(gmax)),
+                hist_wr.en.eq(Mux(last, (Const(1, gmax) << mb["w_g"])[:gmax], 0)),
+            ]
         if is_maxpool:
             with m.If(w_f):
                 group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
@@ -524,6 +556,89 @@ class Core(wiring.Component):
         else:
             m.d.comb += p_busy.eq(0)
         return m
+
+    def _mbe_issue(self, m: Module, lut_words, first, f_iss, f_t, f_len, f_addr, f_raddr) -> dict:
+        """Phase F of an ``mbe`` piece (section 4.5): its passes, ``ceil(n/lanes)`` cycles each.
+
+        Pass 0, in the input window: ``X += bias`` (membrane words ``0 .. groups - 1``). Passes
+        ``b + 1``, at output steps ``k = t - out_start`` in ``0 .. T - 1``: basis ``b``, whose
+        membrane block starts at word ``(b + 1) * groups``; at ``k = 0`` the pass reads ``X``
+        instead. The table row ``(VTH, R, DI)`` of ``(b, k)`` and the offset ``C_b`` are read from
+        the table memory (the parameter image's words after the ``n`` unit words, one per word) in
+        the issue cycle and broadcast to the lanes in the next.
+        """
+        c, p = self.hw.core, self.piece
+        vb, nb, T = c.v_bits, p.bases, p.timesteps
+        groups = -(-p.n // c.lanes)
+        step = self.step
+        bias_now = (step >= p.in_start) & (step < p.in_start + T)
+        out_now = (step >= p.out_start) & (step < p.out_start + T)
+        m.d.comb += f_len.eq(Mux(bias_now, groups, 0) + Mux(out_now, nb * groups, 0))
+        m.submodules.lut = lut = Memory(shape=unsigned(3 * vb), depth=len(lut_words), init=lut_words)
+        row_rd, off_rd = lut.read_port(), lut.read_port()
+        mpass = Signal(range(nb + 2), name="mbe_pass")  # pass and lane group of the next issue
+        mg = Signal(range(groups + 1), name="mbe_group")
+        cur_pass = Signal(range(nb + 2), name="mbe_cur_pass")
+        cur_g = Signal(range(groups + 1), name="mbe_cur_group")
+        m.d.comb += [cur_pass.eq(Mux(first, Mux(bias_now, 0, 1), mpass)), cur_g.eq(Mux(first, 0, mg))]
+        k = Signal(signed(STEP_BITS + 2), name="mbe_k")
+        m.d.comb += k.eq(f_t - p.out_start)
+        k0 = k == 0
+        word = cur_pass * groups + cur_g
+        with m.If(f_iss):
+            last = cur_g == groups - 1
+            m.d.sync += [mpass.eq(Mux(last, cur_pass + 1, cur_pass)), mg.eq(Mux(last, 0, cur_g + 1))]
+            m.d.comb += [f_addr.eq(word), f_raddr.eq(Mux(k0, cur_g, word))]
+        m.d.comb += [
+            row_rd.addr.eq(((cur_pass - 1) * T + k).as_unsigned()),
+            off_rd.addr.eq(nb * T + cur_pass - 1),
+        ]
+        w_pass = Signal(range(nb + 2), name="mbe_w_pass")
+        w_g = Signal(range(groups + 1), name="mbe_w_group")
+        w_k0 = Signal(name="mbe_w_k0")
+        w_basis = Signal(name="mbe_w_basis")
+        m.d.sync += [w_pass.eq(cur_pass), w_g.eq(cur_g), w_k0.eq(k0)]
+        m.d.comb += w_basis.eq(w_pass != 0)
+        acc = Array(Signal(c.lanes * vb, name=f"mbe_p{g}") for g in range(groups))  # payloads of the step
+        acc_now = Signal(c.lanes * vb, name="mbe_p_now")
+        m.d.comb += acc_now.eq(acc[w_g])
+        x_lo, x_hi = (int(v) for v in p.params[-1][:2])
+        return {
+            "w_pass": w_pass,
+            "w_g": w_g,
+            "w_k0": w_k0,
+            "w_basis": w_basis,
+            "row": row_rd.data,
+            "off": off_rd.data,
+            "acc": acc,
+            "acc_now": acc_now,
+            "x_lo": x_lo,
+            "x_hi": x_hi,
+            "pay": [],
+        }
+
+    def _mbe_lane(self, m: Module, mb: dict, lane: int, v):
+        """One lane of a basis pass: ``U = clip(X, x_lo, x_hi) - C_b`` at ``k = 0`` (else ``U``),
+        ``s = U >= VTH``, ``U -= s * R``, ``P += s * DI`` (``P = s * DI`` in the first pass). Lanes
+        past ``n`` stay 0 and never fire. Returns the new ``U`` and ``P``."""
+        c, p = self.hw.core, self.piece
+        vb = c.v_bits
+        row = mb["row"]
+        vth, r, di = (row.word_select(i, vb).as_signed() for i in range(3))
+        cb = mb["off"].word_select(0, vb).as_signed()
+        x_lo, x_hi = mb["x_lo"], mb["x_hi"]
+        xc = Mux(v < x_lo, x_lo, Mux(v > x_hi, x_hi, v))
+        u0 = Signal(signed(vb), name=f"mbe_u0_{lane}")
+        m.d.comb += u0.eq(Mux(mb["w_k0"], xc - cb, v))
+        inside = (mb["w_g"] * c.lanes + lane) < p.n
+        s = Signal(name=f"mbe_s{lane}")
+        m.d.comb += s.eq((u0 >= vth) & inside)
+        u = Signal(signed(vb), name=f"mbe_u{lane}")
+        m.d.comb += u.eq(Mux(inside, u0 - Mux(s, r, 0), 0))
+        old = mb["acc_now"].word_select(lane, vb).as_signed()
+        pay = Signal(signed(vb), name=f"mbe_pay{lane}")
+        m.d.comb += pay.eq(Mux(mb["w_pass"] == 1, 0, old) + Mux(s, di, 0))
+        return u, pay
 
     def _conv_unit(self, m: Module, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum) -> dict:
         """Address generation of ``conv`` slots (section 2): an event from ``s = (ch, y, x)`` reaches
@@ -863,13 +978,17 @@ class Core(wiring.Component):
         with m.If(self.start):
             m.d.sync += [e_cur.eq(0), j_cur.eq(0)]
         t = self.step
-        rows = {}
+        rows, words = {}, {}
         for delay in sorted({e[5] for e in entries}):
             rp = hist.read_port(domain="comb")
             src_step = Signal(signed(STEP_BITS + 2), name=f"enc_step_d{delay}")
             m.d.comb += [src_step.eq(t - 1 - delay), rp.addr.eq(src_step.as_unsigned() % H)]
             in_win = (src_step >= out_start) & (src_step < out_start + T)
             rows[delay] = (rp.data, in_win)
+            if p.kind == PIECE_CODES["mbe"]:  # payload rows: a unit is pending when its payload is not 0
+                nz = Signal(c.neurons, name=f"enc_nz_d{delay}")
+                m.d.comb += nz.eq(Cat(rp.data.word_select(j, c.v_bits).any() for j in range(c.neurons)))
+                rows[delay], words[delay] = (nz, in_win), rp.data
         cands = []  # per entry: (pending?, lowest pending local index)
         e_now = Mux(self.start, 0, e_cur)
         j_now = Mux(self.start, 0, j_cur)
@@ -899,11 +1018,13 @@ class Core(wiring.Component):
                     found.eq(1),
                     chosen_k.eq(k),
                     chosen_j.eq(low),
-                    flit_v.type.eq(TYPE_SPIKE),
+                    flit_v.type.eq(TYPE_GRADED if words else TYPE_SPIKE),
                     flit_v.slot.eq(slot),
                     flit_v.x.eq(x),
                     flit_v.y.eq(y),
                 ]
+                if words:
+                    m.d.comb += flit_v.payload.eq(words[delay].word_select(low, c.v_bits))
         send = found & ~pmode_now  # phase P: the spikes were sent in phase I
         if p.neurons and list(p.neurons) != list(range(p.first, p.first + len(p.neurons))):
             rom = Array(Const(v, 24) for v in p.neurons)  # tile slices: local -> global source index

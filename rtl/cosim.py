@@ -145,7 +145,9 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         packets = []
         for i in out:
             y, x = divmod(int(program.plan.core[tr.flit_piece[i]]), hw.array.cols)
-            packets.append([int(tr.flit_inject[i]), TYPE_SPIKE, int(tr.flit_slot[i]), int(tr.flit_index[i]), 0, x, y])
+            graded = bool(tr.flit_graded[i])  # an mbe piece's payload flits
+            ftype, pay = (TYPE_GRADED, int(tr.flit_value[i])) if graded else (TYPE_SPIKE, 0)
+            packets.append([int(tr.flit_inject[i]), ftype, int(tr.flit_slot[i]), int(tr.flit_index[i]), pay, x, y])
         steps.append(
             {
                 "t": tr.step,
@@ -164,7 +166,9 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         "piece": piece_id,
         "population": program.pieces[piece_id].population,
         "n": pinit.n,
-        "positions": neuron_positions(hw, program.pieces[piece_id]),
+        # banked product membranes map back to neuron order; an mbe piece's X and basis blocks are read as laid out
+        "positions": None if program.pieces[piece_id].kind == "mbe" else neuron_positions(hw, program.pieces[piece_id]),
+        "hist_bits": c.v_bits if program.pieces[piece_id].kind == "mbe" else 1,
         "lanes": c.lanes,
         "v_bits": c.v_bits,
         "slot_bits": index_bits(c.slots),
@@ -392,7 +396,8 @@ def array_spec(program: Program, run) -> dict:
                 {
                     "core": k,
                     "n": p.n,
-                    "positions": positions[p.id],
+                    "positions": None if p.kind == "mbe" else positions[p.id],
+                    "hist_bits": c.v_bits if p.kind == "mbe" else 1,
                     "membranes": [int(v) for v in tr.membranes[p.id]],
                     "spikes": None if spikes is None else [int(v) for v in spikes],
                     "busy": int(tr.core_busy[k]),

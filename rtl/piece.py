@@ -40,7 +40,7 @@ __all__ = [
 MAX_V_BITS = 32
 MAX_WEIGHT_BITS = 16
 #: Piece and slot kinds this core implements (the rest of the contract is listed in docs/rtl.md).
-SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool", "product")
+SUPPORTED_PIECES = ("neuron", "output", "partial", "maxpool", "product", "mbe")
 SUPPORTED_SLOTS = ("dense", "identity", "pool", "conv", "pool_dense", "product_a", "product_b")
 #: The datapath writes a group back one cycle after it is issued, so the core can only be done
 #: ``pipeline_cycles >= 1`` after its last event ends.
@@ -90,6 +90,7 @@ class PieceInit:
     operands: tuple[dict, dict] = ({}, {})
     contraction: int = 0  # C
     meta: dict = field(default_factory=dict)
+    bases: int = 0  # mbe pieces: N (params then holds the tables after the n unit words, section 4.5)
 
 
 def check_hardware(hw: HardwareConfig) -> None:
@@ -105,11 +106,6 @@ def check_hardware(hw: HardwareConfig) -> None:
         raise RtlError(
             f"[core] pipeline_cycles = {core.pipeline_cycles} is shorter than the RTL datapath "
             f"(a group is written back {MIN_PIPELINE} cycle after it is issued); set it to >= {MIN_PIPELINE}."
-        )
-    if "mbe" in core.neuron_models:
-        raise RtlError(
-            "[core] neuron_models lists 'mbe', and the RTL generator does not build MBE units yet (the simulator "
-            "does); remove 'mbe' to generate the IF/DIF core."
         )
     if core.neurons > 1 << 16 or core.axons * core.neurons // core.lanes > 1 << 20:
         raise RtlError(
@@ -172,6 +168,17 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
             for j in range(g["j0"], g["j1"])
         }
         operands = (a, b)
+    bases = 0
+    if piece.kind == "mbe":
+        bases = int(program.graph.population(piece.population).bases)
+        core = program.hardware.core
+        groups = -(-piece.n // core.lanes)
+        if (bases + 1) * groups > core.neurons // core.lanes:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) is an mbe piece of {piece.n} units with {bases} bases; "
+                f"its {bases + 1} membrane blocks of {groups} lane groups do not fit the {core.neurons // core.lanes} "
+                "words of the membrane SRAM (recompile it for this hardware file)."
+            )
     images = program.images(piece_id)
     sched = program.graph.schedule()[piece.population]
     slots = tuple(
@@ -199,6 +206,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         geometry=dict(piece.geometry),
         operands=operands,
         contraction=contraction,
+        bases=bases,
     )
 
 

@@ -55,7 +55,9 @@ class StepTrace:
     mode, no mesh). ``phase_i``, ``phase_p``: the cycles of phases I and P (0: none). Per core:
     the end of phase I for it (end of its last event + ``pipeline_cycles``; ``-1`` without events)
     and its busy cycles. Per piece: its phase-F cycles, membranes after phase F and, where it
-    fired, its spikes (else ``None``).
+    fired, its spikes (else ``None``). An ``mbe`` piece's membranes are its membrane SRAM of
+    section 4.5 (``X``, then one block of ``ceil(n/lanes) * lanes`` words per basis, zero past
+    ``n``) and its spikes the payloads ``P`` of its history entry.
     """
 
     step: int
@@ -357,7 +359,7 @@ class Simulator:
                 traces[-1].fire_cycles[:] = fire_cycles
                 traces[-1].phase_p = int(phases[t, 1])
                 traces[-1].core_busy[:] = busy
-                self._trace_state(traces[-1], t, state, ring)
+                self._trace_state(traces[-1], t, state, ring, counts)
             if record:
                 for pop in prog.graph.populations:
                     if pop.kind == "output":
@@ -407,17 +409,27 @@ class Simulator:
             spikes=[],
         )
 
-    def _trace_state(self, tr: StepTrace, t: int, state: np.ndarray, ring: np.ndarray) -> None:
+    def _trace_state(self, tr: StepTrace, t: int, state: np.ndarray, ring: np.ndarray, counts: np.ndarray) -> None:
         low, T = self.low, self.T
+        lanes = self.hw.core.lanes
         for p in self.program.pieces:
             o, n = low.pieces[p.id, P["off"]], p.n
-            tr.membranes.append(state[o : o + n].copy())
             key = "in_start" if p.kind == "maxpool" else "out_start"  # a max-pool unit emits in its input window
             out_s = low.pieces[p.id, P[key]]
-            if p.kind in ("neuron", "product", "maxpool") and out_s <= t < out_s + T:
+            if p.kind == "mbe":
+                # the membrane SRAM of section 4.5: X, then one lane-aligned block per basis (zero padded)
+                nb, u0 = low.pieces[p.id, P["bases"]], low.pieces[p.id, P["cnt_off"]]
+                g = -(-n // lanes) * lanes
+                words = np.zeros((nb + 1, g), np.int64)
+                words[0, :n] = state[o : o + n]
+                words[1:, :n] = counts[u0 : u0 + n * nb].reshape(n, nb).T
+                tr.membranes.append(words.reshape(-1))
+            else:
+                tr.membranes.append(state[o : o + n].copy())
+            if p.kind in ("neuron", "product", "maxpool", "mbe") and out_s <= t < out_s + T:
                 i = low.pop_index[p.population]
                 base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
-                tr.spikes.append(ring[base + p.neurons].astype(np.int64))
+                tr.spikes.append(ring[base + p.neurons].astype(np.int64))  # mbe: the payloads P
             else:
                 tr.spikes.append(None)
 

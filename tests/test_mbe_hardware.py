@@ -267,14 +267,17 @@ def test_mapping_refusals_name_the_fix():
         compile(conv, hw_of(1, 1, **MBE_CORE))
 
 
-def test_rtl_and_nir_refuse_mbe_with_a_sentence():
+def test_rtl_builds_mbe_pieces_and_nir_refuses_them_with_a_sentence():
+    from spikeforge.mapping.images import PIECE_CODES
     from spikeforge.models.nir_io import NirError, export_nir
-    from spikeforge.rtl.errors import RtlError
-    from spikeforge.rtl.piece import check_hardware
+    from spikeforge.rtl.piece import check_hardware, piece_init
 
-    with pytest.raises(RtlError, match="does not build MBE units yet"):
-        check_hardware(hw_of(1, 1, **MBE_CORE))
+    check_hardware(hw_of(1, 1, **MBE_CORE))  # the RTL builds MBE units (docs/rtl.md)
     graph = random_mbe_graph(np.random.default_rng(7), 4, 4, [8], bases=2)
+    program = compile(graph, hw_of(1, 2, neurons=32, lanes=4, **MBE_CORE))
+    mbe = next(p for p in program.pieces if p.kind == "mbe")
+    init = piece_init(program, mbe.id)
+    assert (init.kind, init.bases, len(init.params)) == (PIECE_CODES["mbe"], 2, mbe.n + 2 * 4 + 2 + 1)
     pytest.importorskip("nir")
     with pytest.raises(NirError, match="MBE neurons"):
         export_nir(graph)
