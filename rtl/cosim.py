@@ -221,6 +221,17 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
     return json.loads(out.read_text())
 
 
+def _refuse_phase_p(program: Program, piece_id: int) -> None:
+    """The one-core bench drives phases I and F only: a partial piece and its root need phase P."""
+    piece = program.pieces[piece_id]
+    if piece.kind == "partial" or any(p.kind == "partial" and p.root == piece_id for p in program.pieces):
+        what = "a partial piece" if piece.kind == "partial" else "the root of partial pieces"
+        raise RtlError(
+            f"piece {piece_id} ({piece.population}) is {what}, whose partial sums (phase P) the one-core bench "
+            "does not replay: co-simulate this program with the whole array (cosim_array or cosim_samples)."
+        )
+
+
 def cosim_core(
     program: Program,
     piece_id: int,
@@ -257,12 +268,19 @@ def cosim_core(
     Returns
     -------
     CoreReport
+
+    Raises
+    ------
+    RtlError
+        When the program is not resident, or ``piece_id`` is a partial piece or the root of one
+        (phase P needs the whole array: :func:`cosim_array`).
     """
     if program.plan.mode != "resident":
         raise RtlError(
             f"the co-simulation replays resident programs (one piece per core); this one is {program.plan.mode!r}: "
             "use a larger [array] or a smaller model."
         )
+    _refuse_phase_p(program, piece_id)
     if run is None:
         run = Simulator(program, trace=True).run(x)
     spec = core_spec(program, piece_id, [run])
@@ -308,6 +326,7 @@ def cosim(program: Program, x: np.ndarray, workdir: str | Path | None = None) ->
         When Icarus Verilog or cocotb is missing.
     """
     for p in program.pieces:  # refuse before running anything
+        _refuse_phase_p(program, p.id)
         piece_init(program, p.id)
     sim = Simulator(program, trace=True)
     t0 = time.perf_counter()

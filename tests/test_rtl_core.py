@@ -240,6 +240,24 @@ def test_a_piece_the_rtl_does_not_implement_is_named(tiny_graph):
         piece_init(dataclasses.replace(program, pieces=(dataclasses.replace(program.pieces[0], kind="mystery"),)), 0)
 
 
+def test_the_one_core_bench_refuses_partial_pieces_and_their_roots():
+    """The one-core bench drives phases I and F only: without phase P a partial piece is never cleared
+    and its root gets no sums, so ``cosim`` and ``cosim_core`` refuse both (before running anything)
+    and point to the array bench; the other pieces of the program stay co-simulable alone."""
+    program = dense_program(dense_network(4, (40, 16, 16), dif=True), 2, 3, axons=16, lanes=4)
+    part = next(p for p in program.pieces if p.kind == "partial")
+    x = np.zeros(40, np.int64)
+    for pid, what in ((part.id, "a partial piece"), (part.root, "the root of partial pieces")):
+        with pytest.raises(RtlError, match=rf"piece {pid} \(h1\) is {what}, .* \(cosim_array or cosim_samples\)\."):
+            cosim_core(program, pid, x)
+    with pytest.raises(RtlError, match=r"phase P\) the one-core bench does not replay"):
+        cosim(program, x)
+    from spikeforge.rtl.cosim import _refuse_phase_p
+
+    out = next(p for p in program.pieces if p.kind == "output")
+    _refuse_phase_p(program, out.id)  # the logits' core takes no partial sums: it may run alone
+
+
 def test_a_missing_icarus_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolMissingError, match="apt-get install iverilog"):
