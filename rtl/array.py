@@ -5,7 +5,9 @@ core's encoder feeds its local input, east/west and south/north ports join neigh
 grows southwards), and the host drives router ``(0, 0)``'s west input (section 5). ``step``,
 ``start`` and ``fire`` go to every core. ``i_done`` is phase I's end (section 4.1): every core
 done, every router buffer empty, no encoder holding a flit and the host finished (``host_done``);
-``f_done`` is every core done with phase F. The debug ports select one core (``dbg_core``).
+``f_done`` is every core done with phase F. After the last step the host reads the output
+accumulators (section 5): ``rd_core``, ``rd_addr`` in one cycle, that core's membrane word on
+``rd_data`` in the next. The debug ports select one core (``dbg_core``).
 """
 
 from __future__ import annotations
@@ -44,11 +46,16 @@ class CoreArray(wiring.Component):
         The hardware file's description.
     inits : dict of int to PieceInit
         The piece of each core index ``y * cols + x`` (missing: idle core).
+    readout_fault : bool
+        Test hook: the read-out addresses the word after the one asked for (a wrong accumulator).
     """
 
-    def __init__(self, hw: HardwareConfig, inits: dict[int, PieceInit] | None = None) -> None:
+    def __init__(
+        self, hw: HardwareConfig, inits: dict[int, PieceInit] | None = None, *, readout_fault: bool = False
+    ) -> None:
         check_hardware(hw)
         self.hw = hw
+        self.readout_fault = bool(readout_fault)
         self.inits = dict(inits or {})
         c = hw.core
         n = hw.array.cores
@@ -69,6 +76,9 @@ class CoreArray(wiring.Component):
                 "dbg_h": Out(c.neurons * hist_bits(hw)),
                 "dbg_busy": Out(CYCLE_BITS),
                 "dbg_sent": Out(CYCLE_BITS),
+                "rd_core": In(index_bits(n)),
+                "rd_addr": In(index_bits(c.neurons // c.lanes)),
+                "rd_data": Out(c.lanes * c.v_bits),
             }
         )
 
@@ -132,6 +142,14 @@ class CoreArray(wiring.Component):
         for t in terms_f[1:]:
             acc_f = acc_f & t
         m.d.comb += [all_i.eq(acc_i), all_f.eq(acc_f), self.i_done.eq(all_i), self.f_done.eq(all_f)]
+        # the host's read-out (section 5): rd_addr goes to every core, rd_data is the word of the
+        # core named by rd_core in the cycle before (the cores' read ports are synchronous)
+        rd_sel = Signal.like(self.rd_core)
+        m.d.sync += rd_sel.eq(self.rd_core)
+        for k, core in cores.items():
+            m.d.comb += core.rd_addr.eq(self.rd_addr + int(self.readout_fault))
+            with m.If(rd_sel == k):
+                m.d.comb += self.rd_data.eq(core.rd_data)
         for k, core in cores.items():
             m.d.comb += [core.dbg_maddr.eq(self.dbg_maddr), core.dbg_haddr.eq(self.dbg_haddr)]
             with m.If(self.dbg_core == k):

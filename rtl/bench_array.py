@@ -13,6 +13,10 @@ FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$S
 * barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its busy
   cycles and the number of flits its encoder sent, exactly.
 
+After the last step the host reads the logits (section 5): for each output piece in piece order,
+one membrane word per cycle over ``rd_core``/``rd_addr``, each arriving on ``rd_data`` in the next
+cycle; every logit must equal the simulator's.
+
 Results go to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
 """
 
@@ -24,7 +28,7 @@ import time
 
 import cocotb
 
-from .bench_common import BenchBase, start, write_results
+from .bench_common import BenchBase, signed, start, write_results
 
 __all__ = ["array_bench"]
 
@@ -33,7 +37,12 @@ class _ArrayBench(BenchBase):
     where = "array "
 
     def __init__(self, dut, spec: dict) -> None:
-        super().__init__(dut, spec, ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps"))
+        super().__init__(
+            dut,
+            spec,
+            ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps")
+            + ("logits", "readout_cycles"),
+        )
 
     def pack(self, fields: list[int]) -> int:
         word, shift = 0, 0
@@ -119,6 +128,35 @@ class _ArrayBench(BenchBase):
         await self.edges(self.spec["barrier"])
         self.compared["steps"] += 1
 
+    async def readout(self, t_end: int) -> None:
+        """The host reads every output piece's accumulators: one word address per cycle from cycle 0,
+        the word on ``rd_data`` in the next cycle (``words + 1`` cycles in all)."""
+        dut, lanes, vb = self.dut, self.spec["lanes"], self.spec["v_bits"]
+        reads = [(out, w) for out in self.spec["readout"] for w in range(out["words"])]
+        c0 = self.cycles
+        # a value read after an edge is the cycle's before it: word i is seen one edge after the one
+        # that latched its address (the read port's cycle of latency)
+        for i in range(len(reads) + 1):
+            if i < len(reads):
+                dut.rd_core.value = reads[i][0]["core"]
+                dut.rd_addr.value = reads[i][1]
+            await self.edges(1)
+            if i == 0:
+                continue
+            out, w = reads[i - 1]
+            word = int(dut.rd_data.value)
+            for lane in range(lanes):
+                j = w * lanes + lane
+                if j >= len(out["outputs"]):
+                    break
+                got = signed(word >> (lane * vb) & ((1 << vb) - 1), vb)
+                self.compared["logits"] += 1
+                want = out["logits"][j]
+                if got != want:
+                    where = {"neuron": out["outputs"][j], "core": out["core"]}
+                    self.mismatch(t_end, "logit read by the host", want, got, **where)
+        self.compared["readout_cycles"] = self.cycles - c0
+
 
 @cocotb.test()
 async def array_bench(dut):
@@ -127,7 +165,7 @@ async def array_bench(dut):
         spec = json.load(fh)
     bench = _ArrayBench(dut, spec)
     inputs = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
-    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr"))
+    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "rd_core", "rd_addr"))
     t0 = time.perf_counter()
     for st in spec["steps"]:
         await bench.phase_i(st)
@@ -135,4 +173,5 @@ async def array_bench(dut):
             await bench.phase_p(st)
         await bench.phase_f(st)
         await bench.barrier(st)
+    await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
     write_results(bench, time.perf_counter() - t0)

@@ -354,6 +354,9 @@ class ArrayReport:
     rtl_cycles: int
     rtl_wall_s: float
     mismatches: list[dict] = field(default_factory=list)
+    #: logits the host read over the read-out port after the last step, and the cycles that took
+    logits: int = 0
+    readout_cycles: int = 0
 
     @property
     def ok(self) -> bool:
@@ -365,7 +368,8 @@ class ArrayReport:
         head = (
             f"array of {self.cores} cores: {self.steps} steps, {self.host_flits} host flits, {self.cycle_checks} "
             f"cycle checks (phase I and F ends), {self.membranes} membranes, {self.spikes} spikes, "
-            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts"
+            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts, {self.logits} logits read "
+            f"by the host in {self.readout_cycles} cycles"
         )
         if self.ok:
             return head + ": match"
@@ -433,7 +437,20 @@ def array_spec(program: Program, run) -> dict:
                 "cores": cores,
             }
         )
+    # the host's read-out after the last step (section 5): each output piece's accumulators, in piece
+    # order, local neuron j at word j // lanes, lane j % lanes; expected: the simulator's logits
+    readout = [
+        {
+            "core": int(core_of[p.id]),
+            "words": -(-p.n // c.lanes),
+            "outputs": [int(i) for i in p.neurons],
+            "logits": [int(run.logits[i]) for i in p.neurons],
+        }
+        for p in program.pieces
+        if p.kind == "output"
+    ]
     return {
+        "readout": readout,
         "lanes": c.lanes,
         "v_bits": c.v_bits,
         "history": c.spike_history_steps,
@@ -443,18 +460,27 @@ def array_spec(program: Program, run) -> dict:
     }
 
 
-def cosim_array(program: Program, x: np.ndarray, workdir: str | Path | None = None, *, inits=None) -> ArrayReport:
+def cosim_array(
+    program: Program,
+    x: np.ndarray,
+    workdir: str | Path | None = None,
+    *,
+    inits=None,
+    readout_fault: bool = False,
+) -> ArrayReport:
     """Co-simulate the whole array (cores, encoders, routers) of a resident ``program`` on input ``x``.
 
-    The bench drives only the host port and the barriers (``rtl/bench_array.py``); ``inits``
-    replaces the cores' pieces (mutation tests). Returns an :class:`ArrayReport`.
+    The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
+    last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
+    and ``readout_fault`` is :class:`~spikeforge.rtl.array.CoreArray`'s hook (mutation tests).
+    Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
 
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
-    sv = to_sv(CoreArray(program.hardware, inits), "core_array")
+    sv = to_sv(CoreArray(program.hardware, inits, readout_fault=readout_fault), "core_array")
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
@@ -477,6 +503,8 @@ def cosim_array(program: Program, x: np.ndarray, workdir: str | Path | None = No
         rtl_cycles=res["cycles"],
         rtl_wall_s=res["wall_s"],
         mismatches=res["mismatches"],
+        logits=cmp_["logits"],
+        readout_cycles=cmp_["readout_cycles"],
     )
 
 

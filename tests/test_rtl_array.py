@@ -58,6 +58,27 @@ def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator():
 
 @pytest.mark.rtl
 @needs_icarus
+def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reported():
+    """Section 5's read-out: after the last step the host reads every output piece's accumulators
+    over the array's read port (one word per cycle, ``ceil(n/lanes) + 1`` cycles); the logits equal
+    the simulator's. A read-out addressing the next word (a wrong accumulator) is reported."""
+    program, x = network(1, (12, 16, 16), 2, 2)
+    logits = Simulator(program).run(x).logits
+    assert np.count_nonzero(logits) == len(logits) == len(set(logits.tolist()))  # every logit tells
+    out = [p for p in program.pieces if p.kind == "output"]
+    words = sum(-(-p.n // program.hardware.core.lanes) for p in out)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.logits == len(logits) and report.readout_cycles == words + 1
+    bad = cosim_array(program, x, readout_fault=True)
+    assert not bad.ok and all(m["what"] == "logit read by the host" for m in bad.mismatches)
+    m = bad.mismatches[0]
+    assert m["core"] == int(program.plan.core[out[0].id]) and m["expected"] == logits[m["neuron"]]
+    assert "logit read by the host" in bad.format()
+
+
+@pytest.mark.rtl
+@needs_icarus
 def test_backpressure_and_contention_match_the_simulator_cycle_for_cycle():
     """One-flit router buffers and two-event core FIFOs: hundreds of stall cycles in the mesh."""
     program, x = network(2, (12, 24, 16, 16), 2, 3, input_fifo_events=2, router_buffer_flits=1)
