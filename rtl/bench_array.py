@@ -10,6 +10,9 @@ FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$S
   pieces scan and send their sums through the mesh to their roots; ``i_done`` low at
   ``P(t) - 1``, high at ``P(t)``;
 * phase F: ``fire`` at cycle 0; ``f_done`` low at ``F(t) - 1``, high at ``F(t)``;
+* after each phase, the array's barrier unit: ``done`` low at ``end + barrier_cycles - 1`` and
+  high at ``end + barrier_cycles``; the phases and their barriers add up to the simulator's
+  ``step_cycles[t]``;
 * barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its busy
   cycles and the number of flits its encoder sent, exactly.
 
@@ -41,7 +44,7 @@ class _ArrayBench(BenchBase):
             dut,
             spec,
             ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps")
-            + ("logits", "readout_cycles"),
+            + ("logits", "readout_cycles", "step_cycles"),
         )
 
     def pack(self, fields: list[int]) -> int:
@@ -82,14 +85,38 @@ class _ArrayBench(BenchBase):
         if end <= 0:
             if c == 1:
                 self.check(t, "i_done", 0, 1)
-            return
+            return c - 1
         if end - 1 < c - 1:
             self.mismatch(t, "phase I ends before the host finished", end, c - 1)
-            return
+            return c - 1
         await self.edges(end - c)
         self.check(t, "i_done", end - 1, 0)
         await self.edges(1)
         self.check(t, "i_done", end, 1)
+        return end
+
+    async def barrier_done(self, t: int, now: int, end: int) -> int:
+        """The barrier unit after a phase that ended at ``end`` (outputs of cycle ``now`` readable):
+        ``done`` must first be high at ``end + barrier``; returns the cycle it rose (watched up to
+        ``barrier`` cycles past that), so the step's cycles are the hardware's, not the spec's."""
+        bar = self.spec["barrier"]
+        target = end + bar
+        if now > end:  # the phase's end already differed (reported)
+            return target
+        c = now
+        while True:
+            val = self.dut.done.value
+            if val.is_resolvable and int(val) == 1:
+                break
+            if c >= target + bar:
+                break
+            await self.edges(1)
+            c += 1
+        self.compared["cycle_checks"] += 1
+        if c != target:
+            got = c if c < target + bar else f"not by {c}"
+            self.mismatch(t, f"{self.where}done (the barrier unit) first high at cycle", target, got)
+        return c
 
     async def phase_p(self, st: dict) -> None:
         """Phase P (section 4.2): partial pieces scan and send their sums; it ends at ``P(t)``."""
@@ -102,7 +129,7 @@ class _ArrayBench(BenchBase):
         dut.start.value = 0
         dut.pphase.value = 0
         await self.expect_end(t, "i_done", end)
-        await self.edges(self.spec["barrier"])
+        return await self.barrier_done(t, end, end)
 
     async def phase_f(self, st: dict) -> None:
         dut, t, f = self.dut, st["t"], st["phase_f"]
@@ -110,6 +137,7 @@ class _ArrayBench(BenchBase):
         await self.edges(1)
         dut.fire.value = 0
         await self.expect_end(t, "f_done", f)
+        return await self.barrier_done(t, f, f)
 
     async def barrier(self, st: dict) -> None:
         dut, t = self.dut, st["t"]
@@ -125,7 +153,6 @@ class _ArrayBench(BenchBase):
                 if got != core[key]:
                     what = "busy cycles of the step" if key == "busy" else "flits sent in phase I"
                     self.mismatch(t, what, core[key], got, core=k)
-        await self.edges(self.spec["barrier"])
         self.compared["steps"] += 1
 
     async def readout(self, t_end: int) -> None:
@@ -168,10 +195,13 @@ async def array_bench(dut):
     await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "rd_core", "rd_addr"))
     t0 = time.perf_counter()
     for st in spec["steps"]:
-        await bench.phase_i(st)
+        cycles = await bench.barrier_done(st["t"], await bench.phase_i(st), st["phase_i"])
         if st["phase_p"] > 0:
-            await bench.phase_p(st)
-        await bench.phase_f(st)
+            cycles += await bench.phase_p(st)
+        cycles += await bench.phase_f(st)
+        bench.compared["step_cycles"] += 1
+        if cycles != st["cycles"]:
+            bench.mismatch(st["t"], "cycles of the step (phases and their barriers)", st["cycles"], cycles)
         await bench.barrier(st)
     await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
     write_results(bench, time.perf_counter() - t0)

@@ -357,6 +357,8 @@ class ArrayReport:
     #: logits the host read over the read-out port after the last step, and the cycles that took
     logits: int = 0
     readout_cycles: int = 0
+    #: steps whose cycles (phases and the barrier unit's barriers) were compared with the simulator's
+    step_cycles: int = 0
 
     @property
     def ok(self) -> bool:
@@ -368,7 +370,8 @@ class ArrayReport:
         head = (
             f"array of {self.cores} cores: {self.steps} steps, {self.host_flits} host flits, {self.cycle_checks} "
             f"cycle checks (phase I and F ends), {self.membranes} membranes, {self.spikes} spikes, "
-            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts, {self.logits} logits read "
+            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts, {self.step_cycles} step cycle "
+            f"counts, {self.logits} logits read "
             f"by the host in {self.readout_cycles} cycles"
         )
         if self.ok:
@@ -430,6 +433,7 @@ def array_spec(program: Program, run) -> dict:
         steps.append(
             {
                 "t": tr.step,
+                "cycles": int(run.step_cycles[tr.step]),
                 "host": flits,
                 "phase_i": max(int(tr.phase_i), 0),
                 "phase_p": int(tr.phase_p),
@@ -467,12 +471,14 @@ def cosim_array(
     *,
     inits=None,
     readout_fault: bool = False,
+    extra_barrier_cycles: int = 0,
 ) -> ArrayReport:
     """Co-simulate the whole array (cores, encoders, routers) of a resident ``program`` on input ``x``.
 
     The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
     last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
-    and ``readout_fault`` is :class:`~spikeforge.rtl.array.CoreArray`'s hook (mutation tests).
+    and ``readout_fault``, ``extra_barrier_cycles`` are :class:`~spikeforge.rtl.array.CoreArray`'s
+    hooks (mutation tests).
     Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
@@ -480,7 +486,8 @@ def cosim_array(
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
-    sv = to_sv(CoreArray(program.hardware, inits, readout_fault=readout_fault), "core_array")
+    array = CoreArray(program.hardware, inits, readout_fault=readout_fault, extra_barrier_cycles=extra_barrier_cycles)
+    sv = to_sv(array, "core_array")
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
@@ -505,6 +512,7 @@ def cosim_array(
         mismatches=res["mismatches"],
         logits=cmp_["logits"],
         readout_cycles=cmp_["readout_cycles"],
+        step_cycles=cmp_["step_cycles"],
     )
 
 
