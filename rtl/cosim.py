@@ -369,7 +369,7 @@ class ArrayReport:
         """What matched, or the first mismatch with its step, core and neuron."""
         head = (
             f"array of {self.cores} cores: {self.steps} steps, {self.host_flits} host flits, {self.cycle_checks} "
-            f"cycle checks (phase I and F ends), {self.membranes} membranes, {self.spikes} spikes, "
+            f"cycle checks (phase ends and barriers), {self.membranes} membranes, {self.spikes} spikes, "
             f"{self.busy_checks} busy counts, {self.packet_counts} packet counts, {self.step_cycles} step cycle "
             f"counts, {self.logits} logits read "
             f"by the host in {self.readout_cycles} cycles"
