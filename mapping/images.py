@@ -128,8 +128,10 @@ def param_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImag
 
 
 def slot_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImage:
-    """Slot registers: kind, lo, hi, first word, weight, source (C, H, W), kernel, stride, padding."""
-    widths = (3, 24, 24, 16, hw.core.v_bits, 16, 16, 16, 4, 4, 4, 4)
+    """Slot registers: kind, lo, hi, first word, weight, source (C, H, W), kernel, stride, padding and
+    words per row (``row_words``: the row stride, fixed by the slice geometry, so the last, narrower
+    slice of a population keeps its full-width stride)."""
+    widths = (3, 24, 24, 16, hw.core.v_bits, 16, 16, 16, 4, 4, 4, 4, 16)
     f = np.zeros((len(piece.slots), len(widths)), np.int64)
     for k, slot in enumerate(piece.slots):
         proj = graph.projections[slot.proj]
@@ -142,7 +144,7 @@ def slot_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImage
         elif slot.kind == "pool":
             kh = kw = stride = proj.kernel
         weight = proj.weight if slot.kind in ("identity", "product_a", "product_b") else 0
-        f[k] = (SLOT_CODES[slot.kind], slot.lo, slot.hi, slot.base, weight, *shape, kh, kw, stride, pad)
+        f[k] = (SLOT_CODES[slot.kind], slot.lo, slot.hi, slot.base, weight, *shape, kh, kw, stride, pad, slot.row_words)
     return MemoryImage("slots", f, widths)
 
 

@@ -5,12 +5,15 @@ core's encoder feeds its local input, east/west and south/north ports join neigh
 grows southwards), and the host drives router ``(0, 0)``'s west input (section 5). ``step``,
 ``start`` and ``fire`` go to every core. ``i_done`` is phase I's end (section 4.1): every core
 done, every router buffer empty, no encoder holding a flit and the host finished (``host_done``);
-``f_done`` is every core done with phase F. The debug ports select one core (``dbg_core``).
+``f_done`` is every core done with phase F; ``done`` (the barrier unit) rises ``barrier_cycles``
+after the phase's done condition holds, ending the phase's barrier (section 4). After the last
+step the host reads the output accumulators (section 5): ``rd_core``, ``rd_addr`` in one cycle,
+that core's membrane word on ``rd_data`` in the next. The debug ports select one core (``dbg_core``).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,11 +47,24 @@ class CoreArray(wiring.Component):
         The hardware file's description.
     inits : dict of int to PieceInit
         The piece of each core index ``y * cols + x`` (missing: idle core).
+    readout_fault : bool
+        Test hook: the read-out addresses the word after the one asked for (a wrong accumulator).
+    extra_barrier_cycles : int
+        Test hook: the barrier unit waits this many cycles more than ``barrier_cycles``.
     """
 
-    def __init__(self, hw: HardwareConfig, inits: dict[int, PieceInit] | None = None) -> None:
+    def __init__(
+        self,
+        hw: HardwareConfig,
+        inits: dict[int, PieceInit] | None = None,
+        *,
+        readout_fault: bool = False,
+        extra_barrier_cycles: int = 0,
+    ) -> None:
         check_hardware(hw)
         self.hw = hw
+        self.readout_fault = bool(readout_fault)
+        self.extra_barrier_cycles = int(extra_barrier_cycles)
         self.inits = dict(inits or {})
         c = hw.core
         n = hw.array.cores
@@ -62,6 +78,7 @@ class CoreArray(wiring.Component):
                 "pphase": In(1),
                 "i_done": Out(1),
                 "f_done": Out(1),
+                "done": Out(1),  # the phase's barrier is over: barrier_cycles after i_done / f_done rose
                 "dbg_core": In(index_bits(n)),
                 "dbg_maddr": In(index_bits(c.neurons // c.lanes)),
                 "dbg_v": Out(c.lanes * c.v_bits),
@@ -69,6 +86,9 @@ class CoreArray(wiring.Component):
                 "dbg_h": Out(c.neurons * hist_bits(hw)),
                 "dbg_busy": Out(CYCLE_BITS),
                 "dbg_sent": Out(CYCLE_BITS),
+                "rd_core": In(index_bits(n)),
+                "rd_addr": In(index_bits(c.neurons // c.lanes)),
+                "rd_data": Out(c.lanes * c.v_bits),
             }
         )
 
@@ -132,6 +152,35 @@ class CoreArray(wiring.Component):
         for t in terms_f[1:]:
             acc_f = acc_f & t
         m.d.comb += [all_i.eq(acc_i), all_f.eq(acc_f), self.i_done.eq(all_i), self.f_done.eq(all_f)]
+        # the barrier unit (section 4): `done` rises barrier_cycles after the phase's done condition
+        # (phase I and P: i_done; phase F: f_done) holds, and stays high while it holds
+        bar = hw.barrier_cycles + self.extra_barrier_cycles
+        firing = Signal()  # the phase under way is F (set by fire, cleared by start)
+        with m.If(self.fire):
+            m.d.sync += firing.eq(1)
+        with m.Elif(self.start):
+            m.d.sync += firing.eq(0)
+        in_f = self.fire | (firing & ~self.start)
+        cond = Signal()
+        m.d.comb += cond.eq(Mux(in_f, all_f, all_i))
+        count = Signal(range(bar + 2))  # cycles the condition has held, saturating at barrier_cycles
+        now = Signal.like(count)
+        m.d.comb += now.eq(Mux(self.start | self.fire, 0, count))  # a phase starts at 0
+        m.d.comb += self.done.eq(cond & (now >= bar))
+        with m.If(~cond):
+            m.d.sync += count.eq(0)
+        with m.Elif(now < bar):
+            m.d.sync += count.eq(now + 1)
+        with m.Else():
+            m.d.sync += count.eq(now)
+        # the host's read-out (section 5): rd_addr goes to every core, rd_data is the word of the
+        # core named by rd_core in the cycle before (the cores' read ports are synchronous)
+        rd_sel = Signal.like(self.rd_core)
+        m.d.sync += rd_sel.eq(self.rd_core)
+        for k, core in cores.items():
+            m.d.comb += core.rd_addr.eq(self.rd_addr + int(self.readout_fault))
+            with m.If(rd_sel == k):
+                m.d.comb += self.rd_data.eq(core.rd_data)
         for k, core in cores.items():
             m.d.comb += [core.dbg_maddr.eq(self.dbg_maddr), core.dbg_haddr.eq(self.dbg_haddr)]
             with m.If(self.dbg_core == k):

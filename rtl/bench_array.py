@@ -10,8 +10,15 @@ FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$S
   pieces scan and send their sums through the mesh to their roots; ``i_done`` low at
   ``P(t) - 1``, high at ``P(t)``;
 * phase F: ``fire`` at cycle 0; ``f_done`` low at ``F(t) - 1``, high at ``F(t)``;
+* after each phase, the array's barrier unit: ``done`` low at ``end + barrier_cycles - 1`` and
+  high at ``end + barrier_cycles``; the phases and their barriers add up to the simulator's
+  ``step_cycles[t]``;
 * barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its busy
   cycles and the number of flits its encoder sent, exactly.
+
+After the last step the host reads the logits (section 5): for each output piece in piece order,
+one membrane word per cycle over ``rd_core``/``rd_addr``, each arriving on ``rd_data`` in the next
+cycle; every logit must equal the simulator's.
 
 Results go to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
 """
@@ -24,7 +31,7 @@ import time
 
 import cocotb
 
-from .bench_common import BenchBase, start, write_results
+from .bench_common import BenchBase, signed, start, write_results
 
 __all__ = ["array_bench"]
 
@@ -33,7 +40,12 @@ class _ArrayBench(BenchBase):
     where = "array "
 
     def __init__(self, dut, spec: dict) -> None:
-        super().__init__(dut, spec, ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps"))
+        super().__init__(
+            dut,
+            spec,
+            ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps")
+            + ("logits", "readout_cycles", "step_cycles"),
+        )
 
     def pack(self, fields: list[int]) -> int:
         word, shift = 0, 0
@@ -73,14 +85,38 @@ class _ArrayBench(BenchBase):
         if end <= 0:
             if c == 1:
                 self.check(t, "i_done", 0, 1)
-            return
+            return c - 1
         if end - 1 < c - 1:
             self.mismatch(t, "phase I ends before the host finished", end, c - 1)
-            return
+            return c - 1
         await self.edges(end - c)
         self.check(t, "i_done", end - 1, 0)
         await self.edges(1)
         self.check(t, "i_done", end, 1)
+        return end
+
+    async def barrier_done(self, t: int, now: int, end: int) -> int:
+        """The barrier unit after a phase that ended at ``end`` (outputs of cycle ``now`` readable):
+        ``done`` must first be high at ``end + barrier``; returns the cycle it rose (watched up to
+        ``barrier`` cycles past that), so the step's cycles are the hardware's, not the spec's."""
+        bar = self.spec["barrier"]
+        target = end + bar
+        if now > end:  # the phase's end already differed (reported)
+            return target
+        c = now
+        while True:
+            val = self.dut.done.value
+            if val.is_resolvable and int(val) == 1:
+                break
+            if c >= target + bar:
+                break
+            await self.edges(1)
+            c += 1
+        self.compared["cycle_checks"] += 1
+        if c != target:
+            got = c if c < target + bar else f"not by {c}"
+            self.mismatch(t, f"{self.where}done (the barrier unit) first high at cycle", target, got)
+        return c
 
     async def phase_p(self, st: dict) -> None:
         """Phase P (section 4.2): partial pieces scan and send their sums; it ends at ``P(t)``."""
@@ -93,7 +129,7 @@ class _ArrayBench(BenchBase):
         dut.start.value = 0
         dut.pphase.value = 0
         await self.expect_end(t, "i_done", end)
-        await self.edges(self.spec["barrier"])
+        return await self.barrier_done(t, end, end)
 
     async def phase_f(self, st: dict) -> None:
         dut, t, f = self.dut, st["t"], st["phase_f"]
@@ -101,6 +137,7 @@ class _ArrayBench(BenchBase):
         await self.edges(1)
         dut.fire.value = 0
         await self.expect_end(t, "f_done", f)
+        return await self.barrier_done(t, f, f)
 
     async def barrier(self, st: dict) -> None:
         dut, t = self.dut, st["t"]
@@ -116,8 +153,36 @@ class _ArrayBench(BenchBase):
                 if got != core[key]:
                     what = "busy cycles of the step" if key == "busy" else "flits sent in phase I"
                     self.mismatch(t, what, core[key], got, core=k)
-        await self.edges(self.spec["barrier"])
         self.compared["steps"] += 1
+
+    async def readout(self, t_end: int) -> None:
+        """The host reads every output piece's accumulators: one word address per cycle from cycle 0,
+        the word on ``rd_data`` in the next cycle (``words + 1`` cycles in all)."""
+        dut, lanes, vb = self.dut, self.spec["lanes"], self.spec["v_bits"]
+        reads = [(out, w) for out in self.spec["readout"] for w in range(out["words"])]
+        c0 = self.cycles
+        # a value read after an edge is the cycle's before it: word i is seen one edge after the one
+        # that latched its address (the read port's cycle of latency)
+        for i in range(len(reads) + 1):
+            if i < len(reads):
+                dut.rd_core.value = reads[i][0]["core"]
+                dut.rd_addr.value = reads[i][1]
+            await self.edges(1)
+            if i == 0:
+                continue
+            out, w = reads[i - 1]
+            word = int(dut.rd_data.value)
+            for lane in range(lanes):
+                j = w * lanes + lane
+                if j >= len(out["outputs"]):
+                    break
+                got = signed(word >> (lane * vb) & ((1 << vb) - 1), vb)
+                self.compared["logits"] += 1
+                want = out["logits"][j]
+                if got != want:
+                    where = {"neuron": out["outputs"][j], "core": out["core"]}
+                    self.mismatch(t_end, "logit read by the host", want, got, **where)
+        self.compared["readout_cycles"] = self.cycles - c0
 
 
 @cocotb.test()
@@ -127,12 +192,16 @@ async def array_bench(dut):
         spec = json.load(fh)
     bench = _ArrayBench(dut, spec)
     inputs = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
-    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr"))
+    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "rd_core", "rd_addr"))
     t0 = time.perf_counter()
     for st in spec["steps"]:
-        await bench.phase_i(st)
+        cycles = await bench.barrier_done(st["t"], await bench.phase_i(st), st["phase_i"])
         if st["phase_p"] > 0:
-            await bench.phase_p(st)
-        await bench.phase_f(st)
+            cycles += await bench.phase_p(st)
+        cycles += await bench.phase_f(st)
+        bench.compared["step_cycles"] += 1
+        if cycles != st["cycles"]:
+            bench.mismatch(st["t"], "cycles of the step (phases and their barriers)", st["cycles"], cycles)
         await bench.barrier(st)
+    await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
     write_results(bench, time.perf_counter() - t0)

@@ -170,6 +170,8 @@ class Core(wiring.Component):
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
                 "dbg_h": Out(c.neurons * hist_bits(hw)),
+                "rd_addr": In(index_bits(self.groups_max)),  # the host's read-out (section 5), output pieces
+                "rd_data": Out(c.lanes * c.v_bits),  # membrane word rd_addr of the cycle before
                 "flits": Out(stream.Signature(out_flit_layout(hw))),
             }
         )
@@ -221,6 +223,12 @@ class Core(wiring.Component):
             dbg_mem = mem.read_port(domain="comb")
             m.d.comb += [dbg_mem.addr.eq(self.dbg_maddr), self.dbg_v.eq(dbg_mem.data)]
             mem_rd_data = mem_rd.data
+        if p.kind == PIECE_CODES["output"]:
+            # the host reads the accumulators after the last step (section 5): a synchronous read
+            # port of the membrane SRAM (or its banks), one lane group per cycle, one cycle latency
+            host_rds = [b.read_port() for b in banks] if banked else [mem.read_port()]
+            m.d.comb += [r.addr.eq(self.rd_addr) for r in host_rds]
+            m.d.comb += self.rd_data.eq(Cat(*(r.data for r in host_rds)))
         par_rd = par.read_port()
         hist_wr = hist.write_port(granularity=1 if is_product else lanes * hb)
         dbg_hist = hist.read_port(domain="comb")

@@ -221,6 +221,17 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
     return json.loads(out.read_text())
 
 
+def _refuse_phase_p(program: Program, piece_id: int) -> None:
+    """The one-core bench drives phases I and F only: a partial piece and its root need phase P."""
+    piece = program.pieces[piece_id]
+    if piece.kind == "partial" or any(p.kind == "partial" and p.root == piece_id for p in program.pieces):
+        what = "a partial piece" if piece.kind == "partial" else "the root of partial pieces"
+        raise RtlError(
+            f"piece {piece_id} ({piece.population}) is {what}, whose partial sums (phase P) the one-core bench "
+            "does not replay: co-simulate this program with the whole array (cosim_array or cosim_samples)."
+        )
+
+
 def cosim_core(
     program: Program,
     piece_id: int,
@@ -257,12 +268,19 @@ def cosim_core(
     Returns
     -------
     CoreReport
+
+    Raises
+    ------
+    RtlError
+        When the program is not resident, or ``piece_id`` is a partial piece or the root of one
+        (phase P needs the whole array: :func:`cosim_array`).
     """
     if program.plan.mode != "resident":
         raise RtlError(
             f"the co-simulation replays resident programs (one piece per core); this one is {program.plan.mode!r}: "
             "use a larger [array] or a smaller model."
         )
+    _refuse_phase_p(program, piece_id)
     if run is None:
         run = Simulator(program, trace=True).run(x)
     spec = core_spec(program, piece_id, [run])
@@ -308,6 +326,7 @@ def cosim(program: Program, x: np.ndarray, workdir: str | Path | None = None) ->
         When Icarus Verilog or cocotb is missing.
     """
     for p in program.pieces:  # refuse before running anything
+        _refuse_phase_p(program, p.id)
         piece_init(program, p.id)
     sim = Simulator(program, trace=True)
     t0 = time.perf_counter()
@@ -335,6 +354,11 @@ class ArrayReport:
     rtl_cycles: int
     rtl_wall_s: float
     mismatches: list[dict] = field(default_factory=list)
+    #: logits the host read over the read-out port after the last step, and the cycles that took
+    logits: int = 0
+    readout_cycles: int = 0
+    #: steps whose cycles (phases and the barrier unit's barriers) were compared with the simulator's
+    step_cycles: int = 0
 
     @property
     def ok(self) -> bool:
@@ -345,8 +369,10 @@ class ArrayReport:
         """What matched, or the first mismatch with its step, core and neuron."""
         head = (
             f"array of {self.cores} cores: {self.steps} steps, {self.host_flits} host flits, {self.cycle_checks} "
-            f"cycle checks (phase I and F ends), {self.membranes} membranes, {self.spikes} spikes, "
-            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts"
+            f"cycle checks (phase ends and barriers), {self.membranes} membranes, {self.spikes} spikes, "
+            f"{self.busy_checks} busy counts, {self.packet_counts} packet counts, {self.step_cycles} step cycle "
+            f"counts, {self.logits} logits read "
+            f"by the host in {self.readout_cycles} cycles"
         )
         if self.ok:
             return head + ": match"
@@ -407,6 +433,7 @@ def array_spec(program: Program, run) -> dict:
         steps.append(
             {
                 "t": tr.step,
+                "cycles": int(run.step_cycles[tr.step]),
                 "host": flits,
                 "phase_i": max(int(tr.phase_i), 0),
                 "phase_p": int(tr.phase_p),
@@ -414,7 +441,20 @@ def array_spec(program: Program, run) -> dict:
                 "cores": cores,
             }
         )
+    # the host's read-out after the last step (section 5): each output piece's accumulators, in piece
+    # order, local neuron j at word j // lanes, lane j % lanes; expected: the simulator's logits
+    readout = [
+        {
+            "core": int(core_of[p.id]),
+            "words": -(-p.n // c.lanes),
+            "outputs": [int(i) for i in p.neurons],
+            "logits": [int(run.logits[i]) for i in p.neurons],
+        }
+        for p in program.pieces
+        if p.kind == "output"
+    ]
     return {
+        "readout": readout,
         "lanes": c.lanes,
         "v_bits": c.v_bits,
         "history": c.spike_history_steps,
@@ -424,18 +464,30 @@ def array_spec(program: Program, run) -> dict:
     }
 
 
-def cosim_array(program: Program, x: np.ndarray, workdir: str | Path | None = None, *, inits=None) -> ArrayReport:
+def cosim_array(
+    program: Program,
+    x: np.ndarray,
+    workdir: str | Path | None = None,
+    *,
+    inits=None,
+    readout_fault: bool = False,
+    extra_barrier_cycles: int = 0,
+) -> ArrayReport:
     """Co-simulate the whole array (cores, encoders, routers) of a resident ``program`` on input ``x``.
 
-    The bench drives only the host port and the barriers (``rtl/bench_array.py``); ``inits``
-    replaces the cores' pieces (mutation tests). Returns an :class:`ArrayReport`.
+    The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
+    last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
+    and ``readout_fault``, ``extra_barrier_cycles`` are :class:`~spikeforge.rtl.array.CoreArray`'s
+    hooks (mutation tests).
+    Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
 
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
-    sv = to_sv(CoreArray(program.hardware, inits), "core_array")
+    array = CoreArray(program.hardware, inits, readout_fault=readout_fault, extra_barrier_cycles=extra_barrier_cycles)
+    sv = to_sv(array, "core_array")
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
@@ -458,6 +510,9 @@ def cosim_array(program: Program, x: np.ndarray, workdir: str | Path | None = No
         rtl_cycles=res["cycles"],
         rtl_wall_s=res["wall_s"],
         mismatches=res["mismatches"],
+        logits=cmp_["logits"],
+        readout_cycles=cmp_["readout_cycles"],
+        step_cycles=cmp_["step_cycles"],
     )
 
 

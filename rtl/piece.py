@@ -50,8 +50,8 @@ MIN_PIPELINE = 1
 @dataclass(frozen=True)
 class SlotInit:
     """One slot register: kind code, row space ``lo..hi``, first synapse word, weight (identity), and
-    words per row (``Slot.row_words``: the slot image of ``mapping/images.py`` does not carry it, and
-    the compiler sizes rows for the slice's full width, which can exceed ``ceil(n/lanes)``)."""
+    words per row (``row_words``, the slot image's last field: the compiler sizes rows for the slice
+    geometry's full width, which can exceed ``ceil(n/lanes)`` on a population's last slice)."""
 
     kind: int
     lo: int
@@ -182,8 +182,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     images = program.images(piece_id)
     sched = program.graph.schedule()[piece.population]
     slots = tuple(
-        SlotInit(*(int(v) for v in f[:5]), int(s.row_words), tuple(f[5:8]), *(int(v) for v in f[8:12]))
-        for f, s in zip(images["slots"].fields.tolist(), piece.slots)
+        SlotInit(*(int(v) for v in f[:5]), int(f[12]), tuple(f[5:8]), *(int(v) for v in f[8:12]))
+        for f in images["slots"].fields.tolist()
     )
     first = int(piece.geometry.get("lo", 0))
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)

@@ -44,6 +44,7 @@ def check_counts(report, program, x):
     assert report.host_flits == sum(int((tr.flit_src < 0).sum()) for tr in run.trace) > 0
     assert report.membranes == len(run.trace) * sum(p.n for p in program.pieces)
     assert report.spikes > 0 and report.packet_counts == report.busy_checks == len(run.trace) * len(program.pieces)
+    assert report.step_cycles == len(run.trace)  # the barrier unit's phases add up to every step's cycles
 
 
 @pytest.mark.rtl
@@ -54,6 +55,53 @@ def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator():
     report = cosim_array(program, x)
     assert report.ok, report.format()
     check_counts(report, program, x)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reported():
+    """Section 5's read-out: after the last step the host reads every output piece's accumulators
+    over the array's read port (one word per cycle, ``ceil(n/lanes) + 1`` cycles); the logits equal
+    the simulator's. A read-out addressing the next word (a wrong accumulator) is reported."""
+    program, x = network(1, (12, 16, 16), 2, 2)
+    logits = Simulator(program).run(x).logits
+    assert np.count_nonzero(logits) == len(logits) == len(set(logits.tolist()))  # every logit tells
+    out = [p for p in program.pieces if p.kind == "output"]
+    words = sum(-(-p.n // program.hardware.core.lanes) for p in out)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.logits == len(logits) and report.readout_cycles == words + 1
+    bad = cosim_array(program, x, readout_fault=True)
+    assert not bad.ok and all(m["what"] == "logit read by the host" for m in bad.mismatches)
+    m = bad.mismatches[0]
+    assert m["core"] == int(program.plan.core[out[0].id]) and m["expected"] == logits[m["neuron"]]
+    assert "logit read by the host" in bad.format()
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_the_barrier_unit_closes_every_phase_after_barrier_cycles_like_the_simulator():
+    """Section 4's barriers in hardware: the array's ``done`` rises ``barrier_cycles`` (here set to 7
+    in the hardware file, not the derived ``rows + cols``) after each phase's end, so the phases and
+    their barriers add up to the simulator's cycles of every step; a barrier unit one cycle slow
+    is reported at its ``done``."""
+    from spikeforge.mapping import compile
+
+    base, x = network(1, (12, 16, 16), 2, 2)
+    program = compile(base.graph, base.hardware.with_value("noc.barrier_cycles", 7))
+    assert program.hardware.barrier_cycles == 7 and program.plan.mode == "resident"
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+    bad = cosim_array(program, x, extra_barrier_cycles=1)
+    assert not bad.ok
+    m = bad.mismatches[0]
+    assert m["what"].startswith("array done (the barrier unit)") and (m["step"], m["expected"], m["got"]) == (
+        0,
+        Simulator(program, trace=True).run(x).trace[0].phase_i + 7,
+        m["expected"] + 1,
+    )
+    assert any(m["what"].startswith("cycles of the step") for m in bad.mismatches)
 
 
 @pytest.mark.rtl

@@ -240,6 +240,57 @@ def test_a_piece_the_rtl_does_not_implement_is_named(tiny_graph):
         piece_init(dataclasses.replace(program, pieces=(dataclasses.replace(program.pieces[0], kind="mystery"),)), 0)
 
 
+def test_the_slot_image_carries_row_words_and_the_rtl_takes_it_from_there(monkeypatch):
+    """Section 3: ``row_words`` is the slot register's last field (16 bits). On 16-neuron, 4-lane
+    cores a 40-neuron layer is cut 16 + 16 + 8: the last slice's dense rows keep the 4-word stride
+    of the full slices, not ``ceil(8/4) = 2``; the packed image decodes to the program's
+    ``row_words`` and the core's slot registers (``piece_init``) hold the decoded value."""
+    from spikeforge.mapping.images import MemoryImage
+
+    program = dense_program(dense_network(3, (12, 40, 40, 8)), 3, 3, neurons=16, lanes=4)
+    hw = program.hardware
+    narrow = 0
+    for piece in program.pieces:
+        img = program.images(piece.id)["slots"]
+        assert img.widths[-1] == 16 and img.word_bits == 3 + 24 + 24 + 16 + hw.core.v_bits + 3 * 16 + 4 * 4 + 16
+        back = MemoryImage.from_bytes("slots", img.to_bytes(), img.widths, (False,) * len(img.widths))
+        init = piece_init(program, piece.id)
+        for k, slot in enumerate(piece.slots):
+            assert back.fields[k, -1] == slot.row_words == init.slots[k].row_words
+            if slot.kind == "dense" and slot.row_words > -(-piece.n // hw.core.lanes):
+                narrow += 1
+    assert narrow == 2  # the last slices of h1 and h2
+    images = type(program).images
+
+    def altered(self, piece_id):  # a slot image whose stride differs from the program's pieces
+        imgs = dict(images(self, piece_id))
+        f = imgs["slots"].fields.copy()
+        f[:, -1] += 1
+        imgs["slots"] = MemoryImage("slots", f, imgs["slots"].widths)
+        return imgs
+
+    monkeypatch.setattr(type(program), "images", altered)
+    assert piece_init(program, 5).slots[0].row_words == 5  # the register follows the image
+
+
+def test_the_one_core_bench_refuses_partial_pieces_and_their_roots():
+    """The one-core bench drives phases I and F only: without phase P a partial piece is never cleared
+    and its root gets no sums, so ``cosim`` and ``cosim_core`` refuse both (before running anything)
+    and point to the array bench; the other pieces of the program stay co-simulable alone."""
+    program = dense_program(dense_network(4, (40, 16, 16), dif=True), 2, 3, axons=16, lanes=4)
+    part = next(p for p in program.pieces if p.kind == "partial")
+    x = np.zeros(40, np.int64)
+    for pid, what in ((part.id, "a partial piece"), (part.root, "the root of partial pieces")):
+        with pytest.raises(RtlError, match=rf"piece {pid} \(h1\) is {what}, .* \(cosim_array or cosim_samples\)\."):
+            cosim_core(program, pid, x)
+    with pytest.raises(RtlError, match=r"phase P\) the one-core bench does not replay"):
+        cosim(program, x)
+    from spikeforge.rtl.cosim import _refuse_phase_p
+
+    out = next(p for p in program.pieces if p.kind == "output")
+    _refuse_phase_p(program, out.id)  # the logits' core takes no partial sums: it may run alone
+
+
 def test_a_missing_icarus_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolMissingError, match="apt-get install iverilog"):
