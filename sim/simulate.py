@@ -178,7 +178,8 @@ def simulate(
     counters = sim.totals()
 
     accuracy: dict[str, float | None] = {"snn": None, "ann_quantized": None, "float_qat": float_accuracy}
-    if any(p.kind == "mbe" for p in program.graph.populations):
+    has_mbe = any(p.kind == "mbe" for p in program.graph.populations)
+    if has_mbe:
         accuracy["float_qat"], accuracy["ann_float"] = None, float_accuracy
     exactness: dict[str, Any] = {"logits_equal_samples": None, "exact": None}
     if y is not None:
@@ -188,7 +189,7 @@ def simulate(
         eq = int(np.all(ref == logits, axis=1).sum())
         exactness = {"logits_equal_samples": eq, "exact": eq == len(x)}
         # the integer ANN twin exists for IF/DIF graphs; an MBE graph's ANN is its float model
-        if y is not None and not any(p.kind == "mbe" for p in program.graph.populations):
+        if y is not None and not has_mbe:
             accuracy["ann_quantized"] = float(np.mean(run_integer_ann(program.graph, x).logits.argmax(1) == y))
     return _result(program, sim, counters, energy_profile, accuracy, exactness, model, hardware, time.time() - t0)
 

@@ -391,5 +391,7 @@ def test_demo_runs_the_mbe_mlp_on_the_hardware(tmp_path):
     assert report["cycles_per_inference"] > 0 and report["energy_pj"]["total"] > 0
     assert (tmp_path / "report.json").is_file() and len(report["plots"]) == 5
     assert "simulated == functional executor: yes (20/20" in format_report(report)
-    with pytest.raises(Exception, match="--neuron if applies to CSDformer models"):
+    from spikeforge.models.errors import SpikeForgeError
+
+    with pytest.raises(SpikeForgeError, match="--neuron if applies to CSDformer models"):
         run_demo("tiny-digits-mlp", neuron="if", samples=2, progress=False)
