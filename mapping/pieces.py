@@ -207,6 +207,7 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
     uses_mbe = any(p.kind == "mbe" for p in graph.populations)
     if uses_mbe and "mbe" not in core.neuron_models:
         raise MappingError("the graph uses MBE neurons but [core] neuron_models lacks 'mbe'.")
+    _refuse_unbuilt(graph)
     pieces: list[Piece] = []
 
     def add(pop: str, kind: str, neurons: np.ndarray, slots, root: int | None, sl: int, geo: dict) -> int:
@@ -238,6 +239,31 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
         else:
             _partition_rows(graph, hw, pop, incoming, kinds, add)
     return pieces
+
+
+def _refuse_unbuilt(graph: SNNGraph) -> None:
+    """Name the graph features the hardware contract does not describe yet (the MBE ViT's)."""
+    sched = graph.schedule()
+    for pop in graph.populations:
+        if pop.kind == "mbe" and (pop.split != "none" or pop.out_bias or pop.shift_base):
+            raise MappingError(
+                f"MBE population {pop.name!r} uses an exponent split ({pop.split!r}), an output shift or an "
+                "emitted output bias; the hardware contract (docs/architecture.md section 4.5) has none of "
+                "these yet, so this graph runs in the functional executor only."
+            )
+    for proj in graph.projections:
+        if proj.kind == "product" and any(graph.population(s).kind == "mbe" for s, _ in proj.sources):
+            raise MappingError(
+                f"the product into {proj.dst!r} multiplies MBE payloads (graded operands); the hardware contract's "
+                "running-count mode (section 4.3) takes spike operands only, so this graph runs in the "
+                "functional executor only."
+            )
+        for src, delay in proj.sources:
+            if sched[src].out_start + 1 + delay != sched[proj.dst].in_start:
+                raise MappingError(
+                    f"the input of {proj.dst!r} from {src!r} arrives before its input window (MBE units hold "
+                    "early inputs in X); the hardware contract has no such window yet: add delay to the projection."
+                )
 
 
 def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:

@@ -97,6 +97,7 @@ def run_snn(graph: SNNGraph, x: np.ndarray, record: bool = True) -> SNNRun:
     v = {p.name: np.broadcast_to(p.v0, (batch, p.size)).copy() for p in graph.populations if p.kind == "neuron"}
     acc = {p.name: np.zeros((batch, p.size), np.int64) for p in graph.populations if p.kind in ("output", "mbe")}
     mbe_u: dict[str, np.ndarray] = {}  # basis membranes, from the first output step on
+    mbe_sh: dict[str, np.ndarray] = {}  # output shift per unit (exponent split)
     mbe_spikes = {p.name: np.zeros((batch, p.size), np.int64) for p in graph.populations if p.kind == "mbe"}
     clipped = {p.name: np.zeros(batch, np.int64) for p in graph.populations if p.kind == "mbe"}
     pool_state = {}
@@ -174,10 +175,19 @@ def run_snn(graph: SNNGraph, x: np.ndarray, record: bool = True) -> SNNRun:
                     )
                 k = t - win.out_start
                 if k == 0:
-                    mbe_u[pop.name], clip = mbe_start(x_acc, pop.offset, pop.x_lo, pop.x_hi)
+                    mbe_u[pop.name], clip, mbe_sh[pop.name] = mbe_start(
+                        x_acc, pop.offset, pop.x_lo, pop.x_hi, pop.split, pop.split_bits, pop.exp_bias, pop.shift_base
+                    )
                     clipped[pop.name] += clip.sum(axis=1)
                 if 0 <= k < T:
-                    payload, fired = mbe_fire(mbe_u[pop.name], pop.vth[:, k], pop.reset[:, k], pop.intensity[:, k])
+                    payload, fired = mbe_fire(
+                        mbe_u[pop.name],
+                        pop.vth[:, k],
+                        pop.reset[:, k],
+                        pop.intensity[:, k],
+                        pop.out_bias if k == 0 else 0,
+                        mbe_sh[pop.name],
+                    )
                     hist[pop.name][t] = payload
                     mbe_spikes[pop.name] += fired
     counts = {name: h.sum(axis=0, dtype=np.int64) for name, h in hist.items()}

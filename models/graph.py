@@ -35,17 +35,21 @@ Population kinds
     ``sum_t o[t] = max_window C[T]``.
 ``mbe``
     Multi-basis exponential-decay neurons (the training-free conversion, :mod:`spikeforge.models.mbe`)
-    in their integer lookup-table form. Each unit ``i`` integrates its input over the input
-    window, ``X = sum_t I[t] + T * b``; at the first step of the output window
+    in their integer lookup-table form. Each unit ``i`` integrates its input,
+    ``X = sum_t I[t] + T * b`` (the bias over the input window; inputs may also arrive in
+    earlier windows, and ``X`` holds them); at the first step of the output window
     (``out_start = in_start + T - 1``, the step the last input arrives) ``X`` is clamped to
     ``[x_lo, x_hi]`` (clipped units are counted) and its ``N`` basis membranes start at
-    ``U_n = X - C_n``. At output step ``k``::
+    ``U_n = u - C_n``, where ``u = X`` or, with an exponent split, the mantissa or fraction of
+    ``X`` (which also sets a per-unit output shift ``sh``, else 0). At output step ``k``::
 
-        s_n[k] = [U_n >= VTH[n, k]];   U_n <- U_n - s_n[k] * R[n, k];   P[k] = sum_n s_n[k] * DI[n, k]
+        s_n[k] = [U_n >= VTH[n, k]];   U_n <- U_n - s_n[k] * R[n, k]
+        P[k]   = floor((B [k = 0] + sum_n s_n[k] * DI[n, k]) * 2**sh)
 
     The unit emits the *graded* value ``P[k]`` (the intensity-weighted spikes of its bases,
-    summed by table lookups, no multiplier); a target integrates ``W * P[k]``, which sums to
-    ``W * (f(x) - b_f) * 2**out_frac_bits`` over the window. ``s_n[k]`` are the spikes counted.
+    summed by table lookups, no multiplier; a shifter for a split); a target integrates
+    ``W * P[k]``, which sums to ``W * (f(x) - b_f) * 2**out_frac_bits`` over the window when
+    ``B = 0`` and there is no split. ``s_n[k]`` are the spikes counted.
 ``output``
     Non-spiking accumulator (logits): ``y = sum_t I[t] + T * b``.
 
@@ -56,7 +60,9 @@ over tokens is a 1 x 1 convolution), ``identity`` (one weight for every neuron; 
 paths), ``pool_dense`` (sum over spatial positions, then a matrix: global average pooling
 folded into a classifier), ``pool`` (windows feeding a ``maxpool`` population) and
 ``product`` (spike x spike products such as Q K^T and Att V, whose "weights" are running
-spike counts, by temporal decomposition; see :mod:`spikeforge.models.projections`).
+spike counts, by temporal decomposition; see :mod:`spikeforge.models.projections`). A
+product's operands may also be MBE populations: then the running counts are running sums of
+payloads, and each pair is a multiply-accumulate.
 """
 
 from __future__ import annotations
@@ -206,6 +212,20 @@ class MBEPopulation(_PopulationBase):
         The calibrated input range in the units of ``X``; ``X`` is clamped to it.
     bias : ndarray of int, shape (n,)
         Per-unit input bias, added at every step of the input window.
+    out_bias : int
+        ``B``, the neuron's output bias, emitted with the first payload: ``P[0] += B`` (0: the
+        bias is folded into the targets instead, as the MLP does).
+    split : {"none", "exp2", "inv", "invsqrt"}
+        The exponent split in front of the bases (see :func:`~spikeforge.models.neurons.mbe_split`):
+        the clamped ``X`` becomes a basis input ``u`` in a fixed range and a per-unit output
+        shift ``sh``; every payload is emitted as ``P[k] * 2**sh`` (floor).
+    split_bits : int
+        ``b``: the fraction bits of ``X`` (``exp2``) or the mantissa bits of ``u`` (``inv``,
+        ``invsqrt``).
+    exp_bias : int
+        ``invsqrt``: added to the bit length of ``X`` before the parity fix.
+    shift_base : int
+        Constant part of the output shift.
     """
 
     vth: np.ndarray = None  # type: ignore[assignment]
@@ -215,6 +235,11 @@ class MBEPopulation(_PopulationBase):
     bias: np.ndarray = None  # type: ignore[assignment]
     x_lo: int = 0
     x_hi: int = 0
+    out_bias: int = 0
+    split: str = "none"
+    split_bits: int = 0
+    exp_bias: int = 0
+    shift_base: int = 0
     kind: str = field(default="mbe", init=False)
 
     def __post_init__(self) -> None:
@@ -232,13 +257,24 @@ class MBEPopulation(_PopulationBase):
             )
         object.__setattr__(self, "offset", _int_array(f"{label} offset", self.offset, (self.bases,)))
         object.__setattr__(self, "bias", _int_array(f"{label} bias", self.bias, (self.size,)))
-        for key in ("x_lo", "x_hi"):
+        for key in ("x_lo", "x_hi", "out_bias", "split_bits", "exp_bias", "shift_base"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise GraphError(f"{label}: {key} must be an integer, got {value!r}.")
             object.__setattr__(self, key, int(value))
         if self.x_lo > self.x_hi:
             raise GraphError(f"{label}: x_lo = {self.x_lo} is above x_hi = {self.x_hi}.")
+        if self.split not in MBE_SPLITS:
+            raise GraphError(f"{label}: split must be one of {', '.join(MBE_SPLITS)}, got {self.split!r}.")
+        if self.split != "none" and not 1 <= self.split_bits <= 40:
+            raise GraphError(f"{label}: split {self.split!r} needs split_bits in 1..40, got {self.split_bits}.")
+        if self.split in ("inv", "invsqrt") and self.x_lo < 1:
+            raise GraphError(
+                f"{label}: split {self.split!r} takes the bit length of X, so x_lo must be >= 1, got {self.x_lo}."
+            )
+        lo, hi = self.shift_range()
+        if max(abs(lo), abs(hi)) > 62:
+            raise GraphError(f"{label}: its output shift reaches [{lo}, {hi}]; at most 62 either way.")
 
     @property
     def bases(self) -> int:
@@ -250,6 +286,42 @@ class MBEPopulation(_PopulationBase):
         """Firing delay: the output window starts at the last input step (``T - 1`` steps in)."""
         return int(self.vth.shape[1]) - 1
 
+    def basis_input_range(self) -> tuple[int, int]:
+        """Range of the basis input ``u`` (the clamped ``X``, or what the split makes of it)."""
+        b = self.split_bits
+        if self.split == "exp2":
+            return 0, (1 << b) - 1
+        if self.split == "inv":
+            return 1 << (b - 1), (1 << b) - 1
+        if self.split == "invsqrt":
+            return 1 << (b - 1), (1 << (b + 1)) - 1
+        return self.x_lo, self.x_hi
+
+    def shift_range(self) -> tuple[int, int]:
+        """Least and greatest output shift ``sh`` over the clamped inputs."""
+        b, base = self.split_bits, self.shift_base
+        if self.split == "exp2":
+            return base + (self.x_lo >> b), base + (self.x_hi >> b)
+        if self.split == "inv":
+            return base - int(self.x_hi).bit_length(), base - int(self.x_lo).bit_length()
+        if self.split == "invsqrt":
+            e_lo = int(self.x_lo).bit_length() + self.exp_bias
+            e_hi = int(self.x_hi).bit_length() + self.exp_bias
+            return base - (e_hi - (e_hi & 1)) // 2, base - (e_lo - (e_lo & 1)) // 2
+        return base, base
+
+    def payload_bound(self) -> int:
+        """Largest ``|P[k] * 2**sh|`` a unit can emit at one step."""
+        per_step = np.abs(self.intensity).sum(axis=0)
+        per_step[0] += abs(self.out_bias)
+        return int(per_step.max()) << max(self.shift_range()[1], 0)
+
+    def emission_bound(self) -> int:
+        """Largest ``|sum of payloads|`` over any prefix of a unit's output window."""
+        per_step = np.abs(self.intensity).sum(axis=0)
+        per_step[0] += abs(self.out_bias)
+        return int(per_step.sum()) << max(self.shift_range()[1], 0)
+
     def membrane_range(self) -> tuple[int, int]:
         """Bounds on every basis membrane ``U_n`` over all clamped inputs, by interval propagation.
 
@@ -259,8 +331,9 @@ class MBEPopulation(_PopulationBase):
         the halving-like tables the fits produce.
         """
         out_lo, out_hi = None, None
+        u_lo, u_hi = self.basis_input_range()
         for n in range(self.bases):
-            lo, hi = self.x_lo - int(self.offset[n]), self.x_hi - int(self.offset[n])
+            lo, hi = u_lo - int(self.offset[n]), u_hi - int(self.offset[n])
             blo, bhi = lo, hi
             for k in range(self.vth.shape[1]):
                 th, r = int(self.vth[n, k]), int(self.reset[n, k])
@@ -275,6 +348,8 @@ class MBEPopulation(_PopulationBase):
             out_hi = bhi if out_hi is None else max(out_hi, bhi)
         return int(out_lo), int(out_hi)
 
+
+MBE_SPLITS = ("none", "exp2", "inv", "invsqrt")
 
 Population = Union[InputPopulation, NeuronPopulation, MaxPoolPopulation, MBEPopulation, OutputPopulation]
 SPIKING_KINDS = ("neuron", "maxpool")
@@ -579,6 +654,12 @@ class SNNGraph:
             raise GraphError(
                 f"{label}: the input range [{pop.x_lo}, {pop.x_hi}] does not fit in {self.v_bits} signed bits."
             )
+        if not vlo <= pop.out_bias <= vhi:
+            raise GraphError(f"{label}: out_bias does not fit in {self.v_bits} signed bits.")
+        if pop.payload_bound() > vhi:
+            raise GraphError(
+                f"{label}: a payload can reach {pop.payload_bound()}, which does not fit in {self.v_bits} signed bits."
+            )
         ulo, uhi = pop.membrane_range()
         if ulo < vlo or uhi > vhi:
             raise GraphError(
@@ -637,8 +718,10 @@ class SNNGraph:
             a = self.populations[index[proj.src_a]]
             b = self.populations[index[proj.src_b]]
             for pop in (a, b):
-                if pop.kind not in SPIKING_KINDS:
-                    raise GraphError(f"{label}: operand {pop.name!r} must be spiking, it is {pop.kind}.")
+                if pop.kind not in SPIKING_KINDS + ("mbe",):
+                    raise GraphError(
+                        f"{label}: operand {pop.name!r} must be spiking or an MBE population, it is {pop.kind}."
+                    )
             if not -(1 << (self.v_bits - 1)) <= proj.weight < (1 << (self.v_bits - 1)):
                 raise GraphError(f"{label}: weight does not fit in {self.v_bits} signed bits.")
             for arr, pop, key in (
@@ -663,6 +746,9 @@ class SNNGraph:
                 for src, delay in proj.sources
             }
             starts = {a for _, a in arrivals}
+            if pop.kind == "mbe":
+                # X only accumulates until the first output step: earlier inputs are held there
+                starts = {max(starts)}
             if len(starts) != 1:
                 detail = ", ".join(f"{s!r} at step {a}" for s, a in sorted(arrivals))
                 raise GraphError(
@@ -680,8 +766,9 @@ def membrane_bounds(graph: SNNGraph) -> dict[str, int]:
 
     ``|v| <= |v0| + T |b| + sum_proj sum_j |w_ij| * max_total(src)``, where ``max_total`` is the
     most a source neuron can emit over its window (``T`` spikes, or ``T * (2**bits - 1)`` for
-    the input, ``sum |DI|`` for an MBE unit) and a product contributes ``|w| * C * T**2``. For an
-    MBE population the bound is on its input accumulator ``X``.
+    the input, ``sum_k max |P[k]|`` for an MBE unit) and a product contributes ``|w| * C * maxA *
+    maxB`` (``T**2`` for spike operands). For an MBE population the bound is on its input
+    accumulator ``X``.
     """
     T = graph.timesteps
     max_total: dict[str, int] = {}
@@ -690,14 +777,14 @@ def membrane_bounds(graph: SNNGraph) -> dict[str, int]:
         if pop.kind == "input":
             max_total[pop.name] = T * ((1 << pop.value_bits) - 1)
             continue
-        # an MBE unit emits at most sum |DI| over its window (every basis firing at every step)
-        max_total[pop.name] = int(np.abs(pop.intensity).sum()) if pop.kind == "mbe" else T
+        # an MBE unit emits at most sum |P[k]| over its window (every basis firing at every step)
+        max_total[pop.name] = pop.emission_bound() if pop.kind == "mbe" else T
         if pop.kind == "maxpool":
             continue
         total = 0
         for proj in graph.incoming(pop.name):
             if proj.kind == "product":
-                total += abs(proj.weight) * proj.a_index.shape[2] * T * T
+                total += abs(proj.weight) * proj.a_index.shape[2] * max_total[proj.src_a] * max_total[proj.src_b]
                 continue
             m = max_total[proj.src]
             if proj.kind == "conv":
