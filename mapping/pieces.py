@@ -252,6 +252,11 @@ def _refuse_unbuilt(graph: SNNGraph) -> None:
                 "these yet, so this graph runs in the functional executor only."
             )
     for proj in graph.projections:
+        if proj.kind == "pool" and graph.graded(proj.src):
+            raise MappingError(
+                f"the max-pool {proj.dst!r} takes MBE payloads (graded running sums); the hardware contract's "
+                "max-pool unit takes spike counts only, so this graph runs in the functional executor only."
+            )
         if proj.kind == "product" and any(graph.population(s).kind == "mbe" for s, _ in proj.sources):
             raise MappingError(
                 f"the product into {proj.dst!r} multiplies MBE payloads (graded operands); the hardware contract's "

@@ -90,7 +90,7 @@ def run_snn(graph: SNNGraph, x: np.ndarray, record: bool = True) -> SNNRun:
     incoming = {p.name: graph.incoming(p.name) for p in graph.populations}
     # Output history per population; spikes are read back by delay, so keep every step.
     hist = {
-        p.name: np.zeros((steps, batch, p.size), dtype=np.int64 if p.kind in ("input", "mbe") else np.int8)
+        p.name: np.zeros((steps, batch, p.size), dtype=np.int64 if graph.graded(p.name) else np.int8)
         for p in graph.populations
         if p.kind != "output"
     }

@@ -32,7 +32,8 @@ Population kinds
 ``maxpool``
     Max-pool of binary spike trains by temporal decomposition: with running input counts
     ``C[t]``, output ``o[t] = max_window C[t] - max_window C[t-1]`` (binary), so that
-    ``sum_t o[t] = max_window C[T]``.
+    ``sum_t o[t] = max_window C[T]``. Fed by an MBE population, ``C[t]`` are running sums of
+    payloads and ``o[t]`` is graded (signed): still ``sum_t o[t] = max_window C[T]``, exactly.
 ``mbe``
     Multi-basis exponential-decay neurons (the training-free conversion, :mod:`spikeforge.models.mbe`)
     in their integer lookup-table form. Each unit ``i`` integrates its input,
@@ -579,6 +580,13 @@ class SNNGraph:
         """Projections whose target is ``name``, in graph order."""
         return [p for p in self.projections if p.dst == name]
 
+    def graded(self, name: str) -> bool:
+        """Whether ``name`` emits graded values (input, MBE payloads, a max-pool of them), not spikes."""
+        pop = self.population(name)
+        if pop.kind == "maxpool":
+            return self.graded(self.incoming(name)[0].src)
+        return pop.kind in ("input", "mbe")
+
     @property
     def input(self) -> InputPopulation:
         """The graph's single input population."""
@@ -708,8 +716,10 @@ class SNNGraph:
                     if ci != c:
                         raise GraphError(f"{label}: kernel takes {ci} input channels, source has {c}.")
                 else:
-                    if src.kind not in SPIKING_KINDS:
-                        raise GraphError(f"{label}: max-pool needs a spiking source, {src.name!r} is {src.kind}.")
+                    if src.kind not in SPIKING_KINDS + ("mbe",):
+                        raise GraphError(
+                            f"{label}: max-pool needs a spiking or MBE source, {src.name!r} is {src.kind}."
+                        )
                     ho, wo = conv_output_hw(h, w, (proj.kernel, proj.kernel), proj.stride, 0)
                     expect = (c, ho, wo)
                 if ho < 1 or wo < 1 or dst.shape != expect:
@@ -779,7 +789,8 @@ def membrane_bounds(graph: SNNGraph) -> dict[str, int]:
             continue
         # an MBE unit emits at most sum |P[k]| over its window (every basis firing at every step)
         max_total[pop.name] = pop.emission_bound() if pop.kind == "mbe" else T
-        if pop.kind == "maxpool":
+        if pop.kind == "maxpool":  # the running maximum of its sources' running sums
+            max_total[pop.name] = max_total[graph.incoming(pop.name)[0].src]
             continue
         total = 0
         for proj in graph.incoming(pop.name):

@@ -68,13 +68,14 @@ def maxpool_step(counts: np.ndarray, windows: np.ndarray, prev_max: np.ndarray) 
 
     Returns
     -------
-    ndarray of int8, shape (batch, n_dst)
-        ``o[t]``, binary when the inputs are binary spike trains.
+    ndarray of int64, shape (batch, n_dst)
+        ``o[t]``, binary when the inputs are binary spike trains (graded for running sums of
+        payloads).
     """
     cur = counts[:, windows].max(axis=2)
     out = cur - prev_max
     prev_max[...] = cur
-    return out.astype(np.int8)
+    return out
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:

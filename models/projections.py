@@ -59,7 +59,7 @@ def propagate_linear(proj: Projection, x: np.ndarray, src: Population) -> np.nda
     """
     x = np.asarray(x, dtype=np.int64)
     if isinstance(proj, DenseProjection):
-        return x @ proj.weight.T
+        return _int_matmul(x, proj.weight.T)
     if isinstance(proj, ConvProjection):
         return _conv(proj, x, src.shape)
     if isinstance(proj, IdentityProjection):
@@ -68,6 +68,21 @@ def propagate_linear(proj: Projection, x: np.ndarray, src: Population) -> np.nda
         c = src.shape[0]
         return x.reshape(x.shape[0], c, -1).sum(axis=2) @ proj.weight.T
     raise TypeError(f"{proj.kind} projections are not linear maps")
+
+
+def _int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` of int64 arrays, through float64 BLAS when every partial sum is an exact float.
+
+    Each partial sum is bounded by ``max |x| * max_column sum |w|``; below ``2**53`` float64
+    represents all of them exactly, so the result is the integer product (numpy's int64 matmul
+    has no BLAS and is tens of times slower).
+    """
+    if x.size == 0 or w.size == 0:
+        return x @ w
+    bound = int(np.abs(x).max()) * int(np.abs(w).sum(axis=0).max())
+    if bound < 2**53:
+        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    return x @ w
 
 
 def pool_windows(proj: PoolProjection, src: Population) -> np.ndarray:

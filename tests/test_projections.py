@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spikeforge.models.graph import ConvProjection, MaxPoolPopulation, PoolDenseProjection
@@ -55,3 +55,15 @@ def test_pool_dense_sums_positions_then_multiplies():
     wt = rng.integers(-5, 5, (4, 2))
     got = propagate_linear(PoolDenseProjection("s", "d", wt), x, MaxPoolPopulation("s", (2, 3, 3)))
     np.testing.assert_array_equal(got, x.reshape(3, 2, 9).sum(2) @ wt.T)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([3, 2**20, 2**28]))  # 2**28: sums above 2**53, below 2**63
+def test_int_matmul_equals_the_integer_product_on_both_paths(seed, top):
+    """The float64 BLAS path is taken only where it is exact; above 2**53 the int64 path is."""
+    from spikeforge.models.projections import _int_matmul
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-top, top, (5, 40))
+    w = rng.integers(-top, top, (40, 7))
+    np.testing.assert_array_equal(_int_matmul(x, w), x @ w)
