@@ -72,7 +72,7 @@ from .mbe_fit import PRIMITIVES_PATH, PrimitiveCache, gelu
 from .mbe_ops import MBEPrimitives
 from .vit import ViTCheckpoint, _patches, load_vit, vit_forward
 
-__all__ = ["VitGraphOptions", "evaluate_vit_graph", "main", "shadow_forward", "vit_to_mbe_graph"]
+__all__ = ["VitGraphOptions", "evaluate_vit_graph", "main", "operator_of", "shadow_forward", "vit_to_mbe_graph"]
 
 LOG2E = math.log2(math.e)
 
@@ -86,7 +86,10 @@ class VitGraphOptions:
     timesteps : int
         ``T`` of every MBE neuron.
     weight_bits, v_bits : int
-        Widths of the graph (the hardware's ``[core]`` widths must be at least these).
+        Widths of the graph (the hardware's ``[core]`` widths must be at least these). One weight
+        scale per accumulator serves all of its sources (the embedding and every earlier block
+        output feed each LayerNorm), so 8 bits cost 0.8 points of accuracy and 10 bits none
+        (``docs/mbe.md`` section 6).
     payload_bits : int
         Each population's scale ``2**-F`` is chosen so its largest calibrated value is about
         ``2**payload_bits`` payload units.
@@ -103,7 +106,7 @@ class VitGraphOptions:
     """
 
     timesteps: int = 16
-    weight_bits: int = 8
+    weight_bits: int = 10
     v_bits: int = 32
     payload_bits: int = 12
     split_bits: int = 16
@@ -502,6 +505,17 @@ def vit_to_mbe_graph(
     return SNNGraph(tuple(bld.pops), tuple(bld.projs), T, opts.weight_bits, opts.v_bits, meta)
 
 
+_OPERATOR_OF = {"xc": "layernorm", "r": "layernorm", "s": "softmax", "e": "softmax", "rs": "softmax", "g": "gelu"}
+
+
+def operator_of(name: str) -> str:
+    """The ViT operator a population of the graph belongs to (``b0.ln1.pq`` -> ``layernorm``)."""
+    key = name.rsplit(".", 1)[-1]
+    if key.startswith("p") and len(key) == 2:  # pq, pk, pv, pf, ph: LayerNorm's linear maps
+        return "layernorm"
+    return _OPERATOR_OF.get(key, "matmul")  # q, k, v, ev, o: the products' operands
+
+
 def evaluate_vit_graph(
     opts: VitGraphOptions | None = None, samples: int | None = None, data: Dataset | None = None
 ) -> dict[str, Any]:
@@ -521,6 +535,11 @@ def evaluate_vit_graph(
     snn = run.logits * graph.metadata["logit_scale"]
     mbe = [p for p in graph.populations if p.kind == "mbe"]
     spikes = sum(int(run.counts[p.name].sum()) for p in mbe)
+    fired: dict[str, list[int]] = {}
+    for p in mbe:  # firing rate: basis spikes / (units x N x T)
+        r = fired.setdefault(operator_of(p.name), [0, 0])
+        r[0] += int(run.counts[p.name].sum())
+        r[1] += len(x) * p.size * p.bases * opts.timesteps
     return {
         "timesteps": opts.timesteps,
         "samples": len(x),
@@ -533,6 +552,7 @@ def evaluate_vit_graph(
         "agreement": float(np.mean(ann.argmax(1) == snn.argmax(1))),
         "logit_error_rms": float(np.sqrt(np.mean((snn - ann) ** 2))),
         "spikes_per_inference": spikes / len(x),
+        "firing_rate_per_operator": {k: v[0] / v[1] for k, v in sorted(fired.items())},
         "clipped_per_inference": {k: float(v.sum()) / len(x) for k, v in run.clipped.items() if v.sum()},
         "seconds": time.perf_counter() - t0,
     }

@@ -14,11 +14,15 @@ from .models.mbe_graph import mlp_to_mbe_graph
 from .models.mlp import FORMAT as MLP_FORMAT
 from .models.mlp import MLPCheckpoint, load_mlp, mlp_forward
 from .models.npzio import read_npz
+from .models.vit import FORMAT as VIT_FORMAT
+from .models.vit import ViTCheckpoint, load_vit
+from .models.vit_graph import VitGraphOptions, vit_to_mbe_graph
 from .sim import SimResult, simulate
 
 __all__ = [
     "graph_for",
     "mlp_checkpoint",
+    "vit_checkpoint",
     "map_model",
     "write_images",
     "simulate_model",
@@ -29,6 +33,7 @@ __all__ = [
 
 
 MBE_MODEL = "tiny-digits-mlp"
+VIT_MODEL = "tiny-digits-vit"
 
 
 def mlp_checkpoint(model: str | Path) -> MLPCheckpoint | None:
@@ -41,16 +46,31 @@ def mlp_checkpoint(model: str | Path) -> MLPCheckpoint | None:
     return None
 
 
+def vit_checkpoint(model: str | Path) -> ViTCheckpoint | None:
+    """The float ViT that ``model`` names (the bundled one or an ``spikeforge-vit`` file), else None."""
+    if str(model) == VIT_MODEL:
+        return load_vit()
+    path = Path(str(model))
+    if path.suffix == ".npz" and path.is_file() and read_npz(path)[0].get("format") == VIT_FORMAT:
+        return load_vit(path)
+    return None
+
+
 def graph_for(model: str | Path, timesteps: int | None = None, neuron: str = "dif") -> SNNGraph:
     """An SNN graph from a bundled model name, a float checkpoint, or a graph file.
 
-    ``tiny-digits-mlp`` (and any ``spikeforge-mlp`` checkpoint) goes through the training-free
-    MBE conversion (:func:`spikeforge.models.mbe_graph.mlp_to_mbe_graph`, ``T = 16`` by
-    default); every other checkpoint through CSDformer's (``neuron`` picks DIF or IF).
+    ``tiny-digits-mlp`` and ``tiny-digits-vit`` (and any ``spikeforge-mlp`` or ``spikeforge-vit``
+    checkpoint) go through the training-free MBE conversion
+    (:func:`spikeforge.models.mbe_graph.mlp_to_mbe_graph`,
+    :func:`spikeforge.models.vit_graph.vit_to_mbe_graph`; ``T = 16`` by default); every other
+    checkpoint through CSDformer's (``neuron`` picks DIF or IF).
     """
     mlp = mlp_checkpoint(model)
     if mlp is not None:
         return mlp_to_mbe_graph(mlp, 16 if timesteps is None else timesteps)
+    vit = vit_checkpoint(model)
+    if vit is not None:
+        return vit_to_mbe_graph(vit, VitGraphOptions(timesteps=16 if timesteps is None else timesteps))
     path = Path(str(model))
     if path.suffix == ".npz" and path.is_file():
         try:

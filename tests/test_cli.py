@@ -171,8 +171,8 @@ def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):
     assert main(["demo", "--model", "tiny-digits-vit", "--samples", "30", "--out", str(tmp_path), "--quiet"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["neuron"] == "mbe" and report["timesteps"] == 16 and report["samples"] == 30
-    assert set(report["accuracy"]) == {"ann_float", "snn"} and report["mbe"]["integer_lut"] is True
-    assert report["simulation"] is None and "have no integer graph form yet" in report["not_simulated"]
+    assert set(report["accuracy"]) == {"ann_float", "snn"} and report["mbe"]["v_bits"] == 32
+    assert report["simulation"] is None and "the mapping cannot place the converted ViT" in report["not_simulated"]
     assert report["spikes_per_inference"] > 0
     assert "MBE SNN" in capsys.readouterr().out
     assert main(["demo", "--model", "tiny-digits-vit", "--neuron", "if", "--samples", "3"]) == 2
