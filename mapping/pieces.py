@@ -274,7 +274,7 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
         elif "product" in kinds:
             if len(incoming) != 1:
                 raise MappingError(
-                    f"population {pop.name!r} mixes a spike x spike product with other projections; the "
+                    f"population {pop.name!r} mixes a product with other projections; the "
                     "running-count mode needs the product to be its only input."
                 )
             _partition_product(graph, hw, pop, incoming[0], graph.timesteps, add)

@@ -4,23 +4,29 @@ and output targets), and MBE inputs that arrive before the input window."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_mbe_hardware import assert_sim_equals_executor
 
 from conftest import hw_of
 from spikeforge.mapping import compile
+from spikeforge.mapping.pieces import MappingError
 from spikeforge.models.errors import GraphError
 from spikeforge.models.executor import run_snn
 from spikeforge.models.graph import (
     DenseProjection,
+    IdentityProjection,
     InputPopulation,
     MBEPopulation,
     OutputPopulation,
     ProductProjection,
     SNNGraph,
 )
+from spikeforge.sim import Simulator
 
 V_BITS = 32
 SPLITS = ("none", "exp2", "inv", "invsqrt")
@@ -220,3 +226,226 @@ def test_graded_products_simulate_exactly(seed, T, target, shape_kind, same, spl
     fed = [p for p in program.pieces if any(s.kind == "product_a" for s in p.slots)]
     assert fed and {p.kind for p in fed} == {"mbe" if target == "mbe" else "output"}
     assert_sim_equals_executor(program, x)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 4)])
+def test_every_plan_mode_runs_the_features_exactly(shape):
+    """One graph with all three features: resident on 4 x 4, rounds on 1 x 1 (the plan modes the
+    MBE path takes); the pieces of an MBE population with early inputs are live, and run rounds,
+    from the first arrival."""
+    rng = np.random.default_rng(11)
+    graph, x = runnable(lambda r: product_graph(r, 3, "mbe", "matmul", False, "inv", True), rng, (2, 4))
+    program = compile(graph, hw_of(*shape, neurons=32, lanes=4, **mbe_core()))
+    assert program.plan.mode == ("rounds" if shape == (1, 1) else "resident")
+    first = graph.schedule()["a"].out_start + 1  # a's payloads reach p a window before b's
+    assert first < graph.schedule()["p"].in_start
+    for p in program.pieces:
+        if p.population == "p":
+            assert program.plan.live[p.id, 0] == first
+            assert program.round_steps(p).start == first
+    assert_sim_equals_executor(program, x)
+
+
+def test_swap_mode_loads_a_piece_with_early_inputs_before_its_first_arrival():
+    """Swap mode: in -> m0 -> m1 with in -> m1 early; on a 1 x 2 array m0 and m1 cannot share a
+    core (m1 is live while m0 fires), and the step of m1's first arrival waits for its load."""
+    rng = np.random.default_rng(12)
+    graph, x = runnable(lambda r: split_graph(r, 2, ("exp2", "invsqrt"), width=4), rng, (1, 5))
+    program = compile(graph, hw_of(1, 2, neurons=64, lanes=4, **mbe_core()))
+    assert program.plan.mode == "swap"
+    (m1,) = [p for p in program.pieces if p.population == "m1"]
+    assert program.plan.live[m1.id, 0] == 1 < graph.schedule()["m1"].in_start  # in's values arrive at step 1
+    assert_sim_equals_executor(program, x)
+
+
+# --------------------------------------------------------------------------- by hand
+def test_split_payloads_and_cycles_by_hand():
+    """One unit, inv split with b = 3, shift_base = 5, B = 2, one basis (C = 0), T = 2.
+
+    X = 12 (bit length L = 4): u = floor(12 * 2**(3 - 4)) = 6, sh = 5 - 4 = 1.
+    k = 0: U = 6 >= VTH 4: fires, U = 2, P = (B + DI) * 2 = (2 + 3) * 2 = 10.
+    k = 1: U = 2 >= VTH 2: fires, U = 0, P = -5 * 2 = -10.
+    Phase F (section 4.5): the split costs no cycles: ceil(1/lanes) + N ceil(1/lanes) = 2 at k = 0.
+    """
+    pop = MBEPopulation(
+        "m",
+        (1,),
+        vth=np.array([[4, 2]]),
+        reset=np.array([[4, 2]]),
+        intensity=np.array([[3, -5]]),
+        offset=np.array([0]),
+        bias=np.array([0]),
+        x_lo=1,
+        x_hi=100,
+        out_bias=2,
+        split="inv",
+        split_bits=3,
+        shift_base=5,
+    )
+    graph = SNNGraph(
+        (InputPopulation("in", (1,), value_bits=4), pop, OutputPopulation("out", (1,), bias=np.zeros(1, int))),
+        (IdentityProjection("in", "m"), DenseProjection("m", "out", np.ones((1, 1), int))),
+        timesteps=2,
+        v_bits=V_BITS,
+    )
+    program = compile(graph, hw_of(1, 1, neurons=32, lanes=4, **mbe_core()))
+    sim = Simulator(program, trace=True)
+    run = sim.run(np.array([6]), record=True)  # X = 6 + 6
+    w = graph.schedule()["m"]
+    assert run.rasters["m"][w.out_start : w.out_start + 2, 0].tolist() == [10, -10]
+    assert run.logits.tolist() == [0]
+    (piece,) = [p for p in program.pieces if p.kind == "mbe"]
+    fire = [tr.fire_cycles[piece.id] for tr in run.trace]
+    assert fire[w.in_start : w.out_start + 2] == [1, 2, 1]
+    np.testing.assert_array_equal(run_snn(graph, np.array([[6]])).rasters["m"][:, 0], run.rasters["m"])
+    # the shift word (7 bits per unit): written once at k = 0, read at each of the T = 2 output steps
+    unshifted = dataclasses.replace(pop, split="none", split_bits=0, shift_base=0)
+    plain = SNNGraph((graph.populations[0], unshifted, graph.populations[2]), graph.projections, 2, v_bits=V_BITS)
+    ref = Simulator(compile(plain, hw_of(1, 1, neurons=32, lanes=4, **mbe_core())))
+    ref.run(np.array([6]))
+    a, b = sim.totals(), ref.totals()
+    assert a.sram_write_bits["membrane"] - b.sram_write_bits["membrane"] == 7
+    assert a.sram_read_bits["membrane"] - b.sram_read_bits["membrane"] == 2 * 7
+
+
+def test_a_graded_product_event_by_hand():
+    """Section 4.3 with payloads: operand a's payload p at (i, c) adds w * p * Bbar[c, j] to every
+    j of the block (m = |J| multiply-accumulates, ceil(m/lanes) + 1 cycles), then Abar[i, c] += p;
+    the running sums are v_bits words: (m + 1) * v_bits read, v_bits written."""
+    from spikeforge.sim import kernels as K
+    from spikeforge.sim.lowering import P, S
+
+    rng = np.random.default_rng(13)
+    graph, _ = runnable(lambda r: product_graph(r, 2, "mbe", "matmul", False, "none", False), rng, (1, 4))
+    lanes = 2
+    program = compile(graph, hw_of(2, 2, neurons=32, lanes=lanes, **mbe_core()))
+    sim = Simulator(program)
+    low = sim.low
+    (piece,) = [p for p in program.pieces if p.population == "p"][:1]
+    row = low.pieces[piece.id]
+    k = next(q for q in range(row[P["slot0"]], row[P["slot0"]] + row[P["nslots"]]) if low.slots[q, S["kind"]] == 4)
+    g = piece.geometry
+    proj = graph.projections[piece.slots[0].proj]
+    ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], proj.a_index.shape[2]
+    state = np.zeros(low.total_state, np.int64)
+    counts = np.zeros(low.total_counts, np.int64)
+    base = row[P["pc_off"]]
+    bbar = rng.integers(-50, 50, (nc, nj))
+    counts[base + ni * nc : base + ni * nc + nc * nj] = bbar.reshape(-1)
+    i, c, payload = g["i0"], nc - 1, -37
+    s = int(proj.a_index[g["h"], i, c])
+    cost = np.zeros(1, np.int64)
+    stats = np.zeros(len(K.STAT_FIELDS), np.int64)
+    vb = program.hardware.core.v_bits
+    K.deliver(
+        np.array([piece.id]),
+        np.array([k]),
+        np.array([s]),
+        np.array([payload]),
+        np.array([2], np.int8),
+        low.pieces,
+        low.slots,
+        low.neurons,
+        low.weights,
+        low.inverse,
+        low.pop_off,
+        low.loc_local,
+        state,
+        counts,
+        lanes,
+        program.hardware.core.weight_bits,
+        vb,
+        program.hardware.core.count_bits,
+        cost,
+        np.zeros(len(program.pieces), np.int64),
+        np.zeros(len(program.pieces), np.int64),
+        stats,
+    )
+    off = row[P["off"]]
+    np.testing.assert_array_equal(state[off : off + nj], proj.weight * payload * bbar[c])  # row i = 0 of the block
+    assert counts[base + c] == payload  # Abar[0, c]
+    assert cost[0] == -(-nj // lanes) + 1
+    assert stats[K.ST["macs"]] == stats[K.ST["payload_macs"]] == nj
+    assert stats[K.ST["cnt_read"]] == (nj + 1) * vb and stats[K.ST["cnt_write"]] == vb
+
+
+# --------------------------------------------------------------------------- refusals
+def test_product_refusals_name_the_limit():
+    rng = np.random.default_rng(14)
+    big = split_pop("a", 4, 4, rng)
+    wide = MBEPopulation(
+        "a",
+        (4,),
+        vth=big.vth,
+        reset=big.reset,
+        intensity=np.full((2, 4), 8000),  # 16000 per step fits 16 bits, 64000 over the window does not
+        offset=big.offset,
+        bias=big.bias,
+        x_lo=big.x_lo,
+        x_hi=big.x_hi,
+    )
+    idx = np.arange(4).reshape(1, 2, 2)
+    graph = SNNGraph(
+        (InputPopulation("in", (4,)), wide, OutputPopulation("out", (4,), bias=np.zeros(4, int))),
+        (IdentityProjection("in", "a"), ProductProjection("a", "a", "out", idx, idx, idx)),
+        timesteps=4,
+        v_bits=16,
+    )
+    with pytest.raises(MappingError, match="running sum of the payloads of its product operand 'a' can reach 64000"):
+        compile(graph, hw_of(1, 1, v_bits=16, neurons=32, lanes=4, neuron_models=("if", "mbe")))
+    mixed = SNNGraph(
+        (
+            InputPopulation("in", (4,)),
+            split_pop("a", 4, 4, rng),
+            split_pop("p", 4, 4, rng),
+            OutputPopulation("out", (1,), bias=np.zeros(1, int)),
+        ),
+        (
+            IdentityProjection("in", "a"),
+            ProductProjection("a", "a", "p", idx, idx, idx),
+            IdentityProjection("in", "p", delay=3),
+            DenseProjection("p", "out", np.ones((1, 4), int)),
+        ),
+        timesteps=4,
+        v_bits=V_BITS,
+    )
+    with pytest.raises(MappingError, match="mixes a product with other projections"):
+        compile(mixed, hw_of(1, 1, neurons=32, lanes=4, **mbe_core()))
+
+
+def test_the_rtl_refuses_each_feature_with_a_sentence(tmp_path):
+    from spikeforge.rtl import RtlError
+    from spikeforge.rtl.export import export_rtl
+    from spikeforge.rtl.piece import piece_init
+
+    rng = np.random.default_rng(15)
+    hw = hw_of(4, 4, neurons=32, lanes=4, **mbe_core())
+    graph, _ = runnable(lambda r: split_graph(r, 2, ("inv", "none")), rng, (1, 5))
+    program = compile(graph, hw)
+    m0 = next(p.id for p in program.pieces if p.population == "m0")
+    with pytest.raises(RtlError, match="split unit"):
+        piece_init(program, m0)
+    with pytest.raises(RtlError, match="split unit"):
+        export_rtl(hw, tmp_path, program)
+    graph, _ = runnable(lambda r: split_graph(r, 2, ("none", "none")), rng, (1, 5))
+    plain = [p for p in graph.populations if p.kind != "mbe"]
+    flat = [
+        MBEPopulation(
+            **{f: getattr(p, f) for f in ("name", "shape", "vth", "reset", "intensity", "offset", "bias")},
+            x_lo=p.x_lo,
+            x_hi=p.x_hi,
+        )
+        for p in graph.populations
+        if p.kind == "mbe"
+    ]
+    graph = SNNGraph((plain[0], *flat, plain[1]), graph.projections, timesteps=2, v_bits=V_BITS)
+    program = compile(graph, hw)
+    m1 = next(p.id for p in program.pieces if p.population == "m1")
+    with pytest.raises(RtlError, match="arrive before its input window"):
+        piece_init(program, m1)
+    graph, _ = runnable(lambda r: product_graph(r, 2, "output", "elementwise", True, "none", False), rng, (1, 4))
+    flat = [p for p in graph.populations if p.kind == "mbe"][0]
+    program = compile(graph, hw)
+    out = next(p.id for p in program.pieces if p.kind == "output")
+    with pytest.raises(RtlError, match="graded product"):
+        piece_init(program, out)
