@@ -449,3 +449,20 @@ def test_the_rtl_refuses_each_feature_with_a_sentence(tmp_path):
     out = next(p.id for p in program.pieces if p.kind == "output")
     with pytest.raises(RtlError, match="graded product"):
         piece_init(program, out)
+
+
+def test_a_v_bits_32_mbe_array_takes_graded_products_at_t16():
+    """configs/array-8x8-mbe.toml with v_bits = 32 (the MBE ViT's core): a graded product at T = 16
+    maps (its payload sums are v_bits words; spike counts would need count_bits >= 5) and runs exactly."""
+    from spikeforge.mapping import load_hardware
+
+    hw = load_hardware("configs/array-8x8-mbe.toml")
+    hw = dataclasses.replace(hw, core=dataclasses.replace(hw.core, v_bits=32))
+    rng = np.random.default_rng(16)
+    graph, x = runnable(lambda r: product_graph(r, 16, "mbe", "matmul", False, "exp2", True), rng, (2, 4))
+    program = compile(graph, hw)
+    assert program.plan.mode == "resident" and hw.core.count_bits == 4
+    fed = [p for p in program.pieces if program.has_product(p)]
+    assert fed and all(program.synapse_bits(p) == program.stored_synapses(p) * 32 for p in fed)
+    sim, _ = assert_sim_equals_executor(program, x)
+    assert sim.totals().payload_macs > 0
