@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_mbe_hardware import assert_sim_equals_executor
 
 from conftest import hw_of
 from spikeforge.mapping import compile
@@ -22,6 +21,7 @@ from spikeforge.models.graph import (
     IdentityProjection,
     InputPopulation,
     MBEPopulation,
+    NeuronPopulation,
     OutputPopulation,
     ProductProjection,
     SNNGraph,
@@ -155,6 +155,20 @@ def product_graph(rng, T, target, shape_kind, same, split, early, delay_b=0):
         projs.append(ProductProjection("a", src_b, "p", a_idx, b_idx, out_index, weight=w, delay_b=delay_b))
         pops.append(OutputPopulation("out", (3,), bias=rng.integers(-5, 5, 3)))
         projs.append(DenseProjection("p", "out", rng.integers(-2, 3, (3, n_out))))
+    elif target == "neuron":  # IF/DIF neurons (a product piece) integrating payload products
+        pops.append(
+            NeuronPopulation(
+                "p",
+                (n_out,),
+                threshold=rng.integers(1, 60, n_out),
+                bias=rng.integers(-3, 4, n_out),
+                v0=rng.integers(0, 10, n_out),
+                delay=T - 1,
+            )
+        )
+        projs.append(ProductProjection("a", src_b, "p", a_idx, b_idx, out_index, weight=w))
+        pops.append(OutputPopulation("out", (3,), bias=rng.integers(-5, 5, 3)))
+        projs.append(DenseProjection("p", "out", rng.integers(-2, 3, (3, n_out))))
     else:
         pops.append(OutputPopulation("out", (n_out,), bias=rng.integers(-5, 5, n_out)))
         projs.append(ProductProjection("a", src_b, "out", a_idx, b_idx, out_index, weight=w))
@@ -172,6 +186,22 @@ def runnable(make, rng, x_shape, tries=30):
         except GraphError:
             continue
     raise AssertionError("no valid random graph in 30 tries")
+
+
+def assert_exact(program, x):
+    """Simulator == executor: every raster (payloads, spikes), the logits, the spikes counted (MBE
+    basis spikes and IF/DIF spikes) and the clipped units."""
+    ref = run_snn(program.graph, x)
+    sim = Simulator(program)
+    for i in range(len(x)):
+        run = sim.run(x[i], record=True)
+        for name, raster in run.rasters.items():
+            np.testing.assert_array_equal(raster, ref.rasters[name][:, i], err_msg=f"{name}, sample {i}")
+        np.testing.assert_array_equal(run.logits, ref.logits[i])
+    counted = [p.name for p in program.graph.populations if p.kind in ("mbe", "neuron")]
+    assert sim.totals().spikes == sum(int(ref.counts[name].sum()) for name in counted)
+    assert int(sim.piece_clipped.sum()) == sum(int(c.sum()) for c in ref.clipped.values())
+    return sim, ref
 
 
 def fit_lanes(lanes, neurons, bases=2):
@@ -198,34 +228,36 @@ def test_splits_and_early_inputs_simulate_exactly(seed, T, splits, lanes, axons,
     sched = graph.schedule()
     assert sched["in"].out_start + 1 + delay < sched["m1"].in_start  # in -> m1 does arrive early
     hw = hw_of(*shape, neurons=64, lanes=fit_lanes(lanes, 64), axons=axons, **mbe_core())
-    assert_sim_equals_executor(compile(graph, hw), x)
+    assert_exact(compile(graph, hw), x)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     T=st.integers(1, 4),
-    target=st.sampled_from(["mbe", "output"]),
+    target=st.sampled_from(["mbe", "output", "neuron"]),
     shape_kind=st.sampled_from(["matmul", "elementwise", "broadcast"]),
     same=st.booleans(),
     split=st.sampled_from(SPLITS),
     early=st.booleans(),
     lanes=st.sampled_from([1, 2, 4]),
     shape=st.sampled_from([(1, 1), (2, 2), (4, 4)]),
+    delay_b=st.integers(0, 3),
 )
-def test_graded_products_simulate_exactly(seed, T, target, shape_kind, same, split, early, lanes, shape):
+def test_graded_products_simulate_exactly(seed, T, target, shape_kind, same, split, early, lanes, shape, delay_b):
     rng = np.random.default_rng(seed)
     early = early and target == "mbe" and not same
+    delay_b = delay_b if target == "mbe" else 0  # operands of an MBE target may arrive in any windows
 
     def make(r):
-        return product_graph(r, T, target, shape_kind, same, split, early, delay_b=0)
+        return product_graph(r, T, target, shape_kind, same, split, early, delay_b=delay_b)
 
     graph, x = runnable(make, rng, (2, 4))
     hw = hw_of(*shape, neurons=32, lanes=fit_lanes(lanes, 32), **mbe_core())
     program = compile(graph, hw)
     fed = [p for p in program.pieces if any(s.kind == "product_a" for s in p.slots)]
-    assert fed and {p.kind for p in fed} == {"mbe" if target == "mbe" else "output"}
-    assert_sim_equals_executor(program, x)
+    assert fed and {p.kind for p in fed} == {{"mbe": "mbe", "output": "output", "neuron": "product"}[target]}
+    assert_exact(program, x)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (4, 4)])
@@ -243,7 +275,7 @@ def test_every_plan_mode_runs_the_features_exactly(shape):
         if p.population == "p":
             assert program.plan.live[p.id, 0] == first
             assert program.round_steps(p).start == first
-    assert_sim_equals_executor(program, x)
+    assert_exact(program, x)
 
 
 def test_swap_mode_loads_a_piece_with_early_inputs_before_its_first_arrival():
@@ -255,7 +287,7 @@ def test_swap_mode_loads_a_piece_with_early_inputs_before_its_first_arrival():
     assert program.plan.mode == "swap"
     (m1,) = [p for p in program.pieces if p.population == "m1"]
     assert program.plan.live[m1.id, 0] == 1 < graph.schedule()["m1"].in_start  # in's values arrive at step 1
-    assert_sim_equals_executor(program, x)
+    assert_exact(program, x)
 
 
 # --------------------------------------------------------------------------- by hand
@@ -464,5 +496,5 @@ def test_a_v_bits_32_mbe_array_takes_graded_products_at_t16():
     assert program.plan.mode == "resident" and hw.core.count_bits == 4
     fed = [p for p in program.pieces if program.has_product(p)]
     assert fed and all(program.synapse_bits(p) == program.stored_synapses(p) * 32 for p in fed)
-    sim, _ = assert_sim_equals_executor(program, x)
+    sim, _ = assert_exact(program, x)
     assert sim.totals().payload_macs > 0
