@@ -139,7 +139,7 @@ def product_graph(rng, T, target, shape_kind, same, split, early, delay_b=0):
     n_in = 4
     pops = [InputPopulation("in", (n_in,), value_bits=3)]
     pops.append(split_pop("a", n_a, T, rng, split, small=True))
-    projs = [DenseProjection("in", "a", rng.integers(-3, 4, (n_a, n_in)))]
+    projs = [DenseProjection("in", "a", rng.integers(-1, 4, (n_a, n_in)))]
     src_b = "a"
     if not same:
         src_b = "b"
