@@ -13,6 +13,7 @@ partitions in a fraction of a second.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,15 +293,20 @@ def product_sum_bits(graph: SNNGraph, proj: Any, core: Any) -> int:
 
 def first_arrivals(graph: SNNGraph) -> dict[str, int]:
     """First step anything arrives at each population: its ``in_start``, or earlier for an MBE
-    population whose inputs arrive in earlier windows (``X`` holds them; section 4.5)."""
-    sched = graph.schedule()
-    first = {}
-    for pop in graph.populations:
-        arrivals = [
-            sched[src].out_start + 1 + delay for proj in graph.incoming(pop.name) for src, delay in proj.sources
-        ]
-        first[pop.name] = min([sched[pop.name].in_start, *arrivals])
-    return first
+    population whose inputs arrive in earlier windows (``X`` holds them; section 4.5). Cached per
+    graph (a rounds plan asks once per piece)."""
+    cached = _ARRIVALS.get(graph)
+    if cached is None:
+        sched = graph.schedule()
+        cached = {name: w.in_start for name, w in sched.items()}
+        for proj in graph.projections:
+            for src, delay in proj.sources:
+                cached[proj.dst] = min(cached[proj.dst], sched[src].out_start + 1 + delay)
+        _ARRIVALS[graph] = cached
+    return dict(cached)
+
+
+_ARRIVALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:
