@@ -128,7 +128,8 @@ def param_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImag
         table = np.stack([pop.vth, pop.reset, pop.intensity], axis=-1).reshape(-1, 3)
         offsets = np.zeros((pop.bases, 3), np.int64)
         offsets[:, 0] = pop.offset
-        offsets[0, 1] = MBE_SPLIT_CODES[pop.split] | pop.split_bits << 2 | pop.exp_bias << 8
+        exp_bias = pop.exp_bias if pop.split == "invsqrt" else 0  # only invsqrt reads it
+        offsets[0, 1] = MBE_SPLIT_CODES[pop.split] | pop.split_bits << 2 | exp_bias << 8
         offsets[0, 2] = pop.shift_base
         f = np.concatenate([f, table, offsets, [[pop.x_lo, pop.x_hi, pop.out_bias]]]).astype(np.int64)
     return MemoryImage("params", f, (vb, vb, vb))

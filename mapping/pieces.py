@@ -245,11 +245,13 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
     uses_mbe = any(p.kind == "mbe" for p in graph.populations)
     if uses_mbe and "mbe" not in core.neuron_models:
         raise MappingError("the graph uses MBE neurons but [core] neuron_models lacks 'mbe'.")
+    room = core.v_bits - 8  # exp_bias shares a parameter field with the split code and bits (section 4.5)
+    lo, hi = (-(1 << (room - 1)), (1 << (room - 1)) - 1) if room >= 1 else (0, 0)
     for pop in graph.populations:
-        if pop.kind == "mbe" and not -(1 << (core.v_bits - 9)) <= pop.exp_bias < 1 << (core.v_bits - 9):
+        if pop.kind == "mbe" and pop.split == "invsqrt" and not lo <= pop.exp_bias <= hi:
             raise MappingError(
-                f"MBE population {pop.name!r} has exp_bias = {pop.exp_bias}; the parameter word that holds it "
-                f"(section 4.5) keeps {core.v_bits - 8} signed bits."
+                f"MBE population {pop.name!r} has exp_bias = {pop.exp_bias}; the parameter field that holds it "
+                f"(section 4.5) keeps {max(room, 0)} signed bits on a {core.v_bits}-bit core."
             )
     pieces: list[Piece] = []
 

@@ -445,6 +445,22 @@ def test_product_refusals_name_the_limit():
         compile(mixed, hw_of(1, 1, neurons=32, lanes=4, **mbe_core()))
 
 
+def test_split_parameters_are_in_the_image_and_a_wide_exp_bias_is_refused():
+    rng = np.random.default_rng(17)
+    pop = dataclasses.replace(split_pop("m0", 4, 2, rng, "invsqrt"), exp_bias=-9)
+    graph = split_graph(rng, 2, ("none", "none"), width=4)
+    graph = SNNGraph((graph.populations[0], pop, *graph.populations[2:]), graph.projections, 2, v_bits=12)
+    program = compile(graph, hw_of(1, 1, neurons=64, lanes=4, **mbe_core(v_bits=16)))
+    piece = next(p for p in program.pieces if p.population == "m0")
+    fields = program.images(piece.id)["params"].fields
+    n, nb = piece.n, pop.bases
+    code = 3 | pop.split_bits << 2 | -9 << 8
+    assert fields[n + nb * 2].tolist() == [pop.offset[0], code, pop.shift_base]
+    assert fields[-1].tolist() == [pop.x_lo, pop.x_hi, pop.out_bias]
+    with pytest.raises(MappingError, match="exp_bias = -9; the parameter field that holds it .* keeps 4 signed bits"):
+        compile(graph, hw_of(1, 1, neurons=64, lanes=4, **mbe_core(v_bits=12)))
+
+
 def test_the_rtl_refuses_each_feature_with_a_sentence(tmp_path):
     from spikeforge.rtl import RtlError
     from spikeforge.rtl.export import export_rtl
