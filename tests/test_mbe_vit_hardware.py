@@ -129,11 +129,12 @@ def product_indices(rng, shape_kind, n_a, n_b, same):
     return a, b, h * i * j, n_a, n_b
 
 
-def product_graph(rng, T, target, shape_kind, same, split, early, delay_b=0):
+def product_graph(rng, T, target, shape_kind, same, split, early, delay_b=0, spiking_b=False):
     """Two MBE operand populations (or one, twice) -> product -> MBE target (-> out) or the output.
 
     ``early``: operand ``b`` is fed by operand ``a`` (it fires one window later), so ``a``'s
-    payloads reach an MBE target a window before ``b``'s.
+    payloads reach an MBE target a window before ``b``'s. ``spiking_b``: operand ``b`` is DIF
+    neurons (spikes times payloads).
     """
     a_idx, b_idx, n_out, n_a, n_b = product_indices(rng, shape_kind, 4, 4, same)
     n_in = 4
@@ -143,7 +144,11 @@ def product_graph(rng, T, target, shape_kind, same, split, early, delay_b=0):
     src_b = "a"
     if not same:
         src_b = "b"
-        pops.append(split_pop("b", n_b, T, rng, split, small=True))
+        if spiking_b:
+            th = rng.integers(1, 8, n_b)
+            pops.append(NeuronPopulation("b", (n_b,), threshold=th, bias=np.zeros(n_b, int), v0=th // 2, delay=T - 1))
+        else:
+            pops.append(split_pop("b", n_b, T, rng, split, small=True))
         feed = "a" if early else "in"
         n_feed = n_a if early else n_in
         projs.append(DenseProjection(feed, "b", rng.integers(-2, 3, (n_b, n_feed))))
@@ -243,14 +248,17 @@ def test_splits_and_early_inputs_simulate_exactly(seed, T, splits, lanes, axons,
     lanes=st.sampled_from([1, 2, 4]),
     shape=st.sampled_from([(1, 1), (2, 2), (4, 4)]),
     delay_b=st.integers(0, 3),
+    spiking_b=st.booleans(),
 )
-def test_graded_products_simulate_exactly(seed, T, target, shape_kind, same, split, early, lanes, shape, delay_b):
+def test_graded_products_simulate_exactly(
+    seed, T, target, shape_kind, same, split, early, lanes, shape, delay_b, spiking_b
+):
     rng = np.random.default_rng(seed)
     early = early and target == "mbe" and not same
     delay_b = delay_b if target == "mbe" else 0  # operands of an MBE target may arrive in any windows
 
     def make(r):
-        return product_graph(r, T, target, shape_kind, same, split, early, delay_b=delay_b)
+        return product_graph(r, T, target, shape_kind, same, split, early, delay_b, spiking_b and not same)
 
     graph, x = runnable(make, rng, (2, 4))
     hw = hw_of(*shape, neurons=32, lanes=fit_lanes(lanes, 32), **mbe_core())
