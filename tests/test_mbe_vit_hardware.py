@@ -287,8 +287,9 @@ def test_every_plan_mode_runs_the_features_exactly(shape):
 
 
 def test_swap_mode_loads_a_piece_with_early_inputs_before_its_first_arrival():
-    """Swap mode: in -> m0 -> m1 with in -> m1 early; on a 1 x 2 array m0 and m1 cannot share a
-    core (m1 is live while m0 fires), and the step of m1's first arrival waits for its load."""
+    """Swap mode: in -> m0 -> m1 with in -> m1 early; on a 1 x 2 array m1 is live (so loaded, and
+    the step waits for its load) from step 1, when in's values first reach it, not from its input
+    window; the run is exact."""
     rng = np.random.default_rng(12)
     graph, x = runnable(lambda r: split_graph(r, 2, ("exp2", "invsqrt"), width=4), rng, (1, 5))
     program = compile(graph, hw_of(1, 2, neurons=64, lanes=4, **mbe_core()))
