@@ -20,6 +20,7 @@ __all__ = [
     "MemoryImage",
     "SLOT_CODES",
     "PIECE_CODES",
+    "MBE_SPLIT_CODES",
     "synapse_image",
     "param_image",
     "mbe_param_words",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 SLOT_CODES = {"conv": 0, "dense": 1, "pool_dense": 2, "identity": 3, "product_a": 4, "product_b": 5, "pool": 6}
+#: Codes of the MBE exponent splits in the parameter image (section 4.5).
+MBE_SPLIT_CODES = {"none": 0, "exp2": 1, "inv": 2, "invsqrt": 3}
 PIECE_CODES = {"neuron": 0, "partial": 1, "product": 2, "maxpool": 3, "output": 4, "mbe": 5}
 
 
@@ -110,7 +113,9 @@ def param_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImag
 
     An ``mbe`` piece follows its ``n`` unit words (``0``, ``bias``, ``0``) with its tables:
     word ``n + b*T + k`` holds ``(VTH[b, k], R[b, k], DI[b, k])``, word ``n + N*T + b`` holds
-    ``(C_b, 0, 0)`` and the last word ``(x_lo, x_hi, 0)``.
+    ``(C_b, 0, 0)`` and the last word ``(x_lo, x_hi, B)`` (``B``: the output bias). The exponent
+    split is in basis 0's offset word: ``(C_0, split | split_bits << 2 | exp_bias << 8,
+    shift_base)``, ``split`` coded 0 none, 1 exp2, 2 inv, 3 invsqrt (all zero without a split).
     """
     pop = graph.population(piece.population)
     vb = hw.core.v_bits
@@ -123,7 +128,10 @@ def param_image(graph: SNNGraph, piece: Piece, hw: HardwareConfig) -> MemoryImag
         table = np.stack([pop.vth, pop.reset, pop.intensity], axis=-1).reshape(-1, 3)
         offsets = np.zeros((pop.bases, 3), np.int64)
         offsets[:, 0] = pop.offset
-        f = np.concatenate([f, table, offsets, [[pop.x_lo, pop.x_hi, 0]]]).astype(np.int64)
+        exp_bias = pop.exp_bias if pop.split == "invsqrt" else 0  # only invsqrt reads it
+        offsets[0, 1] = MBE_SPLIT_CODES[pop.split] | pop.split_bits << 2 | exp_bias << 8
+        offsets[0, 2] = pop.shift_base
+        f = np.concatenate([f, table, offsets, [[pop.x_lo, pop.x_hi, pop.out_bias]]]).astype(np.int64)
     return MemoryImage("params", f, (vb, vb, vb))
 
 

@@ -13,6 +13,7 @@ partitions in a fraction of a second.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,19 @@ from spikeforge.models.graph import SNNGraph
 
 from .hardware import HardwareConfig, HardwareError
 
-__all__ = ["MappingError", "Slot", "Piece", "mbe_param_words", "partition", "slice_search"]
+__all__ = [
+    "SHIFT_BITS",
+    "MappingError",
+    "Slot",
+    "Piece",
+    "first_arrivals",
+    "mbe_param_words",
+    "mbe_shifts",
+    "mbe_width",
+    "partition",
+    "product_sum_bits",
+    "slice_search",
+]
 
 ROW_SLOTS = ("conv", "dense", "pool_dense")
 
@@ -84,9 +97,34 @@ class Piece:
         return sum(s.words for s in self.slots)
 
 
+#: Width of an MBE unit's output-shift word (section 4.5): a signed shift in -62..62.
+SHIFT_BITS = 7
+
+
+def mbe_shifts(pop: Any) -> bool:
+    """True when an MBE population's payloads are shifted (an exponent split or ``shift_base``)."""
+    return pop.split != "none" or pop.shift_base != 0
+
+
 def mbe_param_words(n: int, bases: int, timesteps: int) -> int:
     """Parameter SRAM words of an MBE piece of ``n`` units: units, table rows, offsets, range."""
     return n + bases * timesteps + bases + 1
+
+
+def mbe_width(pop: Any, timesteps: int, core: Any) -> int:
+    """Most units of MBE population ``pop`` one piece holds (section 4.5), or a MappingError."""
+    blocks = pop.bases + 1
+    tables = mbe_param_words(0, pop.bases, timesteps)
+    # X and each basis take a block of whole lane groups: (N + 1) * ceil(n / lanes) * lanes words
+    width = min((core.neurons // core.lanes // blocks) * core.lanes, core.neurons - tables)
+    if width < 1:
+        raise MappingError(
+            f"MBE population {pop.name!r} needs {blocks} membrane blocks of whole lane groups per slice "
+            f"({blocks} x {core.lanes} words for one unit) and {tables} parameter words for its tables "
+            f"(N = {pop.bases}, T = {timesteps}); the core has {core.neurons} words. "
+            "Raise [core] neurons or lower lanes."
+        )
+    return width
 
 
 def slice_search(c: int, h: int, w: int, capacity: int, fits: Any = None, chunks: Any = None) -> tuple[int, int, int]:
@@ -207,7 +245,15 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
     uses_mbe = any(p.kind == "mbe" for p in graph.populations)
     if uses_mbe and "mbe" not in core.neuron_models:
         raise MappingError("the graph uses MBE neurons but [core] neuron_models lacks 'mbe'.")
-    _refuse_unbuilt(graph)
+    room = core.v_bits - 8  # exp_bias shares a parameter field with the split code and bits (section 4.5)
+    lo, hi = (-(1 << (room - 1)), (1 << (room - 1)) - 1) if room >= 1 else (0, 0)
+    for pop in graph.populations:
+        if pop.kind == "mbe" and pop.split == "invsqrt" and not lo <= pop.exp_bias <= hi:
+            raise MappingError(
+                f"MBE population {pop.name!r} has exp_bias = {pop.exp_bias}; the parameter field that holds it "
+                f"(section 4.5) keeps {max(room, 0)} signed bits on a {core.v_bits}-bit core."
+            )
+    _refuse_graded_pool(graph)
     pieces: list[Piece] = []
 
     def add(pop: str, kind: str, neurons: np.ndarray, slots, root: int | None, sl: int, geo: dict) -> int:
@@ -232,7 +278,7 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
         elif "product" in kinds:
             if len(incoming) != 1:
                 raise MappingError(
-                    f"population {pop.name!r} mixes a spike x spike product with other projections; the "
+                    f"population {pop.name!r} mixes a product with other projections; the "
                     "running-count mode needs the product to be its only input."
                 )
             _partition_product(graph, hw, pop, incoming[0], graph.timesteps, add)
@@ -241,34 +287,39 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
     return pieces
 
 
-def _refuse_unbuilt(graph: SNNGraph) -> None:
-    """Name the graph features the hardware contract does not describe yet (the MBE ViT's)."""
-    sched = graph.schedule()
-    for pop in graph.populations:
-        if pop.kind == "mbe" and (pop.split != "none" or pop.out_bias or pop.shift_base):
-            raise MappingError(
-                f"MBE population {pop.name!r} uses an exponent split ({pop.split!r}), an output shift or an "
-                "emitted output bias; the hardware contract (docs/architecture.md section 4.5) has none of "
-                "these yet, so this graph runs in the functional executor only."
-            )
+def _refuse_graded_pool(graph: SNNGraph) -> None:
+    """The max-pool unit (section 4.3) counts spikes: a max-pool of MBE payloads is not built yet."""
     for proj in graph.projections:
         if proj.kind == "pool" and graph.graded(proj.src):
             raise MappingError(
                 f"the max-pool {proj.dst!r} takes MBE payloads (graded running sums); the hardware contract's "
                 "max-pool unit takes spike counts only, so this graph runs in the functional executor only."
             )
-        if proj.kind == "product" and any(graph.population(s).kind == "mbe" for s, _ in proj.sources):
-            raise MappingError(
-                f"the product into {proj.dst!r} multiplies MBE payloads (graded operands); the hardware contract's "
-                "running-count mode (section 4.3) takes spike operands only, so this graph runs in the "
-                "functional executor only."
-            )
-        for src, delay in proj.sources:
-            if sched[src].out_start + 1 + delay != sched[proj.dst].in_start:
-                raise MappingError(
-                    f"the input of {proj.dst!r} from {src!r} arrives before its input window (MBE units hold "
-                    "early inputs in X); the hardware contract has no such window yet: add delay to the projection."
-                )
+
+
+def product_sum_bits(graph: SNNGraph, proj: Any, core: Any) -> int:
+    """Bits of one running-count word of a product's piece (section 4.3): ``count_bits`` for
+    spike operands, ``v_bits`` when an operand is an MBE population (running payload sums)."""
+    graded = any(graph.population(s).kind == "mbe" for s, _ in proj.sources)
+    return core.v_bits if graded else core.count_bits
+
+
+def first_arrivals(graph: SNNGraph) -> dict[str, int]:
+    """First step anything arrives at each population: its ``in_start``, or earlier for an MBE
+    population whose inputs arrive in earlier windows (``X`` holds them; section 4.5). Cached per
+    graph (a rounds plan asks once per piece)."""
+    cached = _ARRIVALS.get(graph)
+    if cached is None:
+        sched = graph.schedule()
+        cached = {name: w.in_start for name, w in sched.items()}
+        for proj in graph.projections:
+            for src, delay in proj.sources:
+                cached[proj.dst] = min(cached[proj.dst], sched[src].out_start + 1 + delay)
+        _ARRIVALS[graph] = cached
+    return dict(cached)
+
+
+_ARRIVALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:
@@ -284,17 +335,8 @@ def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:
                 f"MBE population {pop.name!r} is fed by a convolution; MBE pieces are cut into ranges of units "
                 "and take dense and identity projections only."
             )
-        n, blocks = pop.size, pop.bases + 1
-        tables = mbe_param_words(0, pop.bases, graph.timesteps)
-        # X and each basis take a block of whole lane groups: (N + 1) * ceil(n / lanes) * lanes words
-        width = min(n, (core.neurons // core.lanes // blocks) * core.lanes, core.neurons - tables)
-        if width < 1:
-            raise MappingError(
-                f"MBE population {pop.name!r} needs {blocks} membrane blocks of whole lane groups per slice "
-                f"({blocks} x {core.lanes} words for one unit) and {tables} parameter words for its tables "
-                f"(N = {pop.bases}, T = {graph.timesteps}); the core has {core.neurons} words. "
-                "Raise [core] neurons or lower lanes."
-            )
+        n = pop.size
+        width = min(n, mbe_width(pop, graph.timesteps, core))
         slices = [
             ({"lo": lo, "hi": min(n, lo + width)}, np.arange(lo, min(n, lo + width))) for lo in range(0, n, width)
         ]
@@ -345,13 +387,30 @@ def _partition_maxpool(graph, hw, pop, idx, add) -> None:
 
 
 def _partition_product(graph, hw, pop, idx, T, add) -> None:
+    """Product pieces (section 4.3): IF/DIF neurons (``product``), MBE units (``mbe``) or output
+    accumulators (``output``) in ``(h, I-block, J-block)`` slices, the running counts (or, with an
+    MBE operand, running payload sums) of both operands in the synapse SRAM."""
     proj = graph.projections[idx]
     core = hw.core
-    if T > (1 << core.count_bits) - 1:
-        raise MappingError(
-            f"population {pop.name!r} keeps running spike counts up to T = {T}, which needs "
-            f"{T.bit_length()} bits; [core] count_bits is {core.count_bits}."
-        )
+    kinds = {"neuron": "product", "mbe": "mbe", "output": "output"}  # the graph's only product targets
+    bits = product_sum_bits(graph, proj, core)
+    if bits == core.count_bits:
+        if T > (1 << core.count_bits) - 1:
+            raise MappingError(
+                f"population {pop.name!r} keeps running spike counts up to T = {T}, which needs "
+                f"{T.bit_length()} bits; [core] count_bits is {core.count_bits}."
+            )
+    else:
+        vhi = (1 << (core.v_bits - 1)) - 1
+        for src, _ in proj.sources:
+            s = graph.population(src)
+            bound = s.emission_bound() if s.kind == "mbe" else T
+            if bound > vhi:
+                raise MappingError(
+                    f"population {pop.name!r}: the running sum of the payloads of its product operand {src!r} can "
+                    f"reach {bound}, which does not fit the {core.v_bits}-bit running-sum words (section 4.3); "
+                    "raise [core] v_bits or narrow the operand's tables."
+                )
     for side, index in (("a", proj.a_index), ("b", proj.b_index)):
         if np.unique(index).size != index.size:
             raise MappingError(
@@ -360,11 +419,12 @@ def _partition_product(graph, hw, pop, idx, T, add) -> None:
             )
     nh, ni, nc = proj.a_index.shape
     nj = proj.b_index.shape[2]
+    capacity = mbe_width(pop, T, core) if pop.kind == "mbe" else core.neurons
 
     def fits(_, ib, jb):
-        return (ib + jb) * nc * core.count_bits <= core.synapse_bits
+        return (ib + jb) * nc * bits <= core.synapse_bits
 
-    _, ib, jb = slice_search(1, ni, nj, core.neurons, fits)
+    _, ib, jb = slice_search(1, ni, nj, capacity, fits)
     si = 0
     for h in range(nh):
         for i0 in range(0, ni, ib):
@@ -372,5 +432,6 @@ def _partition_product(graph, hw, pop, idx, T, add) -> None:
                 i1, j1 = min(ni, i0 + ib), min(nj, j0 + jb)
                 outs = proj.out_index[h, i0:i1, j0:j1].reshape(-1)
                 slots = [Slot(idx, "product_a", proj.src_a), Slot(idx, "product_b", proj.src_b)]
-                add(pop.name, "product", outs, slots, None, si, {"h": h, "i0": i0, "i1": i1, "j0": j0, "j1": j1})
+                geo = {"h": h, "i0": i0, "i1": i1, "j0": j0, "j1": j1}
+                add(pop.name, kinds[pop.kind], outs, slots, None, si, geo)
                 si += 1

@@ -1,6 +1,7 @@
 """When each piece is live, which core holds it, and what streams from DRAM.
 
-Live interval of a piece (steps, end exclusive): from its population's ``in_start`` to the last
+Live interval of a piece (steps, end exclusive): from its population's ``in_start`` (or the first
+arrival of an MBE population's early inputs) to the last
 step its output encoder still sends (``out_start + T + 1 + max outgoing delay``); partial and
 output pieces only during their input window.
 
@@ -25,7 +26,7 @@ import numpy as np
 from spikeforge.models.graph import SNNGraph
 
 from .hardware import HardwareConfig
-from .pieces import MappingError, Piece
+from .pieces import MappingError, Piece, first_arrivals
 from .routing import HOST
 
 __all__ = ["Plan", "live_intervals", "choose_mode", "place", "place_naive", "assign_rounds", "traffic_cost"]
@@ -59,13 +60,15 @@ def live_intervals(graph: SNNGraph, pieces: list[Piece], history_steps: int) -> 
             f"the {kind} projection {src!r} -> {dst!r} delays spikes by {delay} steps; the spike history keeps "
             f"{history_steps}. Raise [core] spike_history_steps to {delay + 1}."
         )
+    first = first_arrivals(graph)  # an MBE population's early inputs make its pieces live earlier
     live = np.zeros((len(pieces), 2), np.int64)
     for p in pieces:
         w = sched[p.population]
+        start = first[p.population]
         if p.kind in ("partial", "output"):
-            live[p.id] = (w.in_start, w.in_start + T)
+            live[p.id] = (start, w.in_start + T)
         else:
-            live[p.id] = (w.in_start, w.out_start + T + 1 + out_delay.get(p.population, 0))
+            live[p.id] = (start, w.out_start + T + 1 + out_delay.get(p.population, 0))
     return live
 
 

@@ -22,7 +22,7 @@ from spikeforge.models.npzio import read_npz, write_npz
 from .connectivity import slot_source_count
 from .hardware import HardwareConfig, HardwareError, parse_hardware
 from .images import MemoryImage, param_image, routing_image, slot_image, synapse_image
-from .pieces import Piece, Slot, mbe_param_words
+from .pieces import SHIFT_BITS, Piece, Slot, first_arrivals, mbe_param_words, mbe_shifts, product_sum_bits
 from .plan import Plan, traffic_cost
 from .routing import HOST, RoutingTable
 
@@ -110,11 +110,21 @@ class Program:
         return total
 
     def synapse_bits(self, piece: Piece) -> int:
-        """Synapse SRAM bits a piece occupies (weights in whole lane words, or counts)."""
+        """Synapse SRAM bits a piece occupies (weights in whole lane words, or counts: ``count_bits``
+        each, ``v_bits`` for the running payload sums of a product with an MBE operand)."""
         core = self.hardware.core
-        if piece.kind in ("product", "maxpool"):
+        if piece.kind == "maxpool":
             return self.stored_synapses(piece) * core.count_bits
+        if self.has_product(piece):
+            proj = self.graph.projections[piece.slots[0].proj]
+            return self.stored_synapses(piece) * product_sum_bits(self.graph, proj, core)
         return piece.words * core.lanes * core.weight_bits
+
+    @staticmethod
+    def has_product(piece: Piece) -> bool:
+        """True for a piece fed by a product (a ``product`` piece, or an ``mbe`` or ``output`` piece
+        whose slots are the two operands of section 4.3)."""
+        return any(s.kind == "product_a" for s in piece.slots)
 
     def images(self, piece_id: int) -> dict[str, MemoryImage]:
         """Bit-exact memory images of one piece (synapse, params, slots, routing)."""
@@ -164,13 +174,15 @@ class Program:
         return sum(len(self.round_steps(p)) * sum(self.round_traffic(p)) for p in self.pieces)
 
     def round_steps(self, piece: Piece) -> range:
-        """Steps at which a piece runs a round (rounds mode): its input window, and for neuron and
-        product pieces until its firing window closes."""
+        """Steps at which a piece runs a round (rounds mode): from the first arrival of its inputs
+        (its input window, or earlier for an MBE population with early inputs), and for neuron,
+        product and MBE pieces until its firing window closes."""
         w = self.graph.schedule()[piece.population]
+        first = first_arrivals(self.graph)[piece.population]
         T = self.graph.timesteps
         if piece.kind in ("neuron", "product", "mbe"):
-            return range(w.in_start, w.out_start + T)
-        return range(w.in_start, w.in_start + T)
+            return range(first, w.out_start + T)
+        return range(first, w.in_start + T)
 
     def round_traffic(self, piece: Piece) -> tuple[int, int]:
         """Bytes a piece moves in one round (rounds mode): ``(in, out)``.
@@ -180,8 +192,10 @@ class Program:
         """
         core = self.hardware.core
         state = self.state_words(piece) * core.v_bits
-        if piece.kind in ("product", "maxpool"):
+        if piece.kind == "maxpool" or self.has_product(piece):
             state += self.synapse_bits(piece)
+        if piece.kind == "mbe" and mbe_shifts(self.graph.population(piece.population)):
+            state += piece.n * SHIFT_BITS  # the units' output shifts (section 4.5)
         # an MBE source's output is a v_bits payload per unit, not a spike bit
         spikes_in = sum(
             slot_source_count(self.graph, piece, s) * (core.v_bits if self.graph.population(s.src).kind == "mbe" else 1)

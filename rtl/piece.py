@@ -16,6 +16,7 @@ import numpy as np
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.mapping.pieces import first_arrivals
 
 from .errors import RtlError
 
@@ -114,6 +115,32 @@ def check_hardware(hw: HardwareConfig) -> None:
         )
 
 
+def _refuse_mbe_vit_features(program: Program, piece_id: int) -> None:
+    """Name the MBE ViT's features of sections 4.3 and 4.5 that the RTL core does not build yet."""
+    graph = program.graph
+    piece = program.pieces[piece_id]
+    pop = graph.population(piece.population)
+    label = f"piece {piece_id} ({piece.population!r})"
+    if pop.kind == "mbe" and (pop.split != "none" or pop.out_bias or pop.shift_base):
+        raise RtlError(
+            f"{label} holds MBE units with an exponent split, an output bias or an output shift (section 4.5's "
+            "split unit); the RTL core does not build the split unit yet (docs/rtl.md, 'Not yet built')."
+        )
+    if any(s.kind == "product_a" for s in piece.slots):
+        proj = graph.projections[piece.slots[0].proj]
+        if piece.kind != "product" or any(graph.population(src).kind == "mbe" for src, _ in proj.sources):
+            raise RtlError(
+                f"{label} is fed by a graded product (MBE payload operands, or an MBE or output target; "
+                "section 4.3); the RTL core builds spike x spike products into IF/DIF neurons only so far "
+                "(docs/rtl.md, 'Not yet built')."
+            )
+    if pop.kind == "mbe" and first_arrivals(graph)[pop.name] < graph.schedule()[pop.name].in_start:
+        raise RtlError(
+            f"{label} belongs to MBE population {pop.name!r}, whose inputs arrive before its input window "
+            "(section 4.5's early inputs); the RTL core does not take them yet (docs/rtl.md, 'Not yet built')."
+        )
+
+
 def empty_piece(hw: HardwareConfig) -> PieceInit:
     """An idle core: no neurons, no slots, zero memories."""
     return PieceInit(0, 0, 0, 0, 0, 0, (), np.zeros((0, hw.core.lanes), np.int64), np.zeros((0, 3), np.int64))
@@ -134,6 +161,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
             f"piece {piece_id} ({piece.population!r}) is a {piece.kind!r} piece; the RTL core implements "
             f"{', '.join(SUPPORTED_PIECES)} pieces so far (docs/rtl.md lists what is missing)."
         )
+    _refuse_mbe_vit_features(program, piece_id)
     for s in piece.slots:
         if s.kind not in SUPPORTED_SLOTS:
             raise RtlError(

@@ -35,6 +35,12 @@ SLOT0, NSLOTS = PIECE_FIELDS.index("slot0"), PIECE_FIELDS.index("nslots")
 HIST_BITS, LUT_OFF, BASES, X_LO, X_HI = (
     PIECE_FIELDS.index(k) for k in ("hist_bits", "lut_off", "bases", "x_lo", "x_hi")
 )
+ACC_START, PC_OFF, PC_C, PC_BITS = (PIECE_FIELDS.index(k) for k in ("acc_start", "pc_off", "pc_c", "pc_bits"))
+SPLIT, SPLIT_BITS, EXP_BIAS, SHIFT_BASE, OUT_BIAS = (
+    PIECE_FIELDS.index(k) for k in ("split", "split_bits", "exp_bias", "shift_base", "out_bias")
+)
+#: bits of an MBE unit's output-shift word (section 4.5)
+SHIFT_BITS = 7
 SK, SPROJ, SLO, SHI, SSRC, SWOFF, SCI, SH, SW, SKH, SKW, SSTRIDE, SPAD, SWEIGHT, SWROW, SINV, SDELAY = (
     SLOT_FIELDS.index(k) for k in SLOT_FIELDS[:17]
 )
@@ -571,26 +577,28 @@ def deliver(
                 pieces[p, G0 + 4],
             )
             ni, nj = i1 - i0, j1 - j0
-            cc = pieces[p, CNT_LEN] // (ni + nj)
-            cbase = pieces[p, CNT_OFF]
-            w = slots[k, SWEIGHT]
-            if kind == PROD_A:  # (h, i, c): add w * Bbar[c, J] to row i, then Abar[i, c] += 1
+            cc = pieces[p, PC_C]
+            cbase = pieces[p, PC_OFF]
+            # a spike is val = 1; an MBE payload multiplies, and the running counts are payload sums
+            w = slots[k, SWEIGHT] * val
+            if kind == PROD_A:  # (h, i, c): add w a * Bbar[c, J] to row i, then Abar[i, c] += a
                 ii, c = a1 - i0, a2
                 for jj in range(nj):
                     state[off + ii * nj + jj] += w * counts[cbase + ni * cc + c * nj + jj]
-                counts[cbase + ii * cc + c] += 1
+                counts[cbase + ii * cc + c] += val
                 m = nj
-            else:  # (h, c, j): add w * Abar[I, c] to column j, then Bbar[c, j] += 1
+            else:  # (h, c, j): add w b * Abar[I, c] to column j, then Bbar[c, j] += b
                 c, jj = a1, a2 - j0
                 for ii in range(ni):
                     state[off + ii * nj + jj] += w * counts[cbase + ii * cc + c]
-                counts[cbase + ni * cc + c * nj + jj] += 1
+                counts[cbase + ni * cc + c * nj + jj] += val
                 m = ni
             groups = _ceil(m, lanes)
             c_cost = groups + 1
             ops = m
-            a_cr += m * cbits + cbits
-            a_cw += cbits
+            pbits = pieces[p, PC_BITS]
+            a_cr += m * pbits + pbits
+            a_cw += pbits
             a_mr += groups * lanes * vbits
             a_mw += groups * lanes * vbits
         elif kind == POOL:
@@ -641,7 +649,7 @@ def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
     n_pieces = pieces.shape[0]
     bound = 0  # one pass: size the flit arrays by the scanned neurons, then trim
     for p in range(n_pieces):
-        if flits and pieces[p, KIND] == PARTIAL and pieces[p, IN_START] <= t < pieces[p, IN_START] + T:
+        if flits and pieces[p, KIND] == PARTIAL and pieces[p, ACC_START] <= t < pieces[p, IN_START] + T:
             bound += pieces[p, N]
     f_src = np.empty(bound, np.int64)
     f_dst = np.empty(bound, np.int64)
@@ -649,7 +657,7 @@ def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
     total = 0
     scanned = 0
     for p in range(n_pieces):
-        if pieces[p, KIND] == PARTIAL and pieces[p, IN_START] <= t < pieces[p, IN_START] + T:
+        if pieces[p, KIND] == PARTIAL and pieces[p, ACC_START] <= t < pieces[p, IN_START] + T:
             off, n, root = pieces[p, OFF], pieces[p, N], pieces[p, ROOT]
             roff = pieces[root, OFF]
             scan[p] = _ceil(n, lanes)
@@ -789,6 +797,34 @@ def fire(
     return -1
 
 
+@njit(cache=True, inline="always")
+def _shift_floor(x, sh):
+    """``floor(x * 2**sh)``: a left shift for ``sh >= 0``, an arithmetic right shift otherwise."""
+    if sh >= 0:
+        return x << sh
+    return x >> min(-sh, 63)
+
+
+@njit(cache=True)
+def _mbe_split(x, split, bits, exp_bias, shift_base):
+    """The split unit of section 4.5 on a clamped ``X``: ``(u, sh)`` (``models.neurons.mbe_split``)."""
+    if split == 0:
+        return x, shift_base
+    if split == 1:  # exp2
+        e = x >> bits
+        return x - (e << bits), shift_base + e
+    length = 0  # the priority encoder: bit length of X (>= 1 here)
+    y = x
+    while y > 0:
+        y >>= 1
+        length += 1
+    if split == 2:  # inv
+        return _shift_floor(x, bits - length), shift_base - length
+    e = length + exp_bias  # invsqrt
+    parity = e & 1
+    return _shift_floor(x, bits + parity - length), shift_base - (e - parity) // 2
+
+
 @njit(cache=True)
 def _mbe_step(
     t,
@@ -821,6 +857,9 @@ def _mbe_step(
     in_s, out_s, n, off, pop = pieces[p, IN_START], pieces[p, OUT_START], pieces[p, N], pieces[p, OFF], pieces[p, POP]
     nb, lo_off, u0 = pieces[p, BASES], pieces[p, LUT_OFF], pieces[p, CNT_OFF]
     x_lo, x_hi = pieces[p, X_LO], pieces[p, X_HI]
+    split, sbits, ebias, sbase = pieces[p, SPLIT], pieces[p, SPLIT_BITS], pieces[p, EXP_BIAS], pieces[p, SHIFT_BASE]
+    shifted = split != 0 or sbase != 0
+    sh0 = u0 + n * nb  # the units' output shifts follow the basis membranes
     bias_on = t < in_s + T
     k = t - out_s  # output step; < 0 while only integrating
     bad = False
@@ -839,14 +878,17 @@ def _mbe_step(
         spikes = 0
         tab = lo_off + nb
         for j in range(n):
-            if k == 0:  # clamp X and start the bases: U_b = clip(X) - C_b
+            if k == 0:  # clamp X, split it and start the bases: U_b = u - C_b
                 x = state[off + j]
                 if x < x_lo or x > x_hi:
                     piece_clipped[p] += 1
                 x = min(max(x, x_lo), x_hi)
+                if shifted:
+                    x, shift = _mbe_split(x, split, sbits, ebias, sbase)
+                    counts[sh0 + j] = shift
                 for b in range(nb):
                     counts[u0 + j * nb + b] = x - lut[lo_off + b]
-            pay = 0
+            pay = pieces[p, OUT_BIAS] if k == 0 else 0
             for b in range(nb):
                 e = tab + (b * T + k) * 3
                 u = counts[u0 + j * nb + b]
@@ -857,6 +899,8 @@ def _mbe_step(
                     counts[u0 + j * nb + b] = u
                 if u < vlo or u > vhi:
                     bad = True
+            if shifted:  # the barrel shifter in front of the history write
+                pay = _shift_floor(pay, counts[sh0 + j])
             ring[base + neurons[off + j]] = pay
         piece_spikes[p] += spikes
         stats[ST_SPK] += spikes
@@ -865,6 +909,10 @@ def _mbe_step(
         stats[ST_MW] += n * nb * vbits
         stats[ST_PR] += nb * 3 * vbits + (nb * vbits if k == 0 else 0)  # one table row per basis (and C)
         stats[ST_HW] += n * vbits
+        if shifted:  # the shift words: written at k = 0, read at every output step
+            stats[ST_MR] += n * SHIFT_BITS
+            if k == 0:
+                stats[ST_MW] += n * SHIFT_BITS
         cycles += nb * _ceil(n, lanes)  # one pass per basis, its table row broadcast to the lanes
     elif bias_on:
         stats[ST_UPD] += n

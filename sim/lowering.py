@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikeforge.mapping import Program
-from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+from spikeforge.mapping.images import MBE_SPLIT_CODES, PIECE_CODES, SLOT_CODES
+from spikeforge.mapping.pieces import first_arrivals, product_sum_bits
 from spikeforge.mapping.routing import HOST
 
 __all__ = ["Lowered", "lower", "PIECE_FIELDS", "SLOT_FIELDS"]
@@ -43,6 +44,15 @@ PIECE_FIELDS = (
     "bases",
     "x_lo",
     "x_hi",
+    "acc_start",  # first step inputs arrive (in_start, or earlier for an MBE population's early inputs)
+    "pc_off",  # pieces fed by a product: running counts (or payload sums) Abar then Bbar, in counts
+    "pc_c",  # the product's contraction length C
+    "pc_bits",  # bits of one running-count word: count_bits, or v_bits for payload sums
+    "split",  # mbe: exponent split code (mapping.images.MBE_SPLIT_CODES), its bits, exp_bias,
+    "split_bits",
+    "exp_bias",
+    "shift_base",  # shift_base and output bias B; the per-unit shifts follow U in counts
+    "out_bias",
 )
 #: Columns of the slot table.
 SLOT_FIELDS = (
@@ -113,6 +123,7 @@ def lower(program: Program) -> Lowered:
     pop_size = np.array([p.size for p in pops], np.int64)
     pop_off = np.concatenate([[0], np.cumsum(pop_size)])[:-1].astype(np.int64)
     sched = graph.schedule()
+    arrival = first_arrivals(graph)
 
     # weights of every projection, flattened; operand decoders of products; max-pool outputs
     w_off = np.zeros(len(graph.projections), np.int64)
@@ -194,15 +205,20 @@ def lower(program: Program) -> Lowered:
             geo = (g["lo"], g["hi"], 0, 0, 0, 0)
         row[P["g0"] : P["g5"] + 1] = geo
         row[P["cnt_off"]] = cnt
-        if p.kind == "product":
+        row[P["acc_start"]] = arrival[p.population]
+        if program.has_product(p):  # after the basis membranes and shifts of an mbe piece
             proj = graph.projections[p.slots[0].proj]
             ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], proj.a_index.shape[2]
+            row[P["pc_off"]] = cnt + (p.n * (pop.bases + 1) if p.kind == "mbe" else 0)
+            row[P["pc_c"]], row[P["pc_bits"]] = nc, product_sum_bits(graph, proj, program.hardware.core)
             row[P["cnt_len"]] = (ni + nj) * nc  # Abar (ni x C) then Bbar (C x nj)
-        elif p.kind == "maxpool":
+        if p.kind == "maxpool":
             k = graph.projections[p.slots[0].proj].kernel
             row[P["cnt_len"]] = p.n * k * k + 2 * p.n  # input counts, then window maxima, then marks
         elif p.kind == "mbe":
-            row[P["cnt_len"]] = p.n * pop.bases  # basis membranes U, unit-major
+            row[P["cnt_len"]] += p.n * (pop.bases + 1)  # basis membranes U, unit-major, then the shifts
+            row[P["split"]], row[P["split_bits"]] = MBE_SPLIT_CODES[pop.split], pop.split_bits
+            row[P["exp_bias"]], row[P["shift_base"]], row[P["out_bias"]] = pop.exp_bias, pop.shift_base, pop.out_bias
             row[P["lut_off"]], row[P["bases"]], row[P["x_lo"]], row[P["x_hi"]] = (
                 lut_total,
                 pop.bases,
