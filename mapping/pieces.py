@@ -33,6 +33,7 @@ __all__ = [
     "mbe_shifts",
     "mbe_width",
     "partition",
+    "pool_count_bits",
     "product_sum_bits",
     "slice_search",
 ]
@@ -253,7 +254,6 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
                 f"MBE population {pop.name!r} has exp_bias = {pop.exp_bias}; the parameter field that holds it "
                 f"(section 4.5) keeps {max(room, 0)} signed bits on a {core.v_bits}-bit core."
             )
-    _refuse_graded_pool(graph)
     pieces: list[Piece] = []
 
     def add(pop: str, kind: str, neurons: np.ndarray, slots, root: int | None, sl: int, geo: dict) -> int:
@@ -287,14 +287,10 @@ def partition(graph: SNNGraph, hw: HardwareConfig) -> list[Piece]:
     return pieces
 
 
-def _refuse_graded_pool(graph: SNNGraph) -> None:
-    """The max-pool unit (section 4.3) counts spikes: a max-pool of MBE payloads is not built yet."""
-    for proj in graph.projections:
-        if proj.kind == "pool" and graph.graded(proj.src):
-            raise MappingError(
-                f"the max-pool {proj.dst!r} takes MBE payloads (graded running sums); the hardware contract's "
-                "max-pool unit takes spike counts only, so this graph runs in the functional executor only."
-            )
+def pool_count_bits(graph: SNNGraph, proj: Any, core: Any) -> int:
+    """Bits of one running-count word of a max-pool piece: ``count_bits``, or ``v_bits`` when it pools
+    MBE payloads (running payload sums, section 4.3)."""
+    return core.v_bits if graph.graded(proj.src) else core.count_bits
 
 
 def product_sum_bits(graph: SNNGraph, proj: Any, core: Any) -> int:
@@ -377,9 +373,17 @@ def _partition_maxpool(graph, hw, pop, idx, add) -> None:
     core = hw.core
     k2 = proj.kernel**2
     c, h, w = pop.shape
+    bits = pool_count_bits(graph, proj, core)
+    if graph.graded(proj.src):
+        bound = graph.population(proj.src).emission_bound()
+        if bound > (1 << (core.v_bits - 1)) - 1:
+            raise MappingError(
+                f"max-pool {pop.name!r} keeps running sums of {proj.src!r}'s payloads, which can reach {bound}; "
+                f"that does not fit the {core.v_bits}-bit words that hold them. Raise [core] v_bits."
+            )
 
     def fits(cb, th, tw):  # every input of the slice's windows needs a running count
-        return cb * th * tw * k2 * core.count_bits <= core.synapse_bits
+        return cb * th * tw * k2 * bits <= core.synapse_bits
 
     cb, th, tw = slice_search(c, h, w, core.neurons, fits)
     for si, (geo, outs) in enumerate(_tiles(c, h, w, cb, th, tw)):

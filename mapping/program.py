@@ -22,7 +22,16 @@ from spikeforge.models.npzio import read_npz, write_npz
 from .connectivity import slot_source_count
 from .hardware import HardwareConfig, HardwareError, parse_hardware
 from .images import MemoryImage, param_image, routing_image, slot_image, synapse_image
-from .pieces import SHIFT_BITS, Piece, Slot, first_arrivals, mbe_param_words, mbe_shifts, product_sum_bits
+from .pieces import (
+    SHIFT_BITS,
+    Piece,
+    Slot,
+    first_arrivals,
+    mbe_param_words,
+    mbe_shifts,
+    pool_count_bits,
+    product_sum_bits,
+)
 from .plan import Plan, traffic_cost
 from .routing import HOST, RoutingTable
 
@@ -114,7 +123,8 @@ class Program:
         each, ``v_bits`` for the running payload sums of a product with an MBE operand)."""
         core = self.hardware.core
         if piece.kind == "maxpool":
-            return self.stored_synapses(piece) * core.count_bits
+            proj = self.graph.projections[piece.slots[0].proj]
+            return self.stored_synapses(piece) * pool_count_bits(self.graph, proj, core)
         if self.has_product(piece):
             proj = self.graph.projections[piece.slots[0].proj]
             return self.stored_synapses(piece) * product_sum_bits(self.graph, proj, core)
@@ -198,13 +208,17 @@ class Program:
             state += piece.n * SHIFT_BITS  # the units' output shifts (section 4.5)
         # an MBE source's output is a v_bits payload per unit, not a spike bit
         spikes_in = sum(
-            slot_source_count(self.graph, piece, s) * (core.v_bits if self.graph.population(s.src).kind == "mbe" else 1)
-            for s in piece.slots
+            slot_source_count(self.graph, piece, s) * (core.v_bits if self._payloads(s.src) else 1) for s in piece.slots
         )
         spikes_out = 0 if piece.kind in ("partial", "output") else piece.n
-        if piece.kind == "mbe":
+        if self._payloads(piece.population):
             spikes_out *= core.v_bits
         return self.image_bytes(piece) + -(-(state + spikes_in) // 8), -(-(state + spikes_out) // 8)
+
+    def _payloads(self, population: str) -> bool:
+        """True where a population emits ``v_bits`` payloads: MBE units and max-pools of them."""
+        pop = self.graph.population(population)
+        return pop.kind == "mbe" or (pop.kind == "maxpool" and self.graph.graded(population))
 
     def report(self) -> MappingReport:
         """Cores used, occupancy and traffic figures of the mapping."""

@@ -134,6 +134,11 @@ def _refuse_mbe_vit_features(program: Program, piece_id: int) -> None:
                 "section 4.3); the RTL core builds spike x spike products into IF/DIF neurons only so far "
                 "(docs/rtl.md, 'Not yet built')."
             )
+    if pop.kind == "maxpool" and graph.graded(pop.name):
+        raise RtlError(
+            f"{label} is a max-pool of MBE payloads (running payload sums, section 4.3); the RTL core's "
+            "max-pool unit counts spikes only so far (docs/rtl.md, 'Not yet built')."
+        )
     if pop.kind == "mbe" and first_arrivals(graph)[pop.name] < graph.schedule()[pop.name].in_start:
         raise RtlError(
             f"{label} belongs to MBE population {pop.name!r}, whose inputs arrive before its input window "

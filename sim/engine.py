@@ -117,7 +117,8 @@ class Simulator:
         self.has_mbe = bool((kinds == PIECE_CODES["mbe"]).any())
         # graded code by source piece, the host last (1: host value, 2: MBE payload, 0: spike);
         # both graded kinds are multiplied in
-        self.graded_src = np.append(np.where(kinds == PIECE_CODES["mbe"], 2, 0), 1).astype(np.int8)
+        payload = (kinds == PIECE_CODES["mbe"]) | (self.low.pieces[:, P["pool_graded"]] == 1)  # a max of payloads
+        self.graded_src = np.append(np.where(payload, 2, 0), 1).astype(np.int8)
         self.piece_ops = np.zeros(len(program.pieces), np.int64)
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)

@@ -36,6 +36,7 @@ HIST_BITS, LUT_OFF, BASES, X_LO, X_HI = (
     PIECE_FIELDS.index(k) for k in ("hist_bits", "lut_off", "bases", "x_lo", "x_hi")
 )
 ACC_START, PC_OFF, PC_C, PC_BITS = (PIECE_FIELDS.index(k) for k in ("acc_start", "pc_off", "pc_c", "pc_bits"))
+POOL_GRADED = PIECE_FIELDS.index("pool_graded")
 SPLIT, SPLIT_BITS, EXP_BIAS, SHIFT_BASE, OUT_BIAS = (
     PIECE_FIELDS.index(k) for k in ("split", "split_bits", "exp_bias", "shift_base", "out_bias")
 )
@@ -501,6 +502,7 @@ def deliver(
         off, n = pieces[p, OFF], pieces[p, N]
         ops = 0
         c_cost = 1
+        add_only = False  # a payload added as it is (no weight): an accumulate, not a MAC
         if kind == CONV:
             hh, ww = slots[k, SH], slots[k, SW]
             kh, kw, st, pad = slots[k, SKH], slots[k, SKW], slots[k, SSTRIDE], slots[k, SPAD]
@@ -613,19 +615,25 @@ def deliver(
             local = loc_local[pop_off[pieces[p, POP]] + out]
             cbase = pieces[p, CNT_OFF]
             cidx = cbase + local * kk * kk + (y % kk) * kk + (xx % kk)
-            counts[cidx] += 1
-            midx = cbase + n * kk * kk + local
-            if counts[cidx] > counts[midx]:
-                counts[midx] = counts[cidx]
-                counts[midx + n] = 1  # mark the output
             ops = 1
-            a_cr += cbits
-            a_cw += cbits
-            a_mr += vbits
-            a_mw += vbits
+            if pieces[p, POOL_GRADED]:  # a running sum of payloads; the maximum is taken in phase F
+                counts[cidx] += val
+                add_only = True
+                a_cr += vbits
+                a_cw += vbits
+            else:
+                counts[cidx] += 1
+                midx = cbase + n * kk * kk + local
+                if counts[cidx] > counts[midx]:
+                    counts[midx] = counts[cidx]
+                    counts[midx + n] = 1  # mark the output
+                a_cr += cbits
+                a_cw += cbits
+                a_mr += vbits
+                a_mw += vbits
         cost[i] = c_cost
         piece_cost[p] += c_cost
-        if f_graded[i]:  # 1: host input value, 2: MBE payload (an intensity-weighted spike)
+        if f_graded[i] and not add_only:  # 1: host input value, 2: MBE payload (an intensity-weighted spike)
             stats[ST_MACS] += ops
             if f_graded[i] == 2:
                 stats[ST_PMACS] += ops
@@ -755,6 +763,21 @@ def fire(
             base = ring_off[pop] + (t % ring_depth[pop]) * pop_size[pop]
             kk_n = pieces[p, CNT_LEN] - 2 * n
             mark = pieces[p, CNT_OFF] + kk_n + n
+            if pieces[p, POOL_GRADED]:  # o = max of the window's running sums - the last maximum
+                k2 = kk_n // n if n else 0
+                cbase, mx = pieces[p, CNT_OFF], pieces[p, CNT_OFF] + kk_n
+                for j in range(n):
+                    m = counts[cbase + j * k2]
+                    for w in range(1, k2):
+                        m = max(m, counts[cbase + j * k2 + w])
+                    ring[base + neurons[off + j]] = m - counts[mx + j]
+                    counts[mx + j] = m
+                stats[ST_UPD] += n
+                stats[ST_HW] += n
+                stats[ST_CR] += n * k2 * vbits
+                stats[ST_CW] += n * vbits
+                fire_cycles[p] = _ceil(n, lanes) * k2
+                continue
             for j in range(n):
                 sp = counts[mark + j]
                 ring[base + neurons[off + j]] = sp

@@ -53,6 +53,7 @@ PIECE_FIELDS = (
     "exp_bias",
     "shift_base",  # shift_base and output bias B; the per-unit shifts follow U in counts
     "out_bias",
+    "pool_graded",  # maxpool: 1 when its source emits payloads (running sums of payloads, graded output)
 )
 #: Columns of the slot table.
 SLOT_FIELDS = (
@@ -215,6 +216,7 @@ def lower(program: Program) -> Lowered:
         if p.kind == "maxpool":
             k = graph.projections[p.slots[0].proj].kernel
             row[P["cnt_len"]] = p.n * k * k + 2 * p.n  # input counts, then window maxima, then marks
+            row[P["pool_graded"]] = int(graph.graded(p.population))
         elif p.kind == "mbe":
             row[P["cnt_len"]] += p.n * (pop.bases + 1)  # basis membranes U, unit-major, then the shifts
             row[P["split"]], row[P["split_bits"]] = MBE_SPLIT_CODES[pop.split], pop.split_bits
@@ -228,7 +230,7 @@ def lower(program: Program) -> Lowered:
             table = np.concatenate([pop.offset, np.stack([pop.vth, pop.reset, pop.intensity], -1).reshape(-1)])
             luts.append(table)
             lut_total += table.size
-        row[P["hist_bits"]] = p.n * vbits if p.kind == "mbe" else p.n
+        row[P["hist_bits"]] = p.n * vbits if p.kind == "mbe" or graph.graded(p.population) else p.n
         cnt += row[P["cnt_len"]]
         row[P["slot0"]], row[P["nslots"]] = len(srows), len(p.slots)
         for slot in p.slots:
@@ -316,7 +318,7 @@ def lower(program: Program) -> Lowered:
         row_group_ptr=np.concatenate([[0], np.cumsum([len(g) for g in group_list])]).astype(np.int64),
         row_group_slots=np.array([k for g in group_list for k in g], np.int64),
         row_group_fused=fused,
-        pop_graded=np.array([p.kind in ("input", "mbe") for p in pops], np.int64),
+        pop_graded=np.array([graph.graded(p.name) for p in pops], np.int64),
     )
 
 

@@ -523,3 +523,101 @@ def test_a_v_bits_32_mbe_array_takes_graded_products_at_t16():
     assert fed and all(program.synapse_bits(p) == program.stored_synapses(p) * 32 for p in fed)
     sim, _ = assert_exact(program, x)
     assert sim.totals().payload_macs > 0
+
+
+# --------------------------------------------------------------------------- graded max-pool (4.4)
+def pool_graph(rng, T, kernel, channels, split, width_to_out=True):
+    """in -> m (C, H, W) MBE -> maxpool of payload sums -> dense -> m2 (MBE) -> out."""
+    from spikeforge.models.graph import MaxPoolPopulation, PoolProjection
+
+    h = w = kernel * int(rng.integers(1, 3))
+    n = channels * h * w
+    base = split_pop("m", n, T, rng, split)
+    m = dataclasses.replace(base, shape=(channels, h, w))
+    pooled = (channels, h // kernel, w // kernel)
+    np_ = int(np.prod(pooled))
+    m2 = split_pop("m2", 4, T, rng, "none")
+    pops = (
+        InputPopulation("in", (5,), value_bits=3),
+        m,
+        MaxPoolPopulation("mx", pooled),
+        m2,
+        OutputPopulation("out", (3,), bias=rng.integers(-5, 5, 3)),
+    )
+    projs = (
+        DenseProjection("in", "m", rng.integers(-2, 4, (n, 5))),
+        PoolProjection("m", "mx", kernel=kernel, stride=kernel),
+        DenseProjection("mx", "m2", rng.integers(-2, 3, (4, np_))),
+        DenseProjection("mx", "out", rng.integers(-2, 3, (3, np_))),
+    )
+    return SNNGraph(pops, projs, timesteps=T, v_bits=V_BITS)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    T=st.integers(1, 5),
+    kernel=st.sampled_from([1, 2, 3]),
+    channels=st.integers(1, 3),
+    split=st.sampled_from(SPLITS),
+    lanes=st.sampled_from([1, 4]),
+    shape=st.sampled_from([(1, 1), (2, 2), (4, 4)]),
+)
+def test_graded_max_pools_simulate_exactly(seed, T, kernel, channels, split, lanes, shape):
+    rng = np.random.default_rng(seed)
+    graph, x = runnable(lambda r: pool_graph(r, T, kernel, channels, split), rng, (2, 5))
+    assert graph.graded("mx")
+    hw = hw_of(*shape, neurons=64, lanes=fit_lanes(lanes, 64), **mbe_core())
+    sim, ref = assert_exact(compile(graph, hw), x)
+    assert sim.totals().payload_macs >= 0
+
+
+def test_graded_max_pool_cycles_and_counts_by_hand():
+    """Phase F of a graded max-pool: ceil(n/lanes) * kernel**2 cycles; events add the payload (no MAC)."""
+    from spikeforge.models.graph import MaxPoolPopulation, PoolProjection
+
+    T = 2
+    ident = MBEPopulation(
+        "m",
+        (2, 2, 2),
+        vth=np.array([[4, 2]]),
+        reset=np.array([[4, 2]]),
+        intensity=np.array([[4, 2]]),
+        offset=np.array([0]),
+        bias=np.zeros(8, np.int64),
+        x_lo=0,
+        x_hi=7,
+    )
+    graph = SNNGraph(
+        (
+            InputPopulation("in", (8,), value_bits=3),
+            ident,
+            MaxPoolPopulation("mx", (2, 1, 1)),
+            OutputPopulation("out", (2,), bias=np.zeros(2, np.int64)),
+        ),
+        (
+            DenseProjection("in", "m", np.eye(8, dtype=np.int64)),
+            PoolProjection("m", "mx", kernel=2, stride=2),
+            DenseProjection("mx", "out", np.eye(2, dtype=np.int64)),
+        ),
+        timesteps=T,
+        v_bits=V_BITS,
+    )
+    x = np.array([[1, 3, 2, 0, 3, 3, 1, 2]])  # X = T x = 2 x: [2, 6, 4, 0, 6, 6, 2, 4]
+    hw = hw_of(1, 1, neurons=64, lanes=1, **mbe_core())
+    program = compile(graph, hw)
+    sim, ref = assert_exact(program, x)
+    # halving units of [0, 8): payloads 4 then 2 per set bit of X; window maxima 6 (=4+2) both
+    np.testing.assert_array_equal(ref.logits[0], [6, 6])
+    run = Simulator(program, trace=True).run(x[0], record=True)
+    mx_piece = next(p.id for p in program.pieces if p.population == "mx")
+    window = program.graph.schedule()["mx"]
+    fires = [tr.fire_cycles[mx_piece] for tr in run.trace]
+    for t, c in enumerate(fires):  # 2 units, 1 lane, kernel 2: 2 * 4 cycles in the window, else none
+        assert c == (2 * 4 if window.in_start <= t < window.in_start + T else 0), (t, c)
+    # the events: 2 payloads per unit of m that fired, each one accumulate (not a MAC)
+    totals = sim.totals()
+    payload_events = int((ref.rasters["m"] != 0).sum())
+    mx_events = int((ref.rasters["mx"] != 0).sum())
+    assert totals.payload_macs == mx_events * 2  # only mx -> out multiplies: one MAC per weight row
+    assert totals.synaptic_ops >= payload_events
