@@ -1,11 +1,13 @@
-"""Compare the two conversion methods on the same data and the same array.
+"""Compare the two conversion methods on the same data and the same arrays.
 
-CSDformer (``tiny-digits``: QAT, NReLU attention, DIF neurons) and MBE (``tiny-digits-mlp``: a
-float GELU MLP converted without retraining) are both mapped onto ``configs/array-8x8-mbe.toml``
-and simulated cycle by cycle on the same test images; the table gives accuracy, time steps,
-spikes, cycles, latency and energy per inference (docs/mbe.md quotes it).
+CSDformer (``tiny-digits``: QAT, NReLU attention, DIF neurons) and MBE (``tiny-digits-vit``: a
+standard float ViT with softmax, LayerNorm and GELU converted without retraining, and
+``tiny-digits-mlp``, a float GELU MLP) are mapped onto each array and simulated cycle by cycle on
+the same test images; the table gives accuracy, time steps, spikes, cycles, latency and energy
+per inference (docs/mbe.md quotes it). Default arrays: ``configs/array-8x8-mbe-vit.toml`` (the
+ViT runs in rounds mode there) and ``configs/array-24x24-mbe-vit.toml`` (the ViT fits resident).
 
-    python scripts/compare_methods.py [--samples N] [--json FILE]
+    python scripts/compare_methods.py [--samples N] [--hardware FILE ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 
 from spikeforge.workflow import simulate_model
 
-HARDWARE = Path(__file__).resolve().parent.parent / "configs" / "array-8x8-mbe.toml"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+HARDWARE = [CONFIGS / "array-8x8-mbe-vit.toml", CONFIGS / "array-24x24-mbe-vit.toml"]
 RUNS = [
     ("CSDformer (QAT, DIF)", "tiny-digits", None),
-    ("MBE (training-free)", "tiny-digits-mlp", 8),
-    ("MBE (training-free)", "tiny-digits-mlp", 12),
+    ("MBE (training-free)", "tiny-digits-vit", 8),
+    ("MBE (training-free)", "tiny-digits-vit", 16),
     ("MBE (training-free)", "tiny-digits-mlp", 16),
 ]
 
@@ -29,19 +32,21 @@ RUNS = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=None, help="test images (default: all)")
+    ap.add_argument("--hardware", type=Path, nargs="+", default=HARDWARE, help="arrays (default: both above)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     rows = []
     print(
-        "| method | model | T | steps | float acc. | SNN acc. | spikes | synaptic ops + MACs | cycles | latency "
-        "| energy (horowitz45) | paper convention |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| array | method | model | T | steps | float acc. | SNN acc. | spikes | synaptic ops + MACs | cycles "
+        "| mode | energy (horowitz45) | paper convention |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    for method, model, t in RUNS:
+    for hardware, (method, model, t) in ((h, r) for h in args.hardware for r in RUNS):
         t0 = time.time()
-        r = simulate_model(model, HARDWARE, samples=args.samples, timesteps=t, progress=False)
+        r = simulate_model(model, hardware, samples=args.samples, timesteps=t, progress=False)
         acc = r.accuracy
         flt = acc.get("float_qat") if acc.get("float_qat") is not None else acc.get("ann_float")
         row = {
+            "hardware": hardware.name,
             "method": method,
             "model": model,
             "timesteps": r.timesteps,
@@ -63,14 +68,14 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"| {method} | {model} | {r.timesteps} | {r.total_steps} | {flt:.4f} | {acc['snn']:.4f} | "
-            f"{row['spikes']:,.0f} | {row['synaptic_ops']:,.0f} + {row['macs']:,.0f} | {row['cycles']:,.0f} | "
-            f"{row['latency_s'] * 1e6:.1f} us | {row['energy_pj'] / 1e6:.2f} uJ | "
+            f"| {hardware.stem.removeprefix('array-')} | {method} | {model} | {r.timesteps} | {r.total_steps} | "
+            f"{flt:.4f} | {acc['snn']:.4f} | {row['spikes']:,.0f} | {row['synaptic_ops']:,.0f} + {row['macs']:,.0f} | "
+            f"{row['cycles']:,.0f} | {r.mode} | {row['energy_pj'] / 1e6:.2f} uJ | "
             f"{row['paper_convention_pj'] / 1e3:.0f} nJ |",
             flush=True,
         )
     print(
-        f"\n{rows[0]['samples']} test images, {HARDWARE.name}; every run equal to the functional executor: "
+        f"\n{rows[0]['samples']} test images; every run equal to the functional executor: "
         f"{all(r['exact'] for r in rows)}"
     )
     if args.json:

@@ -211,11 +211,12 @@ def is_vit_model(model: str | Path) -> bool:
 def _run_mbe_demo(model, out, timesteps, neuron, samples, data, hardware, progress, t0) -> dict[str, Any]:
     """The demo for a standard ViT: training-free MBE conversion to an integer graph, then the hardware.
 
-    Default hardware: the built-in 4 x 4 array with the ``mbe`` neuron model, and the graph's
-    widths (10-bit weights, 32-bit membranes). ``accuracy`` has ``ann_float`` (the float ViT)
-    and ``snn`` (the graph on the functional executor: the hardware's integer arithmetic);
-    ``mbe`` has the graph's stages, firing rate per operator and clipped values. When the
-    mapping cannot place the graph, ``simulation`` is ``None`` and ``not_simulated`` says why.
+    Default hardware: the built-in 4 x 4 array with the ``mbe`` neuron model, the graph's widths
+    (10-bit weights, 32-bit membranes) and 8 slots per piece; the ViT runs in rounds mode there.
+    ``accuracy`` has ``ann_float`` (the float ViT) and ``snn`` (the graph on the functional
+    executor: the hardware's integer arithmetic); ``mbe`` has the graph's units, firing rate per
+    operator and widths. When the mapping cannot place the graph, ``simulation`` is ``None`` and
+    ``not_simulated`` says why.
     """
     from .models.vit_graph import VitGraphOptions, operator_of, vit_to_mbe_graph
 
@@ -235,6 +236,7 @@ def _run_mbe_demo(model, out, timesteps, neuron, samples, data, hardware, progre
             neuron_models=(*base.core.neuron_models, "mbe"),
             weight_bits=opts.weight_bits,
             v_bits=opts.v_bits,
+            slots=8,  # a LayerNorm's accumulators take the embedding and every earlier block output
         )
         hw = replace(base, core=core)
     graph = vit_to_mbe_graph(ckpt, opts)

@@ -15,7 +15,7 @@ from .models.mlp import FORMAT as MLP_FORMAT
 from .models.mlp import MLPCheckpoint, load_mlp, mlp_forward
 from .models.npzio import read_npz
 from .models.vit import FORMAT as VIT_FORMAT
-from .models.vit import ViTCheckpoint, load_vit
+from .models.vit import ViTCheckpoint, load_vit, vit_forward
 from .models.vit_graph import VitGraphOptions, vit_to_mbe_graph
 from .sim import SimResult, simulate
 
@@ -170,8 +170,11 @@ def simulate_model(
     _check_shape(x, program, model)
     float_acc = None
     mlp = None if path.is_dir() else mlp_checkpoint(model)
+    vit = None if path.is_dir() else vit_checkpoint(model)
     if mlp is not None:
         float_acc = float(np.mean(mlp_forward(mlp, x).argmax(1) == y))
+    elif vit is not None:
+        float_acc = float(np.mean(vit_forward(vit, x).argmax(1) == y))
     elif not path.is_dir() and not (
         path.suffix == ".npz" and read_npz(path)[0].get("format") == "spikeforge-snn-graph"
     ):
