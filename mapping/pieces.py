@@ -176,13 +176,36 @@ def _row_space(graph: SNNGraph, idx: int) -> tuple[int, int]:
     return src.shape[0], 1  # pool_dense: one row per source channel
 
 
+def _dense_ranges(graph: SNNGraph, incoming: list[int], neurons: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Per dense projection, the source range ``[lo, hi)`` outside which every weight into ``neurons`` is 0.
+
+    A slice takes only those rows: sources outside the range are not connected to it (their
+    weights are zero), so they are neither routed to it nor stored (block-diagonal, token-wise
+    matrices such as the MBE ViT's cost per slice what their non-zero blocks cost).
+    """
+    out = {}
+    for idx in incoming:
+        proj = graph.projections[idx]
+        if proj.kind == "dense":
+            cols = np.flatnonzero(np.any(proj.weight[neurons] != 0, axis=0))
+            out[idx] = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+    return out
+
+
 def _chunk_slots(
-    graph: SNNGraph, incoming: list[int], cap_words: int, width: int, lanes: int, pop: str
+    graph: SNNGraph,
+    incoming: list[int],
+    cap_words: int,
+    width: int,
+    lanes: int,
+    pop: str,
+    ranges: dict[int, tuple[int, int]] | None = None,
 ) -> list[list[Slot]]:
     """Pack the row-holding projections' rows into chunks of at most ``cap_words`` words.
 
     ``width`` is the row width in weights: the channel block for conv slots, the slice's neurons
-    for dense and pool_dense slots; a row takes ``ceil(width / lanes)`` words.
+    for dense and pool_dense slots; a row takes ``ceil(width / lanes)`` words. ``ranges`` limits
+    dense projections to the source ranges of :func:`_dense_ranges` (an empty range: no slot).
     """
     row_words = -(-width // lanes)
     chunks: list[list[Slot]] = [[]]
@@ -200,6 +223,8 @@ def _chunk_slots(
             )
         units = total // per_unit
         lo = 0
+        if ranges is not None and idx in ranges:
+            lo, units = ranges[idx]
         while lo < units:
             room = (cap_words - used) // unit_words
             if room == 0:
@@ -356,8 +381,12 @@ def _partition_rows(graph, hw, pop, incoming, kinds, add) -> None:
         slices = [
             ({"lo": lo, "hi": min(n, lo + width)}, np.arange(lo, min(n, lo + width))) for lo in range(0, n, width)
         ]
-    chunk_slots = _chunk_slots(graph, incoming, cap, width, core.lanes, pop.name)
+    full = _chunk_slots(graph, incoming, cap, width, core.lanes, pop.name)
+    whole = {i: (0, graph.population(graph.projections[i].src).size) for i in incoming}
     for si, (geo, idx) in enumerate(slices):
+        ranges = _dense_ranges(graph, incoming, idx)
+        trimmed = any(r != whole[i] for i, r in ranges.items())
+        chunk_slots = _chunk_slots(graph, incoming, cap, width, core.lanes, pop.name, ranges) if trimmed else full
         root = add(pop.name, root_kind, idx, identity + chunk_slots[0], None, si, geo)
         for chunk in chunk_slots[1:]:
             add(pop.name, "partial", idx, chunk, root, si, geo)

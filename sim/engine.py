@@ -152,7 +152,7 @@ class Simulator:
         has_partial = bool((pieces[:, P["kind"]] == 1).any())
         rasters = (
             {
-                p.name: np.zeros((self.steps, p.size), np.int64 if p.kind in ("input", "mbe") else np.int8)
+                p.name: np.zeros((self.steps, p.size), np.int64 if prog.graph.graded(p.name) else np.int8)
                 for p in prog.graph.populations
                 if p.kind != "output"
             }

@@ -533,7 +533,10 @@ def pool_graph(rng, T, kernel, channels, split, width_to_out=True):
     h = w = kernel * int(rng.integers(1, 3))
     n = channels * h * w
     base = split_pop("m", n, T, rng, split)
-    m = dataclasses.replace(base, shape=(channels, h, w))
+    gain = int(rng.integers(20, 60))  # payloads beyond int8, as real ones are
+    m = dataclasses.replace(
+        base, shape=(channels, h, w), intensity=base.intensity * gain, out_bias=base.out_bias * gain
+    )
     pooled = (channels, h // kernel, w // kernel)
     np_ = int(np.prod(pooled))
     m2 = split_pop("m2", 4, T, rng, "none")

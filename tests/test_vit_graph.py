@@ -347,9 +347,23 @@ def test_vit_graph_file_round_trip(vit_graph8, digits, tmp_path):
     assert back.population("b0.ln1.r").split == "invsqrt"
 
 
-def test_mapping_names_what_the_hardware_lacks(vit_graph8):
-    with pytest.raises(MappingError, match=r"max-pool 'b0.m' takes MBE payloads"):
-        compile(vit_graph8, hw_of(rows=8, cols=8, **MBE_CORE))
+def test_the_converted_vit_simulates_exactly_and_names_what_a_core_lacks(vit_graph8, digits):
+    from spikeforge.sim import Simulator
+
+    x = digits.x_test[:2].astype(np.int64)
+    ref = run_snn(vit_graph8, x)
+    for shape in ((4, 4), (8, 8)):  # rounds mode on both: 439 pieces
+        program = compile(vit_graph8, hw_of(*shape, **MBE_CORE, slots=8))
+        sim = Simulator(program)
+        for i in range(len(x)):
+            run = sim.run(x[i], record=True)
+            np.testing.assert_array_equal(run.logits, ref.logits[i])
+            for name in ("b0.m", "b0.e", "b1.rs", "final.r"):
+                np.testing.assert_array_equal(run.rasters[name], ref.rasters[name][:, i], err_msg=name)
+    with pytest.raises(MappingError, match="needs 5 projection slots"):
+        compile(vit_graph8, hw_of(4, 4, **MBE_CORE))
+    with pytest.raises(MappingError, match="32-bit membranes"):
+        compile(vit_graph8, hw_of(4, 4, **{**MBE_CORE, "v_bits": 24}, slots=8))
 
 
 def test_a_non_square_token_count_is_refused(vit, digits):
