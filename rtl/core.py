@@ -38,7 +38,16 @@ from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
 
-__all__ = ["Core", "flit_layout", "out_flit_layout", "memory_words", "hist_bits", "STEP_BITS", "CYCLE_BITS"]
+__all__ = [
+    "Core",
+    "banked_membrane",
+    "flit_layout",
+    "out_flit_layout",
+    "memory_words",
+    "hist_bits",
+    "STEP_BITS",
+    "CYCLE_BITS",
+]
 
 STEP_BITS = 16
 CYCLE_BITS = 32
@@ -114,6 +123,13 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     return out
 
 
+def banked_membrane(hw: HardwareConfig, p: PieceInit) -> bool:
+    """Whether the piece's membrane SRAM is ``lanes`` banks with their own addresses: a product piece
+    (section 4.3) or conv slots whose channel block is not a multiple of the lanes."""
+    conv_cb = next((p.geometry["c1"] - p.geometry["c0"] for sl in p.slots if sl.kind == SLOT_CODES["conv"]), 0)
+    return p.kind == PIECE_CODES["product"] or (hw.core.lanes > 1 and conv_cb % hw.core.lanes != 0)
+
+
 def hist_bits(hw: HardwareConfig) -> int:
     """Bits per neuron of a history row: ``v_bits`` on a core that can hold MBE units (their payloads)."""
     return hw.core.v_bits if "mbe" in hw.core.neuron_models else 1
@@ -135,6 +151,9 @@ class Core(wiring.Component):
         Test hook of product pieces (mutation tests; empty in generated hardware): ``"extra_cycle"``
         makes every operand event one cycle longer, ``"word_offset"`` sends each lane of a column
         update (operand ``b``) to the next word of its bank.
+    shared : dict, optional
+        Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``),
+        used instead of memories of its own initialised from the piece (:class:`~spikeforge.rtl.swap.SwapCore`).
     """
 
     def __init__(
@@ -144,10 +163,15 @@ class Core(wiring.Component):
         *,
         extra_dense_cycles: int = 0,
         product_fault: str = "",
+        shared: dict | None = None,
     ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.piece = piece if piece is not None else empty_piece(hw)
+        # swap mode (rtl/swap.py): the synapse, membrane, parameter and history memories belong to
+        # the core position and are shared by the contexts of its pieces; they start empty and the
+        # DMA loader fills them from DRAM (keys syn, par, hist and mem or banks)
+        self.shared = shared
         self.extra_dense_cycles = int(extra_dense_cycles)
         if product_fault not in ("", "extra_cycle", "word_offset"):
             raise ValueError(f"unknown product_fault {product_fault!r}")
@@ -187,27 +211,40 @@ class Core(wiring.Component):
         # ---- memories (section 3), initialised from the piece's images
         init = {name: words for name, words, _ in memory_words(self.hw, p)}
         syn_words = len(init["synapse"])
-        m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
+        sh = self.shared
+        if sh is None:
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
+        else:
+            syn = sh["syn"]
         is_product = p.kind == PIECE_CODES["product"]  # the skewed membrane banks of section 4.3
-        conv_cb = next((p.geometry["c1"] - p.geometry["c0"] for sl in p.slots if sl.kind == SLOT_CODES["conv"]), 0)
-        conv_banked = lanes > 1 and conv_cb % lanes != 0  # conv channel groups that start mid-word
+        conv_banked = banked_membrane(self.hw, p) and not is_product  # conv channel groups that start mid-word
         banked = is_product or conv_banked  # one membrane bank per lane, each with its own address
         order = membrane_order(self.hw, p)
-        if banked:
+        if banked and sh is not None:
+            banks = sh["banks"]
+        elif banked:
             vmask = (1 << vb) - 1
             banks = []
             for lane in range(lanes):
                 bank = Memory(shape=unsigned(vb), depth=gmax, init=[w >> (lane * vb) & vmask for w in init["membrane"]])
                 m.submodules[f"mem_bank{lane}"] = bank
                 banks.append(bank)
+        elif sh is not None:
+            mem = sh["mem"]
         else:
             m.submodules.mem = mem = Memory(shape=unsigned(lanes * vb), depth=gmax, init=init["membrane"])
         # parameter SRAM: threshold and bias per lane (v0 is only needed when the piece is loaded)
-        m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
+        if sh is None:
+            m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
+        else:
+            par = sh["par"]
         hdepth = c.spike_history_steps  # one row of `neurons` bits per step, written a lane group at a time
         is_mbe = p.kind == PIECE_CODES["mbe"]
         hb = vb if is_mbe else 1  # an mbe piece keeps a v_bits payload per unit (section 4.5)
-        m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
+        if sh is None:
+            m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
+        else:
+            hist = sh["hist"]
 
         syn_rd = syn.read_port()
         if banked:

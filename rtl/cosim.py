@@ -359,6 +359,10 @@ class ArrayReport:
     readout_cycles: int = 0
     #: steps whose cycles (phases and the barrier unit's barriers) were compared with the simulator's
     step_cycles: int = 0
+    #: swap mode: DRAM stall cycles the RTL waited in all (each step's compared with the simulator's),
+    #: and the steps that waited
+    stall_cycles: int = 0
+    stalled_steps: int = 0
 
     @property
     def ok(self) -> bool:
@@ -374,6 +378,8 @@ class ArrayReport:
             f"counts, {self.logits} logits read "
             f"by the host in {self.readout_cycles} cycles"
         )
+        if self.stall_cycles or self.stalled_steps:
+            head += f", {self.stall_cycles} DRAM stall cycles over {self.stalled_steps} steps"
         if self.ok:
             return head + ": match"
         m = self.mismatches[0]
@@ -395,6 +401,8 @@ def array_spec(program: Program, run) -> dict:
     c = hw.core
     core_of = np.asarray(program.plan.core)
     positions = [neuron_positions(hw, p) for p in program.pieces]  # where the debug port finds each membrane
+    swap = program.plan.mode == "swap"
+    live = np.asarray(program.plan.live)
     steps = []
     for tr in run.trace:
         host = np.flatnonzero(tr.flit_src < 0)
@@ -416,6 +424,8 @@ def array_spec(program: Program, run) -> dict:
         per_core_f = np.bincount(core_of, weights=tr.fire_cycles, minlength=hw.array.cores)
         cores = []
         for p in program.pieces:
+            if swap and not live[p.id, 0] <= tr.step < live[p.id, 1]:
+                continue  # in swap mode a core's memories hold the piece only while it is live
             k = int(core_of[p.id])
             spikes = tr.spikes[p.id]
             cores.append(
@@ -434,6 +444,7 @@ def array_spec(program: Program, run) -> dict:
             {
                 "t": tr.step,
                 "cycles": int(run.step_cycles[tr.step]),
+                "stall": int(run.step_stall[tr.step]) if run.step_stall is not None else 0,
                 "host": flits,
                 "phase_i": max(int(tr.phase_i), 0),
                 "phase_p": int(tr.phase_p),
@@ -454,6 +465,7 @@ def array_spec(program: Program, run) -> dict:
         if p.kind == "output"
     ]
     return {
+        "swap": swap,
         "readout": readout,
         "lanes": c.lanes,
         "v_bits": c.v_bits,
@@ -472,13 +484,16 @@ def cosim_array(
     inits=None,
     readout_fault: bool = False,
     extra_barrier_cycles: int = 0,
+    dram_flip: tuple[int, int] | None = None,
 ) -> ArrayReport:
-    """Co-simulate the whole array (cores, encoders, routers) of a resident ``program`` on input ``x``.
+    """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``.
 
     The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
     last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
     and ``readout_fault``, ``extra_barrier_cycles`` are :class:`~spikeforge.rtl.array.CoreArray`'s
-    hooks (mutation tests).
+    hooks (mutation tests), as ``dram_flip`` (a flipped bit of a DRAM record, swap mode).
+    In swap mode the bench also waits for the array's ``ready`` before every step and compares that
+    wait with the simulator's DRAM stall of the step (``SampleRun.step_stall``).
     Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
@@ -486,7 +501,13 @@ def cosim_array(
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
-    array = CoreArray(program.hardware, inits, readout_fault=readout_fault, extra_barrier_cycles=extra_barrier_cycles)
+    array = CoreArray(
+        program.hardware,
+        inits,
+        readout_fault=readout_fault,
+        extra_barrier_cycles=extra_barrier_cycles,
+        dram_flip=dram_flip,
+    )
     sv = to_sv(array, "core_array")
     tmp = None
     if workdir is None:
@@ -513,6 +534,8 @@ def cosim_array(
         logits=cmp_["logits"],
         readout_cycles=cmp_["readout_cycles"],
         step_cycles=cmp_["step_cycles"],
+        stall_cycles=cmp_["stall_cycles"],
+        stalled_steps=cmp_["stalled_steps"],
     )
 
 
@@ -556,7 +579,7 @@ def cosim_samples(
     Raises
     ------
     RtlError
-        A piece or slot kind the RTL does not build yet, or a program that is not resident.
+        A piece or slot kind the RTL does not build yet, or a program in ``rounds`` mode.
     ToolMissingError
         Icarus Verilog, cocotb or Yosys missing.
     """

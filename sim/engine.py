@@ -37,12 +37,15 @@ class SampleRun:
     """One inference: logits, optional rasters, and the cycles of every step.
 
     ``trace`` (only with ``Simulator(..., trace=True)``): one :class:`StepTrace` per step.
+    ``step_stall``: per step, the cycles it waited for DRAM loads before it started (``swap`` mode,
+    section 7; zeros otherwise), not included in ``step_cycles``.
     """
 
     logits: np.ndarray
     step_cycles: np.ndarray
     rasters: dict[str, np.ndarray] = field(default_factory=dict)
     trace: list[StepTrace] = field(default_factory=list)
+    step_stall: np.ndarray | None = None
 
 
 @dataclass
@@ -373,7 +376,8 @@ class Simulator:
                             i = low.pop_index[pop.name]
                             base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
                             rasters[pop.name][t] = ring[base : base + pop.size]
-        total = self._timeline(step_cycles)
+        step_stall = np.zeros(self.steps, np.int64)
+        total = self._timeline(step_cycles, step_stall)
         logits = self._logits(state)
         self.counters.samples += 1
         self.cycles += total
@@ -382,7 +386,7 @@ class Simulator:
         self.step_phases_total += phases
         self.core_busy += core_step.sum(axis=0)
         self.core_step_busy += core_step
-        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces)
+        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces, step_stall=step_stall)
 
     # ------------------------------------------------------------------ opt-in trace
     def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
@@ -490,9 +494,10 @@ class Simulator:
             "b_out": b_out,
         }
 
-    def _timeline(self, step_cycles: np.ndarray) -> int:
+    def _timeline(self, step_cycles: np.ndarray, step_stall: np.ndarray) -> int:
         """Total cycles of one inference: steps back to back; in swap mode a step also waits for the
-        DRAM loads of the pieces that become live in it (simpy: loads queue on one channel)."""
+        DRAM loads of the pieces that become live in it (simpy: loads queue on one channel); each
+        step's wait goes to ``step_stall``."""
         prog = self.program
         if prog.plan.mode != "swap":
             return int(step_cycles.sum())
@@ -523,6 +528,7 @@ class Simulator:
                 if starting:
                     yield env.all_of(starting)
                 self.dram_stall += int(env.now - before)
+                step_stall[t] = int(env.now - before)
                 yield env.timeout(int(step_cycles[t]))
                 step_end[t].succeed()
 
