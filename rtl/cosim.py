@@ -221,6 +221,21 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
     return json.loads(out.read_text())
 
 
+def _refuse_not_resident(program: Program) -> None:
+    """The one-core bench replays a core holding one piece for the whole run."""
+    if program.plan.mode == "swap":
+        raise RtlError(
+            "the one-core bench replays resident programs (one piece per core for the whole run); this one is in "
+            "'swap' mode (pieces loaded from DRAM at run time): co-simulate it on the whole array (cosim_array, "
+            "cosim_samples, spikeforge cosim)."
+        )
+    if program.plan.mode != "resident":
+        raise RtlError(
+            f"the co-simulation replays resident and swap programs; this one is {program.plan.mode!r}: "
+            "use a larger [array] or a smaller model."
+        )
+
+
 def _refuse_phase_p(program: Program, piece_id: int) -> None:
     """The one-core bench drives phases I and F only: a partial piece and its root need phase P."""
     piece = program.pieces[piece_id]
@@ -275,11 +290,7 @@ def cosim_core(
         When the program is not resident, or ``piece_id`` is a partial piece or the root of one
         (phase P needs the whole array: :func:`cosim_array`).
     """
-    if program.plan.mode != "resident":
-        raise RtlError(
-            f"the co-simulation replays resident programs (one piece per core); this one is {program.plan.mode!r}: "
-            "use a larger [array] or a smaller model."
-        )
+    _refuse_not_resident(program)
     _refuse_phase_p(program, piece_id)
     if run is None:
         run = Simulator(program, trace=True).run(x)
@@ -321,10 +332,12 @@ def cosim(program: Program, x: np.ndarray, workdir: str | Path | None = None) ->
     Raises
     ------
     RtlError
-        When a piece uses something the RTL does not build yet, or the program is not resident.
+        When a piece uses something the RTL does not build yet, or the program is not resident
+        (a swap program: :func:`cosim_array`).
     ToolMissingError
         When Icarus Verilog or cocotb is missing.
     """
+    _refuse_not_resident(program)
     for p in program.pieces:  # refuse before running anything
         _refuse_phase_p(program, p.id)
         piece_init(program, p.id)
