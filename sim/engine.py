@@ -505,14 +505,18 @@ class Simulator:
         live = prog.plan.live
         env = simpy.Environment()
         dram = simpy.Resource(env, capacity=1)
-        step_end = [env.event() for _ in range(self.steps)]
+        # loaders waiting for the end of a step; woken in core order, so that requests made at the
+        # same step end reach the channel lower core index first (section 7)
+        waiting: dict[int, list[tuple[int, simpy.Event]]] = {}
         loaded = {p.id: env.event() for p in prog.pieces}
 
-        def loader(timeline):
+        def loader(core, timeline):
             prev_end = 0
             for pid in timeline:
                 if prev_end > 0:
-                    yield step_end[prev_end - 1]  # the previous piece's last live step is over
+                    wake = env.event()
+                    waiting.setdefault(prev_end - 1, []).append((core, wake))
+                    yield wake  # the previous piece's last live step is over
                 nbytes = prog.image_bytes(prog.pieces[pid])
                 with dram.request() as req:
                     yield req
@@ -530,11 +534,12 @@ class Simulator:
                 self.dram_stall += int(env.now - before)
                 step_stall[t] = int(env.now - before)
                 yield env.timeout(int(step_cycles[t]))
-                step_end[t].succeed()
+                for _, wake in sorted(waiting.pop(t, []), key=lambda w: w[0]):
+                    wake.succeed()
 
-        for timeline in prog.plan.timeline:
+        for core, timeline in enumerate(prog.plan.timeline):
             if timeline:
-                env.process(loader(timeline))
+                env.process(loader(core, timeline))
         env.process(stepper())
         env.run()
         return int(env.now)
