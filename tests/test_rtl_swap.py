@@ -30,15 +30,21 @@ if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
     raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
 needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
-# (layer sizes, T, rows, cols): four hidden layers on three cores (two cores load a second piece);
-# six on a 2 x 2 array (three cores load a second piece)
-CASES = {"1x3": ((12, 16, 16, 16, 16), 2, 1, 3, 3), "2x2": ((12, 16, 16, 16, 16, 16, 16), 3, 2, 2, 5)}
+# (layer sizes, T, rows, cols, seed, axons): four hidden layers on three cores (two cores load a
+# second piece); six on a 2 x 2 array (three cores load a second piece); a fan-in of 40 over 16
+# axons on a 2 x 2 array (h1's root and two partial pieces; two cores load a second piece after
+# a partial one, so phase P runs on loaded pieces)
+CASES = {
+    "1x3": ((12, 16, 16, 16, 16), 2, 1, 3, 3, None),
+    "2x2": ((12, 16, 16, 16, 16, 16, 16), 3, 2, 2, 5, None),
+    "partial": ((40, 16, 16, 16, 16), 2, 2, 2, 4, 16),
+}
 
 
 def swap_program(case: str):
-    sizes, timesteps, rows, cols, seed = CASES[case]
+    sizes, timesteps, rows, cols, seed, axons = CASES[case]
     graph = dense_network(seed, sizes, timesteps=timesteps)
-    program = dense_program(graph, rows, cols, neurons=16, lanes=4)
+    program = dense_program(graph, rows, cols, neurons=16, lanes=4, axons=axons)
     assert program.plan.mode == "swap"
     assert len(program.pieces) > program.hardware.array.cores
     x = np.random.default_rng(seed).integers(0, 16, sizes[0])
