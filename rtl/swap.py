@@ -33,7 +33,16 @@ from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES
 
-from .core import CYCLE_BITS, STEP_BITS, Core, banked_membrane, hist_bits, memory_words, out_flit_layout
+from .core import (
+    CYCLE_BITS,
+    STEP_BITS,
+    Core,
+    banked_membrane,
+    count_words,
+    hist_bits,
+    memory_words,
+    out_flit_layout,
+)
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
 
@@ -121,7 +130,11 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
         for pid, p in zip(timeline, inits):
             words = {name: w for name, w, _ in memory_words(hw, p)}
             groups = -(-p.n // lanes)
-            recs = [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][: len(p.synapse)])]
+            used = len(p.synapse)
+            if p.kind == PIECE_CODES["product"]:  # its running counts start at zero (section 4.3)
+                g = p.geometry
+                used = count_words(g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction, lanes)
+            recs = [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
             recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
             recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(groups)]
             nbytes = program.image_bytes(program.pieces[pid])
@@ -402,8 +415,3 @@ class DmaEngine(wiring.Component):
                 ready = ready & ((self.nxt != s) | (done_now > j))
         m.d.comb += self.ready.eq(ready)
         return m
-
-
-def is_output(p: PieceInit) -> bool:
-    """Whether a context is an output piece (its core answers the host's read-out)."""
-    return p.kind == PIECE_CODES["output"]
