@@ -33,17 +33,20 @@ needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scr
 # (layer sizes, T, rows, cols, seed, axons): four hidden layers on three cores (two cores load a
 # second piece); six on a 2 x 2 array (three cores load a second piece); a fan-in of 40 over 16
 # axons on a 2 x 2 array (h1's root and two partial pieces; two cores load a second piece after
-# a partial one, so phase P runs on loaded pieces)
+# a partial one, so phase P runs on loaded pieces); DIF neurons and an identity (residual) slot on
+# 1 x 3 (one core loads three pieces one after another, one core stays idle)
 CASES = {
     "1x3": ((12, 16, 16, 16, 16), 2, 1, 3, 3, None),
     "2x2": ((12, 16, 16, 16, 16, 16, 16), 3, 2, 2, 5, None),
     "partial": ((40, 16, 16, 16, 16), 2, 2, 2, 4, 16),
+    "residual": ((12, 16, 16, 16, 16), 2, 1, 3, 8, None),
 }
 
 
 def swap_program(case: str):
     sizes, timesteps, rows, cols, seed, axons = CASES[case]
-    graph = dense_network(seed, sizes, timesteps=timesteps)
+    residual = case == "residual"
+    graph = dense_network(seed, sizes, timesteps=timesteps, residual=residual, dif=residual)
     program = dense_program(graph, rows, cols, neurons=16, lanes=4, axons=axons)
     assert program.plan.mode == "swap"
     assert len(program.pieces) > program.hardware.array.cores
@@ -57,6 +60,9 @@ def swap_program(case: str):
 def test_a_swap_program_loads_its_pieces_from_dram_and_matches_the_simulator(case):
     program, x = swap_program(case)
     assert any(len(tl) > 1 for tl in program.plan.timeline)  # some core loads a second piece at run time
+    if case == "residual":
+        assert max(len(tl) for tl in program.plan.timeline) == 3
+        assert {"dense", "identity"} == {s.kind for p in program.pieces for s in p.slots}
     sim = Simulator(program, trace=True)
     run = sim.run(x)
     assert run.step_stall.sum() == sim.dram_stall > 0
