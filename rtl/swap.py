@@ -118,11 +118,13 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
                 )
             inits.append(piece_init(program, pid))
         if len({banked_membrane(hw, p) for p in inits}) > 1:
+            banked = [pid for pid, p in zip(timeline, inits) if banked_membrane(hw, p)]
+            whole = [pid for pid in timeline if pid not in banked]
             raise RtlError(
-                f"core {k} holds pieces {list(timeline)} whose membranes are organised differently (lane banks for "
-                "products and conv blocks that are not multiples of the lanes, one word otherwise); the swap-mode "
-                "RTL shares one membrane SRAM between them: use a larger [array] or lanes that divide the channel "
-                "blocks."
+                f"core {k} holds pieces {banked} with their membranes in lane banks (products, or conv blocks whose "
+                f"channels are not a multiple of the lanes) and pieces {whole} with whole-word membranes; the "
+                "swap-mode RTL shares one membrane SRAM between a core's pieces: use a larger [array] so the program "
+                "is resident."
             )
         plan.contexts[k] = inits
         for key in ("live_start", "live_end", "first_rec", "n_rec", "duration", "nbytes"):
