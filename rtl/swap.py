@@ -3,16 +3,19 @@
 A core position whose timeline holds several pieces is a :class:`SwapCore`: one set of core
 memories (synapse, membrane, parameter SRAMs and the spike history), empty at reset, shared by one
 *context* per piece of its timeline (the piece's datapath, slot and context registers and routing
-entries, which the generator builds per piece, as for a resident core). The :class:`DmaEngine`
-holds the DRAM, a memory initialised with every piece's images as write records, and the one DRAM
-channel: each core's loader requests its next piece as soon as the previous piece's last live step
-has ended (the first piece at reset), the channel serves one transfer at a time, oldest request
-first and simultaneous ones lower core index first, and a transfer of ``b`` bytes
-(``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b / dram_bytes_per_cycle)`` cycles,
-during which the engine streams the piece's records (one per cycle) into the core's memories
-through the loader's write ports. When a transfer ends, the loaded piece's context becomes the
-core's active one. ``ready`` says whether every piece that becomes live at the next step is
-loaded: the barrier controller starts the step only then, and the wait is the step's DRAM stall.
+entries, which the generator builds per piece, as for a resident core). A core whose pieces keep
+their membranes in lane banks (products, conv blocks that are not a multiple of the lanes) and in
+whole words has one membrane SRAM of each organisation (the loader writes membrane records to
+both). The :class:`DmaEngine` holds the DRAM, a memory initialised with every piece's images as
+write records, and the one DRAM channel: each core's loader requests its next piece as soon as the
+previous piece's last live step has ended (the first piece at reset), the channel serves one
+transfer at a time, oldest request first and simultaneous ones lower core index first, and a
+transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
+dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
+into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
+context becomes the core's active one. ``ready`` says whether every piece that becomes live at the
+next step is loaded: the barrier controller starts the step only then, and the wait is the step's
+DRAM stall.
 
 Cycles of the contract: the bench starts each phase one cycle after it sees the barrier unit's
 ``done`` (``docs/rtl.md``), so a phase's first cycle repeats the contract's cycle 0 of that phase.
@@ -89,9 +92,8 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     Raises
     ------
     RtlError
-        When the program is not in swap mode, when one core's pieces need different membrane
-        organisations or MBE units (one shared set of memories), or when a piece's records do not
-        fit its transfer.
+        When the program is not in swap mode, when it has MBE units, or when a piece's records do
+        not fit its transfer.
     """
     hw = program.hardware
     check_hardware(hw)
@@ -117,15 +119,6 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
                     "[array] so the program is resident."
                 )
             inits.append(piece_init(program, pid))
-        if len({banked_membrane(hw, p) for p in inits}) > 1:
-            banked = [pid for pid, p in zip(timeline, inits) if banked_membrane(hw, p)]
-            whole = [pid for pid in timeline if pid not in banked]
-            raise RtlError(
-                f"core {k} holds pieces {banked} with their membranes in lane banks (products, or conv blocks whose "
-                f"channels are not a multiple of the lanes) and pieces {whole} with whole-word membranes; the "
-                "swap-mode RTL shares one membrane SRAM between a core's pieces: use a larger [array] so the program "
-                "is resident."
-            )
         plan.contexts[k] = inits
         for key in ("live_start", "live_end", "first_rec", "n_rec", "duration", "nbytes"):
             getattr(plan, key)[k] = []
@@ -167,7 +160,9 @@ class SwapCore(wiring.Component):
         self.contexts = list(contexts)
         c = hw.core
         gmax = c.neurons // c.lanes
-        self.banked = banked_membrane(hw, self.contexts[0])
+        # membrane organisations its pieces use: lane banks (products, conv blocks that are not a
+        # multiple of the lanes) and whole words; a core holding both kinds gets both SRAMs
+        self.organisations = {banked_membrane(hw, p) for p in self.contexts}
         super().__init__(
             {
                 "events": In(stream.Signature(out_flit_layout(hw))),
@@ -205,9 +200,9 @@ class SwapCore(wiring.Component):
             "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
             "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
         }
-        if self.banked:
+        if True in self.organisations:
             shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
-        else:
+        if False in self.organisations:
             shared["mem"] = Memory(shape=unsigned(lanes * vb), depth=gmax, init=[])
         ctxs = [Core(hw, p, shared=shared) for p in self.contexts]
         # the contexts first: they ask for their ports before the memories are elaborated
@@ -224,7 +219,7 @@ class SwapCore(wiring.Component):
             par_w.data.eq(self.ld_data[: lanes * 2 * vb]),
             par_w.en.eq(self.ld_en & (self.ld_sel == SEL_PARAMS)),
         ]
-        if self.banked:  # lane l of a membrane record is word addr of bank l
+        if "banks" in shared:  # lane l of a membrane record is word addr of bank l
             for lane, bank in enumerate(shared["banks"]):
                 w = bank.write_port()
                 m.d.comb += [
@@ -232,7 +227,7 @@ class SwapCore(wiring.Component):
                     w.data.eq(self.ld_data[lane * vb : (lane + 1) * vb]),
                     w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE)),
                 ]
-        else:
+        if "mem" in shared:  # (a core with both organisations writes the record to both)
             w = shared["mem"].write_port()
             m.d.comb += [
                 w.addr.eq(self.ld_addr),
@@ -242,10 +237,10 @@ class SwapCore(wiring.Component):
         m.submodules.syn = shared["syn"]
         m.submodules.par = shared["par"]
         m.submodules.hist = shared["hist"]
-        if self.banked:
+        if "banks" in shared:
             for lane, bank in enumerate(shared["banks"]):
                 m.submodules[f"mem_bank{lane}"] = bank
-        else:
+        if "mem" in shared:
             m.submodules.mem = shared["mem"]
         # the active context: connected to the router, the controls and the outputs; the others idle
         for j, ctx in enumerate(ctxs):
