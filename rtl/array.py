@@ -24,16 +24,21 @@ from .core import CYCLE_BITS, STEP_BITS, Core, hist_bits, out_flit_layout
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, empty_piece, piece_init
 from .router import Router
+from .swap import DmaEngine, SwapCore, SwapPlan, swap_plan
 
 __all__ = ["CoreArray", "array_inits"]
 
 
-def array_inits(program: Program) -> dict[int, PieceInit]:
-    """The piece of every core of a resident program (idle cores are left out)."""
+def array_inits(program: Program) -> dict[int, PieceInit] | SwapPlan:
+    """The piece of every core of a resident program (idle cores are left out); for a ``swap``
+    program, its :class:`~spikeforge.rtl.swap.SwapPlan` (pieces loaded from DRAM at run time)."""
+    if program.plan.mode == "swap":
+        return swap_plan(program)
     if program.plan.mode != "resident":
         raise RtlError(
-            f"the program runs in {program.plan.mode!r} mode (pieces loaded from DRAM); the RTL array holds one "
-            "piece per core for the whole run: use a larger [array] so the program is resident."
+            f"the program runs in {program.plan.mode!r} mode (every core runs its pieces in rounds at every step, "
+            "their state streamed from DRAM); the RTL array builds resident and swap programs only: use a larger "
+            "[array] so that the pieces live at any one step fit it."
         )
     return {int(program.plan.core[p.id]): piece_init(program, p.id) for p in program.pieces}
 
@@ -51,21 +56,31 @@ class CoreArray(wiring.Component):
         Test hook: the read-out addresses the word after the one asked for (a wrong accumulator).
     extra_barrier_cycles : int
         Test hook: the barrier unit waits this many cycles more than ``barrier_cycles``.
+    dram_flip : (int, int), optional
+        Test hook (swap mode): flips bit ``b`` of DRAM record ``r``.
+
+    With a :class:`~spikeforge.rtl.swap.SwapPlan` for ``inits`` (a ``swap`` program) the cores that
+    hold pieces are :class:`~spikeforge.rtl.swap.SwapCore` positions, empty at reset and loaded at run
+    time by the :class:`~spikeforge.rtl.swap.DmaEngine`; ``ready`` then says whether the next step's
+    pieces are loaded (the controller starts the step when it is high).
     """
 
     def __init__(
         self,
         hw: HardwareConfig,
-        inits: dict[int, PieceInit] | None = None,
+        inits: dict[int, PieceInit] | SwapPlan | None = None,
         *,
         readout_fault: bool = False,
         extra_barrier_cycles: int = 0,
+        dram_flip: tuple[int, int] | None = None,
     ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.readout_fault = bool(readout_fault)
         self.extra_barrier_cycles = int(extra_barrier_cycles)
-        self.inits = dict(inits or {})
+        self.swap = inits if isinstance(inits, SwapPlan) else None
+        self.dram_flip = dram_flip
+        self.inits = {} if self.swap is not None else dict(inits or {})
         c = hw.core
         n = hw.array.cores
         super().__init__(
@@ -89,6 +104,7 @@ class CoreArray(wiring.Component):
                 "rd_core": In(index_bits(n)),
                 "rd_addr": In(index_bits(c.neurons // c.lanes)),
                 "rd_data": Out(c.lanes * c.v_bits),
+                "ready": Out(1),  # the next step's pieces are loaded (always 1 unless swap mode)
             }
         )
 
@@ -100,7 +116,10 @@ class CoreArray(wiring.Component):
         for y in range(rows):
             for x in range(cols):
                 k = y * cols + x
-                core = Core(hw, self.inits.get(k, empty_piece(hw)))
+                if self.swap is not None and k in self.swap.contexts:
+                    core = SwapCore(hw, self.swap.contexts[k], self.swap.data_bits, self.swap.addr_bits)
+                else:
+                    core = Core(hw, self.inits.get(k, empty_piece(hw)))
                 router = Router(hw, x, y)
                 m.submodules[f"core_x{x}_y{y}"] = cores[k] = core
                 m.submodules[f"router_x{x}_y{y}"] = routers[k] = router
@@ -173,6 +192,29 @@ class CoreArray(wiring.Component):
             m.d.sync += count.eq(now + 1)
         with m.Else():
             m.d.sync += count.eq(now)
+        # swap mode (section 7): the DMA engine loads each core's pieces; a step waits for `ready`
+        if self.swap is None:
+            m.d.comb += self.ready.eq(1)
+        else:
+            m.submodules.dma = dma = DmaEngine(hw, self.swap, flip=self.dram_flip)
+            nxt = Signal(STEP_BITS)  # the next step to run: one after the step last fired
+            with m.If(self.fire):
+                m.d.sync += nxt.eq(self.step + 1)
+            m.d.comb += [
+                dma.tick.eq(~(self.start | self.fire)),  # a phase's first cycle repeats the contract's cycle 0
+                dma.step_end.eq(self.done & in_f),
+                dma.nxt.eq(nxt),
+                self.ready.eq(dma.ready),
+            ]
+            for k in self.swap.contexts:
+                core = cores[k]
+                m.d.comb += [
+                    core.active.eq(getattr(dma, f"active_{k}")),
+                    core.ld_en.eq(getattr(dma, f"ld_en_{k}")),
+                    core.ld_sel.eq(dma.ld_sel),
+                    core.ld_addr.eq(dma.ld_addr),
+                    core.ld_data.eq(dma.ld_data),
+                ]
         # the host's read-out (section 5): rd_addr goes to every core, rd_data is the word of the
         # core named by rd_core in the cycle before (the cores' read ports are synchronous)
         rd_sel = Signal.like(self.rd_core)

@@ -13,6 +13,8 @@ FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$S
 * after each phase, the array's barrier unit: ``done`` low at ``end + barrier_cycles - 1`` and
   high at ``end + barrier_cycles``; the phases and their barriers add up to the simulator's
   ``step_cycles[t]``;
+* swap mode, before every step: the array's ``ready`` (its DRAM loads of the step's pieces done)
+  must rise after exactly the simulator's DRAM stall of the step;
 * barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its busy
   cycles and the number of flits its encoder sent, exactly.
 
@@ -44,7 +46,7 @@ class _ArrayBench(BenchBase):
             dut,
             spec,
             ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps")
-            + ("logits", "readout_cycles", "step_cycles"),
+            + ("logits", "readout_cycles", "step_cycles", "stall_cycles", "stalled_steps"),
         )
 
     def pack(self, fields: list[int]) -> int:
@@ -139,6 +141,25 @@ class _ArrayBench(BenchBase):
         await self.expect_end(t, "f_done", f)
         return await self.barrier_done(t, f, f)
 
+    async def wait_loads(self, st: dict, ready: int) -> int:
+        """Swap mode: the controller starts step ``t`` only when the array's ``ready`` is high (its
+        pieces loaded from DRAM); ``ready`` is the value seen at the previous step's end. Returns the
+        cycles waited, which must equal the simulator's DRAM stall of the step."""
+        t, want = st["t"], st["stall"]
+        waited = 0
+        limit = want + 4 * self.spec["barrier"] + 1000
+        while not ready and waited < limit:
+            await self.edges(1)
+            waited += 1
+            val = self.dut.ready.value
+            ready = int(val) if val.is_resolvable else 0
+        self.compared["stall_cycles"] += waited
+        self.compared["stalled_steps"] += int(waited > 0)
+        if waited != want or not ready:
+            got = waited if ready else f"not ready after {waited}"
+            self.mismatch(t, "DRAM stall cycles before the step (array ready)", want, got)
+        return waited
+
     async def barrier(self, st: dict) -> None:
         dut, t = self.dut, st["t"]
         for core in st["cores"]:
@@ -194,14 +215,20 @@ async def array_bench(dut):
     inputs = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
     await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "rd_core", "rd_addr"))
     t0 = time.perf_counter()
+    ready = int(dut.ready.value)  # cycle 0: the loaders have just made their first requests
     for st in spec["steps"]:
+        stall = await bench.wait_loads(st, ready) if spec.get("swap") else 0
         cycles = await bench.barrier_done(st["t"], await bench.phase_i(st), st["phase_i"])
         if st["phase_p"] > 0:
             cycles += await bench.phase_p(st)
         cycles += await bench.phase_f(st)
+        ready = int(dut.ready.value) if dut.ready.value.is_resolvable else 0  # at the step's end
         bench.compared["step_cycles"] += 1
         if cycles != st["cycles"]:
             bench.mismatch(st["t"], "cycles of the step (phases and their barriers)", st["cycles"], cycles)
+        if stall + cycles != st["cycles"] + st["stall"]:
+            what = "cycles of the step with its DRAM stall"
+            bench.mismatch(st["t"], what, st["cycles"] + st["stall"], stall + cycles)
         await bench.barrier(st)
     await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
     write_results(bench, time.perf_counter() - t0)

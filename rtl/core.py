@@ -38,7 +38,17 @@ from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
 
-__all__ = ["Core", "flit_layout", "out_flit_layout", "memory_words", "hist_bits", "STEP_BITS", "CYCLE_BITS"]
+__all__ = [
+    "Core",
+    "banked_membrane",
+    "count_words",
+    "flit_layout",
+    "out_flit_layout",
+    "memory_words",
+    "hist_bits",
+    "STEP_BITS",
+    "CYCLE_BITS",
+]
 
 STEP_BITS = 16
 CYCLE_BITS = 32
@@ -114,6 +124,20 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     return out
 
 
+def count_words(ni: int, nj: int, nc: int, lanes: int) -> int:
+    """Synapse words of a product block's running counts (section 4.3): ``Abar`` as ``C`` rows of
+    ``ceil(|I|/lanes)`` words, then ``Bbar`` as ``C`` rows of ``ceil(|J|/lanes)`` words, ``lanes``
+    counts per word."""
+    return nc * (-(-ni // lanes) + -(-nj // lanes))
+
+
+def banked_membrane(hw: HardwareConfig, p: PieceInit) -> bool:
+    """Whether the piece's membrane SRAM is ``lanes`` banks with their own addresses: a product piece
+    (section 4.3) or conv slots whose channel block is not a multiple of the lanes."""
+    conv_cb = next((p.geometry["c1"] - p.geometry["c0"] for sl in p.slots if sl.kind == SLOT_CODES["conv"]), 0)
+    return p.kind == PIECE_CODES["product"] or (hw.core.lanes > 1 and conv_cb % hw.core.lanes != 0)
+
+
 def hist_bits(hw: HardwareConfig) -> int:
     """Bits per neuron of a history row: ``v_bits`` on a core that can hold MBE units (their payloads)."""
     return hw.core.v_bits if "mbe" in hw.core.neuron_models else 1
@@ -135,6 +159,9 @@ class Core(wiring.Component):
         Test hook of product pieces (mutation tests; empty in generated hardware): ``"extra_cycle"``
         makes every operand event one cycle longer, ``"word_offset"`` sends each lane of a column
         update (operand ``b``) to the next word of its bank.
+    shared : dict, optional
+        Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``),
+        used instead of memories of its own initialised from the piece (:class:`~spikeforge.rtl.swap.SwapCore`).
     """
 
     def __init__(
@@ -144,10 +171,15 @@ class Core(wiring.Component):
         *,
         extra_dense_cycles: int = 0,
         product_fault: str = "",
+        shared: dict | None = None,
     ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.piece = piece if piece is not None else empty_piece(hw)
+        # swap mode (rtl/swap.py): the synapse, membrane, parameter and history memories belong to
+        # the core position and are shared by the contexts of its pieces; they start empty and the
+        # DMA loader fills them from DRAM (keys syn, par, hist and mem or banks)
+        self.shared = shared
         self.extra_dense_cycles = int(extra_dense_cycles)
         if product_fault not in ("", "extra_cycle", "word_offset"):
             raise ValueError(f"unknown product_fault {product_fault!r}")
@@ -187,29 +219,46 @@ class Core(wiring.Component):
         # ---- memories (section 3), initialised from the piece's images
         init = {name: words for name, words, _ in memory_words(self.hw, p)}
         syn_words = len(init["synapse"])
-        m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
+        sh = self.shared
+        if sh is None:
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
+        else:
+            syn = sh["syn"]
         is_product = p.kind == PIECE_CODES["product"]  # the skewed membrane banks of section 4.3
-        conv_cb = next((p.geometry["c1"] - p.geometry["c0"] for sl in p.slots if sl.kind == SLOT_CODES["conv"]), 0)
-        conv_banked = lanes > 1 and conv_cb % lanes != 0  # conv channel groups that start mid-word
+        conv_banked = banked_membrane(self.hw, p) and not is_product  # conv channel groups that start mid-word
         banked = is_product or conv_banked  # one membrane bank per lane, each with its own address
         order = membrane_order(self.hw, p)
-        if banked:
+        if banked and sh is not None:
+            banks = sh["banks"]
+        elif banked:
             vmask = (1 << vb) - 1
             banks = []
             for lane in range(lanes):
                 bank = Memory(shape=unsigned(vb), depth=gmax, init=[w >> (lane * vb) & vmask for w in init["membrane"]])
                 m.submodules[f"mem_bank{lane}"] = bank
                 banks.append(bank)
+        elif sh is not None:
+            mem = sh["mem"]
         else:
             m.submodules.mem = mem = Memory(shape=unsigned(lanes * vb), depth=gmax, init=init["membrane"])
         # parameter SRAM: threshold and bias per lane (v0 is only needed when the piece is loaded)
-        m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
+        if sh is None:
+            m.submodules.par = par = Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=init["params"])
+        else:
+            par = sh["par"]
         hdepth = c.spike_history_steps  # one row of `neurons` bits per step, written a lane group at a time
         is_mbe = p.kind == PIECE_CODES["mbe"]
         hb = vb if is_mbe else 1  # an mbe piece keeps a v_bits payload per unit (section 4.5)
-        m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
+        if sh is None:
+            m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
+        else:
+            hist = sh["hist"]
 
-        syn_rd = syn.read_port()
+        if p.kind == PIECE_CODES["product"]:  # running counts: read-modify-write (section 4.3)
+            syn_cnt_w = syn.write_port()
+            syn_rd = syn.read_port(transparent_for=(syn_cnt_w,))
+        else:
+            syn_rd = syn.read_port()
         if banked:
             bank_wr = [b.write_port() for b in banks]
             bank_rd = [b.read_port(transparent_for=(w,)) for b, w in zip(banks, bank_wr)]
@@ -332,7 +381,7 @@ class Core(wiring.Component):
             if prod is not None:
                 is_prod = ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
                 with m.If(is_prod):  # group 0 of the row or column now, ceil(m/lanes) groups, then the count
-                    m.d.comb += [iss_valid.eq(1), iss_dense.eq(0), iss_val.eq(prod["w"])]
+                    m.d.comb += [iss_valid.eq(1), iss_dense.eq(0), iss_val.eq(prod["w"]), iss_saddr.eq(prod["saddr"])]
                     cost = prod["groups"] + 1 + (self.product_fault == "extra_cycle")
                     m.d.sync += [rem.eq(cost - 1), last_end.eq(now + cost), cur_dense.eq(0)]
             rowwise = (kind == SLOT_CODES["dense"]) | (kind == SLOT_CODES["pool_dense"])
@@ -382,6 +431,7 @@ class Core(wiring.Component):
                     m.d.comb += [iss_valid.eq(conv["any"]), iss_maddr.eq(conv["maddr"]), iss_saddr.eq(conv["saddr"])]
             if prod is not None:  # the k-th lane group of a product event; the last cycle issues nothing
                 m.d.comb += [iss_valid.eq(prod["k"] < prod["groups_r"]), iss_dense.eq(0), iss_val.eq(prod["w"])]
+                m.d.comb += iss_saddr.eq(prod["saddr"])  # the last cycle reads the event's own count
             m.d.sync += [rem.eq(rem - 1), g.eq(g + 1), cur_addr.eq(cur_addr + 1)]
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         ended = ~(had & ~self.start) | (now >= last_end + c.pipeline_cycles)
@@ -470,14 +520,24 @@ class Core(wiring.Component):
             syn_lanes = Array(syn_rd.data[k * wb : (k + 1) * wb].as_signed() for k in range(lanes))
         if is_product:  # per lane: its neuron's word, the other operand's count, whether the lane has a neuron
             w_baddr = [Signal(range(max(2, gmax)), name=f"w_baddr{k}") for k in range(lanes)]
-            w_bcnt = [Signal(c.count_bits, name=f"w_bcount{k}") for k in range(lanes)]
+            w_bsel = [Signal(range(max(2, lanes)), name=f"w_bsel{k}") for k in range(lanes)]
             w_bval = [Signal(name=f"w_bvalid{k}") for k in range(lanes)]
             for k in range(lanes):
                 m.d.sync += [
                     w_baddr[k].eq(prod["addr"][k]),
-                    w_bcnt[k].eq(prod["count"][k]),
+                    w_bsel[k].eq(prod["sel"][k]),
                     w_bval[k].eq(prod["valid"][k]),
                 ]
+            # each lane's count: its place in the count word read in the issue cycle (section 4.3)
+            w_bcnt = [syn_rd.data.word_select(w_bsel[k], c.count_bits) for k in range(lanes)]
+            # the event's own count: read in its last cycle, written back incremented in the next
+            w_inc = Signal()
+            w_inc_lane = Signal(range(max(2, lanes)))
+            w_inc_addr = Signal.like(iss_saddr)
+            m.d.sync += [w_inc.eq(prod["inc"]), w_inc_lane.eq(prod["inc_lane"]), w_inc_addr.eq(iss_saddr)]
+            cb_ = c.count_bits
+            bumped = Cat((syn_rd.data[k * cb_ : (k + 1) * cb_] + (w_inc_lane == k))[:cb_] for k in range(lanes))
+            m.d.comb += [syn_cnt_w.addr.eq(w_inc_addr), syn_cnt_w.data.eq(bumped), syn_cnt_w.en.eq(w_inc)]
             occupied = Array(
                 Const(sum(1 << k for k in range(lanes) if order[w * lanes + k] >= 0), lanes) for w in range(gmax)
             )
@@ -748,21 +808,27 @@ class Core(wiring.Component):
         ``(i, j)`` is in bank ``(j + s_i) mod lanes`` at word ``P[i, bank] + j // lanes``
         (:func:`~spikeforge.rtl.piece.product_banks`), so group ``g`` of row ``i`` gives lane ``l`` the
         neuron ``j = g * lanes + (l - s_i) mod lanes`` and group ``h`` of column ``j`` the row of its
-        ``h``-th group of rows whose shift is ``(l - j) mod lanes``; every lane reads its own word. The
-        counts are registers; each operand's source index is mapped to its ``(row, column)`` by the
-        piece's index table.
+        ``h``-th group of rows whose shift is ``(l - j) mod lanes``; every lane reads its own word.
 
-        Returns, for the cycle in progress, per lane the bank word, the count and whether the lane has
-        a neuron, plus the groups of the event being popped and of the one in progress."""
+        The counts are in the synapse SRAM (section 4.3), ``lanes`` counts of ``count_bits`` per word
+        (count ``l`` in bits ``l * count_bits`` up): ``Abar[:, c]`` at words ``c * gi + h`` (rows ``h *
+        lanes ..`` of contraction index ``c``), then ``Bbar[c, :]`` at words ``C * gi + c * gj + g``
+        (:func:`count_words`). A group reads the other operand's count word of its rows or columns in its
+        issue cycle and each lane picks its neuron's count; the extra cycle reads the word of the
+        event's own count, which is written back incremented in the next cycle (the read port is
+        transparent to that write, so a following event sees the new count). Each operand's source
+        index is mapped to its ``(row, column)`` by the piece's index table.
+
+        Returns, for the cycle in progress, per lane the bank word, the count's position in the word
+        read and whether the lane has a neuron, the synapse word to read, whether the cycle reads the
+        event's own count (and its lane), plus the groups of the event being popped and of the one in
+        progress."""
         c, p = self.hw.core, self.piece
         lanes = c.lanes
         g = p.geometry
         ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction
         gi, gj = -(-ni // lanes), -(-nj // lanes)
-        cb = c.count_bits
         w = next(sl.weight for sl in p.slots if sl.kind == SLOT_CODES["product_a"])
-        abar = [[Signal(cb, name=f"abar{i}_{k}") for k in range(nc)] for i in range(ni)]
-        bbar = [[Signal(cb, name=f"bbar{k}_{j}") for j in range(nj)] for k in range(nc)]
         is_a = kind == SLOT_CODES["product_a"]
         # decode the operand: (row, col) of a (i, c) or of b (c, j)
         row, col = Signal(range(max(2, ni, nc) + 1)), Signal(range(max(2, nc, nj) + 1))
@@ -780,19 +846,12 @@ class Core(wiring.Component):
         k_r = Signal(range(max(gi, gj) + 2))
         groups_h = Mux(is_a, gj, gi)
         groups_r = Signal(range(max(gi, gj) + 1))
+        cur_prod = Signal()  # the event in progress is an operand event
         is_ev = pop & ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
+        with m.If(pop):
+            m.d.sync += cur_prod.eq(is_ev)
         with m.If(is_ev):
             m.d.sync += [side_r.eq(is_a), row_r.eq(row), col_r.eq(col), k_r.eq(1), groups_r.eq(groups_h)]
-            with m.If(is_a):  # Abar[i, c] += 1
-                for i in range(ni):
-                    for k in range(nc):
-                        with m.If((row == i) & (col == k)):
-                            m.d.sync += abar[i][k].eq(abar[i][k] + 1)
-            with m.Else():  # Bbar[c, j] += 1
-                for k in range(nc):
-                    for j in range(nj):
-                        with m.If((row == k) & (col == j)):
-                            m.d.sync += bbar[k][j].eq(bbar[k][j] + 1)
         with m.Elif(~idle):
             m.d.sync += k_r.eq(k_r + 1)
 
@@ -806,6 +865,20 @@ class Core(wiring.Component):
             cl.eq(Mux(is_ev, col, col_r)),
             kk.eq(Mux(is_ev, 0, k_r)),
         ]
+        # the count words: Abar[:, c] from word 0, Bbar[c, :] after them (section 4.3)
+        words = count_words(ni, nj, nc, lanes)
+        saddr = Signal(range(max(2, words + 1)))
+        inc = Signal()  # this cycle reads the word of the event's own count
+        inc_lane = Signal(range(max(2, lanes)))
+        m.d.comb += inc.eq(~is_ev & ~idle & cur_prod & (k_r == groups_r))
+        b0 = nc * gi
+        with m.If(inc):  # a: Abar[i = rw, c = cl]; b: Bbar[c = rw, j = cl]
+            m.d.comb += [
+                saddr.eq(Mux(side, cl * gi + rw // lanes, b0 + rw * gj + cl // lanes)),
+                inc_lane.eq(Mux(side, rw % lanes, cl % lanes)),
+            ]
+        with m.Else():  # a: Bbar[c = cl, group kk of columns]; b: Abar[group kk of rows, c = rw]
+            m.d.comb += saddr.eq(Mux(side, b0 + cl * gj + kk, rw * gi + kk))
         shifts = bank_shifts(ni, lanes)
         bank, addr = product_banks(ni, nj, lanes)
         prefix = [
@@ -821,10 +894,8 @@ class Core(wiring.Component):
             for h in range(gi)
         ]
         by_shift_t = Array(Array(Const(v, range(ni + 1)) for v in r) for r in by_shift)
-        abar_t = Array(Array(r) for r in abar) if ni and nc else None
-        bbar_t = Array(Array(r) for r in bbar) if nj and nc else None
         word_of_col = Array(Const(j // lanes, range(gj + 1)) for j in range(nj))
-        out_addr, out_count, out_valid = [], [], []
+        out_addr, out_sel, out_valid = [], [], []
         for lane in range(lanes):
             pre = Array(Const(prefix[i][lane], range(max(2, c.neurons))) for i in range(ni))
             # a: row i = rw, contraction c = cl; lane's column j = kk * lanes + (lane - s_i) mod lanes
@@ -837,20 +908,19 @@ class Core(wiring.Component):
             m.d.comb += ib.eq(by_shift_t[kk][dcol[cl]])
             a_addr = pre[rw] + kk
             b_addr = pre[ib] + word_of_col[cl] + (self.product_fault == "word_offset")
-            a_cnt = bbar_t[cl][ja] if bbar_t is not None else Const(0)
-            b_cnt = abar_t[ib][rw] if abar_t is not None else Const(0)
-            la, lc, lv = (
+            la, ls, lv = (
                 Signal(range(max(2, c.neurons)), name=f"prod_addr{lane}"),
-                Signal(cb, name=f"prod_count{lane}"),
+                Signal(range(max(2, lanes)), name=f"prod_sel{lane}"),
                 Signal(name=f"prod_valid{lane}"),
             )
             m.d.comb += [
                 la.eq(Mux(side, a_addr, b_addr)),
-                lc.eq(Mux(side, a_cnt, b_cnt)),
+                # the lane's count in the word read: column j's (a) or row i's (b) place in its group
+                ls.eq(Mux(side, off[rw], (ib - kk * lanes)[: len(ls)])),
                 lv.eq(Mux(side, ja < nj, ib < ni)),
             ]
             out_addr.append(la)
-            out_count.append(lc)
+            out_sel.append(ls)
             out_valid.append(lv)
         return {
             "groups": groups_h,
@@ -858,8 +928,11 @@ class Core(wiring.Component):
             "k": k_r,
             "w": w,
             "addr": out_addr,
-            "count": out_count,
+            "sel": out_sel,
             "valid": out_valid,
+            "saddr": saddr,
+            "inc": inc,
+            "inc_lane": inc_lane,
         }
 
     def _tile_local(self, index):

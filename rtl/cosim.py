@@ -221,6 +221,21 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
     return json.loads(out.read_text())
 
 
+def _refuse_not_resident(program: Program) -> None:
+    """The one-core bench replays a core holding one piece for the whole run."""
+    if program.plan.mode == "swap":
+        raise RtlError(
+            "the one-core bench replays resident programs (one piece per core for the whole run); this one is in "
+            "'swap' mode (pieces loaded from DRAM at run time): co-simulate it on the whole array (cosim_array, "
+            "cosim_samples, spikeforge cosim)."
+        )
+    if program.plan.mode != "resident":
+        raise RtlError(
+            f"the co-simulation replays resident and swap programs; this one is {program.plan.mode!r}: "
+            "use a larger [array] or a smaller model."
+        )
+
+
 def _refuse_phase_p(program: Program, piece_id: int) -> None:
     """The one-core bench drives phases I and F only: a partial piece and its root need phase P."""
     piece = program.pieces[piece_id]
@@ -275,11 +290,7 @@ def cosim_core(
         When the program is not resident, or ``piece_id`` is a partial piece or the root of one
         (phase P needs the whole array: :func:`cosim_array`).
     """
-    if program.plan.mode != "resident":
-        raise RtlError(
-            f"the co-simulation replays resident programs (one piece per core); this one is {program.plan.mode!r}: "
-            "use a larger [array] or a smaller model."
-        )
+    _refuse_not_resident(program)
     _refuse_phase_p(program, piece_id)
     if run is None:
         run = Simulator(program, trace=True).run(x)
@@ -321,10 +332,12 @@ def cosim(program: Program, x: np.ndarray, workdir: str | Path | None = None) ->
     Raises
     ------
     RtlError
-        When a piece uses something the RTL does not build yet, or the program is not resident.
+        When a piece uses something the RTL does not build yet, or the program is not resident
+        (a swap program: :func:`cosim_array`).
     ToolMissingError
         When Icarus Verilog or cocotb is missing.
     """
+    _refuse_not_resident(program)
     for p in program.pieces:  # refuse before running anything
         _refuse_phase_p(program, p.id)
         piece_init(program, p.id)
@@ -359,6 +372,10 @@ class ArrayReport:
     readout_cycles: int = 0
     #: steps whose cycles (phases and the barrier unit's barriers) were compared with the simulator's
     step_cycles: int = 0
+    #: swap mode: DRAM stall cycles the RTL waited in all (each step's compared with the simulator's),
+    #: and the steps that waited
+    stall_cycles: int = 0
+    stalled_steps: int = 0
 
     @property
     def ok(self) -> bool:
@@ -374,6 +391,8 @@ class ArrayReport:
             f"counts, {self.logits} logits read "
             f"by the host in {self.readout_cycles} cycles"
         )
+        if self.stall_cycles or self.stalled_steps:
+            head += f", {self.stall_cycles} DRAM stall cycles over {self.stalled_steps} steps"
         if self.ok:
             return head + ": match"
         m = self.mismatches[0]
@@ -395,6 +414,8 @@ def array_spec(program: Program, run) -> dict:
     c = hw.core
     core_of = np.asarray(program.plan.core)
     positions = [neuron_positions(hw, p) for p in program.pieces]  # where the debug port finds each membrane
+    swap = program.plan.mode == "swap"
+    live = np.asarray(program.plan.live)
     steps = []
     for tr in run.trace:
         host = np.flatnonzero(tr.flit_src < 0)
@@ -416,6 +437,8 @@ def array_spec(program: Program, run) -> dict:
         per_core_f = np.bincount(core_of, weights=tr.fire_cycles, minlength=hw.array.cores)
         cores = []
         for p in program.pieces:
+            if swap and not live[p.id, 0] <= tr.step < live[p.id, 1]:
+                continue  # in swap mode a core's memories hold the piece only while it is live
             k = int(core_of[p.id])
             spikes = tr.spikes[p.id]
             cores.append(
@@ -434,6 +457,7 @@ def array_spec(program: Program, run) -> dict:
             {
                 "t": tr.step,
                 "cycles": int(run.step_cycles[tr.step]),
+                "stall": int(run.step_stall[tr.step]) if run.step_stall is not None else 0,
                 "host": flits,
                 "phase_i": max(int(tr.phase_i), 0),
                 "phase_p": int(tr.phase_p),
@@ -454,6 +478,7 @@ def array_spec(program: Program, run) -> dict:
         if p.kind == "output"
     ]
     return {
+        "swap": swap,
         "readout": readout,
         "lanes": c.lanes,
         "v_bits": c.v_bits,
@@ -472,13 +497,16 @@ def cosim_array(
     inits=None,
     readout_fault: bool = False,
     extra_barrier_cycles: int = 0,
+    dram_flip: tuple[int, int] | None = None,
 ) -> ArrayReport:
-    """Co-simulate the whole array (cores, encoders, routers) of a resident ``program`` on input ``x``.
+    """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``.
 
     The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
     last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
     and ``readout_fault``, ``extra_barrier_cycles`` are :class:`~spikeforge.rtl.array.CoreArray`'s
-    hooks (mutation tests).
+    hooks (mutation tests), as ``dram_flip`` (a flipped bit of a DRAM record, swap mode).
+    In swap mode the bench also waits for the array's ``ready`` before every step and compares that
+    wait with the simulator's DRAM stall of the step (``SampleRun.step_stall``).
     Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
@@ -486,7 +514,13 @@ def cosim_array(
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
-    array = CoreArray(program.hardware, inits, readout_fault=readout_fault, extra_barrier_cycles=extra_barrier_cycles)
+    array = CoreArray(
+        program.hardware,
+        inits,
+        readout_fault=readout_fault,
+        extra_barrier_cycles=extra_barrier_cycles,
+        dram_flip=dram_flip,
+    )
     sv = to_sv(array, "core_array")
     tmp = None
     if workdir is None:
@@ -513,6 +547,8 @@ def cosim_array(
         logits=cmp_["logits"],
         readout_cycles=cmp_["readout_cycles"],
         step_cycles=cmp_["step_cycles"],
+        stall_cycles=cmp_["stall_cycles"],
+        stalled_steps=cmp_["stalled_steps"],
     )
 
 
@@ -556,7 +592,7 @@ def cosim_samples(
     Raises
     ------
     RtlError
-        A piece or slot kind the RTL does not build yet, or a program that is not resident.
+        A piece or slot kind the RTL does not build yet, or a program in ``rounds`` mode.
     ToolMissingError
         Icarus Verilog, cocotb or Yosys missing.
     """

@@ -19,6 +19,7 @@ from spikeforge.mapping import HardwareConfig, Program
 from .core import Core, memory_words
 from .errors import RtlError, ToolMissingError
 from .piece import check_hardware, empty_piece
+from .swap import SwapPlan
 
 __all__ = ["to_sv", "ports_of", "export_rtl"]
 
@@ -91,6 +92,12 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     in the low bits) hold the same words as the modules' initial values: ``<module>.synapse.hex``,
     ``.params.hex`` (threshold and bias per lane) and ``.membrane.hex`` (``v0``).
 
+    With a ``swap`` program the cores' memories start empty and the DMA engine loads them at run
+    time (``rtl/swap.py``): ``dram.hex`` holds the DRAM's records (``sel | addr << 2 | data << (2 +
+    addr_bits)``: sel 0 synapse, 1 parameters, 2 membrane word), the manifest's ``dram`` says their
+    format and ``cores`` each core's pieces in load order with their records, bytes and transfer
+    cycles; no core module is written alone (``modules`` is empty).
+
     Parameters
     ----------
     hardware : HardwareConfig
@@ -98,7 +105,7 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     out_dir : path
         Created if needed.
     program : Program, optional
-        Compiled for ``hardware`` (same fingerprint), in ``resident`` mode.
+        Compiled for ``hardware`` (same fingerprint), in ``resident`` or ``swap`` mode.
 
     Returns
     -------
@@ -131,6 +138,8 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     out.mkdir(parents=True, exist_ok=True)
     top = CoreArray(hardware, inits)
     (out / "core_array.sv").write_text(to_sv(top, "core_array"))
+    if isinstance(inits, SwapPlan):
+        return _export_swap(hardware, out, top, inits)
     modules = []
     for k, init in sorted(inits.items()) if inits else [(-1, empty_piece(hardware))]:
         if k < 0:
@@ -182,6 +191,59 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
         "clock": "clk (rising edge), rst (synchronous, active high)",
         "ports": ports_of(top),
         "modules": modules,
+        "cores": cores,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _manifest_head(hardware: HardwareConfig, top) -> dict:
+    return {
+        "generator": "spikeforge.rtl",
+        "top": "core_array",
+        "file": "core_array.sv",
+        "hardware_fingerprint": hardware.fingerprint(),
+        "parameters": {
+            "array": asdict(hardware.array),
+            "core": {k: v for k, v in asdict(hardware.core).items() if k != "neuron_models"},
+            "noc": {"router_buffer_flits": hardware.noc.router_buffer_flits, "barrier_cycles": hardware.barrier_cycles},
+            "memory": asdict(hardware.memory),
+        },
+        "clock": "clk (rising edge), rst (synchronous, active high)",
+        "ports": ports_of(top),
+    }
+
+
+def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> dict:
+    """Swap mode: the top, the DRAM's records and a manifest of what each core loads."""
+    bits = 2 + plan.addr_bits + plan.data_bits
+    (out / "dram.hex").write_text(_hex_lines(plan.records, bits))
+    cores = []
+    for k in range(hardware.array.cores):
+        y, x = divmod(k, hardware.array.cols)
+        pieces = [
+            {
+                "piece": p.piece_id,
+                "population": p.population,
+                "live": [plan.live_start[k][j], plan.live_end[k][j]],
+                "first_record": plan.first_rec[k][j],
+                "records": plan.n_rec[k][j],
+                "bytes": plan.nbytes[k][j],
+                "transfer_cycles": plan.duration[k][j],
+            }
+            for j, p in enumerate(plan.contexts.get(k, []))
+        ]
+        cores.append({"instance": f"core_x{x}_y{y}", "core": k, "x": x, "y": y, "pieces": pieces})
+    manifest = _manifest_head(hardware, top) | {
+        "mode": "swap",
+        "submodules": ["swap core (one context per piece on shared SRAMs, loader write ports)", "router", "dma"],
+        "dram": {
+            "file": "dram.hex",
+            "words": len(plan.records),
+            "bits": bits,
+            "format": f"sel | addr << 2 | data << {2 + plan.addr_bits}; sel 0 synapse, 1 params, 2 membrane",
+        },
+        "modules": [],
         "cores": cores,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -201,6 +201,17 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
             for j in range(g["j0"], g["j1"])
         }
         operands = (a, b)
+        core = program.hardware.core
+        ni, nj = g["i1"] - g["i0"], g["j1"] - g["j0"]
+        lanes = core.lanes
+        words = contraction * (-(-ni // lanes) + -(-nj // lanes))  # rtl.core.count_words
+        if core.count_bits > core.weight_bits or words > core.axons * core.neurons // lanes:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) is a {ni} x {nj} product block over {contraction} "
+                f"contraction indices; its running counts take {words} synapse words of {lanes} counts of "
+                f"{core.count_bits} bits, and the synapse SRAM has {core.axons * core.neurons // lanes} words of "
+                f"{lanes} weights of {core.weight_bits} bits: recompile it with smaller blocks or more axons."
+            )
     bases = 0
     if piece.kind == "mbe":
         bases = int(program.graph.population(piece.population).bases)

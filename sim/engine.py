@@ -37,12 +37,15 @@ class SampleRun:
     """One inference: logits, optional rasters, and the cycles of every step.
 
     ``trace`` (only with ``Simulator(..., trace=True)``): one :class:`StepTrace` per step.
+    ``step_stall``: per step, the cycles it waited for DRAM loads before it started (``swap`` mode,
+    section 7; zeros otherwise), not included in ``step_cycles``.
     """
 
     logits: np.ndarray
     step_cycles: np.ndarray
     rasters: dict[str, np.ndarray] = field(default_factory=dict)
     trace: list[StepTrace] = field(default_factory=list)
+    step_stall: np.ndarray | None = None
 
 
 @dataclass
@@ -374,7 +377,8 @@ class Simulator:
                             i = low.pop_index[pop.name]
                             base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
                             rasters[pop.name][t] = ring[base : base + pop.size]
-        total = self._timeline(step_cycles)
+        step_stall = np.zeros(self.steps, np.int64)
+        total = self._timeline(step_cycles, step_stall)
         logits = self._logits(state)
         self.counters.samples += 1
         self.cycles += total
@@ -383,7 +387,7 @@ class Simulator:
         self.step_phases_total += phases
         self.core_busy += core_step.sum(axis=0)
         self.core_step_busy += core_step
-        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces)
+        return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces, step_stall=step_stall)
 
     # ------------------------------------------------------------------ opt-in trace
     def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
@@ -491,9 +495,10 @@ class Simulator:
             "b_out": b_out,
         }
 
-    def _timeline(self, step_cycles: np.ndarray) -> int:
+    def _timeline(self, step_cycles: np.ndarray, step_stall: np.ndarray) -> int:
         """Total cycles of one inference: steps back to back; in swap mode a step also waits for the
-        DRAM loads of the pieces that become live in it (simpy: loads queue on one channel)."""
+        DRAM loads of the pieces that become live in it (simpy: loads queue on one channel); each
+        step's wait goes to ``step_stall``."""
         prog = self.program
         if prog.plan.mode != "swap":
             return int(step_cycles.sum())
@@ -501,14 +506,18 @@ class Simulator:
         live = prog.plan.live
         env = simpy.Environment()
         dram = simpy.Resource(env, capacity=1)
-        step_end = [env.event() for _ in range(self.steps)]
+        # loaders waiting for the end of a step; woken in core order, so that requests made at the
+        # same step end reach the channel lower core index first (section 7)
+        waiting: dict[int, list[tuple[int, simpy.Event]]] = {}
         loaded = {p.id: env.event() for p in prog.pieces}
 
-        def loader(timeline):
+        def loader(core, timeline):
             prev_end = 0
             for pid in timeline:
                 if prev_end > 0:
-                    yield step_end[prev_end - 1]  # the previous piece's last live step is over
+                    wake = env.event()
+                    waiting.setdefault(prev_end - 1, []).append((core, wake))
+                    yield wake  # the previous piece's last live step is over
                 nbytes = prog.image_bytes(prog.pieces[pid])
                 with dram.request() as req:
                     yield req
@@ -524,12 +533,14 @@ class Simulator:
                 if starting:
                     yield env.all_of(starting)
                 self.dram_stall += int(env.now - before)
+                step_stall[t] = int(env.now - before)
                 yield env.timeout(int(step_cycles[t]))
-                step_end[t].succeed()
+                for _, wake in sorted(waiting.pop(t, []), key=lambda w: w[0]):
+                    wake.succeed()
 
-        for timeline in prog.plan.timeline:
+        for core, timeline in enumerate(prog.plan.timeline):
             if timeline:
-                env.process(loader(timeline))
+                env.process(loader(core, timeline))
         env.process(stepper())
         env.run()
         return int(env.now)

@@ -183,6 +183,14 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
     for mod in manifest["modules"]:
         mems = ", ".join(mod["memories"])
         print(f"{mod['file']}: module {mod['module']}, {len(mod['ports'])} ports, memories {mems}")
+    if manifest.get("mode") == "swap":
+        d = manifest["dram"]
+        loads = sum(len(c["pieces"]) for c in manifest["cores"])
+        print(
+            f"swap mode: {manifest['file']} with its DMA engine, {d['file']} ({d['words']} records of "
+            f"{d['bits']} bits: {loads} piece loads) and {Path(args.out) / 'manifest.json'}"
+        )
+        return 0
     print(f"wrote {len(manifest['modules'])} SystemVerilog modules, init files and {Path(args.out) / 'manifest.json'}")
     return 0
 

@@ -161,10 +161,10 @@ def test_rtl_writes_modules_and_refuses_a_program_for_other_hardware(tmp_path, c
 
 
 def test_cosim_names_what_the_rtl_cannot_build_yet(capsys):
-    # the bundled model builds whole on 16-lane cores; on a 4 x 4 array it runs in swap mode, which the
-    # RTL (one piece per core, fixed when generated) does not build
-    assert main(["cosim", "--hardware", "configs/array-4x4.toml"]) == 2
-    assert "runs in 'swap' mode (pieces loaded from DRAM); the RTL array holds one piece" in capsys.readouterr().err
+    # the bundled model builds whole on 16-lane cores; on one core it runs in rounds mode (every piece
+    # in turn at every step, its state streamed from DRAM), which the RTL does not build
+    assert main(["cosim", "--hardware", "configs/array-1x1.toml"]) == 2
+    assert "the RTL array builds resident and swap programs only" in capsys.readouterr().err
 
 
 def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):

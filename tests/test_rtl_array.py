@@ -201,8 +201,8 @@ def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(tiny_graph):
     from spikeforge.rtl import RtlError, cosim_samples
 
     program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(2, 2)))
-    assert program.plan.mode != "resident"
-    with pytest.raises(RtlError, match=r"piece per core for the whole run"):
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"builds resident and swap programs only"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 

@@ -65,12 +65,14 @@ def product_piece(ni, nj, nc, neurons, lanes, seed=0):
     )
 
 
-def expected(piece, events, lanes):
-    """Section 4.3 by hand: membranes (local order), event ends and the cost of each event."""
+def expected(piece, events, lanes, abar0=None, bbar0=None):
+    """Section 4.3 by hand: membranes (local order), event ends and the cost of each event; the
+    counts start at ``abar0``, ``bbar0`` (zero by default)."""
     g = piece.geometry
     ni, nj, nc = g["i1"], g["j1"], piece.contraction
     v = piece.params[:, 2].copy().reshape(ni, nj)
-    abar, bbar = np.zeros((ni, nc), np.int64), np.zeros((nc, nj), np.int64)
+    abar = np.zeros((ni, nc), np.int64) if abar0 is None else abar0.copy()
+    bbar = np.zeros((nc, nj), np.int64) if bbar0 is None else bbar0.copy()
     costs = []
     for slot, src in events:
         if slot == 0:
@@ -159,6 +161,39 @@ def test_operand_events_cost_ceil_m_over_lanes_plus_one_and_update_rows_and_colu
     assert seen["last_end"] == 1 + sum(costs)
     assert seen["busy"] == sum(costs)
     assert seen["v"].tolist() == v.tolist()
+
+
+@pytest.mark.parametrize(("lanes", "ni", "nj", "nc"), [(1, 3, 2, 2), (4, 5, 7, 3), (16, 3, 17, 2)])
+def test_the_running_counts_are_read_from_the_synapse_sram_at_their_words(lanes, ni, nj, nc):
+    """The counts live in the synapse SRAM (section 4.3; rtl.core.count_words): ``Abar[:, c]`` at
+    words ``c * ceil(ni/lanes) + h``, then ``Bbar[c, :]`` at ``nc * ceil(ni/lanes) + c * ceil(nj/lanes)
+    + g``, count ``l`` of a word in bits ``l * count_bits``. Counts placed there before the events
+    (as a piece loaded with them would have) are what the events read and increment."""
+    neurons = 1 << (max(64, -(-ni * nj // lanes) * lanes) - 1).bit_length()
+    core = CoreConfig(axons=16, neurons=neurons, lanes=lanes, v_bits=VB, pipeline_cycles=3, input_fifo_events=64)
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=core)
+    rng = np.random.default_rng(lanes + ni)
+    abar0, bbar0 = rng.integers(0, 4, (ni, nc)), rng.integers(0, 4, (nc, nj))
+    gi, gj, cb, wb = -(-ni // lanes), -(-nj // lanes), core.count_bits, core.weight_bits
+    raw = [0] * (nc * (gi + gj))
+    for i in range(ni):
+        for c in range(nc):
+            raw[c * gi + i // lanes] |= int(abar0[i, c]) << (i % lanes * cb)
+    for c in range(nc):
+        for j in range(nj):
+            raw[nc * gi + c * gj + j // lanes] |= int(bbar0[c, j]) << (j % lanes * cb)
+    # the image holds `lanes` signed weight_bits fields per word: cut each raw word into them
+    fields = [[(r >> (k * wb)) & ((1 << wb) - 1) for k in range(lanes)] for r in raw]
+    synapse = np.array([[f - (1 << wb) if f >> (wb - 1) else f for f in row] for row in fields], np.int64)
+    piece = dataclasses.replace(product_piece(ni, nj, nc, neurons, lanes), synapse=synapse)
+    srcs_a, srcs_b = list(piece.operands[0]), list(piece.operands[1])
+    events = [(int(k), int(rng.choice(srcs_a if k == 0 else srcs_b))) for k in rng.integers(0, 2, 16)]
+    v, costs = expected(piece, events, lanes, abar0, bbar0)
+    seen = run_events(hw, piece, events)
+    assert seen["v"].tolist() == v.tolist()
+    assert seen["last_end"] == 1 + sum(costs)
+    v_zero, _ = expected(piece, events, lanes)  # the same events from zero counts give other membranes
+    assert v_zero.tolist() != v.tolist()
 
 
 @pytest.mark.parametrize(("fault", "what"), [("extra_cycle", "cycles"), ("word_offset", "membranes")])

@@ -1,0 +1,414 @@
+"""``swap`` mode in the RTL (``docs/architecture.md`` section 7): pieces loaded from DRAM at run time.
+
+A core position whose timeline holds several pieces is a :class:`SwapCore`: one set of core
+memories (synapse, membrane, parameter SRAMs and the spike history), empty at reset, shared by one
+*context* per piece of its timeline (the piece's datapath, slot and context registers and routing
+entries, which the generator builds per piece, as for a resident core). A core whose pieces keep
+their membranes in lane banks (products, conv blocks that are not a multiple of the lanes) and in
+whole words has one membrane SRAM of each organisation (the loader writes membrane records to
+both). The :class:`DmaEngine` holds the DRAM, a memory initialised with every piece's images as
+write records, and the one DRAM channel: each core's loader requests its next piece as soon as the
+previous piece's last live step has ended (the first piece at reset), the channel serves one
+transfer at a time, oldest request first and simultaneous ones lower core index first, and a
+transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
+dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
+into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
+context becomes the core's active one. ``ready`` says whether every piece that becomes live at the
+next step is loaded: the barrier controller starts the step only then, and the wait is the step's
+DRAM stall.
+
+Cycles of the contract: the bench starts each phase one cycle after it sees the barrier unit's
+``done`` (``docs/rtl.md``), so a phase's first cycle repeats the contract's cycle 0 of that phase.
+The channel therefore counts the cycles in which no phase starts (``start`` and ``fire`` low), which
+are exactly the contract's cycles, phases and stalls alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.mapping import HardwareConfig, Program
+from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import PIECE_CODES
+
+from .core import (
+    CYCLE_BITS,
+    STEP_BITS,
+    Core,
+    banked_membrane,
+    count_words,
+    hist_bits,
+    memory_words,
+    out_flit_layout,
+)
+from .errors import RtlError
+from .piece import PieceInit, check_hardware, piece_init
+
+__all__ = ["SwapPlan", "swap_plan", "SwapCore", "DmaEngine", "SEL_SYNAPSE", "SEL_PARAMS", "SEL_MEMBRANE"]
+
+#: Record targets: which memory of the core a DRAM record writes.
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE = 0, 1, 2
+
+
+@dataclass
+class SwapPlan:
+    """What the swap-mode array is generated from.
+
+    ``contexts[k]``: the pieces of core ``k``'s timeline, in order; ``live_start[k][j]`` the first live
+    step of its ``j``-th piece and ``live_end[k][j]`` the step after its last; ``first_rec[k][j]``,
+    ``n_rec[k][j]`` its records in ``records``; ``duration[k][j]`` its transfer's cycles
+    (``dram_latency_cycles + ceil(image_bytes / dram_bytes_per_cycle)``); ``nbytes[k][j]`` its bytes.
+    ``records``: the DRAM's words, each ``sel | addr << 2 | data << (2 + addr_bits)``.
+    """
+
+    contexts: dict[int, list[PieceInit]]
+    live_start: dict[int, list[int]]
+    live_end: dict[int, list[int]]
+    first_rec: dict[int, list[int]]
+    n_rec: dict[int, list[int]]
+    duration: dict[int, list[int]]
+    nbytes: dict[int, list[int]]
+    records: list[int] = field(default_factory=list)
+    addr_bits: int = 1
+    data_bits: int = 1
+
+    def record(self, core: int, j: int, i: int) -> tuple[int, int, int]:
+        """``(sel, addr, data)`` of record ``i`` of core ``core``'s ``j``-th piece."""
+        w = self.records[self.first_rec[core][j] + i]
+        return w & 3, (w >> 2) & ((1 << self.addr_bits) - 1), w >> (2 + self.addr_bits)
+
+
+def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
+    """The swap-mode array of ``program``: each core's contexts, their DRAM records and transfers.
+
+    ``latency_delta`` (test hook, 0 in generated hardware) adds cycles to every transfer: a DRAM
+    channel whose latency differs from the hardware file's.
+
+    Raises
+    ------
+    RtlError
+        When the program is not in swap mode, when it has MBE units, or when a piece's records do
+        not fit its transfer.
+    """
+    hw = program.hardware
+    check_hardware(hw)
+    if program.plan.mode != "swap":
+        raise RtlError(f"swap_plan needs a program in 'swap' mode; this one is {program.plan.mode!r}.")
+    c, mem = hw.core, hw.memory
+    lanes = c.lanes
+    syn_words = max(1, c.axons * c.neurons // lanes)
+    abits = index_bits(syn_words)
+    dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits)
+    plan = SwapPlan({}, {}, {}, {}, {}, {}, {}, [], abits, dbits)
+    live = program.plan.live
+    for k, timeline in enumerate(program.plan.timeline):
+        if not timeline:
+            continue
+        inits = []
+        for pid in timeline:
+            piece = program.pieces[pid]
+            if piece.kind == "mbe":
+                raise RtlError(
+                    f"piece {pid} ({piece.population!r}) is an mbe piece; the swap-mode RTL shares one spike history "
+                    "of one bit per neuron between a core's pieces and does not load MBE tables: use a larger "
+                    "[array] so the program is resident."
+                )
+            inits.append(piece_init(program, pid))
+        plan.contexts[k] = inits
+        for key in ("live_start", "live_end", "first_rec", "n_rec", "duration", "nbytes"):
+            getattr(plan, key)[k] = []
+        for pid, p in zip(timeline, inits):
+            words = {name: w for name, w, _ in memory_words(hw, p)}
+            groups = -(-p.n // lanes)
+            used = len(p.synapse)
+            if p.kind == PIECE_CODES["product"]:  # its running counts start at zero (section 4.3)
+                g = p.geometry
+                used = count_words(g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction, lanes)
+            recs = [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
+            recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
+            recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(groups)]
+            nbytes = program.image_bytes(program.pieces[pid])
+            dur = mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle) + int(latency_delta)
+            if len(recs) >= dur:
+                raise RtlError(
+                    f"piece {pid} ({p.population!r}) writes {len(recs)} memory words when it is loaded, one per cycle, "
+                    f"but its transfer takes {dur} cycles; raise [memory] dram_latency_cycles to at least "
+                    f"{len(recs) + 1 - dur + mem.dram_latency_cycles}."
+                )
+            plan.live_start[k].append(int(live[pid, 0]))
+            plan.live_end[k].append(int(live[pid, 1]))
+            plan.first_rec[k].append(len(plan.records))
+            plan.n_rec[k].append(len(recs))
+            plan.duration[k].append(dur)
+            plan.nbytes[k].append(nbytes)
+            plan.records += [sel | a << 2 | d << (2 + abits) for sel, a, d in recs]
+    return plan
+
+
+class SwapCore(wiring.Component):
+    """A core position holding several pieces one after another: one :class:`~spikeforge.rtl.core.Core`
+    context per piece on one shared set of memories, the context ``active`` connected to the router and
+    the controls, and the loader's write ports (``ld_en``, ``ld_sel``, ``ld_addr``, ``ld_data``)."""
+
+    def __init__(self, hw: HardwareConfig, contexts: list[PieceInit], data_bits: int, addr_bits: int) -> None:
+        self.hw = hw
+        self.contexts = list(contexts)
+        c = hw.core
+        gmax = c.neurons // c.lanes
+        # membrane organisations its pieces use: lane banks (products, conv blocks that are not a
+        # multiple of the lanes) and whole words; a core holding both kinds gets both SRAMs
+        self.organisations = {banked_membrane(hw, p) for p in self.contexts}
+        super().__init__(
+            {
+                "events": In(stream.Signature(out_flit_layout(hw))),
+                "step": In(STEP_BITS),
+                "start": In(1),
+                "fire": In(1),
+                "pphase": In(1),
+                "i_done": Out(1),
+                "f_done": Out(1),
+                "busy": Out(CYCLE_BITS),
+                "sent": Out(CYCLE_BITS),
+                "dbg_maddr": In(index_bits(gmax)),
+                "dbg_v": Out(c.lanes * c.v_bits),
+                "dbg_haddr": In(index_bits(c.spike_history_steps)),
+                "dbg_h": Out(c.neurons * hist_bits(hw)),
+                "rd_addr": In(index_bits(gmax)),
+                "rd_data": Out(c.lanes * c.v_bits),
+                "flits": Out(stream.Signature(out_flit_layout(hw))),
+                "active": In(range(max(2, len(self.contexts)))),
+                "ld_en": In(1),
+                "ld_sel": In(2),
+                "ld_addr": In(addr_bits),
+                "ld_data": In(data_bits),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        hw, c = self.hw, self.hw.core
+        lanes, vb, wb = c.lanes, c.v_bits, c.weight_bits
+        gmax = c.neurons // lanes
+        syn_words = max(1, c.axons * c.neurons // lanes)
+        shared = {
+            "syn": Memory(shape=unsigned(lanes * wb), depth=syn_words, init=[]),
+            "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
+            "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
+        }
+        if True in self.organisations:
+            shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
+        if False in self.organisations:
+            shared["mem"] = Memory(shape=unsigned(lanes * vb), depth=gmax, init=[])
+        ctxs = [Core(hw, p, shared=shared) for p in self.contexts]
+        # the contexts first: they ask for their ports before the memories are elaborated
+        for j, ctx in enumerate(ctxs):
+            m.submodules[f"ctx{j}"] = ctx
+        # the loader: one write port per memory, one record per cycle from the DMA engine
+        syn_w = shared["syn"].write_port()
+        par_w = shared["par"].write_port()
+        m.d.comb += [
+            syn_w.addr.eq(self.ld_addr),
+            syn_w.data.eq(self.ld_data[: lanes * wb]),
+            syn_w.en.eq(self.ld_en & (self.ld_sel == SEL_SYNAPSE)),
+            par_w.addr.eq(self.ld_addr),
+            par_w.data.eq(self.ld_data[: lanes * 2 * vb]),
+            par_w.en.eq(self.ld_en & (self.ld_sel == SEL_PARAMS)),
+        ]
+        if "banks" in shared:  # lane l of a membrane record is word addr of bank l
+            for lane, bank in enumerate(shared["banks"]):
+                w = bank.write_port()
+                m.d.comb += [
+                    w.addr.eq(self.ld_addr),
+                    w.data.eq(self.ld_data[lane * vb : (lane + 1) * vb]),
+                    w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE)),
+                ]
+        if "mem" in shared:  # (a core with both organisations writes the record to both)
+            w = shared["mem"].write_port()
+            m.d.comb += [
+                w.addr.eq(self.ld_addr),
+                w.data.eq(self.ld_data[: lanes * vb]),
+                w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE)),
+            ]
+        m.submodules.syn = shared["syn"]
+        m.submodules.par = shared["par"]
+        m.submodules.hist = shared["hist"]
+        if "banks" in shared:
+            for lane, bank in enumerate(shared["banks"]):
+                m.submodules[f"mem_bank{lane}"] = bank
+        if "mem" in shared:
+            m.submodules.mem = shared["mem"]
+        # the active context: connected to the router, the controls and the outputs; the others idle
+        for j, ctx in enumerate(ctxs):
+            on = self.active == j
+            m.d.comb += [
+                ctx.events.payload.eq(self.events.payload),
+                ctx.events.valid.eq(self.events.valid & on),
+                ctx.flits.ready.eq(self.flits.ready & on),
+                ctx.step.eq(self.step),
+                ctx.start.eq(self.start & on),
+                ctx.fire.eq(self.fire & on),
+                ctx.pphase.eq(self.pphase & on),
+                ctx.dbg_maddr.eq(self.dbg_maddr),
+                ctx.dbg_haddr.eq(self.dbg_haddr),
+                ctx.rd_addr.eq(self.rd_addr),
+            ]
+            with m.If(on):
+                m.d.comb += [
+                    self.events.ready.eq(ctx.events.ready),
+                    self.flits.valid.eq(ctx.flits.valid),
+                    self.flits.payload.eq(ctx.flits.payload),
+                    self.i_done.eq(ctx.i_done),
+                    self.f_done.eq(ctx.f_done),
+                    self.busy.eq(ctx.busy),
+                    self.sent.eq(ctx.sent),
+                    self.dbg_v.eq(ctx.dbg_v),
+                    self.dbg_h.eq(ctx.dbg_h),
+                    self.rd_data.eq(ctx.rd_data),
+                ]
+        return m
+
+
+class DmaEngine(wiring.Component):
+    """The DRAM, its one channel and every core's loader (section 7, ``swap``).
+
+    Inputs: ``tick`` (the cycle is one of the contract's: no phase starts in it), ``step_end`` (the
+    barrier of a phase F has just closed: the step ``nxt - 1`` is over), ``nxt`` (the next step to
+    run). Outputs: per core ``k`` its write port (``ld_en_k``; ``ld_sel``, ``ld_addr``, ``ld_data``
+    are common) and ``active_k`` (the context of its last loaded piece); ``ready`` (every piece
+    live from ``nxt`` on is loaded); ``busy`` (a transfer under way).
+    """
+
+    def __init__(self, hw: HardwareConfig, plan: SwapPlan, flip: tuple[int, int] | None = None) -> None:
+        self.hw, self.plan = hw, plan
+        self.flip = flip  # test hook: (record, bit) flipped in the DRAM's contents
+        self.cores = sorted(plan.contexts)
+        members = {
+            "tick": In(1),
+            "step_end": In(1),
+            "nxt": In(STEP_BITS),
+            "ready": Out(1),
+            "busy": Out(1),
+            "ld_sel": Out(2),
+            "ld_addr": Out(plan.addr_bits),
+            "ld_data": Out(plan.data_bits),
+        }
+        for k in self.cores:
+            members[f"ld_en_{k}"] = Out(1)
+            members[f"active_{k}"] = Out(range(max(2, len(plan.contexts[k]))))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self.plan
+        words = list(plan.records) or [0]
+        if self.flip is not None:
+            rec, bit = self.flip
+            words[rec] ^= 1 << bit
+        width = 2 + plan.addr_bits + plan.data_bits
+        m.submodules.dram = dram = Memory(shape=unsigned(width), depth=len(words), init=words)
+        rd = dram.read_port()
+        maxdur = max(d for k in self.cores for d in plan.duration[k])
+        ncores = len(self.cores)
+
+        # the channel: one transfer at a time
+        busy = Signal()
+        who = Signal(range(max(2, ncores)))  # position in self.cores of the core being served
+        rem = Signal(range(maxdur + 1))  # contract cycles left of the transfer
+        rem_now = Signal.like(rem)
+        m.d.comb += rem_now.eq(rem - self.tick)
+        finishing = Signal()
+        m.d.comb += finishing.eq(busy & (rem_now == 0))
+        free = ~busy | finishing
+        m.d.comb += self.busy.eq(busy)
+
+        # per core: pieces loaded, pieces requested, and the step of the pending request
+        loaded, asked, stamp, new, req = [], [], [], [], []
+        for i, k in enumerate(self.cores):
+            nctx = len(plan.contexts[k])
+            ld = Signal(range(nctx + 1), name=f"loaded_{k}")
+            ak = Signal(range(nctx + 1), name=f"asked_{k}")
+            st = Signal(STEP_BITS + 1, name=f"stamp_{k}")
+            nw = Signal(name=f"new_{k}")
+            rq = Signal(name=f"req_{k}")
+            ends = plan.live_end[k]
+            # the first piece at reset; piece j once piece j - 1's last live step is over
+            cond = ak == 0
+            for j in range(1, nctx):
+                cond = cond | ((ak == j) & self.step_end & (self.nxt == ends[j - 1]))
+            m.d.comb += nw.eq((ak < nctx) & cond)
+            pending = (ak > ld) & ~(busy & (who == i))  # not while its own transfer runs or ends
+            m.d.comb += rq.eq(pending | nw)
+            with m.If(nw):
+                m.d.sync += [ak.eq(ak + 1), st.eq(self.nxt)]
+            loaded.append(ld)
+            asked.append(ak)
+            stamp.append(Mux(nw, self.nxt, st))
+            new.append(nw)
+            req.append(rq)
+        # the arbiter: the oldest request (lowest stamp: the step boundary it was made at), then the
+        # lowest core index
+        wins = []
+        for i in range(ncores):
+            w = req[i]
+            for q in range(ncores):
+                if q != i:
+                    before = (stamp[i] < stamp[q]) | ((stamp[i] == stamp[q]) & Const(int(i < q)))
+                    w = w & (~req[q] | before)
+            win = Signal(name=f"win_{self.cores[i]}")
+            m.d.comb += win.eq(w)
+            wins.append(win)
+        grant = Signal()
+        m.d.comb += grant.eq(free & Cat(*wins).any())
+        g_first = Signal(range(max(2, len(words))))
+        g_n = Signal(range(max(2, len(words) + 1)))
+        g_dur = Signal.like(rem)
+        g_who = Signal.like(who)
+        for i, k in enumerate(self.cores):
+            j = loaded[i]  # the piece to load is the core's next one: all before it are loaded
+            with m.If(wins[i]):
+                m.d.comb += [
+                    g_who.eq(i),
+                    g_first.eq(Array(Const(v, len(g_first)) for v in plan.first_rec[k])[j]),
+                    g_n.eq(Array(Const(v, len(g_n)) for v in plan.n_rec[k])[j]),
+                    g_dur.eq(Array(Const(v, len(g_dur)) for v in plan.duration[k])[j]),
+                ]
+        with m.If(finishing):
+            m.d.sync += busy.eq(0)
+            for i in range(ncores):
+                with m.If(who == i):
+                    m.d.sync += loaded[i].eq(loaded[i] + 1)
+        with m.Elif(busy):
+            m.d.sync += rem.eq(rem_now)
+
+        # the records: read one per cycle from the grant on, written into the core one cycle later
+        ptr = Signal.like(g_first)
+        left = Signal.like(g_n)
+        w_valid = Signal()
+        w_who = Signal.like(who)
+        m.d.comb += rd.addr.eq(Mux(grant, g_first, ptr))
+        with m.If(grant):
+            m.d.sync += [busy.eq(1), who.eq(g_who), rem.eq(g_dur), ptr.eq(g_first + 1), left.eq(g_n - (g_n > 0))]
+            m.d.sync += [w_valid.eq(g_n > 0), w_who.eq(g_who)]
+        with m.Elif(left > 0):
+            m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1), w_valid.eq(1)]
+        with m.Else():
+            m.d.sync += w_valid.eq(0)
+        m.d.comb += [
+            self.ld_sel.eq(rd.data[:2]),
+            self.ld_addr.eq(rd.data[2 : 2 + plan.addr_bits]),
+            self.ld_data.eq(rd.data[2 + plan.addr_bits :]),
+        ]
+        ready = Const(1)
+        for i, k in enumerate(self.cores):
+            m.d.comb += getattr(self, f"ld_en_{k}").eq(w_valid & (w_who == i))
+            m.d.comb += getattr(self, f"active_{k}").eq(Mux(loaded[i] > 0, loaded[i] - 1, 0))
+            done_now = loaded[i] + (finishing & (who == i))  # a transfer ending now counts
+            for j, s in enumerate(plan.live_start[k]):
+                ready = ready & ((self.nxt != s) | (done_now > j))
+        m.d.comb += self.ready.eq(ready)
+        return m

@@ -1,0 +1,207 @@
+"""``swap`` mode in the RTL (``docs/architecture.md`` section 7, ``rtl/swap.py``) against the simulator.
+
+A network deeper than the array: its pieces share cores over time, so every core's memories start
+empty and the DMA engine loads each piece from DRAM over one channel when the previous piece on its
+core has finished. The array bench waits for the array's ``ready`` before every step; that wait must
+equal the simulator's DRAM stall of the step, and everything the resident benches compare (phase
+ends, barriers, step cycles, membranes, spikes, busy and sent counts, logits) must match as well.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator as AmaranthSim
+
+from spikeforge.mapping import HardwareConfig
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
+from spikeforge.rtl import RtlError, export_rtl
+from spikeforge.rtl.array import array_inits
+from spikeforge.rtl.cosim import cosim, cosim_array
+from spikeforge.rtl.scenarios import dense_network, dense_program
+from spikeforge.rtl.swap import SEL_MEMBRANE, DmaEngine, SwapPlan, swap_plan
+from spikeforge.sim import Simulator
+
+HAVE_ICARUS = shutil.which("iverilog") is not None
+if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
+
+# (layer sizes, T, rows, cols, seed, axons): four hidden layers on three cores (two cores load a
+# second piece); six on a 2 x 2 array (three cores load a second piece); a fan-in of 40 over 16
+# axons on a 2 x 2 array (h1's root and two partial pieces; two cores load a second piece after
+# a partial one, so phase P runs on loaded pieces); DIF neurons and an identity (residual) slot on
+# 1 x 3 (one core loads three pieces one after another, one core stays idle)
+CASES = {
+    "1x3": ((12, 16, 16, 16, 16), 2, 1, 3, 3, None),
+    "2x2": ((12, 16, 16, 16, 16, 16, 16), 3, 2, 2, 5, None),
+    "partial": ((40, 16, 16, 16, 16), 2, 2, 2, 4, 16),
+    "residual": ((12, 16, 16, 16, 16), 2, 1, 3, 8, None),
+}
+
+
+def swap_program(case: str):
+    sizes, timesteps, rows, cols, seed, axons = CASES[case]
+    residual = case == "residual"
+    graph = dense_network(seed, sizes, timesteps=timesteps, residual=residual, dif=residual)
+    program = dense_program(graph, rows, cols, neurons=16, lanes=4, axons=axons)
+    assert program.plan.mode == "swap"
+    assert len(program.pieces) > program.hardware.array.cores
+    x = np.random.default_rng(seed).integers(0, 16, sizes[0])
+    return program, x
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_swap_program_loads_its_pieces_from_dram_and_matches_the_simulator(case):
+    program, x = swap_program(case)
+    assert any(len(tl) > 1 for tl in program.plan.timeline)  # some core loads a second piece at run time
+    if case == "residual":
+        assert max(len(tl) for tl in program.plan.timeline) == 3
+        assert {"dense", "identity"} == {s.kind for p in program.pieces for s in p.slots}
+    sim = Simulator(program, trace=True)
+    run = sim.run(x)
+    assert run.step_stall.sum() == sim.dram_stall > 0
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    # every step's wait for DRAM and its cycles compared; the stalls add up to the simulator's
+    assert report.step_cycles == report.steps == len(run.trace)
+    assert report.stall_cycles == int(run.step_stall.sum())
+    assert report.stalled_steps == int((run.step_stall > 0).sum()) >= 3
+    live = program.plan.live
+    expect = sum(p.n for tr in run.trace for p in program.pieces if live[p.id, 0] <= tr.step < live[p.id, 1])
+    assert report.membranes == expect  # the membranes of every piece while it is loaded
+    assert report.spikes > 0 and report.logits == program.graph.output.size
+    assert "DRAM stall cycles" in report.format()
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_stalled_step():
+    program, x = swap_program("1x3")
+    run = Simulator(program).run(x)
+    first = int(np.flatnonzero(run.step_stall)[0])
+    report = cosim_array(program, x, inits=swap_plan(program, latency_delta=1))
+    assert not report.ok
+    m = report.mismatches[0]
+    assert m["step"] == first and "DRAM stall" in m["what"]
+    assert (m["expected"], m["got"]) == (int(run.step_stall[first]), int(run.step_stall[first]) + 1)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_bit_in_a_dram_image_is_reported_where_the_piece_is_loaded():
+    """v0 of neuron 0 of a core's second piece, bit 4, in the DRAM: its membrane at its first live step."""
+    program, x = swap_program("1x3")
+    plan = swap_plan(program)
+    k = next(k for k, ctxs in plan.contexts.items() if len(ctxs) > 1)
+    rec = next(i for i in range(plan.n_rec[k][1]) if plan.record(k, 1, i)[:2] == (SEL_MEMBRANE, 0))
+    report = cosim_array(program, x, dram_flip=(plan.first_rec[k][1] + rec, 2 + plan.addr_bits + 4))
+    assert not report.ok
+    m = report.mismatches[0]
+    assert (m["step"], m["core"], m["what"], m["neuron"]) == (plan.live_start[k][1], k, "membrane", 0)
+    assert abs(m["got"] - m["expected"]) == 16
+
+
+def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
+    """Hand-computed: three cores request at reset (served 0, 1, 2: 5, 3 and 2 cycles); a start
+    cycle does not count; core 0's second piece is requested when its first piece's last step ends."""
+    plan = SwapPlan(
+        contexts={0: [None, None], 1: [None], 2: [None]},
+        live_start={0: [1, 3], 1: [1], 2: [0]},
+        live_end={0: [3, 5], 1: [4], 2: [2]},
+        first_rec={0: [0, 2], 1: [3], 2: [4]},
+        n_rec={0: [2, 1], 1: [1], 2: [1]},
+        duration={0: [5, 4], 1: [3], 2: [2]},
+        nbytes={0: [0, 0], 1: [0], 2: [0]},
+        records=[(w << 4 | a << 2 | 0) for a, w in ((1, 11), (2, 12), (0, 13), (3, 14), (0, 15))],
+        addr_bits=2,
+        data_bits=8,
+    )
+    dut = DmaEngine(HardwareConfig(array=ArrayConfig(1, 3)), plan)
+    seen = {"ready": [], "busy": [], "writes": [], "active0": []}
+
+    async def bench(ctx):
+        ctx.set(dut.tick, 1)
+        for c in range(26):
+            ctx.set(dut.tick, 0 if c in (14, 15) else 1)  # two cycles in which a phase starts
+            if c == 12:  # step 2 is over: core 0's first piece (live until 3) ended; the next is step 3
+                ctx.set(dut.nxt, 3)
+                ctx.set(dut.step_end, 1)
+            else:
+                ctx.set(dut.step_end, 0)
+            seen["ready"].append(ctx.get(dut.ready))
+            seen["busy"].append(ctx.get(dut.busy))
+            seen["active0"].append(ctx.get(dut.active_0))
+            for k in range(3):
+                if ctx.get(getattr(dut, f"ld_en_{k}")):
+                    seen["writes"].append((c, k, ctx.get(dut.ld_addr), ctx.get(dut.ld_data)))
+            await ctx.tick()
+
+    sim = AmaranthSim(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # core 0: cycles 0-4, core 1: 5-7, core 2: 8-9 (step 0's piece): ready for step 0 at cycle 10
+    assert seen["ready"][:11] == [0] * 10 + [1]
+    assert seen["busy"][:11] == [0] + [1] * 10  # busy is the registered state: from the cycle after the grant
+    assert seen["writes"][:4] == [(1, 0, 1, 11), (2, 0, 2, 12), (6, 1, 3, 14), (9, 2, 0, 15)]
+    # core 0's second piece: requested at cycle 12, 4 contract cycles, two of them not counted (14, 15)
+    assert seen["writes"][4] == (13, 0, 0, 13)
+    assert seen["busy"][12:19] == [0, 1, 1, 1, 1, 1, 1] and seen["busy"][19] == 0
+    assert seen["ready"][12:19] == [0] * 6 + [1]  # step 3 needs it: ready at cycle 18 = 12 + 4 + 2
+    assert seen["active0"][18] == 0 and seen["active0"][19] == 1
+
+
+def test_swap_programs_are_exported_with_their_dram_and_rounds_is_refused(tmp_path, tiny_graph):
+    program, _ = swap_program("1x3")
+    manifest = export_rtl(program.hardware, tmp_path, program)
+    plan = swap_plan(program)
+    assert manifest["mode"] == "swap" and manifest["dram"]["words"] == len(plan.records)
+    lines = (tmp_path / "dram.hex").read_text().split()
+    assert [int(v, 16) for v in lines] == plan.records
+    loads = [p for c in manifest["cores"] for p in c["pieces"]]
+    assert sorted(p["piece"] for p in loads) == list(range(len(program.pieces)))
+    mem = program.hardware.memory
+    for p in loads:
+        nbytes = program.image_bytes(program.pieces[p["piece"]])
+        assert p["bytes"] == nbytes
+        assert p["transfer_cycles"] == mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle)
+    # each piece's records are its images: the synapse words it uses, then parameters and v0 per lane group
+    k = int(program.plan.core[0])
+    assert plan.n_rec[k][0] == program.pieces[0].words + 2 * -(-program.pieces[0].n // 4)
+    if HAVE_ICARUS:
+        import subprocess
+
+        out = subprocess.run(
+            ["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), str(tmp_path / "core_array.sv")],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+    from spikeforge.mapping import compile
+
+    rounds = compile(tiny_graph, HardwareConfig(array=ArrayConfig(2, 2)))
+    assert rounds.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"resident and swap programs only"):
+        array_inits(rounds)
+    # the one-core bench replays resident programs only: a swap program goes to the array bench
+    with pytest.raises(RtlError, match=r"co-simulate it on the whole array"):
+        cosim(program, np.zeros(12, np.int64))
+
+
+def test_a_piece_whose_records_do_not_fit_its_transfer_is_refused():
+    graph = dense_network(3, CASES["1x3"][0], timesteps=2)
+    core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
+    from spikeforge.mapping import compile
+    from spikeforge.mapping.hardware import MemoryConfig
+
+    hw = HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=MemoryConfig(dram_latency_cycles=0))
+    program = compile(graph, hw)
+    assert program.plan.mode == "swap"
+    with pytest.raises(RtlError, match=r"raise \[memory\] dram_latency_cycles to at least"):
+        swap_plan(program)
