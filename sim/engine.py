@@ -27,7 +27,7 @@ from spikeforge.models.graph import signed_range
 
 from . import kernels as K
 from .counters import Counters
-from .lowering import Lowered, P, lower
+from .lowering import INT32_MAX, Lowered, P, lower, state_bound
 
 __all__ = ["SampleRun", "Simulator", "StepTrace"]
 
@@ -88,12 +88,26 @@ class Simulator:
     trace : bool
         Record a :class:`StepTrace` per step in :attr:`SampleRun.trace` (for the RTL co-simulation;
         off by default: the kernels then compile without the trace).
+    width : int or None
+        Bits of the state words (membranes, accumulators, partial sums) the kernels add into: 32
+        or 64. ``None`` (the default) takes 32 where :func:`~spikeforge.sim.lowering.state_bound`
+        proves every such value fits int32 (twice the lanes per vector add), else 64; forcing 32
+        on a program without that proof is refused. Results do not depend on the width.
     """
 
-    def __init__(self, program: Program, trace: bool = False) -> None:
+    def __init__(self, program: Program, trace: bool = False, width: int | None = None) -> None:
         self.program = program
         self.trace = trace
         self.hw = program.hardware
+        bound = state_bound(program.graph)
+        if width is None:
+            width = 32 if bound <= INT32_MAX else 64
+        elif width not in (32, 64):
+            raise ValueError(f"width must be 32 or 64, got {width!r}.")
+        elif width == 32 and bound > INT32_MAX:
+            raise ValueError(f"32-bit state refused: this program's state words can reach {bound}, beyond int32.")
+        self.width = width
+        self.state_dtype = np.int32 if width == 32 else np.int64
         self.low: Lowered = lower(program)
         self.rounds = self._rounds_tables() if program.plan.mode == "rounds" else {}
         graph = program.graph
@@ -114,6 +128,11 @@ class Simulator:
         self.piece_spikes = np.zeros(len(program.pieces), np.int64)
         self.piece_clipped = np.zeros(len(program.pieces), np.int64)  # MBE units clamped to their range
         kinds = self.low.pieces[:, P["kind"]]
+        # every sample starts from these states: membranes of neuron and product pieces at v0
+        self.state0 = np.zeros(self.low.total_state, self.state_dtype)
+        for p in np.flatnonzero((kinds == PIECE_CODES["neuron"]) | (kinds == PIECE_CODES["product"])):
+            o, n = self.low.pieces[p, P["off"]], self.low.pieces[p, P["n"]]
+            self.state0[o : o + n] = self.low.params[o : o + n, 2]
         self.has_mbe = bool((kinds == PIECE_CODES["mbe"]).any())
         # graded code by source piece, the host last (1: host value, 2: MBE payload, 0: spike);
         # both graded kinds are multiplied in
@@ -135,14 +154,10 @@ class Simulator:
         prog = self.program
         xin = check_input(prog.graph, np.asarray(x)[None])[0]
         pieces = low.pieces
-        state = np.zeros(low.total_state, np.int64)
+        state = self.state0.copy()
         counts = np.zeros(low.total_counts, np.int64)
         # spikes are bits; MBE units emit v_bits payloads, so a graph with them keeps wide rings
         ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64 if self.has_mbe else np.int8)
-        for p in range(len(pieces)):  # membranes start at v0 when a piece is loaded
-            if pieces[p, P["kind"]] in (0, 2):
-                o, n = pieces[p, P["off"]], pieces[p, P["n"]]
-                state[o : o + n] = low.params[o : o + n, 2]
         core_of = pieces[:, P["core"]]
         n_cores = hw.array.cores
         lanes, wb, vb, cb = hw.core.lanes, hw.core.weight_bits, hw.core.v_bits, hw.core.count_bits
@@ -425,7 +440,7 @@ class Simulator:
                 words[1:, :n] = counts[u0 : u0 + n * nb].reshape(n, nb).T
                 tr.membranes.append(words.reshape(-1))
             else:
-                tr.membranes.append(state[o : o + n].copy())
+                tr.membranes.append(state[o : o + n].astype(np.int64))
             if p.kind in ("neuron", "product", "maxpool", "mbe") and out_s <= t < out_s + T:
                 i = low.pop_index[p.population]
                 base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
