@@ -631,6 +631,19 @@ def deliver(
     stats[ST_CW] += a_cw
 
 
+@njit(cache=True, inline="always")
+def _move_sums(part, root):
+    """``root += part``, ``part = 0`` over views (disjoint pieces; LLVM vectorizes each loop); returns
+    how many sums were non-zero."""
+    nonzero = 0
+    for j in range(part.shape[0]):
+        nonzero += part[j] != 0
+    for j in range(part.shape[0]):
+        root[j] += part[j]
+        part[j] = 0
+    return nonzero
+
+
 @njit(cache=True)
 def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
     """Phase P: every partial piece in its input window sends its non-zero sums to its root.
@@ -655,13 +668,7 @@ def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
             scan[p] = _ceil(n, lanes)
             scanned += n
             if not flits:
-                nonzero = 0
-                for j in range(n):
-                    a = state[off + j]
-                    nonzero += a != 0
-                    state[roff + j] += a
-                    state[off + j] = 0
-                total += nonzero
+                total += _move_sums(state[off : off + n], state[roff : roff + n])
                 continue
             for j in range(n):
                 a = state[off + j]
