@@ -7,7 +7,8 @@
    - the full cycle-level simulator (``Simulator.run``) on the default 4 x 4 array and a 16 x 16
      one (both ``rounds`` mode), and a 32 x 32 one (``resident``: spikes cross the cycle-level mesh);
    - the bare Numba row-accumulate kernel alone (v += W[j] per input spike, then fire): the
-     machine's practical limit for this work;
+     machine's practical limit for this work, timed with 64-bit and with 32-bit membranes (weights
+     stored as the simulator stores them: 8-bit) and reported as the faster of the two;
    - the numpy reference executor (``run_snn``);
    - Brian2 2.9 C++ standalone (``benchmarks/peers/brian2_runner.py``, its own venv) and SANA-FE
      2.2.9 (``benchmarks/peers/sanafe_runner.py``, its own venv), simulation time only.
@@ -71,10 +72,11 @@ def dense_layer(seed: int = 0):
 
 
 @njit(cache=True)
-def bare_layer(wt, active, th, steps):
-    """v += W[:, j] for every active input j at every step, then fire (reset by subtraction)."""
+def bare_layer(wt, active, th, steps, v):
+    """v += W[:, j] for every active input j at every step, then fire (reset by subtraction); ``v``
+    (zeroed here) sets the membrane width."""
     n = wt.shape[1]
-    v = np.zeros(n, np.int64)
+    v[:] = 0
     spikes = 0
     for _ in range(steps):
         for j in active:
@@ -129,15 +131,27 @@ def bench_layer(repeat: int, peers: bool) -> dict:
             "seconds": statistics.median(times),
             "events": int(per_run),
             "mode": program.plan.mode,
+            "width": sim.width,
             "cycles": int(sim.cycles / sim.counters.samples),
             "map_seconds": t_compile,
         }
-    wt = np.ascontiguousarray(w.T.astype(np.int16))  # 8-bit weights, 16-bit storage as in the simulator
+    # each width of the simulator's state words, on 8-bit weights stored in 8 bits as the simulator
+    # stores them; the bare kernel is the faster of the two
+    low = Simulator(compile(graph, HardwareConfig())).low
+    wt = np.ascontiguousarray(w.T.astype(low.weights.dtype))
     active = np.flatnonzero(x).astype(np.int64)
     th64 = th.astype(np.int64)
+    bare = {}
+    for bits in (64, 32):
+        v = np.zeros(N, np.int64 if bits == 64 else np.int32)
+        bare[bits] = median_time(lambda v=v: bare_layer(wt, active, th64, T, v), repeat)
+    out["bare_seconds_by_width"] = {str(b): t for b, t in bare.items()}
+    out["weight_dtype"] = str(wt.dtype)
+    out["state_width_4x4"] = rows["full simulator, 4x4 array"]["width"]
     rows["bare Numba row-accumulate kernel"] = {
-        "seconds": median_time(lambda: bare_layer(wt, active, th64, T), repeat),
+        "seconds": min(bare.values()),
         "events": events,
+        "width": min(bare, key=bare.get),
     }
     h_spikes = int(run_snn(graph, x[None], record=False).counts["h"].sum())
     out["h_spikes"] = h_spikes
@@ -287,13 +301,21 @@ def main(argv=None) -> int:
     print(layer["layer"], f"({layer['synaptic_events_layer1']:,} synaptic events in layer 1)")
     bare = layer["rows"]["bare Numba row-accumulate kernel"]["events_per_second"]
     for label, r in layer["rows"].items():
+        width = f"  ({r['width']}-bit membranes)" if "width" in r else ""
         print(
             f"  {label:40s} {r['seconds']:9.4f} s  {r['events_per_second'] / 1e6:9.1f} M events/s  "
-            f"{r['events_per_second'] / bare:6.3f} x bare kernel"
+            f"{r['events_per_second'] / bare:6.3f} x bare kernel{width}"
         )
+    by_width = {b: f"{t * 1e3:.2f} ms" for b, t in layer["bare_seconds_by_width"].items()}
+    print("  bare kernel by membrane width:", by_width)
     for peer in ("Brian2 2.9 C++ standalone (sim only)", "SANA-FE 2.2.9 (sim only)"):
         if peer in layer["rows"]:
-            for label in ("full simulator, 4x4 array", "full simulator, 16x16 array", "full simulator, 32x32 array"):
+            for label in (
+                "full simulator, 4x4 array",
+                "full simulator, 16x16 array",
+                "full simulator, 32x32 array",
+                "bare Numba row-accumulate kernel",
+            ):
                 ratio = layer["rows"][label]["events_per_second"] / layer["rows"][peer]["events_per_second"]
                 print(f"  {label} / {peer}: {ratio:.3g} x")
     result["bundled"] = bundled = bench_bundled(args.repeat)
