@@ -20,14 +20,14 @@ import simpy
 
 from spikeforge.mapping import Program
 from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 from spikeforge.models.errors import GraphError
 from spikeforge.models.executor import check_input
 from spikeforge.models.graph import signed_range
 
 from . import kernels as K
 from .counters import Counters
-from .lowering import INT32_MAX, Lowered, P, lower, state_bound
+from .lowering import INT32_MAX, Lowered, P, S, lower, state_bound
 
 __all__ = ["SampleRun", "Simulator", "StepTrace"]
 
@@ -138,6 +138,17 @@ class Simulator:
         # both graded kinds are multiplied in
         self.graded_src = np.append(np.where(kinds == PIECE_CODES["mbe"], 2, 0), 1).astype(np.int8)
         self.piece_ops = np.zeros(len(program.pieces), np.int64)
+        # the state word of each output neuron's accumulator (the logits), found once
+        outs = [p for p in program.pieces if p.kind == "output"]
+        self._n_logits = program.graph.output.size
+        self._logit_words = (
+            np.concatenate([np.asarray(p.neurons, np.int64) for p in outs]),
+            np.concatenate([self.low.pieces[p.id, P["off"]] + np.arange(p.n, dtype=np.int64) for p in outs]),
+        )
+        # rounds mode without the trace: round_rows applies dense and pool_dense slots, so the event
+        # list (and its two kernel calls per step) is needed only where other slot kinds exist
+        row_kinds = (SLOT_CODES["dense"], SLOT_CODES["pool_dense"])
+        self.listed_slots = trace or not np.isin(self.low.slots[:, S["kind"]], row_kinds).all()
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
         self.core_busy = np.zeros(self.hw.array.cores, np.int64)
@@ -184,7 +195,9 @@ class Simulator:
             arrive = core_end = inject = None
             piece_cost = np.zeros(len(pieces), np.int64)
             mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
-            if rounds:  # no flits: each round reads the spikes of its sources from DRAM
+            if rounds and not self.listed_slots:  # every slot a row slot: round_rows does them all
+                self._round_rows(t, xin, ring, state, piece_cost)
+            elif rounds:  # no flits: each round reads the spikes of its sources from DRAM
                 f_dst, f_slot, f_s, f_val, f_graded = K.gen_round_events(
                     t,
                     T,
@@ -203,32 +216,7 @@ class Simulator:
                     not self.trace,  # the trace records every event; otherwise rows go to round_rows
                 )
                 if not self.trace:
-                    K.round_rows(
-                        t,
-                        T,
-                        pieces,
-                        low.slots,
-                        low.slot_piece,
-                        low.row_group_ptr,
-                        low.row_group_slots,
-                        low.row_group_fused,
-                        ring,
-                        low.ring_off,
-                        low.ring_depth,
-                        low.pop_size,
-                        low.pop_out_start,
-                        low.input_pop,
-                        low.pop_graded,
-                        xin,
-                        low.weights,
-                        state,
-                        lanes,
-                        wb,
-                        vb,
-                        piece_cost,
-                        self.piece_ops,
-                        self.stats,
-                    )
+                    self._round_rows(t, xin, ring, state, piece_cost)
                 K.deliver(
                     f_dst,
                     f_slot,
@@ -399,6 +387,35 @@ class Simulator:
         self.core_step_busy += core_step
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces)
 
+    def _round_rows(self, t, xin, ring, state, piece_cost) -> None:
+        low, core = self.low, self.hw.core
+        K.round_rows(
+            t,
+            self.T,
+            low.pieces,
+            low.slots,
+            low.slot_piece,
+            low.row_group_ptr,
+            low.row_group_slots,
+            low.row_group_fused,
+            ring,
+            low.ring_off,
+            low.ring_depth,
+            low.pop_size,
+            low.pop_out_start,
+            low.input_pop,
+            low.pop_graded,
+            xin,
+            low.weights,
+            state,
+            core.lanes,
+            core.weight_bits,
+            core.v_bits,
+            piece_cost,
+            self.piece_ops,
+            self.stats,
+        )
+
     # ------------------------------------------------------------------ opt-in trace
     def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
         low = self.low
@@ -450,12 +467,9 @@ class Simulator:
 
     # ------------------------------------------------------------------ helpers
     def _logits(self, state: np.ndarray) -> np.ndarray:
-        out = self.program.graph.output
-        logits = np.zeros(out.size, np.int64)
-        for p in self.program.pieces:
-            if p.kind == "output":
-                o = self.low.pieces[p.id, P["off"]]
-                logits[p.neurons] = state[o : o + p.n]
+        dst, src = self._logit_words
+        logits = np.zeros(self._n_logits, np.int64)
+        logits[dst] = state[src]
         return logits
 
     def _round_step(self, t, per_piece, fire_cycles, busy) -> int:
