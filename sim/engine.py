@@ -145,10 +145,10 @@ class Simulator:
             np.concatenate([np.asarray(p.neurons, np.int64) for p in outs]),
             np.concatenate([self.low.pieces[p.id, P["off"]] + np.arange(p.n, dtype=np.int64) for p in outs]),
         )
-        # rounds mode without the trace: round_rows applies dense and pool_dense slots, so the event
-        # list (and its two kernel calls per step) is needed only where other slot kinds exist
+        # rounds mode without the trace: round_rows applies dense and pool_dense slots, and
+        # gen_round_events the others (a kernel call per step saved where there are none)
         row_kinds = (SLOT_CODES["dense"], SLOT_CODES["pool_dense"])
-        self.listed_slots = trace or not np.isin(self.low.slots[:, S["kind"]], row_kinds).all()
+        self.other_slots = not np.isin(self.low.slots[:, S["kind"]], row_kinds).all()
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
         self.core_busy = np.zeros(self.hw.array.cores, np.int64)
@@ -195,9 +195,29 @@ class Simulator:
             arrive = core_end = inject = None
             piece_cost = np.zeros(len(pieces), np.int64)
             mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
-            if rounds and not self.listed_slots:  # every slot a row slot: round_rows does them all
-                self._round_rows(t, xin, ring, state, piece_cost)
-            elif rounds:  # no flits: each round reads the spikes of its sources from DRAM
+            if rounds and not self.trace:  # no flits, no event list: rounds read their sources from DRAM
+                self._round_rows(t, xin, ring, state, piece_cost)  # dense and pool_dense slots
+                if self.other_slots:  # the rest, each event applied where it is found
+                    apply = (*mem_args, piece_cost, self.piece_ops, self.stats)
+                    K.gen_round_events(
+                        t,
+                        T,
+                        pieces,
+                        low.slots,
+                        low.neurons,
+                        low.forward,
+                        ring,
+                        low.ring_off,
+                        low.ring_depth,
+                        low.pop_size,
+                        low.pop_out_start,
+                        low.input_pop,
+                        low.pop_graded,
+                        xin,
+                        True,
+                        apply,
+                    )
+            elif rounds:  # traced: the same events as a list (the trace records every one)
                 f_dst, f_slot, f_s, f_val, f_graded = K.gen_round_events(
                     t,
                     T,
@@ -213,10 +233,7 @@ class Simulator:
                     low.input_pop,
                     low.pop_graded,
                     xin,
-                    not self.trace,  # the trace records every event; otherwise rows go to round_rows
                 )
-                if not self.trace:
-                    self._round_rows(t, xin, ring, state, piece_cost)
                 K.deliver(
                     f_dst,
                     f_slot,
