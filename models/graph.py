@@ -571,10 +571,10 @@ class SNNGraph:
     # -- lookup -------------------------------------------------------------------------
     def population(self, name: str) -> Population:
         """Return the population called ``name``."""
-        for pop in self.populations:
-            if pop.name == name:
-                return pop
-        raise GraphError(f"the graph has no population called {name!r}.")
+        pop = self._by_name.get(name)
+        if pop is None:
+            raise GraphError(f"the graph has no population called {name!r}.")
+        return pop
 
     def incoming(self, name: str) -> list[Projection]:
         """Projections whose target is ``name``, in graph order."""
@@ -625,6 +625,9 @@ class SNNGraph:
             if pop.name in index:
                 raise GraphError(f"two populations are called {pop.name!r}.")
             index[pop.name] = i
+        # name -> population: mapping and lowering look populations up hundreds of thousands of
+        # times at ImageNet size, where a scan of the tuple cost seconds
+        object.__setattr__(self, "_by_name", {pop.name: pop for pop in self.populations})
         kinds = [p.kind for p in self.populations]
         if kinds.count("input") != 1 or kinds.count("output") != 1:
             raise GraphError("a graph needs exactly one input and one output population.")

@@ -7,7 +7,8 @@
    - the full cycle-level simulator (``Simulator.run``) on the default 4 x 4 array and a 16 x 16
      one (both ``rounds`` mode), and a 32 x 32 one (``resident``: spikes cross the cycle-level mesh);
    - the bare Numba row-accumulate kernel alone (v += W[j] per input spike, then fire): the
-     machine's practical limit for this work;
+     machine's practical limit for this work, timed with 64-bit and with 32-bit membranes (weights
+     stored as the simulator stores them: 8-bit) and reported as the faster of the two;
    - the numpy reference executor (``run_snn``);
    - Brian2 2.9 C++ standalone (``benchmarks/peers/brian2_runner.py``, its own venv) and SANA-FE
      2.2.9 (``benchmarks/peers/sanafe_runner.py``, its own venv), simulation time only.
@@ -71,10 +72,11 @@ def dense_layer(seed: int = 0):
 
 
 @njit(cache=True)
-def bare_layer(wt, active, th, steps):
-    """v += W[:, j] for every active input j at every step, then fire (reset by subtraction)."""
+def bare_layer(wt, active, th, steps, v):
+    """v += W[:, j] for every active input j at every step, then fire (reset by subtraction); ``v``
+    (zeroed here) sets the membrane width."""
     n = wt.shape[1]
-    v = np.zeros(n, np.int64)
+    v[:] = 0
     spikes = 0
     for _ in range(steps):
         for j in active:
@@ -98,6 +100,20 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(fns: dict, reps: dict, repeat: int) -> dict[str, list[float]]:
+    """Time every function ``reps.get(key, repeat)`` times, taking turns run after run, so that load
+    from other jobs on this shared machine falls on all of them alike (their ratios are what the
+    docs quote)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(max([repeat, *reps.values()])):
+        for key, fn in fns.items():
+            if i < reps.get(key, repeat):
+                t0 = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t0)
+    return times
+
+
 def bench_layer(repeat: int, peers: bool) -> dict:
     graph, x, w, th = dense_layer()
     events = int(x.sum()) * T * N  # input spikes x synapses reached: layer 1, the work every tool does
@@ -110,34 +126,44 @@ def bench_layer(repeat: int, peers: bool) -> dict:
         # resident: every piece its own core, spikes cross the cycle-level mesh (slow: one repeat)
         ("full simulator, 32x32 array", HardwareConfig(array=ArrayConfig(32, 32)), 1),
     )
+    # the bare kernel at each width of the simulator's state words, on 8-bit weights stored in 8
+    # bits as the simulator stores them; the bare kernel is the faster of the two
+    wt = np.ascontiguousarray(w.T.astype(np.int8))
+    active = np.flatnonzero(x).astype(np.int64)
+    th64 = th.astype(np.int64)
+    bare_v = {64: np.zeros(N, np.int64), 32: np.zeros(N, np.int32)}
+    fns, sims = {}, {}
     for label, hw, reps in arrays:
         t0 = time.perf_counter()
         program = compile(graph, hw)
         t_compile = time.perf_counter() - t0
         sim = Simulator(program)
+        assert sim.low.weights.dtype == wt.dtype
         sim.run(x)  # warm-up: Numba compilation
         base = sim.totals()
-        ops0 = base.synaptic_ops + base.macs
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            sim.run(x)
-            times.append(time.perf_counter() - t0)
+        sims[label] = (sim, program, base.synaptic_ops + base.macs, t_compile, reps)
+        fns[label] = lambda sim=sim: sim.run(x)
+    for bits, v in bare_v.items():
+        fns[f"bare{bits}"] = lambda v=v: bare_layer(wt, active, th64, T, v)
+        fns[f"bare{bits}"]()  # warm-up
+    times = interleaved(fns, {label: v[4] for label, v in sims.items()}, repeat)
+    for label, (sim, program, ops0, t_compile, reps) in sims.items():
         tot = sim.totals()
-        per_run = (tot.synaptic_ops + tot.macs - ops0) // reps
         rows[label] = {
-            "seconds": statistics.median(times),
-            "events": int(per_run),
+            "seconds": statistics.median(times[label]),
+            "events": int((tot.synaptic_ops + tot.macs - ops0) // reps),
             "mode": program.plan.mode,
+            "width": sim.width,
             "cycles": int(sim.cycles / sim.counters.samples),
             "map_seconds": t_compile,
         }
-    wt = np.ascontiguousarray(w.T.astype(np.int16))  # 8-bit weights, 16-bit storage as in the simulator
-    active = np.flatnonzero(x).astype(np.int64)
-    th64 = th.astype(np.int64)
+    bare = {bits: statistics.median(times[f"bare{bits}"]) for bits in bare_v}
+    out["bare_seconds_by_width"] = {str(b): t for b, t in bare.items()}
+    out["weight_dtype"] = str(wt.dtype)
     rows["bare Numba row-accumulate kernel"] = {
-        "seconds": median_time(lambda: bare_layer(wt, active, th64, T), repeat),
+        "seconds": min(bare.values()),
         "events": events,
+        "width": min(bare, key=bare.get),
     }
     h_spikes = int(run_snn(graph, x[None], record=False).counts["h"].sum())
     out["h_spikes"] = h_spikes
@@ -197,6 +223,9 @@ def bench_layer(repeat: int, peers: bool) -> dict:
             assert s["totals"]["neurons_fired_layers"] == h_spikes
         except (FileNotFoundError, RuntimeError, subprocess.SubprocessError) as exc:
             out["sanafe_error"] = str(exc)[:500]
+    if peers:  # the load may have changed while the peers ran: the fast rows once more, for the record
+        again = interleaved({k: fns[k] for k in ("full simulator, 4x4 array", "bare64", "bare32")}, {}, repeat)
+        out["after_peers_seconds"] = {k: statistics.median(v) for k, v in again.items()}
     for r in rows.values():
         r["events_per_second"] = r["events"] / r["seconds"]
     out["rows"] = rows
@@ -287,13 +316,23 @@ def main(argv=None) -> int:
     print(layer["layer"], f"({layer['synaptic_events_layer1']:,} synaptic events in layer 1)")
     bare = layer["rows"]["bare Numba row-accumulate kernel"]["events_per_second"]
     for label, r in layer["rows"].items():
+        width = f"  ({r['width']}-bit membranes)" if "width" in r else ""
         print(
             f"  {label:40s} {r['seconds']:9.4f} s  {r['events_per_second'] / 1e6:9.1f} M events/s  "
-            f"{r['events_per_second'] / bare:6.3f} x bare kernel"
+            f"{r['events_per_second'] / bare:6.3f} x bare kernel{width}"
         )
+    by_width = {b: f"{t * 1e3:.2f} ms" for b, t in layer["bare_seconds_by_width"].items()}
+    print("  bare kernel by membrane width:", by_width)
+    if "after_peers_seconds" in layer:
+        print("  after the peers:", {k: f"{t * 1e3:.2f} ms" for k, t in layer["after_peers_seconds"].items()})
     for peer in ("Brian2 2.9 C++ standalone (sim only)", "SANA-FE 2.2.9 (sim only)"):
         if peer in layer["rows"]:
-            for label in ("full simulator, 4x4 array", "full simulator, 16x16 array", "full simulator, 32x32 array"):
+            for label in (
+                "full simulator, 4x4 array",
+                "full simulator, 16x16 array",
+                "full simulator, 32x32 array",
+                "bare Numba row-accumulate kernel",
+            ):
                 ratio = layer["rows"][label]["events_per_second"] / layer["rows"][peer]["events_per_second"]
                 print(f"  {label} / {peer}: {ratio:.3g} x")
     result["bundled"] = bundled = bench_bundled(args.repeat)

@@ -20,14 +20,14 @@ import simpy
 
 from spikeforge.mapping import Program
 from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 from spikeforge.models.errors import GraphError
 from spikeforge.models.executor import check_input
 from spikeforge.models.graph import signed_range
 
 from . import kernels as K
 from .counters import Counters
-from .lowering import Lowered, P, lower
+from .lowering import INT32_MAX, Lowered, P, S, lower, state_bound
 
 __all__ = ["SampleRun", "Simulator", "StepTrace"]
 
@@ -91,12 +91,26 @@ class Simulator:
     trace : bool
         Record a :class:`StepTrace` per step in :attr:`SampleRun.trace` (for the RTL co-simulation;
         off by default: the kernels then compile without the trace).
+    width : int or None
+        Bits of the state words (membranes, accumulators, partial sums) the kernels add into: 32
+        or 64. ``None`` (the default) takes 32 where :func:`~spikeforge.sim.lowering.state_bound`
+        proves every such value fits int32 (twice the lanes per vector add), else 64; forcing 32
+        on a program without that proof is refused. Results do not depend on the width.
     """
 
-    def __init__(self, program: Program, trace: bool = False) -> None:
+    def __init__(self, program: Program, trace: bool = False, width: int | None = None) -> None:
         self.program = program
         self.trace = trace
         self.hw = program.hardware
+        bound = state_bound(program.graph)
+        if width is None:
+            width = 32 if bound <= INT32_MAX else 64
+        elif width not in (32, 64):
+            raise ValueError(f"width must be 32 or 64, got {width!r}.")
+        elif width == 32 and bound > INT32_MAX:
+            raise ValueError(f"32-bit state refused: this program's state words can reach {bound}, beyond int32.")
+        self.width = width
+        self.state_dtype = np.int32 if width == 32 else np.int64
         self.low: Lowered = lower(program)
         self.rounds = self._rounds_tables() if program.plan.mode == "rounds" else {}
         graph = program.graph
@@ -117,12 +131,28 @@ class Simulator:
         self.piece_spikes = np.zeros(len(program.pieces), np.int64)
         self.piece_clipped = np.zeros(len(program.pieces), np.int64)  # MBE units clamped to their range
         kinds = self.low.pieces[:, P["kind"]]
+        # every sample starts from these states: membranes of neuron and product pieces at v0
+        self.state0 = np.zeros(self.low.total_state, self.state_dtype)
+        for p in np.flatnonzero((kinds == PIECE_CODES["neuron"]) | (kinds == PIECE_CODES["product"])):
+            o, n = self.low.pieces[p, P["off"]], self.low.pieces[p, P["n"]]
+            self.state0[o : o + n] = self.low.params[o : o + n, 2]
         self.has_mbe = bool((kinds == PIECE_CODES["mbe"]).any())
         # graded code by source piece, the host last (1: host value, 2: MBE payload, 0: spike);
         # both graded kinds are multiplied in
         payload = (kinds == PIECE_CODES["mbe"]) | (self.low.pieces[:, P["pool_graded"]] == 1)  # a max of payloads
         self.graded_src = np.append(np.where(payload, 2, 0), 1).astype(np.int8)
         self.piece_ops = np.zeros(len(program.pieces), np.int64)
+        # the state word of each output neuron's accumulator (the logits), found once
+        outs = [p for p in program.pieces if p.kind == "output"]
+        self._n_logits = program.graph.output.size
+        self._logit_words = (
+            np.concatenate([np.asarray(p.neurons, np.int64) for p in outs]),
+            np.concatenate([self.low.pieces[p.id, P["off"]] + np.arange(p.n, dtype=np.int64) for p in outs]),
+        )
+        # rounds mode without the trace: round_rows applies dense and pool_dense slots, and
+        # gen_round_events the others (a kernel call per step saved where there are none)
+        row_kinds = (SLOT_CODES["dense"], SLOT_CODES["pool_dense"])
+        self.other_slots = not np.isin(self.low.slots[:, S["kind"]], row_kinds).all()
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
         self.core_busy = np.zeros(self.hw.array.cores, np.int64)
@@ -139,14 +169,10 @@ class Simulator:
         prog = self.program
         xin = check_input(prog.graph, np.asarray(x)[None])[0]
         pieces = low.pieces
-        state = np.zeros(low.total_state, np.int64)
+        state = self.state0.copy()
         counts = np.zeros(low.total_counts, np.int64)
         # spikes are bits; MBE units emit v_bits payloads, so a graph with them keeps wide rings
         ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64 if self.has_mbe else np.int8)
-        for p in range(len(pieces)):  # membranes start at v0 when a piece is loaded
-            if pieces[p, P["kind"]] in (0, 2):
-                o, n = pieces[p, P["off"]], pieces[p, P["n"]]
-                state[o : o + n] = low.params[o : o + n, 2]
         core_of = pieces[:, P["core"]]
         n_cores = hw.array.cores
         lanes, wb, vb, cb = hw.core.lanes, hw.core.weight_bits, hw.core.v_bits, hw.core.count_bits
@@ -173,7 +199,29 @@ class Simulator:
             arrive = core_end = inject = None
             piece_cost = np.zeros(len(pieces), np.int64)
             mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
-            if rounds:  # no flits: each round reads the spikes of its sources from DRAM
+            if rounds and not self.trace:  # no flits, no event list: rounds read their sources from DRAM
+                self._round_rows(t, xin, ring, state, piece_cost)  # dense and pool_dense slots
+                if self.other_slots:  # the rest, each event applied where it is found
+                    apply = (*mem_args, piece_cost, self.piece_ops, self.stats)
+                    K.gen_round_events(
+                        t,
+                        T,
+                        pieces,
+                        low.slots,
+                        low.neurons,
+                        low.forward,
+                        ring,
+                        low.ring_off,
+                        low.ring_depth,
+                        low.pop_size,
+                        low.pop_out_start,
+                        low.input_pop,
+                        low.pop_graded,
+                        xin,
+                        True,
+                        apply,
+                    )
+            elif rounds:  # traced: the same events as a list (the trace records every one)
                 f_dst, f_slot, f_s, f_val, f_graded = K.gen_round_events(
                     t,
                     T,
@@ -189,35 +237,7 @@ class Simulator:
                     low.input_pop,
                     low.pop_graded,
                     xin,
-                    not self.trace,  # the trace records every event; otherwise rows go to round_rows
                 )
-                if not self.trace:
-                    K.round_rows(
-                        t,
-                        T,
-                        pieces,
-                        low.slots,
-                        low.slot_piece,
-                        low.row_group_ptr,
-                        low.row_group_slots,
-                        low.row_group_fused,
-                        ring,
-                        low.ring_off,
-                        low.ring_depth,
-                        low.pop_size,
-                        low.pop_out_start,
-                        low.input_pop,
-                        low.pop_graded,
-                        xin,
-                        low.weights,
-                        state,
-                        lanes,
-                        wb,
-                        vb,
-                        piece_cost,
-                        self.piece_ops,
-                        self.stats,
-                    )
                 K.deliver(
                     f_dst,
                     f_slot,
@@ -389,6 +409,35 @@ class Simulator:
         self.core_step_busy += core_step
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces, step_stall=step_stall)
 
+    def _round_rows(self, t, xin, ring, state, piece_cost) -> None:
+        low, core = self.low, self.hw.core
+        K.round_rows(
+            t,
+            self.T,
+            low.pieces,
+            low.slots,
+            low.slot_piece,
+            low.row_group_ptr,
+            low.row_group_slots,
+            low.row_group_fused,
+            ring,
+            low.ring_off,
+            low.ring_depth,
+            low.pop_size,
+            low.pop_out_start,
+            low.input_pop,
+            low.pop_graded,
+            xin,
+            low.weights,
+            state,
+            core.lanes,
+            core.weight_bits,
+            core.v_bits,
+            piece_cost,
+            self.piece_ops,
+            self.stats,
+        )
+
     # ------------------------------------------------------------------ opt-in trace
     def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
         low = self.low
@@ -430,7 +479,7 @@ class Simulator:
                 words[1:, :n] = counts[u0 : u0 + n * nb].reshape(n, nb).T
                 tr.membranes.append(words.reshape(-1))
             else:
-                tr.membranes.append(state[o : o + n].copy())
+                tr.membranes.append(state[o : o + n].astype(np.int64))
             if p.kind in ("neuron", "product", "maxpool", "mbe") and out_s <= t < out_s + T:
                 i = low.pop_index[p.population]
                 base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
@@ -440,12 +489,9 @@ class Simulator:
 
     # ------------------------------------------------------------------ helpers
     def _logits(self, state: np.ndarray) -> np.ndarray:
-        out = self.program.graph.output
-        logits = np.zeros(out.size, np.int64)
-        for p in self.program.pieces:
-            if p.kind == "output":
-                o = self.low.pieces[p.id, P["off"]]
-                logits[p.neurons] = state[o : o + p.n]
+        dst, src = self._logit_words
+        logits = np.zeros(self._n_logits, np.int64)
+        logits[dst] = state[src]
         return logits
 
     def _round_step(self, t, per_piece, fire_cycles, busy) -> int:

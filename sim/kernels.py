@@ -184,6 +184,7 @@ def gen_round_events(
     pop_graded,
     x,
     skip_rows=False,
+    apply=None,
 ):
     """Rounds mode: the events each piece reads from DRAM at step ``t`` (architecture section 7).
 
@@ -192,6 +193,12 @@ def gen_round_events(
     Returns ``(dst_piece, slot, s, value, graded)``. Events are counted, then written, at each
     slot kind's site: a shared inline helper for the recording measured 40 % slower at ImageNet size.
     With ``skip_rows``, dense and pool_dense slots are left to :func:`round_rows`.
+
+    With ``apply = (weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits,
+    piece_cost, piece_ops, stats)`` each event is applied where it is found, in the same order and
+    with the same counts as :func:`deliver` applying the list, and no list is built (empty arrays
+    come back): the untraced rounds path, where the list and its second pass cost as much as the
+    events at ImageNet size.
     """
     total = 0
     f_dst = np.empty(0, np.int64)
@@ -199,7 +206,25 @@ def gen_round_events(
     f_s = np.empty(0, np.int64)
     f_val = np.empty(0, np.int64)
     f_gr = np.empty(0, np.int8)
-    for pass_ in range(2):  # count, then fill
+    a_syn = a_mr = a_mw = a_cr = a_cw = 0  # applying: statistics kept in registers
+    og = np.zeros(3, np.int64)  # accumulations by graded code
+    if apply is not None:
+        (
+            weights,
+            inverse,
+            pop_off,
+            loc_local,
+            state,
+            counts,
+            lanes,
+            wbits,
+            vbits,
+            cbits,
+            piece_cost,
+            piece_ops,
+            stats,
+        ) = apply
+    for pass_ in range(2 if apply is None else 1):  # count, then fill (or apply)
         if pass_ == 1:
             f_dst = np.empty(total, np.int64)
             f_slot = np.empty(total, np.int64)
@@ -209,6 +234,7 @@ def gen_round_events(
             total = 0
         for p in range(pieces.shape[0]):
             off, n = pieces[p, OFF], pieces[p, N]
+            pc = po = 0  # applying: the piece's cycles and accumulations
             for k in range(pieces[p, SLOT0], pieces[p, SLOT0] + pieces[p, NSLOTS]):
                 src = slots[k, SSRC]
                 step = t - 1 - slots[k, SDELAY]
@@ -226,7 +252,34 @@ def gen_round_events(
                     for s in range(lo * scale, hi * scale):
                         v = x[s] if host else ring[base + s]
                         if v != 0:
-                            if pass_ == 1:
+                            if apply is not None:
+                                c_cost, ops, syn, mr, mw, cr, cw = _row_event(
+                                    p,
+                                    k,
+                                    s,
+                                    v,
+                                    pieces,
+                                    slots,
+                                    weights,
+                                    inverse,
+                                    pop_off,
+                                    loc_local,
+                                    state,
+                                    counts,
+                                    lanes,
+                                    wbits,
+                                    vbits,
+                                    cbits,
+                                )
+                                pc += c_cost
+                                po += ops
+                                og[graded] += ops
+                                a_syn += syn
+                                a_mr += mr
+                                a_mw += mw
+                                a_cr += cr
+                                a_cw += cw
+                            elif pass_ == 1:
                                 f_dst[total], f_slot[total], f_s[total] = p, k, s
                                 f_val[total], f_gr[total] = v, graded
                             total += 1
@@ -245,7 +298,34 @@ def gen_round_events(
                                 s = (c * hh + y) * ww + xx
                                 v = x[s] if host else ring[base + s]
                                 if v != 0 and (all_x or _reaches(xx, pad, kw, st, x0, x1)):
-                                    if pass_ == 1:
+                                    if apply is not None:
+                                        c_cost, ops, syn, mr, mw, cr, cw = _conv_event(
+                                            p,
+                                            k,
+                                            s,
+                                            v,
+                                            pieces,
+                                            slots,
+                                            weights,
+                                            inverse,
+                                            pop_off,
+                                            loc_local,
+                                            state,
+                                            counts,
+                                            lanes,
+                                            wbits,
+                                            vbits,
+                                            cbits,
+                                        )
+                                        pc += c_cost
+                                        po += ops
+                                        og[graded] += ops
+                                        a_syn += syn
+                                        a_mr += mr
+                                        a_mw += mw
+                                        a_cr += cr
+                                        a_cw += cw
+                                    elif pass_ == 1:
                                         f_dst[total], f_slot[total], f_s[total] = p, k, s
                                         f_val[total], f_gr[total] = v, graded
                                     total += 1
@@ -254,7 +334,34 @@ def gen_round_events(
                         s = neurons[off + j]
                         v = x[s] if host else ring[base + s]
                         if v != 0:
-                            if pass_ == 1:
+                            if apply is not None:
+                                c_cost, ops, syn, mr, mw, cr, cw = _identity_event(
+                                    p,
+                                    k,
+                                    s,
+                                    v,
+                                    pieces,
+                                    slots,
+                                    weights,
+                                    inverse,
+                                    pop_off,
+                                    loc_local,
+                                    state,
+                                    counts,
+                                    lanes,
+                                    wbits,
+                                    vbits,
+                                    cbits,
+                                )
+                                pc += c_cost
+                                po += ops
+                                og[graded] += ops
+                                a_syn += syn
+                                a_mr += mr
+                                a_mw += mw
+                                a_cr += cr
+                                a_cw += cw
+                            elif pass_ == 1:
                                 f_dst[total], f_slot[total], f_s[total] = p, k, s
                                 f_val[total], f_gr[total] = v, graded
                             total += 1
@@ -269,7 +376,34 @@ def gen_round_events(
                             s = forward[fo + (ph * d1 + a) * d2 + b]
                             v = x[s] if host else ring[base + s]
                             if v != 0:
-                                if pass_ == 1:
+                                if apply is not None:
+                                    c_cost, ops, syn, mr, mw, cr, cw = _product_event(
+                                        p,
+                                        k,
+                                        s,
+                                        v,
+                                        pieces,
+                                        slots,
+                                        weights,
+                                        inverse,
+                                        pop_off,
+                                        loc_local,
+                                        state,
+                                        counts,
+                                        lanes,
+                                        wbits,
+                                        vbits,
+                                        cbits,
+                                    )
+                                    pc += c_cost
+                                    po += ops
+                                    og[graded] += ops
+                                    a_syn += syn
+                                    a_mr += mr
+                                    a_mw += mw
+                                    a_cr += cr
+                                    a_cw += cw
+                                elif pass_ == 1:
                                     f_dst[total], f_slot[total], f_s[total] = p, k, s
                                     f_val[total], f_gr[total] = v, graded
                                 total += 1
@@ -286,10 +420,49 @@ def gen_round_events(
                                 s = (c * hh + oy * kk + u) * ww + ox * kk + w_
                                 v = x[s] if host else ring[base + s]
                                 if v != 0:
-                                    if pass_ == 1:
+                                    if apply is not None:
+                                        c_cost, ops, syn, mr, mw, cr, cw = _pool_event(
+                                            p,
+                                            k,
+                                            s,
+                                            v,
+                                            pieces,
+                                            slots,
+                                            weights,
+                                            inverse,
+                                            pop_off,
+                                            loc_local,
+                                            state,
+                                            counts,
+                                            lanes,
+                                            wbits,
+                                            vbits,
+                                            cbits,
+                                        )
+                                        pc += c_cost
+                                        po += ops
+                                        og[0] += ops  # a count, or a payload added as it is: not a MAC
+                                        a_syn += syn
+                                        a_mr += mr
+                                        a_mw += mw
+                                        a_cr += cr
+                                        a_cw += cw
+                                    elif pass_ == 1:
                                         f_dst[total], f_slot[total], f_s[total] = p, k, s
                                         f_val[total], f_gr[total] = v, graded
                                     total += 1
+            if apply is not None:
+                piece_cost[p] += pc
+                piece_ops[p] += po
+    if apply is not None:
+        stats[ST_OPS] += og[0]
+        stats[ST_MACS] += og[1] + og[2]
+        stats[ST_PMACS] += og[2]
+        stats[ST_SYN] += a_syn
+        stats[ST_MR] += a_mr
+        stats[ST_MW] += a_mw
+        stats[ST_CR] += a_cr
+        stats[ST_CW] += a_cw
     return f_dst, f_slot, f_s, f_val, f_gr
 
 
@@ -465,6 +638,224 @@ def round_rows(
             stats[ST_MW] += events * groups * lanes * vbits
 
 
+@njit(cache=True, inline="always")
+def _conv_event(
+    p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+):
+    """A source spike or value into a ``conv`` slot: one row of ``cb`` channels per tap that reaches the piece."""
+    syn = mr = mw = cr = cw = 0
+    ops = 0
+    c_cost = 1
+    off = pieces[p, OFF]
+    hh, ww = slots[k, SH], slots[k, SW]
+    kh, kw, st, pad = slots[k, SKH], slots[k, SKW], slots[k, SSTRIDE], slots[k, SPAD]
+    c = s // (hh * ww)
+    rem = s - c * hh * ww
+    y = rem // ww
+    xx = rem - y * ww
+    c0, c1, y0, y1, x0, x1 = (
+        pieces[p, G0],
+        pieces[p, G0 + 1],
+        pieces[p, G0 + 2],
+        pieces[p, G0 + 3],
+        pieces[p, G0 + 4],
+        pieces[p, G0 + 5],
+    )
+    cb, tw = c1 - c0, x1 - x0
+    woff = slots[k, SWOFF]
+    r = 0
+    wrow = slots[k, SWROW]
+    for u in range(kh):
+        num = y + pad - u
+        if st == 1:  # the common case, without integer divisions
+            oy = num
+        elif num < 0 or num % st != 0:
+            continue
+        else:
+            oy = num // st
+        if oy < y0 or oy >= y1:
+            continue
+        for v in range(kw):
+            numx = xx + pad - v
+            if st == 1:
+                ox = numx
+            elif numx < 0 or numx % st != 0:
+                continue
+            else:
+                ox = numx // st
+            if ox < x0 or ox >= x1:
+                continue
+            pos = (oy - y0) * tw + (ox - x0)
+            widx = woff + ((c * kh + u) * kw + v) * wrow + c0
+            _accumulate(state[off + pos * cb : off + pos * cb + cb], weights[widx : widx + cb], val)
+            r += 1
+    groups = _ceil(cb, lanes)
+    c_cost = max(1, r * groups)
+    ops = r * cb
+    syn += r * groups * lanes * wbits
+    mr += r * groups * lanes * vbits
+    mw += r * groups * lanes * vbits
+    return c_cost, ops, syn, mr, mw, cr, cw
+
+
+@njit(cache=True, inline="always")
+def _row_event(
+    p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+):
+    """A source into a ``dense`` or ``pool_dense`` slot: one row of ``n``."""
+    syn = mr = mw = cr = cw = 0
+    ops = 0
+    c_cost = 1
+    off, n = pieces[p, OFF], pieces[p, N]
+    kind = slots[k, SK]
+    lo = slots[k, SLO]
+    row = (s if kind == DENSE else s // (slots[k, SH] * slots[k, SW])) - lo
+    base = slots[k, SWOFF] + row * slots[k, SWROW]
+    _accumulate(state[off : off + n], weights[base : base + n], val)
+    groups = _ceil(n, lanes)
+    c_cost = groups
+    ops = n
+    syn += groups * lanes * wbits
+    mr += groups * lanes * vbits
+    mw += groups * lanes * vbits
+    return c_cost, ops, syn, mr, mw, cr, cw
+
+
+@njit(cache=True, inline="always")
+def _identity_event(
+    p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+):
+    """A source into an ``identity`` slot: one membrane."""
+    syn = mr = mw = cr = cw = 0
+    ops = 0
+    c_cost = 1
+    off = pieces[p, OFF]
+    local = loc_local[pop_off[pieces[p, POP]] + s]
+    state[off + local] += val * slots[k, SWEIGHT]
+    ops = 1
+    mr += vbits
+    mw += vbits
+    return c_cost, ops, syn, mr, mw, cr, cw
+
+
+@njit(cache=True, inline="always")
+def _product_event(
+    p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+):
+    """An operand spike of a product (section 4.3): a row or column of running counts."""
+    syn = mr = mw = cr = cw = 0
+    ops = 0
+    c_cost = 1
+    off = pieces[p, OFF]
+    kind = slots[k, SK]
+    inv = slots[k, SINV] + s
+    a1, a2 = inverse[inv, 1], inverse[inv, 2]  # routing sends a piece only its own head's operands
+    i0, i1, j0, j1 = (
+        pieces[p, G0 + 1],
+        pieces[p, G0 + 2],
+        pieces[p, G0 + 3],
+        pieces[p, G0 + 4],
+    )
+    ni, nj = i1 - i0, j1 - j0
+    cc = pieces[p, PC_C]
+    cbase = pieces[p, PC_OFF]
+    # a spike is val = 1; an MBE payload multiplies, and the running counts are payload sums
+    w = slots[k, SWEIGHT] * val
+    if kind == PROD_A:  # (h, i, c): add w a * Bbar[c, J] to row i, then Abar[i, c] += a
+        ii, c = a1 - i0, a2
+        for jj in range(nj):
+            state[off + ii * nj + jj] += w * counts[cbase + ni * cc + c * nj + jj]
+        counts[cbase + ii * cc + c] += val
+        m = nj
+    else:  # (h, c, j): add w b * Abar[I, c] to column j, then Bbar[c, j] += b
+        c, jj = a1, a2 - j0
+        for ii in range(ni):
+            state[off + ii * nj + jj] += w * counts[cbase + ii * cc + c]
+        counts[cbase + ni * cc + c * nj + jj] += val
+        m = ni
+    groups = _ceil(m, lanes)
+    c_cost = groups + 1
+    ops = m
+    pbits = pieces[p, PC_BITS]
+    cr += m * pbits + pbits
+    cw += pbits
+    mr += groups * lanes * vbits
+    mw += groups * lanes * vbits
+    return c_cost, ops, syn, mr, mw, cr, cw
+
+
+@njit(cache=True, inline="always")
+def _pool_event(
+    p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+):
+    """A spike into a max-pool window: its count and the window's maximum (a payload: its running sum)."""
+    syn = mr = mw = cr = cw = 0
+    ops = 0
+    c_cost = 1
+    n = pieces[p, N]
+    kk = slots[k, SKH]
+    hh, ww = slots[k, SH], slots[k, SW]
+    c = s // (hh * ww)
+    rem = s - c * hh * ww
+    y = rem // ww
+    xx = rem - y * ww
+    ho, wo = hh // kk, ww // kk
+    out = c * ho * wo + (y // kk) * wo + (xx // kk)
+    local = loc_local[pop_off[pieces[p, POP]] + out]
+    cbase = pieces[p, CNT_OFF]
+    cidx = cbase + local * kk * kk + (y % kk) * kk + (xx % kk)
+    ops = 1
+    if pieces[p, POOL_GRADED]:  # a running sum of payloads; the maximum is taken in phase F
+        counts[cidx] += val
+        cr += vbits
+        cw += vbits
+        return c_cost, ops, syn, mr, mw, cr, cw
+    counts[cidx] += 1
+    midx = cbase + n * kk * kk + local
+    if counts[cidx] > counts[midx]:
+        counts[midx] = counts[cidx]
+        counts[midx + n] = 1  # mark the output
+    cr += cbits
+    cw += cbits
+    mr += vbits
+    mw += vbits
+    return c_cost, ops, syn, mr, mw, cr, cw
+
+
+@njit(cache=True, inline="always")
+def _apply(
+    p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+):
+    """One event (source ``s``, value ``val``) into slot ``k`` of piece ``p`` (section 4.1's table).
+
+    Returns ``(cycles, accumulations, synapse bits read, membrane bits read, membrane bits
+    written, count bits read, count bits written)``. Each kind's work is an inline function, so
+    that :func:`gen_round_events` applies events where it finds them without a call per event.
+    """
+    kind = slots[k, SK]
+    if kind == CONV:
+        return _conv_event(
+            p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+        )
+    if kind == DENSE or kind == POOL_DENSE:
+        return _row_event(
+            p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+        )
+    if kind == IDENTITY:
+        return _identity_event(
+            p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+        )
+    if kind == PROD_A or kind == PROD_B:
+        return _product_event(
+            p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+        )
+    if kind == POOL:
+        return _pool_event(
+            p, k, s, val, pieces, slots, weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits
+        )
+    return 1, 0, 0, 0, 0, 0, 0
+
+
 @njit(cache=True)
 def deliver(
     f_dst,
@@ -490,149 +881,27 @@ def deliver(
     piece_ops,
     stats,
 ):
-    """Apply every flit to its destination piece (section 4.1's table).
+    """Apply every flit to its destination piece (section 4.1's table, :func:`_apply`).
 
     Writes each flit's cycle cost into ``cost``, adds it to ``piece_cost`` and its accumulations
     to ``piece_ops``.
     """
     a_syn = a_mr = a_mw = a_cr = a_cw = 0  # statistics kept in registers
     for i in range(f_dst.shape[0]):
-        p, k, s, val = f_dst[i], f_slot[i], f_s[i], f_val[i]
-        kind = slots[k, SK]
-        off, n = pieces[p, OFF], pieces[p, N]
-        ops = 0
-        c_cost = 1
-        add_only = False  # a payload added as it is (no weight): an accumulate, not a MAC
-        if kind == CONV:
-            hh, ww = slots[k, SH], slots[k, SW]
-            kh, kw, st, pad = slots[k, SKH], slots[k, SKW], slots[k, SSTRIDE], slots[k, SPAD]
-            c = s // (hh * ww)
-            rem = s - c * hh * ww
-            y = rem // ww
-            xx = rem - y * ww
-            c0, c1, y0, y1, x0, x1 = (
-                pieces[p, G0],
-                pieces[p, G0 + 1],
-                pieces[p, G0 + 2],
-                pieces[p, G0 + 3],
-                pieces[p, G0 + 4],
-                pieces[p, G0 + 5],
-            )
-            cb, tw = c1 - c0, x1 - x0
-            woff = slots[k, SWOFF]
-            r = 0
-            wrow = slots[k, SWROW]
-            for u in range(kh):
-                num = y + pad - u
-                if st == 1:  # the common case, without integer divisions
-                    oy = num
-                elif num < 0 or num % st != 0:
-                    continue
-                else:
-                    oy = num // st
-                if oy < y0 or oy >= y1:
-                    continue
-                for v in range(kw):
-                    numx = xx + pad - v
-                    if st == 1:
-                        ox = numx
-                    elif numx < 0 or numx % st != 0:
-                        continue
-                    else:
-                        ox = numx // st
-                    if ox < x0 or ox >= x1:
-                        continue
-                    pos = (oy - y0) * tw + (ox - x0)
-                    widx = woff + ((c * kh + u) * kw + v) * wrow + c0
-                    _accumulate(state[off + pos * cb : off + pos * cb + cb], weights[widx : widx + cb], val)
-                    r += 1
-            groups = _ceil(cb, lanes)
-            c_cost = max(1, r * groups)
-            ops = r * cb
-            a_syn += r * groups * lanes * wbits
-            a_mr += r * groups * lanes * vbits
-            a_mw += r * groups * lanes * vbits
-        elif kind == DENSE or kind == POOL_DENSE:
-            lo = slots[k, SLO]
-            row = (s if kind == DENSE else s // (slots[k, SH] * slots[k, SW])) - lo
-            base = slots[k, SWOFF] + row * slots[k, SWROW]
-            _accumulate(state[off : off + n], weights[base : base + n], val)
-            groups = _ceil(n, lanes)
-            c_cost = groups
-            ops = n
-            a_syn += groups * lanes * wbits
-            a_mr += groups * lanes * vbits
-            a_mw += groups * lanes * vbits
-        elif kind == IDENTITY:
-            local = loc_local[pop_off[pieces[p, POP]] + s]
-            state[off + local] += val * slots[k, SWEIGHT]
-            ops = 1
-            a_mr += vbits
-            a_mw += vbits
-        elif kind == PROD_A or kind == PROD_B:
-            inv = slots[k, SINV] + s
-            a1, a2 = inverse[inv, 1], inverse[inv, 2]  # routing sends a piece only its own head's operands
-            i0, i1, j0, j1 = (
-                pieces[p, G0 + 1],
-                pieces[p, G0 + 2],
-                pieces[p, G0 + 3],
-                pieces[p, G0 + 4],
-            )
-            ni, nj = i1 - i0, j1 - j0
-            cc = pieces[p, PC_C]
-            cbase = pieces[p, PC_OFF]
-            # a spike is val = 1; an MBE payload multiplies, and the running counts are payload sums
-            w = slots[k, SWEIGHT] * val
-            if kind == PROD_A:  # (h, i, c): add w a * Bbar[c, J] to row i, then Abar[i, c] += a
-                ii, c = a1 - i0, a2
-                for jj in range(nj):
-                    state[off + ii * nj + jj] += w * counts[cbase + ni * cc + c * nj + jj]
-                counts[cbase + ii * cc + c] += val
-                m = nj
-            else:  # (h, c, j): add w b * Abar[I, c] to column j, then Bbar[c, j] += b
-                c, jj = a1, a2 - j0
-                for ii in range(ni):
-                    state[off + ii * nj + jj] += w * counts[cbase + ii * cc + c]
-                counts[cbase + ni * cc + c * nj + jj] += val
-                m = ni
-            groups = _ceil(m, lanes)
-            c_cost = groups + 1
-            ops = m
-            pbits = pieces[p, PC_BITS]
-            a_cr += m * pbits + pbits
-            a_cw += pbits
-            a_mr += groups * lanes * vbits
-            a_mw += groups * lanes * vbits
-        elif kind == POOL:
-            kk = slots[k, SKH]
-            hh, ww = slots[k, SH], slots[k, SW]
-            c = s // (hh * ww)
-            rem = s - c * hh * ww
-            y = rem // ww
-            xx = rem - y * ww
-            ho, wo = hh // kk, ww // kk
-            out = c * ho * wo + (y // kk) * wo + (xx // kk)
-            local = loc_local[pop_off[pieces[p, POP]] + out]
-            cbase = pieces[p, CNT_OFF]
-            cidx = cbase + local * kk * kk + (y % kk) * kk + (xx % kk)
-            ops = 1
-            if pieces[p, POOL_GRADED]:  # a running sum of payloads; the maximum is taken in phase F
-                counts[cidx] += val
-                add_only = True
-                a_cr += vbits
-                a_cw += vbits
-            else:
-                counts[cidx] += 1
-                midx = cbase + n * kk * kk + local
-                if counts[cidx] > counts[midx]:
-                    counts[midx] = counts[cidx]
-                    counts[midx + n] = 1  # mark the output
-                a_cr += cbits
-                a_cw += cbits
-                a_mr += vbits
-                a_mw += vbits
+        p = f_dst[i]
+        c_cost, ops, syn, mr, mw, cr, cw = _apply(
+            p, f_slot[i], f_s[i], f_val[i], pieces, slots, weights, inverse, pop_off, loc_local, state, counts,
+            lanes, wbits, vbits, cbits,
+        )  # fmt: skip
+        a_syn += syn
+        a_mr += mr
+        a_mw += mw
+        a_cr += cr
+        a_cw += cw
         cost[i] = c_cost
         piece_cost[p] += c_cost
+        # a payload into a max-pool is added as it is (no weight): an accumulate, not a MAC
+        add_only = slots[f_slot[i], SK] == POOL
         if f_graded[i] and not add_only:  # 1: host input value, 2: MBE payload (an intensity-weighted spike)
             stats[ST_MACS] += ops
             if f_graded[i] == 2:
@@ -645,6 +914,19 @@ def deliver(
     stats[ST_MW] += a_mw
     stats[ST_CR] += a_cr
     stats[ST_CW] += a_cw
+
+
+@njit(cache=True, inline="always")
+def _move_sums(part, root):
+    """``root += part``, ``part = 0`` over views (disjoint pieces; LLVM vectorizes each loop); returns
+    how many sums were non-zero."""
+    nonzero = 0
+    for j in range(part.shape[0]):
+        nonzero += part[j] != 0
+    for j in range(part.shape[0]):
+        root[j] += part[j]
+        part[j] = 0
+    return nonzero
 
 
 @njit(cache=True)
@@ -671,13 +953,7 @@ def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
             scan[p] = _ceil(n, lanes)
             scanned += n
             if not flits:
-                nonzero = 0
-                for j in range(n):
-                    a = state[off + j]
-                    nonzero += a != 0
-                    state[roff + j] += a
-                    state[off + j] = 0
-                total += nonzero
+                total += _move_sums(state[off : off + n], state[roff : roff + n])
                 continue
             for j in range(n):
                 a = state[off + j]

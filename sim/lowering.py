@@ -16,8 +16,12 @@ from spikeforge.mapping import Program
 from spikeforge.mapping.images import MBE_SPLIT_CODES, PIECE_CODES, SLOT_CODES
 from spikeforge.mapping.pieces import first_arrivals, product_sum_bits
 from spikeforge.mapping.routing import HOST
+from spikeforge.models.graph import SNNGraph, membrane_bounds, signed_range
 
-__all__ = ["Lowered", "lower", "PIECE_FIELDS", "SLOT_FIELDS"]
+__all__ = ["Lowered", "lower", "state_bound", "state_width", "PIECE_FIELDS", "SLOT_FIELDS"]
+
+#: The largest value an int32 state word holds.
+INT32_MAX = (1 << 31) - 1
 
 #: Columns of the piece table.
 PIECE_FIELDS = (
@@ -114,6 +118,32 @@ class Lowered:
     row_group_slots: np.ndarray  # row_group_slots[row_group_ptr[g]:row_group_ptr[g + 1]], by state offset
     row_group_fused: np.ndarray  # width of the group's one long row when its slices are adjacent, else 0
     pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
+
+
+def state_bound(graph: SNNGraph) -> int:
+    """A proven bound on ``|value|`` of every word the kernels keep in the ``state`` array.
+
+    The state holds membranes, output and partial accumulators and MBE input accumulators. The
+    simulator checks after every step's phase F that each of them lies in the graph's ``v_bits``
+    range (else it stops with an error), so a step starts with ``|v| <= 2**(v_bits - 1)``. Within
+    the step a word gains at most what it can gain over its whole window, which
+    :func:`~spikeforge.models.graph.membrane_bounds` bounds (``|v0| + T |b| + sum |w| * max_total``;
+    a partial piece's accumulator, emptied every step, gains less), and a reset subtracts one
+    threshold. So no word, partial sum or intermediate of an addition exceeds
+    ``2**(v_bits - 1) + max(membrane_bounds) + max |threshold|`` before the range check sees it.
+    """
+    _, vhi = signed_range(graph.v_bits)
+    gain = max(membrane_bounds(graph).values(), default=0)
+    th = max(
+        (int(np.abs(p.threshold).max()) for p in graph.populations if getattr(p, "threshold", None) is not None),
+        default=0,
+    )
+    return vhi + 1 + gain + th
+
+
+def state_width(graph: SNNGraph) -> int:
+    """32 where :func:`state_bound` fits int32 (8 lanes per AVX2 add instead of 4), else 64."""
+    return 32 if state_bound(graph) <= INT32_MAX else 64
 
 
 def lower(program: Program) -> Lowered:
@@ -269,8 +299,10 @@ def lower(program: Program) -> Lowered:
         wbs, strides = slots[g, S["w_off"]], slots[g, S["wrow"]]
         if (strides == strides[0]).all() and (np.diff(offs) == ns[:-1]).all() and (np.diff(wbs) == ns[:-1]).all():
             fused[gi] = ns.sum()
-    # 16 bits hold every weight (weight_bits <= 16); narrow rows halve to quarter the memory traffic
-    weights = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
+    # weights as narrow as the graph stores them (validated to fit weight_bits <= 16): int8 rows
+    # halve the memory traffic of int16 ones; the kernels widen them in the add
+    wtype = np.int8 if graph.weight_bits <= 8 else np.int16
+    weights = np.concatenate(chunks).astype(wtype) if chunks else np.zeros(0, wtype)
 
     # spike history rings: depth = longest outgoing delay + 2 (the step being read and written)
     depth = np.full(len(pops), 2, np.int64)

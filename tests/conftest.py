@@ -9,6 +9,7 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.models import ModelConfig, convert, load_digits, load_model
 from spikeforge.models.synthetic import random_checkpoint  # noqa: F401  (re-exported for tests)
+from spikeforge.sim.lowering import state_width
 
 settings.register_profile("spikeforge", deadline=None, max_examples=20, derandomize=True)
 settings.load_profile("spikeforge")
@@ -35,6 +36,11 @@ def mbe_mlp8():
     from spikeforge.models.mbe_graph import mlp_to_mbe_graph
 
     return mlp_to_mbe_graph(timesteps=8, fit=False)
+
+
+def widths(program) -> tuple[int, ...]:
+    """The simulator's state widths a program may run with: 64 always, 32 where its bounds prove it fits."""
+    return (64, 32) if state_width(program.graph) == 32 else (64,)
 
 
 def hw_of(rows: int, cols: int, **core) -> HardwareConfig:

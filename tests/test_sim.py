@@ -4,6 +4,7 @@ and 6), DRAM traffic equal to the plan's, energy equal to counts x profile value
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import numpy as np
@@ -11,27 +12,32 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import hw_of, random_checkpoint, small_config
+from conftest import hw_of, random_checkpoint, small_config, widths
 from spikeforge.mapping import HardwareConfig, compile, load_hardware
 from spikeforge.models import convert
 from spikeforge.models.executor import run_snn
 from spikeforge.models.graph import DenseProjection, InputPopulation, NeuronPopulation, OutputPopulation, SNNGraph
 from spikeforge.sim import MEMORIES, SimResult, Simulator, simulate
 from spikeforge.sim import kernels as K
+from spikeforge.sim.lowering import state_bound
 
 CONFIGS = "configs/array-{}.toml"
 
 
 def assert_rasters_equal(program, x):
-    """Every population's raster and the logits equal the functional executor's, sample by sample."""
+    """Every population's raster and the logits equal the functional executor's, sample by sample,
+    with 64-bit state words and, where the program's bounds allow them, 32-bit ones."""
     ref = run_snn(program.graph, x)
-    sim = Simulator(program)
-    for i in range(len(x)):
-        run = sim.run(x[i], record=True)
-        assert run.rasters.keys() == {p.name for p in program.graph.populations if p.kind != "output"}
-        for name, raster in run.rasters.items():
-            np.testing.assert_array_equal(raster, ref.rasters[name][:, i], err_msg=f"population {name}, sample {i}")
-        np.testing.assert_array_equal(run.logits, ref.logits[i])
+    for width in widths(program):
+        sim = Simulator(program, width=width)
+        for i in range(len(x)):
+            run = sim.run(x[i], record=True)
+            assert run.rasters.keys() == {p.name for p in program.graph.populations if p.kind != "output"}
+            for name, raster in run.rasters.items():
+                np.testing.assert_array_equal(
+                    raster, ref.rasters[name][:, i], err_msg=f"population {name}, sample {i}, width {width}"
+                )
+            np.testing.assert_array_equal(run.logits, ref.logits[i])
     return sim
 
 
@@ -361,8 +367,9 @@ def test_rounds_share_one_dram_channel_in_request_order():
     assert two_rounds((1, 0), np.zeros(2, np.int64)) == (0 + 11 + 1 + 11, 32)  # load 0..11, work 1, back 12..23
 
 
+@pytest.mark.parametrize("width", [64, 32])
 @pytest.mark.parametrize("case", ["bundled", "fan-in split"])
-def test_rounds_fast_path_equals_the_event_list_path(tiny_graph, digits, case):
+def test_rounds_fast_path_equals_the_event_list_path(tiny_graph, digits, case, width):
     """Rounds mode applies dense rows without an event list (round_rows) and moves partial sums
     without flit lists unless tracing; both paths must give the same counts, cycles and spikes."""
     if case == "bundled":
@@ -373,7 +380,7 @@ def test_rounds_fast_path_equals_the_event_list_path(tiny_graph, digits, case):
         assert any(p.kind == "partial" for p in program.pieces)
         xs = np.random.default_rng(0).integers(0, 16, (2, 300))
     assert program.plan.mode == "rounds"
-    fast, listed = Simulator(program), Simulator(program, trace=True)
+    fast, listed = Simulator(program, width=width), Simulator(program, trace=True, width=width)
     for x in xs:
         a, b = fast.run(x, record=True), listed.run(x, record=True)
         np.testing.assert_array_equal(a.step_cycles, b.step_cycles)
@@ -383,3 +390,105 @@ def test_rounds_fast_path_equals_the_event_list_path(tiny_graph, digits, case):
     np.testing.assert_array_equal(fast.stats, listed.stats)
     np.testing.assert_array_equal(fast.piece_ops, listed.piece_ops)
     assert fast.cycles == listed.cycles and fast.dram_bytes == listed.dram_bytes
+
+
+# --------------------------------------------------------------------------- state width
+def wide_graph(v_bits=24, weight=1, value_bits=4):
+    """in (300) -> dense -> h (40 IF) -> out, with every weight ``weight``."""
+    pops = (
+        InputPopulation("in", (300,), value_bits=value_bits),
+        NeuronPopulation("h", (40,), threshold=np.full(40, 60), bias=np.zeros(40, int), v0=np.zeros(40, int)),
+        OutputPopulation("out", (1,), bias=np.zeros(1, int)),
+    )
+    projs = (DenseProjection("in", "h", np.full((40, 300), weight)), DenseProjection("h", "out", np.ones((1, 40), int)))
+    return SNNGraph(pops, projs, timesteps=4, weight_bits=16, v_bits=v_bits)
+
+
+def test_the_state_width_is_decided_from_proven_bounds():
+    """32-bit state words only where the bound of every membrane, partial sum and accumulator fits
+    int32; a program whose bound exceeds it keeps 64 bits, and forcing 32 on it is refused."""
+    hw = hw_of(1, 1, neurons=64, lanes=4, axons=16, weight_bits=16, v_bits=32)
+    small = compile(wide_graph(), hw)
+    assert state_bound(small.graph) < 2**31 and Simulator(small).width == 32
+    assert Simulator(small).state0.dtype == np.int32
+    # 32-bit membranes: a step may start at -2**31, and one spike takes it past int32
+    wide_v = compile(wide_graph(v_bits=32), hw)
+    assert state_bound(wide_v.graph) > 2**31 and Simulator(wide_v).width == 64
+    # 24-bit membranes, but 16-bit weights on 8-bit inputs: one step can add 300 * 255 * 32000
+    big_w = compile(wide_graph(weight=32000, value_bits=8), hw)
+    assert state_bound(big_w.graph) > 2**31
+    for program in (wide_v, big_w):
+        sim = Simulator(program)
+        assert sim.width == 64 and sim.state0.dtype == np.int64
+        with pytest.raises(ValueError, match="beyond int32"):
+            Simulator(program, width=32)
+    # the 64-bit path runs them exactly (inputs small enough to keep the membranes in range)
+    assert_rasters_equal(big_w, np.random.default_rng(0).integers(0, 2, (2, 300)) * (np.arange(300) < 2))
+    with pytest.raises(ValueError, match="32 or 64"):
+        Simulator(small, width=16)
+
+
+def _tiny_mbe_program():
+    from test_mbe_hardware import MBE_CORE, random_mbe_graph
+
+    graph = random_mbe_graph(np.random.default_rng(3), 4, 12, (10, 10), 2, identity=True)
+    return compile(graph, hw_of(2, 2, neurons=32, lanes=4, axons=9, **MBE_CORE)), np.random.default_rng(3).integers(
+        0, 8, (2, 12)
+    )
+
+
+@pytest.mark.parametrize("case", ["4x4 rounds", "16x16 resident", "fan-in split", "traced", "mbe"])
+def test_both_state_widths_give_identical_runs(tiny_graph, digits, case):
+    """The same program through 32- and 64-bit state words: the same cycles, rasters, logits, trace
+    and every counter."""
+    trace = case == "traced"
+    if case in ("4x4 rounds", "traced"):
+        program, xs = compile(tiny_graph, load_hardware(CONFIGS.format("4x4"))), digits.x_test[:2]
+    elif case == "16x16 resident":
+        program, xs = compile(tiny_graph, load_hardware(CONFIGS.format("16x16"))), digits.x_test[:2]
+    elif case == "fan-in split":
+        graph = one_layer_graph(300, 40, threshold=60, timesteps=4)
+        program = compile(graph, hw_of(1, 1, neurons=64, lanes=4, axons=16))
+        assert any(p.kind == "partial" for p in program.pieces)
+        xs = np.random.default_rng(0).integers(0, 16, (2, 300))
+    else:
+        program, xs = _tiny_mbe_program()
+    assert widths(program) == (64, 32)
+    sims = {w: Simulator(program, trace=trace, width=w) for w in (64, 32)}
+    for x in xs:
+        a, b = (sims[w].run(x, record=True) for w in (64, 32))
+        np.testing.assert_array_equal(a.step_cycles, b.step_cycles)
+        np.testing.assert_array_equal(a.logits, b.logits)
+        assert a.rasters.keys() == b.rasters.keys()
+        for name in a.rasters:
+            np.testing.assert_array_equal(a.rasters[name], b.rasters[name])
+        assert len(a.trace) == len(b.trace) == (program.graph.total_steps if trace else 0)
+        for ta, tb in zip(a.trace, b.trace):
+            for key, va in vars(ta).items():
+                vb = getattr(tb, key)
+                if isinstance(va, list):
+                    assert len(va) == len(vb)
+                    for ea, eb in zip(va, vb):
+                        assert (ea is None) == (eb is None)
+                        if ea is not None:
+                            assert ea.dtype == eb.dtype == np.int64
+                            np.testing.assert_array_equal(ea, eb)
+                else:
+                    np.testing.assert_array_equal(va, vb, err_msg=key)
+    s64, s32 = sims[64], sims[32]
+    assert s64.totals().spikes > 0
+    assert dataclasses.asdict(s64.totals()) == dataclasses.asdict(s32.totals())
+    for key in (
+        "stats",
+        "noc",
+        "piece_spikes",
+        "piece_clipped",
+        "piece_ops",
+        "step_spikes_total",
+        "step_phases_total",
+        "core_busy",
+        "core_step_busy",
+        "step_cycles_total",
+    ):
+        np.testing.assert_array_equal(getattr(s64, key), getattr(s32, key), err_msg=key)
+    assert (s64.cycles, s64.dram_bytes, s64.dram_stall) == (s32.cycles, s32.dram_bytes, s32.dram_stall)
