@@ -10,6 +10,8 @@ Arrays are batched: ``x`` has shape ``(batch, n_src)`` and results ``(batch, n_d
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .graph import (
@@ -59,7 +61,7 @@ def propagate_linear(proj: Projection, x: np.ndarray, src: Population) -> np.nda
     """
     x = np.asarray(x, dtype=np.int64)
     if isinstance(proj, DenseProjection):
-        return _int_matmul(x, proj.weight.T)
+        return _int_matmul(x, proj.weight.T, proj)
     if isinstance(proj, ConvProjection):
         return _conv(proj, x, src.shape)
     if isinstance(proj, IdentityProjection):
@@ -70,18 +72,27 @@ def propagate_linear(proj: Projection, x: np.ndarray, src: Population) -> np.nda
     raise TypeError(f"{proj.kind} projections are not linear maps")
 
 
-def _int_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+_FLOAT_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _int_matmul(x: np.ndarray, w: np.ndarray, key: object = None) -> np.ndarray:
     """``x @ w`` of int64 arrays, through float64 BLAS when every partial sum is an exact float.
 
     Each partial sum is bounded by ``max |x| * max_column sum |w|``; below ``2**53`` float64
     represents all of them exactly, so the result is the integer product (numpy's int64 matmul
-    has no BLAS and is tens of times slower).
+    has no BLAS and is tens of times slower on batches). ``key`` (a projection) caches the float
+    copy of ``w`` and its column bound across steps.
     """
     if x.size == 0 or w.size == 0:
         return x @ w
-    bound = int(np.abs(x).max()) * int(np.abs(w).sum(axis=0).max())
-    if bound < 2**53:
-        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    cached = _FLOAT_WEIGHTS.get(key) if key is not None else None
+    if cached is None:
+        cached = (w.astype(np.float64), int(np.abs(w).sum(axis=0).max()))
+        if key is not None:
+            _FLOAT_WEIGHTS[key] = cached
+    wf, col = cached
+    if int(np.abs(x).max()) * col < 2**53:
+        return np.rint(x.astype(np.float64) @ wf).astype(np.int64)
     return x @ w
 
 
