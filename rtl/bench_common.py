@@ -116,6 +116,23 @@ class BenchBase:
                 if e != got:
                     self.mismatch(t, "payload" if hist_bits > 1 else "spike", e, got, neuron=j, **where)
 
+    async def score_sums(self, t: int, sums: list, positions: list, **where) -> None:
+        """Read the running sums, maxima and shift words through ``dbg_saddr`` and score them: element
+        ``j`` of the simulator's ``sums`` is at position ``positions[j]`` (``word * lanes + lane``)."""
+        dut, sp = self.dut, self.spec
+        lanes, vb = sp["lanes"], sp["v_bits"]
+        words: dict[int, int] = {}
+        for j, (e, q) in enumerate(zip(sums, positions)):
+            w = q // lanes
+            if w not in words:
+                dut.dbg_saddr.value = w
+                await Timer(1, "ps")
+                words[w] = int(dut.dbg_s.value)
+            got = signed((words[w] >> ((q % lanes) * vb)) & ((1 << vb) - 1), vb)
+            self.compared["sums"] += 1
+            if e != got:
+                self.mismatch(t, "running sum, maximum or shift word", e, got, neuron=j, **where)
+
 
 async def start(dut, inputs: tuple[str, ...]) -> None:
     """Drive ``inputs`` low, start the clock low and wait for its first rising edge."""

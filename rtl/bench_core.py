@@ -11,7 +11,8 @@ Driver, monitor and scoreboard over transactions the simulator computed (a JSON 
 * phase F: ``fire`` at cycle 0; ``f_done`` low at ``F - 1`` and high at ``F`` (the simulator's
   ``ceil(n/lanes)`` or 0);
 * barrier: the scoreboard reads every membrane and, where the piece fired, the history row of
-  ``t``, and the busy-cycle counter, and compares them with the simulator's, exactly.
+  ``t``, the busy-cycle counter and the MBE ViT units' running payload sums, max-pool maxima and
+  shift words (``dbg_saddr``), and compares them with the simulator's, exactly.
 
 The clock only advances between transactions (``ClockCycles``), never one Python callback per
 cycle. Results (counts and the mismatches, first first) go to ``$SPIKEFORGE_COSIM_OUT``.
@@ -32,7 +33,9 @@ __all__ = ["core_bench"]
 
 class _Bench(BenchBase):
     def __init__(self, dut, spec: dict) -> None:
-        super().__init__(dut, spec, ("events", "cycle_checks", "membranes", "spikes", "busy", "steps", "packets"))
+        super().__init__(
+            dut, spec, ("events", "cycle_checks", "membranes", "spikes", "busy", "steps", "packets", "sums")
+        )
 
     def location(self) -> dict:
         return {"core": self.spec["core"], "piece": self.spec["piece"]}
@@ -132,6 +135,8 @@ class _Bench(BenchBase):
             self.spec.get("positions"),
             self.spec.get("hist_bits", 1),
         )
+        if st.get("sums") is not None:
+            await self.score_sums(t, st["sums"], self.spec["sum_positions"])
         busy = int(dut.busy.value)
         self.compared["busy"] += 1
         if busy != st["busy"]:
@@ -147,7 +152,7 @@ async def core_bench(dut):
         spec = json.load(fh)
     bench = _Bench(dut, spec)
     inputs = ("rst", "start", "pphase", "fire", "events__valid", "events__payload", "flits__ready", "step")
-    await start(dut, (*inputs, "dbg_maddr", "dbg_haddr"))
+    await start(dut, (*inputs, "dbg_maddr", "dbg_haddr", "dbg_saddr"))
     t0 = time.perf_counter()
     for st in spec["steps"]:
         await bench.phase_i(st)

@@ -36,6 +36,7 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
+from .errors import RtlError
 from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
 STEP_BITS = 16
 CYCLE_BITS = 32
 TYPE_SPIKE, TYPE_GRADED, TYPE_PARTIAL = 0, 1, 2
+#: bits of an MBE unit's output-shift word (section 4.5)
+SHIFT_BITS = 7
 
 
 def flit_layout(hw: HardwareConfig) -> data.StructLayout:
@@ -158,7 +161,8 @@ class Core(wiring.Component):
     product_fault : str
         Test hook of product pieces (mutation tests; empty in generated hardware): ``"extra_cycle"``
         makes every operand event one cycle longer, ``"word_offset"`` sends each lane of a column
-        update (operand ``b``) to the next word of its bank.
+        update (operand ``b``) to the next word of its bank, ``"count_one"`` adds 1 to the event's own
+        running sum instead of its payload (a count where a payload sum is due).
     shared : dict, optional
         Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``),
         used instead of memories of its own initialised from the piece (:class:`~spikeforge.rtl.swap.SwapCore`).
@@ -180,8 +184,13 @@ class Core(wiring.Component):
         # the core position and are shared by the contexts of its pieces; they start empty and the
         # DMA loader fills them from DRAM (keys syn, par, hist and mem or banks)
         self.shared = shared
+        if shared is not None and self.piece.graded_sums:
+            raise RtlError(
+                f"piece {self.piece.piece_id} ({self.piece.population!r}) keeps running payload sums (a product of "
+                "MBE payloads), which a swap core's shared synapse SRAM does not hold yet: map it resident."
+            )
         self.extra_dense_cycles = int(extra_dense_cycles)
-        if product_fault not in ("", "extra_cycle", "word_offset"):
+        if product_fault not in ("", "extra_cycle", "word_offset", "count_one"):
             raise ValueError(f"unknown product_fault {product_fault!r}")
         self.product_fault = product_fault
         c = hw.core
@@ -202,6 +211,10 @@ class Core(wiring.Component):
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
                 "dbg_h": Out(c.neurons * hist_bits(hw)),
+                # the MBE ViT units' other SRAM state (section 8): running payload sums, graded max-pool
+                # maxima, output-shift words; word dbg_saddr, lanes values of v_bits (sign-extended)
+                "dbg_saddr": In(16),
+                "dbg_s": Out(c.lanes * c.v_bits),
                 "rd_addr": In(index_bits(self.groups_max)),  # the host's read-out (section 5), output pieces
                 "rd_data": Out(c.lanes * c.v_bits),  # membrane word rd_addr of the cycle before
                 "flits": Out(stream.Signature(out_flit_layout(hw))),
@@ -216,11 +229,19 @@ class Core(wiring.Component):
         n = p.n
         groups = -(-n // lanes)  # lane groups of this piece: cycles per dense event and per phase F
 
+        dbg_sources = []  # (words, memory, bits per lane) read by dbg_saddr, one after the other
         # ---- memories (section 3), initialised from the piece's images
         init = {name: words for name, words, _ in memory_words(self.hw, p)}
         syn_words = len(init["synapse"])
         sh = self.shared
-        if sh is None:
+        graded_sums = p.graded_sums and p.kind == PIECE_CODES["product"]
+        if graded_sums:
+            # running payload sums (section 4.3): the same SRAM bits as words of `lanes` v_bits sums
+            ni, nj = p.geometry["i1"] - p.geometry["i0"], p.geometry["j1"] - p.geometry["j0"]
+            cw = max(1, count_words(ni, nj, p.contraction, lanes))
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=[])
+            dbg_sources.append((cw, syn, vb))
+        elif sh is None:
             m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
         else:
             syn = sh["syn"]
@@ -364,7 +385,7 @@ class Core(wiring.Component):
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
         if any(sl.kind == SLOT_CODES["conv"] for sl in p.slots):
             conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum)
-        prod = self._product_unit(m, head, pop, idle, kind, is_psum) if p.kind == PIECE_CODES["product"] else None
+        prod = self._product_unit(m, head, pop, idle, kind, is_psum, val) if p.kind == PIECE_CODES["product"] else None
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
             m.d.sync += [last_end.eq(0), had.eq(0)]
@@ -529,14 +550,20 @@ class Core(wiring.Component):
                     w_bval[k].eq(prod["valid"][k]),
                 ]
             # each lane's count: its place in the count word read in the issue cycle (section 4.3)
-            w_bcnt = [syn_rd.data.word_select(w_bsel[k], c.count_bits) for k in range(lanes)]
+            cb_ = c.v_bits if graded_sums else c.count_bits  # payload sums are signed v_bits words
+            w_bcnt = [syn_rd.data.word_select(w_bsel[k], cb_) for k in range(lanes)]
+            if graded_sums:
+                w_bcnt = [x.as_signed() for x in w_bcnt]
             # the event's own count: read in its last cycle, written back incremented in the next
             w_inc = Signal()
             w_inc_lane = Signal(range(max(2, lanes)))
             w_inc_addr = Signal.like(iss_saddr)
+            w_inc_val = Signal(signed(c.v_bits))  # what the event adds to its own count or sum
             m.d.sync += [w_inc.eq(prod["inc"]), w_inc_lane.eq(prod["inc_lane"]), w_inc_addr.eq(iss_saddr)]
-            cb_ = c.count_bits
-            bumped = Cat((syn_rd.data[k * cb_ : (k + 1) * cb_] + (w_inc_lane == k))[:cb_] for k in range(lanes))
+            m.d.sync += w_inc_val.eq(1 if self.product_fault == "count_one" else prod["val"])
+            bumped = Cat(
+                (syn_rd.data[k * cb_ : (k + 1) * cb_] + Mux(w_inc_lane == k, w_inc_val, 0))[:cb_] for k in range(lanes)
+            )
             m.d.comb += [syn_cnt_w.addr.eq(w_inc_addr), syn_cnt_w.data.eq(bumped), syn_cnt_w.en.eq(w_inc)]
             occupied = Array(
                 Const(sum(1 << k for k in range(lanes) if order[w * lanes + k] >= 0), lanes) for w in range(gmax)
@@ -607,9 +634,17 @@ class Core(wiring.Component):
                 m.d.sync += mb["acc"][mb["w_g"]].eq(Cat(*mb["pay"]))
             last = w_f & mb["w_basis"] & (mb["w_pass"] == p.bases)
             m.d.comb += [
-                hist_wr.data.eq(Cat(*mb["pay"]).replicate(gmax)),
+                hist_wr.data.eq(Cat(*mb["out"]).replicate(gmax)),
                 hist_wr.en.eq(Mux(last, (Const(1, gmax) << mb["w_g"])[:gmax], 0)),
             ]
+            if mb["shm"] is not None:  # pass 1 at k = 0 writes each unit's shift word (section 4.5)
+                sh_wr = mb["shm"].write_port()
+                m.d.comb += [
+                    sh_wr.addr.eq(mb["w_g"]),
+                    sh_wr.data.eq(Cat(*mb["sh"])),
+                    sh_wr.en.eq(w_f & mb["w_basis"] & mb["w_k0"] & (mb["w_pass"] == 1)),
+                ]
+                dbg_sources.append((gmax, mb["shm"], SHIFT_BITS))
         if is_maxpool:
             with m.If(w_f):
                 group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
@@ -623,7 +658,23 @@ class Core(wiring.Component):
             self._partial_sums(m, banks if banked else [mem], bank_wr if banked else [mem_wr], pmode_now, p_busy)
         else:
             m.d.comb += p_busy.eq(0)
+        self._dbg_state(m, dbg_sources)
         return m
+
+    def _dbg_state(self, m: Module, sources: list) -> None:
+        """Debug read of the state that section 8 compares beyond membranes and history (benches only):
+        the memories of ``sources`` one after the other from word 0 of ``dbg_saddr``, each lane's value
+        sign-extended from its ``bits`` to ``v_bits`` in ``dbg_s``."""
+        lanes, vb = self.hw.core.lanes, self.hw.core.v_bits
+        start = 0
+        for words, mem, bits in sources:
+            rp = mem.read_port(domain="comb")
+            m.d.comb += rp.addr.eq(self.dbg_saddr - start)
+            ext = [Signal(signed(vb), name=f"dbg_s{start}_{k}") for k in range(lanes)]
+            m.d.comb += [e.eq(rp.data.word_select(k, bits).as_signed()) for k, e in enumerate(ext)]
+            with m.If((self.dbg_saddr >= start) & (self.dbg_saddr < start + words)):
+                m.d.comb += self.dbg_s.eq(Cat(*ext))
+            start += words
 
     def _mbe_issue(self, m: Module, lut_words, first, f_iss, f_t, f_len, f_addr, f_raddr) -> dict:
         """Phase F of an ``mbe`` piece (section 4.5): its passes, ``ceil(n/lanes)`` cycles each.
@@ -670,8 +721,24 @@ class Core(wiring.Component):
         acc = Array(Signal(c.lanes * vb, name=f"mbe_p{g}") for g in range(groups))  # payloads of the step
         acc_now = Signal(c.lanes * vb, name="mbe_p_now")
         m.d.comb += acc_now.eq(acc[w_g])
-        x_lo, x_hi = (int(v) for v in p.params[-1][:2])
+        x_lo, x_hi, out_bias = (int(v) for v in p.params[-1][:3])
+        code, shift_base = (int(v) for v in p.params[p.n + nb * T][1:3])  # basis 0's offset word (section 4.5)
+        split, split_bits, exp_bias = code & 3, (code >> 2) & 63, code >> 8
+        shm = None
+        if split or shift_base:  # the shift memory: a 7-bit word per unit, beside the membrane SRAM
+            m.submodules.shift_mem = shm = Memory(shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[])
+            sh_rd = shm.read_port()  # read in the issue cycle: the unit's shift at output steps k > 0
+            m.d.comb += sh_rd.addr.eq(cur_g)
         return {
+            "split": split,
+            "split_bits": split_bits,
+            "exp_bias": exp_bias,
+            "shift_base": shift_base,
+            "out_bias": out_bias,
+            "shm": shm,
+            "sh_old": sh_rd.data if shm is not None else None,
+            "sh": [],
+            "out": [],
             "w_pass": w_pass,
             "w_g": w_g,
             "w_k0": w_k0,
@@ -695,9 +762,11 @@ class Core(wiring.Component):
         vth, r, di = (row.word_select(i, vb).as_signed() for i in range(3))
         cb = mb["off"].word_select(0, vb).as_signed()
         x_lo, x_hi = mb["x_lo"], mb["x_hi"]
-        xc = Mux(v < x_lo, x_lo, Mux(v > x_hi, x_hi, v))
+        xc = Signal(signed(vb), name=f"mbe_xc{lane}")
+        m.d.comb += xc.eq(Mux(v < x_lo, x_lo, Mux(v > x_hi, x_hi, v)))
+        x_in, sh = self._mbe_split(m, mb, lane, xc)
         u0 = Signal(signed(vb), name=f"mbe_u0_{lane}")
-        m.d.comb += u0.eq(Mux(mb["w_k0"], xc - cb, v))
+        m.d.comb += u0.eq(Mux(mb["w_k0"], x_in - cb, v))
         inside = (mb["w_g"] * c.lanes + lane) < p.n
         s = Signal(name=f"mbe_s{lane}")
         m.d.comb += s.eq((u0 >= vth) & inside)
@@ -705,8 +774,51 @@ class Core(wiring.Component):
         m.d.comb += u.eq(Mux(inside, u0 - Mux(s, r, 0), 0))
         old = mb["acc_now"].word_select(lane, vb).as_signed()
         pay = Signal(signed(vb), name=f"mbe_pay{lane}")
-        m.d.comb += pay.eq(Mux(mb["w_pass"] == 1, 0, old) + Mux(s, di, 0))
+        first = Mux(mb["w_k0"], mb["out_bias"], 0)  # the payload starts each output step at B (k = 0) or 0
+        m.d.comb += pay.eq(Mux(mb["w_pass"] == 1, first, old) + Mux(s, di, 0))
+        out = pay
+        if mb["shm"] is not None:  # the second barrel shifter, on the way into the history
+            shift = Signal(signed(SHIFT_BITS), name=f"mbe_shift{lane}")
+            old_sh = mb["sh_old"].word_select(lane, SHIFT_BITS).as_signed()
+            m.d.comb += shift.eq(Mux(mb["w_k0"], sh, old_sh))  # k = 0: this pass's split, else the memory
+            out = Signal(signed(vb), name=f"mbe_out{lane}")
+            left = (pay << shift.as_unsigned()[: SHIFT_BITS - 1])[:vb]
+            m.d.comb += out.eq(Mux(shift >= 0, left, pay >> (-shift).as_unsigned()[: SHIFT_BITS - 1]))
+            mb["sh"].append(Mux(inside, sh, 0)[:SHIFT_BITS])
+        mb["out"].append(out)
         return u, pay
+
+    def _mbe_split(self, m: Module, mb: dict, lane: int, xc):
+        """The split unit of one lane (section 4.5) on the clamped ``X``: the basis input ``u`` and the
+        output shift ``sh``. ``exp2``: ``e = X >> b``, ``u = X - (e << b)``, ``sh = shift_base + e``;
+        ``inv``: ``u = floor(X * 2^(b - L))``, ``sh = shift_base - L``; ``invsqrt``: ``E = L + exp_bias``,
+        ``p = E mod 2``, ``u = floor(X * 2^(b + p - L))``, ``sh = shift_base - (E - p) / 2``; ``none``:
+        ``u = X``. ``L`` is the bit length of ``X`` (a priority encoder); both shifts are barrel shifters.
+        Combinational in the cycle that reads ``X``: no extra cycles."""
+        vb = self.hw.core.v_bits
+        split, b, base = mb["split"], mb["split_bits"], mb["shift_base"]
+        sh = Signal(signed(vb), name=f"mbe_sh{lane}")
+        if split == 0:
+            m.d.comb += sh.eq(base)
+            return xc, sh
+        u = Signal(signed(vb), name=f"mbe_split_u{lane}")
+        if split == 1:  # exp2
+            e = xc >> b
+            m.d.comb += [u.eq(xc - (e << b)), sh.eq(base + e)]
+            return u, sh
+        length = Signal(range(vb + 1), name=f"mbe_len{lane}")  # priority encoder: bit length of X >= 1
+        for k in range(vb - 1):
+            with m.If(xc[k]):
+                m.d.comb += length.eq(k + 1)
+        amt = Signal(signed(8), name=f"mbe_amt{lane}")  # u = floor(X * 2^amt)
+        if split == 2:  # inv
+            m.d.comb += [amt.eq(b - length), sh.eq(base - length)]
+        else:  # invsqrt
+            e = Signal(signed(8), name=f"mbe_e{lane}")
+            m.d.comb += [e.eq(length + mb["exp_bias"]), amt.eq(b + e[0] - length), sh.eq(base - (e >> 1))]
+        left = (xc << amt.as_unsigned()[:6])[:vb]  # |amt| <= 63: split_bits < 64, 1 <= L <= v_bits
+        m.d.comb += u.eq(Mux(amt >= 0, left, xc >> (-amt).as_unsigned()[:6]))
+        return u, sh
 
     def _conv_unit(self, m: Module, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum) -> dict:
         """Address generation of ``conv`` slots (section 2): an event from ``s = (ch, y, x)`` reaches
@@ -800,7 +912,7 @@ class Core(wiring.Component):
             "lanes": lane_ports,
         }
 
-    def _product_unit(self, m: Module, head, pop, idle, kind, is_psum) -> dict:
+    def _product_unit(self, m: Module, head, pop, idle, kind, is_psum, val) -> dict:
         """The running-count mode (section 4.3) on the skewed membrane banks. An ``a`` spike ``(i, c)``
         adds ``w * Bbar[c, j]`` to ``out[i, j]`` for every ``j`` of the piece, then ``Abar[i, c] += 1``;
         a ``b`` spike ``(c, j)`` adds ``w * Abar[i, c]`` to ``out[i, j]`` for every ``i``, then
@@ -850,8 +962,10 @@ class Core(wiring.Component):
         is_ev = pop & ~is_psum & ((kind == SLOT_CODES["product_a"]) | (kind == SLOT_CODES["product_b"]))
         with m.If(pop):
             m.d.sync += cur_prod.eq(is_ev)
+        val_r = Signal(signed(c.v_bits), name="prod_val")  # the event's value: 1 (spike) or its payload
         with m.If(is_ev):
             m.d.sync += [side_r.eq(is_a), row_r.eq(row), col_r.eq(col), k_r.eq(1), groups_r.eq(groups_h)]
+            m.d.sync += val_r.eq(val)
         with m.Elif(~idle):
             m.d.sync += k_r.eq(k_r + 1)
 
@@ -922,11 +1036,15 @@ class Core(wiring.Component):
             out_addr.append(la)
             out_sel.append(ls)
             out_valid.append(lv)
+        # w * p, formed once per event: a spike's p is 1; an MBE payload multiplies (graded operands)
+        wv = Signal(signed(2 * c.v_bits), name="prod_wv")
+        m.d.comb += wv.eq(w * Mux(is_ev, val, val_r))
         return {
             "groups": groups_h,
             "groups_r": groups_r,
             "k": k_r,
-            "w": w,
+            "w": wv,
+            "val": Mux(is_ev, val, val_r),
             "addr": out_addr,
             "sel": out_sel,
             "valid": out_valid,
@@ -989,7 +1107,8 @@ class Core(wiring.Component):
             m.d.sync += [mp["maxima"][local].eq(count), mp["marks"].bit_select(local, 1).eq(1)]
 
     def _partial_sums(self, m: Module, mems: list, mem_wrs: list, pmode_now, p_busy) -> None:
-        """Phase P of a partial piece (section 4.2), if ``in_start <= t < in_start + T``.
+        """Phase P of a partial piece (section 4.2), from its first arrival (``in_start``, or earlier
+        for an MBE population's early inputs) to ``in_start + T - 1``.
 
         Scan: lane group ``k`` of the accumulators at cycle ``k`` (``ceil(n/lanes)`` cycles), latched
         and cleared. Then one flit per cycle the router takes, ascending local index, one per
@@ -1002,7 +1121,8 @@ class Core(wiring.Component):
         scan_data = Cat(*(r.data for r in scan_rds))
         scan_k = Signal(range(groups + 1))
         scan_on = Signal()
-        win = (self.step >= p.in_start) & (self.step < p.in_start + p.timesteps)
+        first = p.in_start if p.acc_start < 0 else p.acc_start  # early inputs (section 4.5): from the first arrival
+        win = (self.step >= first) & (self.step < p.in_start + p.timesteps)
         begin = self.start & self.pphase & win
         sk = Signal(range(groups + 1))
         m.d.comb += sk.eq(Mux(begin, 0, scan_k))

@@ -26,7 +26,7 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, neuron_positions, piece_init
+from .piece import PieceInit, neuron_positions, piece_init, sum_positions
 
 __all__ = [
     "ArrayReport",
@@ -60,6 +60,8 @@ class CoreReport:
     rtl_cycles: int
     rtl_wall_s: float
     mismatches: list[dict] = field(default_factory=list)
+    #: running payload sums, graded max-pool maxima and MBE shift words compared (section 8)
+    sums: int = 0
 
     @property
     def ok(self) -> bool:
@@ -99,7 +101,7 @@ class CosimReport:
                 f"core {c.core} piece {c.piece} {c.population!r}: {c.steps} steps, {c.events} events in, "
                 f"{c.packets} packets out, "
                 f"{c.cycle_checks} cycle checks, {c.busy_checks} busy counts, {c.membranes} membranes, "
-                f"{c.spikes} spikes: {status}"
+                f"{c.spikes} spikes, {c.sums} sums and shift words: {status}"
             )
         return "\n".join(lines)
 
@@ -158,10 +160,12 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
                 "fire_cycles": int(tr.fire_cycles[piece_id]),
                 "membranes": [int(v) for v in tr.membranes[piece_id]],
                 "spikes": None if spikes is None else [int(v) for v in spikes],
+                "sums": None if tr.sums[piece_id] is None else [int(v) for v in tr.sums[piece_id]],
             }
         )
     c = hw.core
     return {
+        "sum_positions": sum_positions(program, piece_id),
         "core": core,
         "piece": piece_id,
         "population": program.pieces[piece_id].population,
@@ -323,6 +327,7 @@ def cosim_core(
         rtl_cycles=res["cycles"],
         rtl_wall_s=res["wall_s"],
         mismatches=res["mismatches"],
+        sums=cmp_.get("sums", 0),
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES
-from spikeforge.mapping.pieces import first_arrivals
+from spikeforge.mapping.pieces import first_arrivals, product_sum_bits
 
 from .errors import RtlError
 
@@ -35,6 +35,7 @@ __all__ = [
     "product_banks",
     "membrane_order",
     "neuron_positions",
+    "sum_positions",
 ]
 
 #: Widths the generator supports (the per-lane multiplier and the 24-bit flit index bound them).
@@ -92,6 +93,11 @@ class PieceInit:
     contraction: int = 0  # C
     meta: dict = field(default_factory=dict)
     bases: int = 0  # mbe pieces: N (params then holds the tables after the n unit words, section 4.5)
+    #: first arrival (section 4): in_start, or earlier for an MBE population's early inputs; a partial
+    #: piece sends its sums from then on (-1: in_start)
+    acc_start: int = -1
+    #: pieces fed by a product: the running counts are v_bits payload sums (an MBE operand, section 4.3)
+    graded_sums: bool = False
 
 
 def check_hardware(hw: HardwareConfig) -> None:
@@ -121,28 +127,17 @@ def _refuse_mbe_vit_features(program: Program, piece_id: int) -> None:
     piece = program.pieces[piece_id]
     pop = graph.population(piece.population)
     label = f"piece {piece_id} ({piece.population!r})"
-    if pop.kind == "mbe" and (pop.split != "none" or pop.out_bias or pop.shift_base):
-        raise RtlError(
-            f"{label} holds MBE units with an exponent split, an output bias or an output shift (section 4.5's "
-            "split unit); the RTL core does not build the split unit yet (docs/rtl.md, 'Not yet built')."
-        )
     if any(s.kind == "product_a" for s in piece.slots):
-        proj = graph.projections[piece.slots[0].proj]
-        if piece.kind != "product" or any(graph.population(src).kind == "mbe" for src, _ in proj.sources):
+        if piece.kind != "product":
             raise RtlError(
-                f"{label} is fed by a graded product (MBE payload operands, or an MBE or output target; "
-                "section 4.3); the RTL core builds spike x spike products into IF/DIF neurons only so far "
-                "(docs/rtl.md, 'Not yet built')."
+                f"{label} is fed by a graded product into {'MBE units' if piece.kind == 'mbe' else 'the output'} "
+                "(section 4.3); the RTL core builds products into IF/DIF neurons only so far, of spikes or MBE "
+                "payloads (docs/rtl.md, 'Not yet built')."
             )
     if pop.kind == "maxpool" and graph.graded(pop.name):
         raise RtlError(
             f"{label} is a max-pool of MBE payloads (running payload sums, section 4.3); the RTL core's "
             "max-pool unit counts spikes only so far (docs/rtl.md, 'Not yet built')."
-        )
-    if pop.kind == "mbe" and first_arrivals(graph)[pop.name] < graph.schedule()[pop.name].in_start:
-        raise RtlError(
-            f"{label} belongs to MBE population {pop.name!r}, whose inputs arrive before its input window "
-            "(section 4.5's early inputs); the RTL core does not take them yet (docs/rtl.md, 'Not yet built')."
         )
 
 
@@ -186,6 +181,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                 )
     operands: tuple[dict, dict] = ({}, {})
     contraction = 0
+    graded_sums = False
     if piece.kind == "product":
         proj = program.graph.projections[piece.slots[0].proj]
         g = piece.geometry
@@ -205,7 +201,16 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         ni, nj = g["i1"] - g["i0"], g["j1"] - g["j0"]
         lanes = core.lanes
         words = contraction * (-(-ni // lanes) + -(-nj // lanes))  # rtl.core.count_words
-        if core.count_bits > core.weight_bits or words > core.axons * core.neurons // lanes:
+        graded_sums = product_sum_bits(program.graph, proj, core) == core.v_bits  # an MBE operand
+        sram_bits = core.axons * core.neurons * core.weight_bits
+        if graded_sums and words * lanes * core.v_bits > sram_bits:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) is a {ni} x {nj} product block over {contraction} "
+                f"contraction indices with MBE operands; its running payload sums take {words} words of {lanes} "
+                f"sums of {core.v_bits} bits, more than the synapse SRAM's {sram_bits} bits: recompile it with "
+                "smaller blocks or more axons."
+            )
+        if not graded_sums and (core.count_bits > core.weight_bits or words > core.axons * core.neurons // lanes):
             raise RtlError(
                 f"piece {piece_id} ({piece.population!r}) is a {ni} x {nj} product block over {contraction} "
                 f"contraction indices; its running counts take {words} synapse words of {lanes} counts of "
@@ -251,6 +256,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         operands=operands,
         contraction=contraction,
         bases=bases,
+        acc_start=int(first_arrivals(program.graph)[piece.population]),
+        graded_sums=graded_sums,
     )
 
 
@@ -316,3 +323,25 @@ def _order(hw: HardwareConfig, product: bool, n: int, geometry: dict) -> np.ndar
 def slot_bits(hw: HardwareConfig) -> int:
     """Width of a flit's slot field."""
     return index_bits(hw.core.slots)
+
+
+def sum_positions(program: Program, piece_id: int) -> list[int]:
+    """Position (``word * lanes + lane`` of the core's ``dbg_saddr`` space) of each element of the
+    simulator's ``StepTrace.sums`` for the piece: the running payload sums of a graded product
+    (``Abar[i, c]`` at word ``c * ceil(|I|/lanes) + i // lanes``, then ``Bbar[c, j]`` after them, as
+    :func:`~spikeforge.rtl.core.count_words`), then the output-shift words of MBE units with a split or
+    shift, unit ``j`` at word ``j // lanes``, lane ``j mod lanes``."""
+    piece = program.pieces[piece_id]
+    out: list[int] = []
+    if piece_init(program, piece_id).graded_sums:  # Abar[i, c] then Bbar[c, j], as rtl.core lays them out
+        g, lanes = piece.geometry, program.hardware.core.lanes
+        ni, nj = g["i1"] - g["i0"], g["j1"] - g["j0"]
+        nc = int(program.graph.projections[piece.slots[0].proj].a_index.shape[2])
+        gi, gj = -(-ni // lanes), -(-nj // lanes)
+        out += [(c * gi + i // lanes) * lanes + i % lanes for i in range(ni) for c in range(nc)]
+        out += [(nc * gi + c * gj + j // lanes) * lanes + j % lanes for c in range(nc) for j in range(nj)]
+    if piece.kind == "mbe":
+        pop = program.graph.population(piece.population)
+        if pop.split != "none" or pop.shift_base:
+            out += list(range(piece.n))
+    return out

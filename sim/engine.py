@@ -60,7 +60,11 @@ class StepTrace:
     and its busy cycles. Per piece: its phase-F cycles, membranes after phase F and, where it
     fired, its spikes (else ``None``). An ``mbe`` piece's membranes are its membrane SRAM of
     section 4.5 (``X``, then one block of ``ceil(n/lanes) * lanes`` words per basis, zero past
-    ``n``) and its spikes the payloads ``P`` of its history entry.
+    ``n``) and its spikes the payloads ``P`` of its history entry. ``sums`` per piece: the other
+    SRAM state of the MBE ViT's units that section 8 compares, else ``None``: the running payload
+    sums of a graded product (``Abar`` row-major ``(|I|, C)``, then ``Bbar`` ``(C, |J|)``), a graded
+    max-pool's running sums (unit-major, ``kernel**2`` each) then its maxima ``M_prev``, and an MBE
+    unit's output-shift words (after any sums).
     """
 
     step: int
@@ -79,6 +83,7 @@ class StepTrace:
     fire_cycles: np.ndarray
     membranes: list[np.ndarray]
     spikes: list[np.ndarray | None]
+    sums: list[np.ndarray | None] = field(default_factory=list)
 
 
 class Simulator:
@@ -480,12 +485,30 @@ class Simulator:
                 tr.membranes.append(words.reshape(-1))
             else:
                 tr.membranes.append(state[o : o + n].astype(np.int64))
+            tr.sums.append(self._trace_sums(p, counts))
             if p.kind in ("neuron", "product", "maxpool", "mbe") and out_s <= t < out_s + T:
                 i = low.pop_index[p.population]
                 base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
                 tr.spikes.append(ring[base + p.neurons].astype(np.int64))  # mbe: the payloads P
             else:
                 tr.spikes.append(None)
+
+    def _trace_sums(self, p, counts: np.ndarray) -> np.ndarray | None:
+        """A piece's graded running sums, graded max-pool maxima and MBE shift words (``StepTrace.sums``)."""
+        row = self.low.pieces[p.id]
+        vbits = self.hw.core.v_bits
+        parts = []
+        if self.program.has_product(p) and row[P["pc_bits"]] == vbits:  # running payload sums (4.3)
+            g = p.geometry
+            o, size = row[P["pc_off"]], (g["i1"] - g["i0"] + g["j1"] - g["j0"]) * row[P["pc_c"]]
+            parts.append(counts[o : o + size])
+        if p.kind == "maxpool" and row[P["pool_graded"]]:
+            o = row[P["cnt_off"]]
+            parts.append(counts[o : o + row[P["cnt_len"]] - p.n])  # sums, then M_prev (not the marks)
+        if p.kind == "mbe" and (row[P["split"]] or row[P["shift_base"]]):
+            o = row[P["cnt_off"]] + p.n * row[P["bases"]]
+            parts.append(counts[o : o + p.n])
+        return np.concatenate(parts).astype(np.int64) if parts else None
 
     # ------------------------------------------------------------------ helpers
     def _logits(self, state: np.ndarray) -> np.ndarray:

@@ -471,6 +471,8 @@ def test_split_parameters_are_in_the_image_and_a_wide_exp_bias_is_refused():
 
 
 def test_the_rtl_refuses_each_feature_with_a_sentence(tmp_path):
+    """What the RTL core does not build yet is refused by name (the split unit and early inputs are
+    built: ``tests/test_rtl_mbe_vit.py``)."""
     from spikeforge.rtl import RtlError
     from spikeforge.rtl.export import export_rtl
     from spikeforge.rtl.piece import piece_init
@@ -479,33 +481,15 @@ def test_the_rtl_refuses_each_feature_with_a_sentence(tmp_path):
     hw = hw_of(4, 4, neurons=32, lanes=4, **mbe_core())
     graph, _ = runnable(lambda r: split_graph(r, 2, ("inv", "none")), rng, (1, 5))
     program = compile(graph, hw)
-    m0 = next(p.id for p in program.pieces if p.population == "m0")
-    with pytest.raises(RtlError, match="split unit"):
-        piece_init(program, m0)
-    with pytest.raises(RtlError, match="split unit"):
-        export_rtl(hw, tmp_path, program)
-    graph, _ = runnable(lambda r: split_graph(r, 2, ("none", "none")), rng, (1, 5))
-    plain = [p for p in graph.populations if p.kind != "mbe"]
-    flat = [
-        MBEPopulation(
-            **{f: getattr(p, f) for f in ("name", "shape", "vth", "reset", "intensity", "offset", "bias")},
-            x_lo=p.x_lo,
-            x_hi=p.x_hi,
-        )
-        for p in graph.populations
-        if p.kind == "mbe"
-    ]
-    graph = SNNGraph((plain[0], *flat, plain[1]), graph.projections, timesteps=2, v_bits=V_BITS)
-    program = compile(graph, hw)
-    m1 = next(p.id for p in program.pieces if p.population == "m1")
-    with pytest.raises(RtlError, match="arrive before its input window"):
-        piece_init(program, m1)
+    for p in program.pieces:  # a split and early inputs: built
+        piece_init(program, p.id)
     graph, _ = runnable(lambda r: product_graph(r, 2, "output", "elementwise", True, "none", False), rng, (1, 4))
-    flat = [p for p in graph.populations if p.kind == "mbe"][0]
     program = compile(graph, hw)
     out = next(p.id for p in program.pieces if p.kind == "output")
     with pytest.raises(RtlError, match="graded product"):
         piece_init(program, out)
+    with pytest.raises(RtlError, match="graded product"):
+        export_rtl(hw, tmp_path, program)
 
 
 def test_a_v_bits_32_mbe_array_takes_graded_products_at_t16():

@@ -1,0 +1,169 @@
+"""The MBE ViT's units in the RTL core (``docs/architecture.md`` sections 4.3 to 4.5, ``docs/rtl.md``),
+co-simulated cycle for cycle against the simulator (cocotb + Icarus): the split unit (exponent
+split, output bias and shift), MBE inputs that arrive before the input window, graded products and
+the graded max-pool. Small random graphs of ``tests/test_mbe_vit_hardware.py``; every membrane,
+basis membrane, payload, packet, running sum and shift word at every barrier; one mutation per unit
+that the bench must report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import pytest
+from test_mbe_vit_hardware import mbe_core, product_graph, runnable, split_graph
+
+from conftest import hw_of
+from spikeforge.mapping import compile
+from spikeforge.rtl import cosim_core
+from spikeforge.rtl.array import array_inits
+from spikeforge.rtl.cosim import cosim_array
+from spikeforge.rtl.piece import piece_init
+from spikeforge.sim import Simulator
+
+pytestmark = pytest.mark.rtl
+
+HAVE_ICARUS = shutil.which("iverilog") is not None
+if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
+
+
+def split_program(seed, splits, lanes, axons=256, delay=0):
+    """``in -> m0 -> m1 -> out`` with ``in -> m1`` early, on a 2 x 2 array of 32-neuron cores."""
+    rng = np.random.default_rng(seed)
+    graph, x = runnable(lambda r: split_graph(r, 3, splits, width=6, delay=delay), rng, (1, 5))
+    program = compile(graph, hw_of(2, 2, neurons=32, lanes=lanes, axons=axons, **mbe_core()))
+    assert program.plan.mode == "resident"
+    return program, x[0]
+
+
+def piece_of(program, population, kind="mbe"):
+    return next(p for p in program.pieces if p.population == population and p.kind == kind)
+
+
+# --------------------------------------------------------------------------- split unit (4.5)
+@needs_icarus
+@pytest.mark.parametrize("seed, split, lanes", [(5, "exp2", 1), (3, "invsqrt", 4)])
+def test_the_split_unit_matches_the_simulator(seed, split, lanes):
+    """An ``mbe`` core with an exponent split, output bias and shift: every ``X``, basis membrane,
+    shifted payload and graded packet, each unit's shift word at every barrier, phase ends and busy
+    cycles, exactly; the shifts differ between units (the split does something)."""
+    program, x = split_program(seed, (split, "none"), lanes)
+    m0 = piece_of(program, "m0")
+    rep = cosim_core(program, m0.id, x)
+    assert rep.ok, rep.first_mismatch()
+    run = Simulator(program, trace=True).run(x)
+    shifts = [tr.sums[m0.id] for tr in run.trace if tr.sums[m0.id] is not None]
+    assert rep.sums == sum(len(s) for s in shifts) == m0.n * len(run.trace)
+    out_start = program.graph.schedule()["m0"].out_start
+    assert len({int(v) for v in run.trace[out_start].sums[m0.id]}) >= 2
+    pays = [tr.spikes[m0.id] for tr in run.trace if tr.spikes[m0.id] is not None]
+    assert rep.spikes == sum(len(p) for p in pays) and len({int(v) for p in pays for v in p}) >= 6
+    assert rep.packets == sum(int((tr.flit_src == m0.id).sum()) for tr in run.trace) > 0
+
+
+@needs_icarus
+def test_a_wrong_shift_base_is_reported():
+    """``shift_base`` one higher in the parameter image (basis 0's offset word): the shift words differ
+    from the first output step on, and payloads with them."""
+    program, x = split_program(4, ("inv", "none"), 4)
+    m0 = piece_of(program, "m0")
+    init = piece_init(program, m0.id)
+    params = init.params.copy()
+    params[m0.n + 2 * program.graph.timesteps, 2] += 1  # (C_0, split code, shift_base)
+    rep = cosim_core(program, m0.id, x, init=dataclasses.replace(init, params=params))
+    assert not rep.ok
+    out_start = program.graph.schedule()["m0"].out_start
+    first = rep.mismatches[0]
+    assert first["what"] == "running sum, maximum or shift word" and first["step"] == out_start, rep.first_mismatch()
+    assert any(m["what"] == "payload" for m in rep.mismatches)
+
+
+# --------------------------------------------------------------------------- early inputs (4, 4.5)
+@needs_icarus
+def test_early_inputs_and_their_partial_sums_match_on_the_array():
+    """``in -> m1`` arrives at step 1, three steps before m1's input window; m1's fan-in is split over
+    2 axons, so a partial piece holds early rows and sends its sums from step 1 (phase P before the
+    window). The whole 2 x 2 array, with splits in both MBE populations, equals the simulator; the
+    partial piece sending from its input window only is reported at step 1."""
+    program, x = split_program(1, ("inv", "exp2"), 4, axons=2)
+    part = piece_of(program, "m1", "partial")
+    first = program.graph.schedule()["in"].out_start + 1
+    assert first < program.graph.schedule()["m1"].in_start
+    assert any(program.graph.projections[s.proj].src == "in" for s in part.slots)
+    run = Simulator(program, trace=True).run(x)
+    assert run.trace[first].phase_p > 0  # partial sums cross the mesh before m1's window
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.steps == len(run.trace) and report.spikes > 0
+    inits = array_inits(program)
+    k = int(program.plan.core[part.id])
+    inits[k] = dataclasses.replace(inits[k], acc_start=-1)  # phase P from in_start only
+    report = cosim_array(program, x, inits=inits)
+    assert not report.ok and report.mismatches[0]["step"] == first, report.format()
+
+
+# --------------------------------------------------------------------------- graded products (4.3)
+def graded_product_program(seed, lanes, spiking_b):
+    """MBE operands (``b`` DIF neurons when ``spiking_b``) -> matmul product -> IF/DIF neurons -> out,
+    resident on a 3 x 3 array of 32-neuron cores."""
+    rng = np.random.default_rng(seed)
+    graph, x = runnable(
+        lambda r: product_graph(r, 3, "neuron", "matmul", False, "none", False, 0, spiking_b), rng, (1, 4)
+    )
+    program = compile(graph, hw_of(3, 3, neurons=32, lanes=lanes, **mbe_core()))
+    assert program.plan.mode == "resident"
+    return program, x[0]
+
+
+@needs_icarus
+@pytest.mark.parametrize("seed, lanes, spiking_b", [(57, 4, False), (12, 2, True)])
+def test_graded_products_into_if_neurons_match_the_simulator(seed, lanes, spiking_b):
+    """A product of MBE payloads (or of payloads and spikes) into IF/DIF neurons: running payload sums
+    of ``v_bits`` in the synapse SRAM, ``w * p`` per event. Every product core: phase ends, busy
+    cycles, membranes (skewed banks), spikes and every running sum at every barrier, exactly; the
+    sums are payload sums, not spike counts."""
+    program, x = graded_product_program(seed, lanes, spiking_b)
+    run = Simulator(program, trace=True).run(x)
+    fed = [p for p in program.pieces if p.kind == "product"]
+    assert fed and all(piece_init(program, p.id).graded_sums for p in fed)
+    for p in fed:
+        rep = cosim_core(program, p.id, x, run=run)
+        assert rep.ok, rep.first_mismatch()
+        assert rep.sums == sum(len(tr.sums[p.id]) for tr in run.trace) > 0
+    last = np.concatenate([run.trace[-1].sums[p.id] for p in fed])
+    assert (last < 0).any() or (last > 3).any()  # payloads summed (signed, beyond one count per step)
+
+
+@needs_icarus
+def test_a_count_where_a_payload_sum_is_due_is_reported():
+    """The ``count_one`` fault hook adds 1 to an operand's running sum instead of its payload: the
+    sums, then the membranes, differ from the simulator's."""
+    program, x = graded_product_program(57, 4, False)
+    fed = next(p for p in program.pieces if p.kind == "product")
+    rep = cosim_core(program, fed.id, x, product_fault="count_one")
+    assert not rep.ok
+    first = rep.mismatches[0]["step"]
+    whats = {m["what"] for m in rep.mismatches if m["step"] == first}
+    assert {"membrane", "running sum, maximum or shift word"} <= whats, rep.first_mismatch()
+
+
+def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
+    """The RTL pads each payload-sum row to whole words of ``lanes`` sums: a block whose words exceed
+    the synapse SRAM's bits is refused with a sentence, and so is a graded product piece on a swap
+    core (its shared synapse SRAM holds weights and counts, not payload sums)."""
+    from spikeforge.rtl import RtlError
+    from spikeforge.rtl.core import Core
+
+    program, _ = graded_product_program(57, 4, False)
+    fed = next(p for p in program.pieces if p.kind == "product")
+    small = dataclasses.replace(program.hardware.core, axons=1, neurons=8)
+    tight = dataclasses.replace(program, hardware=dataclasses.replace(program.hardware, core=small))
+    with pytest.raises(RtlError, match="running payload sums take .* more than the synapse SRAM"):
+        piece_init(tight, fed.id)
+    with pytest.raises(RtlError, match="swap core's shared synapse SRAM"):
+        Core(program.hardware, piece_init(program, fed.id), shared={})
