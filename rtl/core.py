@@ -235,11 +235,19 @@ class Core(wiring.Component):
         syn_words = len(init["synapse"])
         sh = self.shared
         graded_sums = p.graded_sums and p.kind == PIECE_CODES["product"]
-        if graded_sums:
+        graded_pool = p.graded_sums and p.kind == PIECE_CODES["maxpool"]  # a max-pool of MBE payloads (4.4)
+        k2 = p.slots[0].kernel ** 2 if p.kind == PIECE_CODES["maxpool"] and p.slots else 1
+        if graded_pool:
+            # running payload sums (section 4.4): sum w of unit j at word w * groups + j // lanes, lane j % lanes
+            pw = max(1, k2 * groups)
+            # a resident core's sums start as the synapse image (zeros), read as words of v_bits sums
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=_pack(p.synapse[:pw], vb))
+            dbg_sources.append((pw, syn, vb))
+        elif graded_sums:
             # running payload sums (section 4.3): the same SRAM bits as words of `lanes` v_bits sums
             ni, nj = p.geometry["i1"] - p.geometry["i0"], p.geometry["j1"] - p.geometry["j0"]
             cw = max(1, count_words(ni, nj, p.contraction, lanes))
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=[])
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=_pack(p.synapse[:cw], vb))
             dbg_sources.append((cw, syn, vb))
         elif sh is None:
             m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
@@ -269,13 +277,13 @@ class Core(wiring.Component):
             par = sh["par"]
         hdepth = c.spike_history_steps  # one row of `neurons` bits per step, written a lane group at a time
         is_mbe = p.kind == PIECE_CODES["mbe"]
-        hb = vb if is_mbe else 1  # an mbe piece keeps a v_bits payload per unit (section 4.5)
+        hb = vb if (is_mbe or graded_pool) else 1  # a v_bits payload per unit (sections 4.4, 4.5)
         if sh is None:
             m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
         else:
             hist = sh["hist"]
 
-        if p.kind == PIECE_CODES["product"]:  # running counts: read-modify-write (section 4.3)
+        if p.kind == PIECE_CODES["product"] or graded_pool:  # running counts or sums: read-modify-write
             syn_cnt_w = syn.write_port()
             syn_rd = syn.read_port(transparent_for=(syn_cnt_w,))
         else:
@@ -323,7 +331,7 @@ class Core(wiring.Component):
         )
         is_neuron = p.kind in (PIECE_CODES["neuron"], PIECE_CODES["product"])  # IF/DIF units
         is_maxpool = p.kind == PIECE_CODES["maxpool"]
-        mp = self._pool_state(m) if is_maxpool else {}
+        mp = self._pool_state(m) if is_maxpool and not graded_pool else {}
         in_start, out_start, T = p.in_start, p.out_start, p.timesteps
 
         # ---- event FIFO
@@ -359,6 +367,8 @@ class Core(wiring.Component):
         iss_lane = Signal(range(max(2, lanes)))
         iss_hit = Signal()
         iss_weight = Signal(signed(vb))
+        pool_ev = Signal()  # a graded max-pool's payload event: its sum's word is read this cycle
+        pool_lane = Signal(range(max(2, lanes)))
 
         kind = s_kind[head.slot]
         is_psum = head.type == TYPE_PARTIAL  # a partial sum for local neuron `index` (section 4.2)
@@ -434,7 +444,11 @@ class Core(wiring.Component):
                     iss_val.eq(val),
                 ]
                 m.d.sync += [rem.eq(0), last_end.eq(now + 1)]
-                if is_maxpool:
+                if graded_pool:  # read the sum's word now, add the payload and write it back next cycle
+                    with m.If(~is_psum & (kind == SLOT_CODES["pool"])):
+                        paddr, plane = self._pool_sum_word(m, head)
+                        m.d.comb += [iss_saddr.eq(paddr), pool_ev.eq(1), pool_lane.eq(plane)]
+                elif is_maxpool:
                     with m.If(~is_psum & (kind == SLOT_CODES["pool"])):
                         self._pool_event(m, head, mp)
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
@@ -477,7 +491,7 @@ class Core(wiring.Component):
         f_addr = Signal(range(max(2, gmax)))
         f_len = Signal(range(gmax + 2))  # issue cycles of this phase F (an mbe piece: its passes, section 4.5)
         f_len_r = Signal.like(f_len)
-        m.d.comb += f_len.eq(groups)
+        m.d.comb += f_len.eq(groups * k2)  # a graded max-pool: each unit's kernel**2 sums, one per cycle
         with m.If(self.fire & updating):
             m.d.comb += [f_iss.eq(1), f_addr.eq(0)]
             m.d.sync += [fk.eq(1), f_active.eq(f_len > 1), f_step.eq(step), f_len_r.eq(f_len)]
@@ -495,11 +509,12 @@ class Core(wiring.Component):
         f_raddr = Signal.like(f_addr)  # the membrane word phase F reads (an mbe pass at k = 0 reads X)
         m.d.comb += f_raddr.eq(f_addr)
         mb = None
+        pf = self._pool_fire(m, self.fire & updating, f_iss, f_addr, f_raddr, k2) if graded_pool else None
         if is_mbe:
             mb = self._mbe_issue(m, init["lut"], self.fire & updating, f_iss, f_t, f_len, f_addr, f_raddr)
 
         # ---- read stage (issue cycle): addresses to the synchronous read ports
-        m.d.comb += [syn_rd.addr.eq(iss_saddr), par_rd.addr.eq(f_addr)]
+        m.d.comb += [syn_rd.addr.eq(Mux(f_iss, pf["saddr"], iss_saddr) if pf else iss_saddr), par_rd.addr.eq(f_addr)]
         if is_product:  # each bank its own word: the lane's neuron of the row or column (phase F: word f_addr)
             m.d.comb += [r.addr.eq(Mux(f_iss, f_addr, a)) for r, a in zip(bank_rd, prod["addr"])]
         elif conv_banked:  # a conv group: each bank the word of its channel; other events one word for all
@@ -586,7 +601,9 @@ class Core(wiring.Component):
             m.d.comb += vb_.eq(v + Mux(w_bias_on, b, 0))
             in_piece = occupied[w_maddr][lane] if is_product else (w_maddr * lanes + lane) < n
             s = Signal(name=f"spike{lane}")
-            if is_maxpool:  # the marks of this lane group (section 4.4), cleared below
+            if graded_pool:  # its emissions are payloads (_pool_write), no spike bits
+                m.d.comb += s.eq(0)
+            elif is_maxpool:  # the marks of this lane group (section 4.4), cleared below
                 m.d.comb += s.eq(w_fire_on & (mp["marks"] >> (w_maddr * lanes))[lane] & in_piece)
             else:
                 m.d.comb += s.eq(w_fire_on & (vb_ >= th) & in_piece)
@@ -645,10 +662,26 @@ class Core(wiring.Component):
                     sh_wr.en.eq(w_f & mb["w_basis"] & mb["w_k0"] & (mb["w_pass"] == 1)),
                 ]
                 dbg_sources.append((gmax, mb["shm"], SHIFT_BITS))
-        if is_maxpool:
+        if is_maxpool and not graded_pool:
             with m.If(w_f):
                 group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
                 m.d.sync += mp["marks"].eq(mp["marks"] & ~group[: len(mp["marks"])])
+        if graded_pool:
+            self._pool_write(
+                m,
+                pf,
+                syn_rd,
+                syn_cnt_w,
+                mem_rd_data,
+                mem_wr,
+                hist_wr,
+                iss_saddr,
+                w_f,
+                w_maddr,
+                pool_ev,
+                pool_lane,
+                iss_val,
+            )
         pmode = Signal()  # the event phase in progress is phase P
         with m.If(self.start):
             m.d.sync += pmode.eq(self.pphase)
@@ -1080,6 +1113,87 @@ class Core(wiring.Component):
             "marks": Signal(max(1, c.neurons), name="pool_marks"),
         }
 
+    def _pool_local(self, m: Module, head, k: int):
+        """Local output ``((oy - y0) * tw + (ox - x0)) * cb + (ch - c0)`` of a max-pool input
+        ``s = (ch, y, x)`` (``o = (ch, y // k, x // k)``) and its place ``(y % k) * k + x % k`` in the window."""
+        p = self.piece
+        _, hh, ww = p.slots[0].src_shape
+        g = p.geometry
+        cb, tw = g["c1"] - g["c0"], g["x1"] - g["x0"]
+        s = head.index
+        ch, rem = s // (hh * ww), s % (hh * ww)
+        y, x = rem // ww, rem % ww
+        local = Signal(range(max(2, p.n + 1)), name="pool_out")
+        win = Signal(range(max(2, k * k)), name="pool_win")
+        m.d.comb += [
+            local.eq(((y // k - g["y0"]) * tw + (x // k - g["x0"])) * cb + (ch - g["c0"])),
+            win.eq((y % k) * k + (x % k)),
+        ]
+        return local, win
+
+    def _pool_sum_word(self, m: Module, head):
+        """A graded max-pool's payload event (section 4.4): the word ``w * groups + j // lanes`` and lane
+        ``j mod lanes`` of the running sum ``C[j, w]`` it adds to (one cycle: read now, written next)."""
+        lanes = self.hw.core.lanes
+        groups = -(-self.piece.n // lanes)
+        local, win = self._pool_local(m, head, self.piece.slots[0].kernel)
+        return win * groups + local // lanes, local % lanes
+
+    def _pool_fire(self, m: Module, first, f_iss, f_addr, f_raddr, k2: int) -> dict:
+        """Phase F of a graded max-pool: lane group ``g`` takes ``kernel**2`` cycles, cycle ``w`` reading
+        the word of the window's sums ``w`` (``w * groups + g``), so each lane sees its unit's sums one per
+        cycle; the membrane word ``g`` (``M_prev``) is read in the same cycles. ``ceil(n/lanes) * kernel**2``
+        cycles, as the simulator."""
+        groups = -(-self.piece.n // self.hw.core.lanes)
+        pg = Signal(range(groups + 1), name="poolf_group")
+        pw = Signal(range(k2 + 1), name="poolf_win")
+        cur_g = Signal.like(pg)
+        cur_w = Signal.like(pw)
+        m.d.comb += [cur_g.eq(Mux(first, 0, pg)), cur_w.eq(Mux(first, 0, pw))]
+        saddr = Signal(range(max(2, k2 * groups)), name="poolf_saddr")
+        m.d.comb += saddr.eq(cur_w * groups + cur_g)
+        with m.If(f_iss):
+            last = cur_w == k2 - 1
+            m.d.sync += [pw.eq(Mux(last, 0, cur_w + 1)), pg.eq(Mux(last, cur_g + 1, cur_g))]
+            m.d.comb += [f_addr.eq(cur_g), f_raddr.eq(cur_g)]
+        w_first, w_last = Signal(name="poolf_w_first"), Signal(name="poolf_w_last")
+        m.d.sync += [w_first.eq(cur_w == 0), w_last.eq(cur_w == k2 - 1)]
+        return {"saddr": saddr, "w_first": w_first, "w_last": w_last}
+
+    def _pool_write(
+        self, m, pf, syn_rd, syn_w, mem_rd_data, mem_wr, hist_wr, iss_saddr, w_f, w_maddr, pool_ev, pool_lane, iss_val
+    ) -> None:
+        """Write-back of a graded max-pool (section 4.4). An event adds its payload to its lane of the
+        sum word read in its cycle. In phase F each lane keeps the running maximum ``M`` of its unit's
+        sums over the group's ``kernel**2`` cycles; in the last it emits ``M - M_prev`` (a ``v_bits``
+        history entry, sent as a graded flit) and writes ``M`` over ``M_prev`` in the membrane SRAM."""
+        c = self.hw.core
+        lanes, vb, gmax = c.lanes, c.v_bits, self.groups_max
+        w_ev, w_lane, w_addr, w_val = Signal(), Signal.like(pool_lane), Signal.like(iss_saddr), Signal(signed(vb))
+        m.d.sync += [w_ev.eq(pool_ev), w_lane.eq(pool_lane), w_addr.eq(iss_saddr), w_val.eq(iss_val)]
+        added = Cat((syn_rd.data.word_select(k, vb) + Mux(w_lane == k, w_val, 0))[:vb] for k in range(lanes))
+        m.d.comb += [syn_w.addr.eq(w_addr), syn_w.data.eq(added), syn_w.en.eq(w_ev)]
+        runs, outs = [], []
+        for k in range(lanes):
+            cur = syn_rd.data.word_select(k, vb).as_signed()
+            run = Signal(signed(vb), name=f"pool_max{k}")
+            new = Signal(signed(vb), name=f"pool_max_new{k}")
+            m.d.comb += new.eq(Mux(pf["w_first"] | (cur > run), cur, run))
+            with m.If(w_f):
+                m.d.sync += run.eq(new)
+            out = Signal(signed(vb), name=f"pool_emit{k}")
+            m.d.comb += out.eq(new - mem_rd_data.word_select(k, vb).as_signed())
+            runs.append(new)
+            outs.append(out)
+        emit = w_f & pf["w_last"]
+        m.d.comb += [
+            mem_wr.addr.eq(w_maddr),
+            mem_wr.data.eq(Cat(*runs)),
+            mem_wr.en.eq(emit),
+            hist_wr.data.eq(Cat(*outs).replicate(gmax)),
+            hist_wr.en.eq(Mux(emit, (Const(1, gmax) << w_maddr)[:gmax], 0)),
+        ]
+
     def _pool_event(self, m: Module, head, mp: dict) -> None:
         """A spike from source ``s = (ch, y, x)``: its window's output ``o = (ch, y // k, x // k)``,
         local ``((oy - y0) * tw + (ox - x0)) * cb + (ch - c0)``; ``C[o, y % k, x % k] += 1``; if it
@@ -1186,7 +1300,8 @@ class Core(wiring.Component):
             m.d.comb += [src_step.eq(t - 1 - delay), rp.addr.eq(src_step.as_unsigned() % H)]
             in_win = (src_step >= out_start) & (src_step < out_start + T)
             rows[delay] = (rp.data, in_win)
-            if p.kind == PIECE_CODES["mbe"]:  # payload rows: a unit is pending when its payload is not 0
+            if p.kind == PIECE_CODES["mbe"] or (p.graded_sums and p.kind == PIECE_CODES["maxpool"]):
+                # payload rows (an mbe piece, a graded max-pool): a unit is pending when its payload is not 0
                 nz = Signal(c.neurons, name=f"enc_nz_d{delay}")
                 m.d.comb += nz.eq(Cat(rp.data.word_select(j, c.v_bits).any() for j in range(c.neurons)))
                 rows[delay], words[delay] = (nz, in_win), rp.data

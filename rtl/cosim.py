@@ -26,7 +26,7 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, neuron_positions, piece_init, sum_positions
+from .piece import PieceInit, history_bits, neuron_positions, piece_init, sum_positions
 
 __all__ = [
     "ArrayReport",
@@ -172,7 +172,7 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         "n": pinit.n,
         # banked product membranes map back to neuron order; an mbe piece's X and basis blocks are read as laid out
         "positions": None if program.pieces[piece_id].kind == "mbe" else neuron_positions(hw, program.pieces[piece_id]),
-        "hist_bits": c.v_bits if program.pieces[piece_id].kind == "mbe" else 1,
+        "hist_bits": history_bits(program, piece_id),
         "lanes": c.lanes,
         "v_bits": c.v_bits,
         "slot_bits": index_bits(c.slots),
@@ -451,7 +451,7 @@ def array_spec(program: Program, run) -> dict:
                     "core": k,
                     "n": p.n,
                     "positions": None if p.kind == "mbe" else positions[p.id],
-                    "hist_bits": c.v_bits if p.kind == "mbe" else 1,
+                    "hist_bits": history_bits(program, p.id),
                     "membranes": [int(v) for v in tr.membranes[p.id]],
                     "spikes": None if spikes is None else [int(v) for v in spikes],
                     "busy": int(tr.core_busy[k]),

@@ -36,6 +36,7 @@ __all__ = [
     "membrane_order",
     "neuron_positions",
     "sum_positions",
+    "history_bits",
 ]
 
 #: Widths the generator supports (the per-lane multiplier and the 24-bit flit index bound them).
@@ -96,7 +97,8 @@ class PieceInit:
     #: first arrival (section 4): in_start, or earlier for an MBE population's early inputs; a partial
     #: piece sends its sums from then on (-1: in_start)
     acc_start: int = -1
-    #: pieces fed by a product: the running counts are v_bits payload sums (an MBE operand, section 4.3)
+    #: the running counts are v_bits payload sums: a product with an MBE operand (section 4.3) or a
+    #: max-pool of MBE payloads (section 4.4)
     graded_sums: bool = False
 
 
@@ -122,10 +124,9 @@ def check_hardware(hw: HardwareConfig) -> None:
 
 
 def _refuse_mbe_vit_features(program: Program, piece_id: int) -> None:
-    """Name the MBE ViT's features of sections 4.3 and 4.5 that the RTL core does not build yet."""
-    graph = program.graph
+    """Name the MBE ViT's features of section 4.3 that the RTL core does not build yet: products into
+    MBE units or the output accumulators."""
     piece = program.pieces[piece_id]
-    pop = graph.population(piece.population)
     label = f"piece {piece_id} ({piece.population!r})"
     if any(s.kind == "product_a" for s in piece.slots):
         if piece.kind != "product":
@@ -134,11 +135,6 @@ def _refuse_mbe_vit_features(program: Program, piece_id: int) -> None:
                 "(section 4.3); the RTL core builds products into IF/DIF neurons only so far, of spikes or MBE "
                 "payloads (docs/rtl.md, 'Not yet built')."
             )
-    if pop.kind == "maxpool" and graph.graded(pop.name):
-        raise RtlError(
-            f"{label} is a max-pool of MBE payloads (running payload sums, section 4.3); the RTL core's "
-            "max-pool unit counts spikes only so far (docs/rtl.md, 'Not yet built')."
-        )
 
 
 def empty_piece(hw: HardwareConfig) -> PieceInit:
@@ -217,6 +213,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                 f"{core.count_bits} bits, and the synapse SRAM has {core.axons * core.neurons // lanes} words of "
                 f"{lanes} weights of {core.weight_bits} bits: recompile it with smaller blocks or more axons."
             )
+    if piece.kind == "maxpool":
+        graded_sums = program.graph.graded(piece.population)  # running payload sums (section 4.4)
     bases = 0
     if piece.kind == "mbe":
         bases = int(program.graph.population(piece.population).bases)
@@ -333,15 +331,29 @@ def sum_positions(program: Program, piece_id: int) -> list[int]:
     shift, unit ``j`` at word ``j // lanes``, lane ``j mod lanes``."""
     piece = program.pieces[piece_id]
     out: list[int] = []
-    if piece_init(program, piece_id).graded_sums:  # Abar[i, c] then Bbar[c, j], as rtl.core lays them out
+    if (
+        piece.kind == "product" and piece_init(program, piece_id).graded_sums
+    ):  # Abar[i, c] then Bbar[c, j], as rtl.core lays them out
         g, lanes = piece.geometry, program.hardware.core.lanes
         ni, nj = g["i1"] - g["i0"], g["j1"] - g["j0"]
         nc = int(program.graph.projections[piece.slots[0].proj].a_index.shape[2])
         gi, gj = -(-ni // lanes), -(-nj // lanes)
         out += [(c * gi + i // lanes) * lanes + i % lanes for i in range(ni) for c in range(nc)]
         out += [(nc * gi + c * gj + j // lanes) * lanes + j % lanes for c in range(nc) for j in range(nj)]
+    if piece.kind == "maxpool" and program.graph.graded(piece.population):  # C[j, w] at word w * groups + j // lanes
+        lanes = program.hardware.core.lanes
+        k2, groups = program.graph.projections[piece.slots[0].proj].kernel ** 2, -(-piece.n // lanes)
+        out += [(w * groups + j // lanes) * lanes + j % lanes for j in range(piece.n) for w in range(k2)]
     if piece.kind == "mbe":
         pop = program.graph.population(piece.population)
         if pop.split != "none" or pop.shift_base:
             out += list(range(piece.n))
     return out
+
+
+def history_bits(program: Program, piece_id: int) -> int:
+    """Bits of one unit's history entry the benches read: ``v_bits`` for payloads (an ``mbe`` piece,
+    a max-pool of MBE payloads), else 1 (a spike)."""
+    piece = program.pieces[piece_id]
+    graded = piece.kind == "mbe" or (piece.kind == "maxpool" and program.graph.graded(piece.population))
+    return program.hardware.core.v_bits if graded else 1

@@ -63,8 +63,8 @@ class StepTrace:
     ``n``) and its spikes the payloads ``P`` of its history entry. ``sums`` per piece: the other
     SRAM state of the MBE ViT's units that section 8 compares, else ``None``: the running payload
     sums of a graded product (``Abar`` row-major ``(|I|, C)``, then ``Bbar`` ``(C, |J|)``), a graded
-    max-pool's running sums (unit-major, ``kernel**2`` each) then its maxima ``M_prev``, and an MBE
-    unit's output-shift words (after any sums).
+    max-pool's running sums (unit-major, ``kernel**2`` each; its membranes are its maxima ``M_prev``,
+    which the contract keeps in the membrane SRAM), and an MBE unit's output-shift words.
     """
 
     step: int
@@ -483,6 +483,10 @@ class Simulator:
                 words[0, :n] = state[o : o + n]
                 words[1:, :n] = counts[u0 : u0 + n * nb].reshape(n, nb).T
                 tr.membranes.append(words.reshape(-1))
+            elif p.kind == "maxpool" and low.pieces[p.id, P["pool_graded"]]:
+                # a graded max-pool's membrane SRAM holds its maxima M_prev (section 3), after the sums
+                mx = low.pieces[p.id, P["cnt_off"]] + low.pieces[p.id, P["cnt_len"]] - 2 * n
+                tr.membranes.append(counts[mx : mx + n].astype(np.int64))
             else:
                 tr.membranes.append(state[o : o + n].astype(np.int64))
             tr.sums.append(self._trace_sums(p, counts))
@@ -502,9 +506,9 @@ class Simulator:
             g = p.geometry
             o, size = row[P["pc_off"]], (g["i1"] - g["i0"] + g["j1"] - g["j0"]) * row[P["pc_c"]]
             parts.append(counts[o : o + size])
-        if p.kind == "maxpool" and row[P["pool_graded"]]:
+        if p.kind == "maxpool" and row[P["pool_graded"]]:  # the running sums (M_prev is the membrane)
             o = row[P["cnt_off"]]
-            parts.append(counts[o : o + row[P["cnt_len"]] - p.n])  # sums, then M_prev (not the marks)
+            parts.append(counts[o : o + row[P["cnt_len"]] - 2 * p.n])
         if p.kind == "mbe" and (row[P["split"]] or row[P["shift_base"]]):
             o = row[P["cnt_off"]] + p.n * row[P["bases"]]
             parts.append(counts[o : o + p.n])

@@ -14,7 +14,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_mbe_vit_hardware import mbe_core, product_graph, runnable, split_graph
+from test_mbe_vit_hardware import mbe_core, pool_graph, product_graph, runnable, split_graph
 
 from conftest import hw_of
 from spikeforge.mapping import compile
@@ -167,3 +167,52 @@ def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
         piece_init(tight, fed.id)
     with pytest.raises(RtlError, match="swap core's shared synapse SRAM"):
         Core(program.hardware, piece_init(program, fed.id), shared={})
+
+
+# --------------------------------------------------------------------------- graded max-pool (4.4)
+def pool_program(seed, kernel, channels, split, lanes):
+    """``in -> m (C, H, W) MBE -> graded max-pool -> m2, out`` on a 2 x 2 array of 64-neuron cores."""
+    rng = np.random.default_rng(seed)
+    graph, x = runnable(lambda r: pool_graph(r, 3, kernel, channels, split), rng, (1, 5))
+    program = compile(graph, hw_of(2, 2, neurons=64, lanes=lanes, **mbe_core()))
+    assert program.plan.mode == "resident" and graph.graded("mx")
+    return program, x[0]
+
+
+@needs_icarus
+@pytest.mark.parametrize("seed, kernel, channels, split, lanes", [(1, 2, 2, "exp2", 1), (6, 3, 2, "inv", 4)])
+def test_a_graded_max_pool_matches_the_simulator(seed, kernel, channels, split, lanes):
+    """A max-pool of MBE payloads: every payload event adds to its running sum in the synapse SRAM;
+    phase F takes ``ceil(n/lanes) * kernel**2`` cycles and emits ``M - M_prev``. Every sum, every
+    ``M_prev`` (the membrane SRAM), every emitted payload and graded packet, phase ends and busy
+    cycles at every barrier, exactly; the sums and emissions have both signs."""
+    program, x = pool_program(seed, kernel, channels, split, lanes)
+    (mx,) = [p for p in program.pieces if p.kind == "maxpool"]
+    run = Simulator(program, trace=True).run(x)
+    rep = cosim_core(program, mx.id, x, run=run)
+    assert rep.ok, rep.first_mismatch()
+    assert rep.sums == len(run.trace) * mx.n * kernel**2
+    window = program.graph.schedule()["mx"]
+    groups = -(-mx.n // program.hardware.core.lanes)
+    assert [int(tr.fire_cycles[mx.id]) for tr in run.trace[window.in_start : window.in_start + 3]] == [
+        groups * kernel**2
+    ] * 3
+    pays = np.concatenate([tr.spikes[mx.id] for tr in run.trace if tr.spikes[mx.id] is not None])
+    assert (pays < 0).any() and (pays > 0).any()
+    assert rep.packets == sum(int((tr.flit_src == mx.id).sum()) for tr in run.trace) > 0
+
+
+@needs_icarus
+def test_a_flipped_payload_sum_bit_is_reported():
+    """A resident graded max-pool's sums start as the piece's synapse image (zeros): with bit 3 of
+    one sum set in the image (``PieceInit.synapse``, word 1: unit 1's first window place on 1 lane),
+    the sums differ from the first barrier on and the emissions follow."""
+    program, x = pool_program(1, 2, 2, "exp2", 1)
+    (mx,) = [p for p in program.pieces if p.kind == "maxpool"]
+    init = piece_init(program, mx.id)
+    synapse = np.zeros((4 * mx.n, 1), np.int64)  # kernel**2 words per lane group, one lane
+    synapse[1, 0] = 8
+    rep = cosim_core(program, mx.id, x, init=dataclasses.replace(init, synapse=synapse))
+    assert not rep.ok
+    assert rep.mismatches[0]["step"] == 0 and rep.mismatches[0]["what"] == "running sum, maximum or shift word"
+    assert any(m["what"] == "payload" for m in rep.mismatches), rep.first_mismatch()
