@@ -234,9 +234,11 @@ class Core(wiring.Component):
         init = {name: words for name, words, _ in memory_words(self.hw, p)}
         syn_words = len(init["synapse"])
         sh = self.shared
-        graded_sums = p.graded_sums and p.kind == PIECE_CODES["product"]
+        # fed by a product (section 4.3): a product piece, or mbe / output units with the two operand slots
+        is_product = any(sl.kind == SLOT_CODES["product_a"] for sl in p.slots)
+        graded_sums = p.graded_sums and is_product
         graded_pool = p.graded_sums and p.kind == PIECE_CODES["maxpool"]  # a max-pool of MBE payloads (4.4)
-        k2 = p.slots[0].kernel ** 2 if p.kind == PIECE_CODES["maxpool"] and p.slots else 1
+        k2 = p.slots[0].kernel ** 2 if graded_pool and p.slots else 1  # sums per unit read in phase F
         if graded_pool:
             # running payload sums (section 4.4): sum w of unit j at word w * groups + j // lanes, lane j % lanes
             pw = max(1, k2 * groups)
@@ -253,7 +255,6 @@ class Core(wiring.Component):
             m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
         else:
             syn = sh["syn"]
-        is_product = p.kind == PIECE_CODES["product"]  # the skewed membrane banks of section 4.3
         conv_banked = banked_membrane(self.hw, p) and not is_product  # conv channel groups that start mid-word
         banked = is_product or conv_banked  # one membrane bank per lane, each with its own address
         order = membrane_order(self.hw, p)
@@ -283,7 +284,7 @@ class Core(wiring.Component):
         else:
             hist = sh["hist"]
 
-        if p.kind == PIECE_CODES["product"] or graded_pool:  # running counts or sums: read-modify-write
+        if is_product or graded_pool:  # running counts or sums: read-modify-write
             syn_cnt_w = syn.write_port()
             syn_rd = syn.read_port(transparent_for=(syn_cnt_w,))
         else:
@@ -308,7 +309,7 @@ class Core(wiring.Component):
             m.d.comb += [r.addr.eq(self.rd_addr) for r in host_rds]
             m.d.comb += self.rd_data.eq(Cat(*(r.data for r in host_rds)))
         par_rd = par.read_port()
-        hist_wr = hist.write_port(granularity=1 if is_product else lanes * hb)
+        hist_wr = hist.write_port(granularity=hb if is_product else lanes * hb)  # banked: one entry per unit
         dbg_hist = hist.read_port(domain="comb")
         m.d.comb += [
             dbg_hist.addr.eq(self.dbg_haddr),
@@ -395,7 +396,7 @@ class Core(wiring.Component):
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
         if any(sl.kind == SLOT_CODES["conv"] for sl in p.slots):
             conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum)
-        prod = self._product_unit(m, head, pop, idle, kind, is_psum, val) if p.kind == PIECE_CODES["product"] else None
+        prod = self._product_unit(m, head, pop, idle, kind, is_psum, val) if is_product else None
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
             m.d.sync += [last_end.eq(0), had.eq(0)]
@@ -515,8 +516,8 @@ class Core(wiring.Component):
 
         # ---- read stage (issue cycle): addresses to the synchronous read ports
         m.d.comb += [syn_rd.addr.eq(Mux(f_iss, pf["saddr"], iss_saddr) if pf else iss_saddr), par_rd.addr.eq(f_addr)]
-        if is_product:  # each bank its own word: the lane's neuron of the row or column (phase F: word f_addr)
-            m.d.comb += [r.addr.eq(Mux(f_iss, f_addr, a)) for r, a in zip(bank_rd, prod["addr"])]
+        if is_product:  # each bank its own word: the lane's neuron of the row or column (phase F: one word)
+            m.d.comb += [r.addr.eq(Mux(f_iss, f_raddr, a)) for r, a in zip(bank_rd, prod["addr"])]
         elif conv_banked:  # a conv group: each bank the word of its channel; other events one word for all
             for r, (a, _, _) in zip(bank_rd, conv["lanes"]):
                 m.d.comb += r.addr.eq(Mux(f_iss, f_addr, Mux(iss_dense, a, iss_maddr)))
@@ -583,6 +584,8 @@ class Core(wiring.Component):
             occupied = Array(
                 Const(sum(1 << k for k in range(lanes) if order[w * lanes + k] >= 0), lanes) for w in range(gmax)
             )
+            if mb is not None:  # an mbe piece's units sit at the same bank positions in every block
+                mb["occupied"] = occupied
         new_v = []
         spikes = []
         for lane in range(lanes):
@@ -650,10 +653,16 @@ class Core(wiring.Component):
             with m.If(w_f & mb["w_basis"]):
                 m.d.sync += mb["acc"][mb["w_g"]].eq(Cat(*mb["pay"]))
             last = w_f & mb["w_basis"] & (mb["w_pass"] == p.bases)
-            m.d.comb += [
-                hist_wr.data.eq(Cat(*mb["out"]).replicate(gmax)),
-                hist_wr.en.eq(Mux(last, (Const(1, gmax) << mb["w_g"])[:gmax], 0)),
-            ]
+            if is_product:  # units on the skewed banks: lane l of word w is unit order[w * lanes + l]
+                pos = {int(q): i for i, q in enumerate(order) if q >= 0}
+                ents = [mb["out"][pos[q] % lanes] if q in pos else Const(0, vb) for q in range(c.neurons)]
+                ens = [(last & (mb["w_g"] == pos[q] // lanes)) if q in pos else Const(0) for q in range(c.neurons)]
+                m.d.comb += [hist_wr.data.eq(Cat(*ents)), hist_wr.en.eq(Cat(*ens))]
+            else:
+                m.d.comb += [
+                    hist_wr.data.eq(Cat(*mb["out"]).replicate(gmax)),
+                    hist_wr.en.eq(Mux(last, (Const(1, gmax) << mb["w_g"])[:gmax], 0)),
+                ]
             if mb["shm"] is not None:  # pass 1 at k = 0 writes each unit's shift word (section 4.5)
                 sh_wr = mb["shm"].write_port()
                 m.d.comb += [
@@ -800,7 +809,8 @@ class Core(wiring.Component):
         x_in, sh = self._mbe_split(m, mb, lane, xc)
         u0 = Signal(signed(vb), name=f"mbe_u0_{lane}")
         m.d.comb += u0.eq(Mux(mb["w_k0"], x_in - cb, v))
-        inside = (mb["w_g"] * c.lanes + lane) < p.n
+        occupied = mb.get("occupied")  # fed by a product: the units' bank positions (section 4.3)
+        inside = occupied[mb["w_g"]][lane] if occupied is not None else (mb["w_g"] * c.lanes + lane) < p.n
         s = Signal(name=f"mbe_s{lane}")
         m.d.comb += s.eq((u0 >= vth) & inside)
         u = Signal(signed(vb), name=f"mbe_u{lane}")

@@ -26,7 +26,7 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, history_bits, neuron_positions, piece_init, sum_positions
+from .piece import PieceInit, history_bits, membrane_positions, piece_init, readout_order, sum_positions
 
 __all__ = [
     "ArrayReport",
@@ -171,7 +171,7 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
         "population": program.pieces[piece_id].population,
         "n": pinit.n,
         # banked product membranes map back to neuron order; an mbe piece's X and basis blocks are read as laid out
-        "positions": None if program.pieces[piece_id].kind == "mbe" else neuron_positions(hw, program.pieces[piece_id]),
+        "positions": membrane_positions(program, piece_id),
         "hist_bits": history_bits(program, piece_id),
         "lanes": c.lanes,
         "v_bits": c.v_bits,
@@ -418,7 +418,7 @@ def array_spec(program: Program, run) -> dict:
     hw = program.hardware
     c = hw.core
     core_of = np.asarray(program.plan.core)
-    positions = [neuron_positions(hw, p) for p in program.pieces]  # where the debug port finds each membrane
+    positions = [membrane_positions(program, p.id) for p in program.pieces]  # where dbg_maddr finds them
     swap = program.plan.mode == "swap"
     live = np.asarray(program.plan.live)
     steps = []
@@ -450,7 +450,7 @@ def array_spec(program: Program, run) -> dict:
                 {
                     "core": k,
                     "n": p.n,
-                    "positions": None if p.kind == "mbe" else positions[p.id],
+                    "positions": positions[p.id],
                     "hist_bits": history_bits(program, p.id),
                     "membranes": [int(v) for v in tr.membranes[p.id]],
                     "spikes": None if spikes is None else [int(v) for v in spikes],
@@ -476,8 +476,9 @@ def array_spec(program: Program, run) -> dict:
         {
             "core": int(core_of[p.id]),
             "words": -(-p.n // c.lanes),
-            "outputs": [int(i) for i in p.neurons],
-            "logits": [int(run.logits[i]) for i in p.neurons],
+            # per position of the words read: the output neuron there (-1: none, reads 0)
+            "outputs": [int(p.neurons[j]) if j >= 0 else -1 for j in readout_order(program, p.id)],
+            "logits": [int(run.logits[p.neurons[j]]) if j >= 0 else 0 for j in readout_order(program, p.id)],
         }
         for p in program.pieces
         if p.kind == "output"

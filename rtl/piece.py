@@ -15,7 +15,7 @@ import numpy as np
 
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 from spikeforge.mapping.pieces import first_arrivals, product_sum_bits
 
 from .errors import RtlError
@@ -37,6 +37,8 @@ __all__ = [
     "neuron_positions",
     "sum_positions",
     "history_bits",
+    "membrane_positions",
+    "readout_order",
 ]
 
 #: Widths the generator supports (the per-lane multiplier and the 24-bit flit index bound them).
@@ -123,20 +125,6 @@ def check_hardware(hw: HardwareConfig) -> None:
         )
 
 
-def _refuse_mbe_vit_features(program: Program, piece_id: int) -> None:
-    """Name the MBE ViT's features of section 4.3 that the RTL core does not build yet: products into
-    MBE units or the output accumulators."""
-    piece = program.pieces[piece_id]
-    label = f"piece {piece_id} ({piece.population!r})"
-    if any(s.kind == "product_a" for s in piece.slots):
-        if piece.kind != "product":
-            raise RtlError(
-                f"{label} is fed by a graded product into {'MBE units' if piece.kind == 'mbe' else 'the output'} "
-                "(section 4.3); the RTL core builds products into IF/DIF neurons only so far, of spikes or MBE "
-                "payloads (docs/rtl.md, 'Not yet built')."
-            )
-
-
 def empty_piece(hw: HardwareConfig) -> PieceInit:
     """An idle core: no neurons, no slots, zero memories."""
     return PieceInit(0, 0, 0, 0, 0, 0, (), np.zeros((0, hw.core.lanes), np.int64), np.zeros((0, 3), np.int64))
@@ -157,7 +145,6 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
             f"piece {piece_id} ({piece.population!r}) is a {piece.kind!r} piece; the RTL core implements "
             f"{', '.join(SUPPORTED_PIECES)} pieces so far (docs/rtl.md lists what is missing)."
         )
-    _refuse_mbe_vit_features(program, piece_id)
     for s in piece.slots:
         if s.kind not in SUPPORTED_SLOTS:
             raise RtlError(
@@ -178,7 +165,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     operands: tuple[dict, dict] = ({}, {})
     contraction = 0
     graded_sums = False
-    if piece.kind == "product":
+    if any(s.kind == "product_a" for s in piece.slots):  # a product piece, or mbe / output units fed by one
         proj = program.graph.projections[piece.slots[0].proj]
         g = piece.geometry
         contraction = int(proj.a_index.shape[2])
@@ -291,16 +278,18 @@ def product_banks(ni: int, nj: int, lanes: int) -> tuple[np.ndarray, np.ndarray]
 def membrane_order(hw: HardwareConfig, piece: PieceInit) -> np.ndarray:
     """The local neuron at each membrane position ``word * lanes + lane``, ``-1`` where none.
 
-    Local order (``word * lanes + lane = local``) except in product pieces, whose membranes sit in the
-    skewed banks of :func:`product_banks` (lane ``l`` of word ``w`` is word ``w`` of bank ``l``). The
+    Local order (``word * lanes + lane = local``) except in pieces fed by a product (``product``
+    pieces, and ``mbe`` and ``output`` pieces with the two operand slots), whose membranes sit in the
+    skewed banks of :func:`product_banks` (lane ``l`` of word ``w`` is word ``w`` of bank ``l``; an
+    ``mbe`` piece's ``X`` here and each basis block at the same positions of its own words). The
     parameter SRAM uses the same positions; the benches map the membranes back through it.
     """
-    return _order(hw, piece.kind == PIECE_CODES["product"], piece.n, piece.geometry)
+    return _order(hw, any(s.kind == SLOT_CODES["product_a"] for s in piece.slots), piece.n, piece.geometry)
 
 
 def neuron_positions(hw: HardwareConfig, piece) -> list[int]:
     """Membrane position (``word * lanes + lane``) of each local neuron of a program's ``piece``."""
-    order = _order(hw, piece.kind == "product", piece.n, piece.geometry)
+    order = _order(hw, any(s.kind == "product_a" for s in piece.slots), piece.n, piece.geometry)
     pos = np.empty(piece.n, np.int64)
     pos[order[order >= 0]] = np.flatnonzero(order >= 0)
     return pos.tolist()
@@ -326,28 +315,29 @@ def slot_bits(hw: HardwareConfig) -> int:
 def sum_positions(program: Program, piece_id: int) -> list[int]:
     """Position (``word * lanes + lane`` of the core's ``dbg_saddr`` space) of each element of the
     simulator's ``StepTrace.sums`` for the piece: the running payload sums of a graded product
-    (``Abar[i, c]`` at word ``c * ceil(|I|/lanes) + i // lanes``, then ``Bbar[c, j]`` after them, as
-    :func:`~spikeforge.rtl.core.count_words`), then the output-shift words of MBE units with a split or
-    shift, unit ``j`` at word ``j // lanes``, lane ``j mod lanes``."""
+    (``Abar[i, c]`` at word ``c * ceil(|I|/lanes) + i // lanes``, then ``Bbar[c, j]`` at word
+    ``C * ceil(|I|/lanes) + c * ceil(|J|/lanes) + j // lanes``, :func:`~spikeforge.rtl.core.count_words`
+    in all) or of a graded max-pool (``C[j, w]`` at word ``w * ceil(n/lanes) + j // lanes``), then the
+    output-shift words of MBE units with a split or shift, unit ``j`` at its membrane position."""
     piece = program.pieces[piece_id]
+    lanes = program.hardware.core.lanes
     out: list[int] = []
-    if (
-        piece.kind == "product" and piece_init(program, piece_id).graded_sums
-    ):  # Abar[i, c] then Bbar[c, j], as rtl.core lays them out
-        g, lanes = piece.geometry, program.hardware.core.lanes
+    words = 0  # words of the sums before the shift memory
+    if piece.kind != "maxpool" and piece_init(program, piece_id).graded_sums:
+        g = piece.geometry
         ni, nj = g["i1"] - g["i0"], g["j1"] - g["j0"]
         nc = int(program.graph.projections[piece.slots[0].proj].a_index.shape[2])
         gi, gj = -(-ni // lanes), -(-nj // lanes)
         out += [(c * gi + i // lanes) * lanes + i % lanes for i in range(ni) for c in range(nc)]
         out += [(nc * gi + c * gj + j // lanes) * lanes + j % lanes for c in range(nc) for j in range(nj)]
-    if piece.kind == "maxpool" and program.graph.graded(piece.population):  # C[j, w] at word w * groups + j // lanes
-        lanes = program.hardware.core.lanes
+        words = max(1, nc * (gi + gj))
+    if piece.kind == "maxpool" and program.graph.graded(piece.population):
         k2, groups = program.graph.projections[piece.slots[0].proj].kernel ** 2, -(-piece.n // lanes)
         out += [(w * groups + j // lanes) * lanes + j % lanes for j in range(piece.n) for w in range(k2)]
     if piece.kind == "mbe":
         pop = program.graph.population(piece.population)
         if pop.split != "none" or pop.shift_base:
-            out += list(range(piece.n))
+            out += [words * lanes + q for q in neuron_positions(program.hardware, piece)]
     return out
 
 
@@ -357,3 +347,32 @@ def history_bits(program: Program, piece_id: int) -> int:
     piece = program.pieces[piece_id]
     graded = piece.kind == "mbe" or (piece.kind == "maxpool" and program.graph.graded(piece.population))
     return program.hardware.core.v_bits if graded else 1
+
+
+def membrane_positions(program: Program, piece_id: int) -> list[int] | None:
+    """Where the benches read each membrane the simulator's trace lists (``word * lanes + lane``):
+    :func:`neuron_positions`, except for ``mbe`` pieces, whose trace is their membrane SRAM of section
+    4.5 (``X``, then one block of ``ceil(n/lanes) * lanes`` words per basis, zero past ``n``): read as
+    laid out (``None``), or, fed by a product, block by block at the skewed banks' positions (the
+    padding at the positions no unit uses, which stay 0)."""
+    hw, piece = program.hardware, program.pieces[piece_id]
+    if piece.kind != "mbe":
+        return neuron_positions(hw, piece)
+    if not any(s.kind == "product_a" for s in piece.slots):
+        return None
+    lanes = hw.core.lanes
+    groups = -(-piece.n // lanes)
+    block = np.asarray(neuron_positions(hw, piece) + [0] * (groups * lanes - piece.n))
+    free = sorted(set(range(groups * lanes)) - set(block[: piece.n].tolist()))
+    block[piece.n :] = free
+    bases = int(program.graph.population(piece.population).bases)
+    return [int(b * groups * lanes + q) for b in range(bases + 1) for q in block]
+
+
+def readout_order(program: Program, piece_id: int) -> list[int]:
+    """The local output neuron at each position (``word * lanes + lane``) of the words the host reads
+    from an ``output`` piece, ``-1`` where none: local order, or the skewed banks of an output fed by
+    a product (the host knows the block's layout and maps the words back)."""
+    hw, piece = program.hardware, program.pieces[piece_id]
+    order = _order(hw, any(s.kind == "product_a" for s in piece.slots), piece.n, piece.geometry)
+    return order[: -(-piece.n // hw.core.lanes) * hw.core.lanes].tolist()
