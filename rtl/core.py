@@ -485,12 +485,13 @@ class Core(wiring.Component):
         )
         last_update = (in_start + T) if is_maxpool else (out_start + T)  # a max-pool unit emits in its input window
         updating = ((step >= in_start) & (step < last_update)) if fires else Const(0)
-        fk = Signal(range(gmax + 1))
+        f_max = max(gmax, groups * k2)  # issue cycles of the longest phase F (a graded max-pool: groups * kernel**2)
+        fk = Signal(range(f_max + 1))
         f_step = Signal(STEP_BITS)
         m.d.comb += self.f_done.eq(~f_active & ~(self.fire & updating))
         f_iss = Signal()
         f_addr = Signal(range(max(2, gmax)))
-        f_len = Signal(range(gmax + 2))  # issue cycles of this phase F (an mbe piece: its passes, section 4.5)
+        f_len = Signal(range(f_max + 2))  # issue cycles of this phase F (an mbe piece: its passes, section 4.5)
         f_len_r = Signal.like(f_len)
         m.d.comb += f_len.eq(groups * k2)  # a graded max-pool: each unit's kernel**2 sums, one per cycle
         with m.If(self.fire & updating):

@@ -170,11 +170,11 @@ def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
 
 
 # --------------------------------------------------------------------------- graded max-pool (4.4)
-def pool_program(seed, kernel, channels, split, lanes):
-    """``in -> m (C, H, W) MBE -> graded max-pool -> m2, out`` on a 2 x 2 array of 64-neuron cores."""
+def pool_program(seed, kernel, channels, split, lanes, neurons=64, side=2):
+    """``in -> m (C, H, W) MBE -> graded max-pool -> m2, out`` on a ``side x side`` array."""
     rng = np.random.default_rng(seed)
     graph, x = runnable(lambda r: pool_graph(r, 3, kernel, channels, split), rng, (1, 5))
-    program = compile(graph, hw_of(2, 2, neurons=64, lanes=lanes, **mbe_core()))
+    program = compile(graph, hw_of(side, side, neurons=neurons, lanes=lanes, **mbe_core()))
     assert program.plan.mode == "resident" and graph.graded("mx")
     return program, x[0]
 
@@ -185,8 +185,10 @@ def test_a_graded_max_pool_matches_the_simulator(seed, kernel, channels, split, 
     """A max-pool of MBE payloads: every payload event adds to its running sum in the synapse SRAM;
     phase F takes ``ceil(n/lanes) * kernel**2`` cycles and emits ``M - M_prev``. Every sum, every
     ``M_prev`` (the membrane SRAM), every emitted payload and graded packet, phase ends and busy
-    cycles at every barrier, exactly; the sums and emissions have both signs."""
-    program, x = pool_program(seed, kernel, channels, split, lanes)
+    cycles at every barrier, exactly; the sums and emissions have both signs. On 16-neuron cores (4
+    lane groups) the 9 cycles of phase F exceed the membrane's words (a phase-F counter sized by
+    them wrapped: the bug the converted ViT's max-pool found, ``scripts/cosim_vit_pieces.py``)."""
+    program, x = pool_program(seed, kernel, channels, split, lanes, neurons=16, side=3)
     (mx,) = [p for p in program.pieces if p.kind == "maxpool"]
     run = Simulator(program, trace=True).run(x)
     rep = cosim_core(program, mx.id, x, run=run)
@@ -207,7 +209,7 @@ def test_a_flipped_payload_sum_bit_is_reported():
     """A resident graded max-pool's sums start as the piece's synapse image (zeros): with bit 20 of
     one sum set in the image (``PieceInit.synapse`` word 1, lane 0: unit 0's second window place; 4
     lanes), the sums differ from the first barrier on and the emissions follow."""
-    program, x = pool_program(6, 3, 2, "inv", 4)
+    program, x = pool_program(6, 3, 2, "inv", 4, neurons=16, side=3)
     (mx,) = [p for p in program.pieces if p.kind == "maxpool"]
     init = piece_init(program, mx.id)
     synapse = np.zeros((9 * -(-mx.n // 4), 4), np.int64)  # kernel**2 words per lane group
