@@ -186,8 +186,8 @@ class Core(wiring.Component):
         self.shared = shared
         if shared is not None and self.piece.graded_sums:
             raise RtlError(
-                f"piece {self.piece.piece_id} ({self.piece.population!r}) keeps running payload sums (a product of "
-                "MBE payloads), which a swap core's shared synapse SRAM does not hold yet: map it resident."
+                f"piece {self.piece.piece_id} ({self.piece.population!r}) keeps running payload sums (a product or "
+                "max-pool of MBE payloads), which a swap core's shared synapse SRAM does not hold yet: map it resident."
             )
         self.extra_dense_cycles = int(extra_dense_cycles)
         if product_fault not in ("", "extra_cycle", "word_offset", "count_one"):
