@@ -43,6 +43,7 @@ __all__ = [
     "Core",
     "banked_membrane",
     "count_words",
+    "sum_words",
     "flit_layout",
     "out_flit_layout",
     "memory_words",
@@ -99,7 +100,8 @@ def _pack(values: np.ndarray, width: int) -> list[int]:
 def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int], int]]:
     """Initial words of the core's memories: ``(name, words, bits per word)`` for synapse, params, membrane.
 
-    Synapse: ``axons * neurons / lanes`` words of ``lanes`` weights; params: ``neurons / lanes``
+    Synapse: ``axons * neurons / lanes`` words of ``lanes`` weights (a piece with running payload
+    sums: :func:`sum_words` words of ``lanes`` ``v_bits`` sums, from the image); params: ``neurons / lanes``
     words of ``(threshold, bias)`` per lane; membrane: ``neurons / lanes`` words of ``v0`` per lane
     (zero for output pieces). Lane 0 in the low bits, two's complement. Parameters and membranes are
     at the positions of :func:`membrane_order` (lane ``l`` of membrane word ``w`` is word ``w`` of
@@ -108,7 +110,14 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     c = hw.core
     lanes, gmax = c.lanes, c.neurons // c.lanes
     syn_words = max(1, c.axons * c.neurons // lanes)
+    syn_bits = lanes * c.weight_bits
     syn = _pack(p.synapse, c.weight_bits) + [0] * (syn_words - len(p.synapse))
+    if p.graded_sums:  # running payload sums: the same SRAM as words of `lanes` v_bits sums
+        depth = sum_words(hw, p)
+        syn, syn_bits = (
+            _pack(p.synapse[:depth], c.v_bits) + [0] * (depth - min(depth, len(p.synapse))),
+            lanes * c.v_bits,
+        )
     params = np.zeros((gmax * lanes, 3), np.int64)
     order = membrane_order(hw, p)  # product pieces: the skewed banks of section 4.3
     # (an mbe piece's tables follow its n unit words in p.params: only the n unit words go here, see `lut`)
@@ -118,13 +127,23 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     par = _pack(params[:, :2].reshape(gmax, lanes * 2), c.v_bits)
     mem = _pack(v0.reshape(gmax, lanes), c.v_bits)
     out = [
-        ("synapse", syn, lanes * c.weight_bits),
+        ("synapse", syn, syn_bits),
         ("params", par, lanes * 2 * c.v_bits),
         ("membrane", mem, lanes * c.v_bits),
     ]
     if p.kind == PIECE_CODES["mbe"]:  # the table words of the parameter image, one per word
         out.append(("lut", _pack(p.params[p.n :], c.v_bits), 3 * c.v_bits))
     return out
+
+
+def sum_words(hw: HardwareConfig, p: PieceInit) -> int:
+    """Words of ``lanes`` ``v_bits`` sums that hold a piece's running payload sums (at least 1): a
+    graded product's :func:`count_words`, or ``kernel**2 * ceil(n/lanes)`` for a graded max-pool."""
+    lanes = hw.core.lanes
+    if p.kind == PIECE_CODES["maxpool"]:
+        return max(1, p.slots[0].kernel ** 2 * -(-p.n // lanes))
+    ni, nj = p.geometry["i1"] - p.geometry["i0"], p.geometry["j1"] - p.geometry["j0"]
+    return max(1, count_words(ni, nj, p.contraction, lanes))
 
 
 def count_words(ni: int, nj: int, nc: int, lanes: int) -> int:
@@ -241,15 +260,14 @@ class Core(wiring.Component):
         k2 = p.slots[0].kernel ** 2 if graded_pool and p.slots else 1  # sums per unit read in phase F
         if graded_pool:
             # running payload sums (section 4.4): sum w of unit j at word w * groups + j // lanes, lane j % lanes
-            pw = max(1, k2 * groups)
+            pw = sum_words(self.hw, p)
             # a resident core's sums start as the synapse image (zeros), read as words of v_bits sums
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=_pack(p.synapse[:pw], vb))
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=init["synapse"])
             dbg_sources.append((pw, syn, vb))
         elif graded_sums:
             # running payload sums (section 4.3): the same SRAM bits as words of `lanes` v_bits sums
-            ni, nj = p.geometry["i1"] - p.geometry["i0"], p.geometry["j1"] - p.geometry["j0"]
-            cw = max(1, count_words(ni, nj, p.contraction, lanes))
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=_pack(p.synapse[:cw], vb))
+            cw = sum_words(self.hw, p)
+            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=init["synapse"])
             dbg_sources.append((cw, syn, vb))
         elif sh is None:
             m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])

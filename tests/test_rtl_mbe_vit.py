@@ -258,3 +258,20 @@ def test_an_output_fed_by_a_product_is_read_by_the_host_from_its_banks():
     report = cosim_array(program, x[0])
     assert report.ok, report.format()
     assert report.logits == 8 and report.spikes > 0
+
+
+def test_export_writes_the_payload_sums_as_the_core_holds_them(tmp_path):
+    """The export's init files (``rtl/export.py``, from :func:`~spikeforge.rtl.core.memory_words`): a
+    graded max-pool's synapse file holds its ``kernel**2 * ceil(n/lanes)`` words of ``lanes``
+    ``v_bits`` sums (zeros), the words the generated module's memory starts from, not weight words."""
+    from spikeforge.rtl.core import memory_words, sum_words
+    from spikeforge.rtl.export import _write_memories
+
+    program, _ = pool_program(6, 3, 2, "inv", 4, neurons=16, side=3)
+    (mx,) = [p for p in program.pieces if p.kind == "maxpool"]
+    init = piece_init(program, mx.id)
+    name, words, bits = memory_words(program.hardware, init)[0]
+    assert (name, len(words), bits) == ("synapse", sum_words(program.hardware, init), 4 * 32) and len(words) == 9
+    files = _write_memories(tmp_path, "core_mx", program.hardware, init)
+    lines = (tmp_path / files["synapse"]["file"]).read_text().split()
+    assert len(lines) == 9 and all(int(v, 16) == 0 for v in lines)
