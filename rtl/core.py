@@ -302,7 +302,7 @@ class Core(wiring.Component):
         else:
             hist = sh["hist"]
 
-        if is_product or graded_pool:  # running counts or sums: read-modify-write
+        if is_product or p.kind == PIECE_CODES["maxpool"]:  # running counts or sums: read-modify-write
             syn_cnt_w = syn.write_port()
             syn_rd = syn.read_port(transparent_for=(syn_cnt_w,))
         else:
@@ -467,9 +467,12 @@ class Core(wiring.Component):
                     with m.If(~is_psum & (kind == SLOT_CODES["pool"])):
                         paddr, plane = self._pool_sum_word(m, head)
                         m.d.comb += [iss_saddr.eq(paddr), pool_ev.eq(1), pool_lane.eq(plane)]
-                elif is_maxpool:
+                elif is_maxpool:  # the count's word (synapse SRAM) and the maximum's (membrane) now
                     with m.If(~is_psum & (kind == SLOT_CODES["pool"])):
-                        self._pool_event(m, head, mp)
+                        paddr, plane = self._pool_sum_word(m, head)
+                        local, _ = self._pool_local(m, head, p.slots[0].kernel)
+                        m.d.comb += [iss_saddr.eq(paddr), pool_ev.eq(1), pool_lane.eq(plane)]
+                        m.d.comb += iss_maddr.eq(local // lanes)
             m.d.sync += busy.eq(Mux(clear_busy, 0, busy) + 1)
         with m.Elif(~idle):
             # later groups of a dense event (the extra test cycles issue nothing), or of a conv event
@@ -691,9 +694,14 @@ class Core(wiring.Component):
                 ]
                 dbg_sources.append((gmax, mb["shm"], SHIFT_BITS))
         if is_maxpool and not graded_pool:
+            self._pool_count_write(
+                m, mp, syn_rd, syn_cnt_w, mem_rd_data, mem_wr, iss_saddr, iss_maddr, pool_ev, pool_lane
+            )
             with m.If(w_f):
                 group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
                 m.d.sync += mp["marks"].eq(mp["marks"] & ~group[: len(mp["marks"])])
+            words = max(1, p.slots[0].kernel ** 2 * groups)
+            dbg_sources.append((words, syn, (c.count_bits, False)))
         if graded_pool:
             self._pool_write(
                 m,
@@ -725,14 +733,17 @@ class Core(wiring.Component):
     def _dbg_state(self, m: Module, sources: list) -> None:
         """Debug read of the state that section 8 compares beyond membranes and history (benches only):
         the memories of ``sources`` one after the other from word 0 of ``dbg_saddr``, each lane's value
-        sign-extended from its ``bits`` to ``v_bits`` in ``dbg_s``."""
+        extended from its ``bits`` to ``v_bits`` in ``dbg_s`` (sign-extended; ``(bits, False)``: counts,
+        zero-extended)."""
         lanes, vb = self.hw.core.lanes, self.hw.core.v_bits
         start = 0
-        for words, mem, bits in sources:
+        for words, mem, width in sources:
+            bits, is_signed = width if isinstance(width, tuple) else (width, True)
             rp = mem.read_port(domain="comb")
             m.d.comb += rp.addr.eq(self.dbg_saddr - start)
             ext = [Signal(signed(vb), name=f"dbg_s{start}_{k}") for k in range(lanes)]
-            m.d.comb += [e.eq(rp.data.word_select(k, bits).as_signed()) for k, e in enumerate(ext)]
+            vals = [rp.data.word_select(k, bits) for k in range(lanes)]
+            m.d.comb += [e.eq(v.as_signed() if is_signed else v) for e, v in zip(ext, vals)]
             with m.If((self.dbg_saddr >= start) & (self.dbg_saddr < start + words)):
                 m.d.comb += self.dbg_s.eq(Cat(*ext))
             start += words
@@ -1129,18 +1140,35 @@ class Core(wiring.Component):
         return Mux(inside, ((y - g["y0"]) * tw + (x - g["x0"])) * cb + (ch - g["c0"]), -1)
 
     def _pool_state(self, m: Module) -> dict:
-        """Max-pool unit state: a running count per input of every window, the window maxima ``M``
-        and the marks (section 4.4). Registers here; the contract keeps the counts in the synapse
-        SRAM and ``M`` in the membrane SRAM, the simulator outside its membrane state."""
-        c, p = self.hw.core, self.piece
-        k = p.slots[0].kernel
-        cb = c.count_bits
-        return {
-            "k": k,
-            "counts": Array(Signal(cb, name=f"pool_count{i}") for i in range(max(1, p.n * k * k))),
-            "maxima": Array(Signal(cb, name=f"pool_max{j}") for j in range(max(1, p.n))),
-            "marks": Signal(max(1, c.neurons), name="pool_marks"),
-        }
+        """Max-pool unit state (section 4.4) beside its SRAMs: the marks of the outputs whose maximum rose
+        (``n`` bits, cleared by phase F). The running counts are in the synapse SRAM (count ``w`` of
+        output ``j`` at word ``w * ceil(n/lanes) + j // lanes``, ``count_bits`` field ``j mod lanes``)
+        and the window maxima ``M`` in the membrane SRAM (word ``j // lanes``, lane ``j mod lanes``)."""
+        return {"marks": Signal(max(1, self.hw.core.neurons), name="pool_marks")}
+
+    def _pool_count_write(
+        self, m, mp, syn_rd, syn_w, mem_rd_data, mem_wr, iss_saddr, iss_maddr, pool_ev, pool_lane
+    ) -> None:
+        """Write-back of a spike into a max-pool window (one cycle, section 4.4): the count's word and
+        the maximum's word were read in the pop cycle; now ``C += 1`` is written back, and if ``C > M``
+        the maximum takes it (the membrane word with that lane replaced) and the output is marked. Both
+        read ports are transparent to these writes, so back-to-back spikes see each other."""
+        c = self.hw.core
+        lanes, vb, cb = c.lanes, c.v_bits, c.count_bits
+        w_ev, w_lane = Signal(name="pool_w_ev"), Signal.like(pool_lane, name="pool_w_lane")
+        w_saddr, w_maddr = Signal.like(iss_saddr, name="pool_w_saddr"), Signal.like(iss_maddr, name="pool_w_maddr")
+        m.d.sync += [w_ev.eq(pool_ev), w_lane.eq(pool_lane), w_saddr.eq(iss_saddr), w_maddr.eq(iss_maddr)]
+        count = Signal(cb + 1, name="pool_new_count")
+        m.d.comb += count.eq(syn_rd.data.word_select(w_lane, cb) + 1)
+        bumped = Cat(Mux(w_lane == k, count[:cb], syn_rd.data.word_select(k, cb)) for k in range(lanes))
+        maximum = mem_rd_data.word_select(w_lane, vb).as_signed()
+        raised = Cat(Mux(w_lane == k, count, mem_rd_data.word_select(k, vb)) for k in range(lanes))
+        higher = w_ev & (count > maximum)
+        m.d.comb += [syn_w.addr.eq(w_saddr), syn_w.data.eq(bumped[: len(syn_w.data)]), syn_w.en.eq(w_ev)]
+        with m.If(w_ev):
+            m.d.comb += [mem_wr.addr.eq(w_maddr), mem_wr.data.eq(raised), mem_wr.en.eq(higher)]
+        with m.If(higher):
+            m.d.sync += mp["marks"].bit_select(w_maddr * lanes + w_lane, 1).eq(1)
 
     def _pool_local(self, m: Module, head, k: int):
         """Local output ``((oy - y0) * tw + (ox - x0)) * cb + (ch - c0)`` of a max-pool input
@@ -1222,32 +1250,6 @@ class Core(wiring.Component):
             hist_wr.data.eq(Cat(*outs).replicate(gmax)),
             hist_wr.en.eq(Mux(emit, (Const(1, gmax) << w_maddr)[:gmax], 0)),
         ]
-
-    def _pool_event(self, m: Module, head, mp: dict) -> None:
-        """A spike from source ``s = (ch, y, x)``: its window's output ``o = (ch, y // k, x // k)``,
-        local ``((oy - y0) * tw + (ox - x0)) * cb + (ch - c0)``; ``C[o, y % k, x % k] += 1``; if it
-        exceeds ``M[o]``, ``M[o]`` takes it and ``o`` is marked. One cycle."""
-        p = self.piece
-        slot = p.slots[0]
-        _, hh, ww = slot.src_shape
-        k = mp["k"]
-        g = p.geometry
-        cb, tw = g["c1"] - g["c0"], g["x1"] - g["x0"]
-        s = head.index
-        ch = s // (hh * ww)
-        rem = s % (hh * ww)
-        y, x = rem // ww, rem % ww
-        local = Signal(range(max(2, p.n * k * k + 1)), name="pool_local")
-        cidx = Signal(range(max(2, p.n * k * k + 1)), name="pool_cidx")
-        m.d.comb += [
-            local.eq(((y // k - g["y0"]) * tw + (x // k - g["x0"])) * cb + (ch - g["c0"])),
-            cidx.eq(local * (k * k) + (y % k) * k + (x % k)),
-        ]
-        count = Signal(self.hw.core.count_bits, name="pool_new_count")
-        m.d.comb += count.eq(mp["counts"][cidx] + 1)
-        m.d.sync += mp["counts"][cidx].eq(count)
-        with m.If(count > mp["maxima"][local]):
-            m.d.sync += [mp["maxima"][local].eq(count), mp["marks"].bit_select(local, 1).eq(1)]
 
     def _partial_sums(self, m: Module, mems: list, mem_wrs: list, pmode_now, p_busy) -> None:
         """Phase P of a partial piece (section 4.2), from its first arrival (``in_start``, or earlier

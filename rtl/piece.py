@@ -202,6 +202,18 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
             )
     if piece.kind == "maxpool":
         graded_sums = program.graph.graded(piece.population)  # running payload sums (section 4.4)
+        core = program.hardware.core
+        k = int(program.graph.projections[piece.slots[0].proj].kernel)
+        words = k * k * -(-piece.n // core.lanes)
+        bits = core.v_bits if graded_sums else core.weight_bits  # a count word takes a whole weight word
+        if (not graded_sums and core.count_bits > core.weight_bits) or words * core.lanes * bits > (
+            core.axons * core.neurons * core.weight_bits
+        ):
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) is a max-pool of {piece.n} outputs with {k} x {k} windows; "
+                f"its running counts take {words} synapse words of {core.lanes} counts of {bits} bits, which do "
+                "not fit the synapse SRAM (or count_bits exceeds weight_bits): recompile it with smaller slices."
+            )
     bases = 0
     if piece.kind == "mbe":
         bases = int(program.graph.population(piece.population).bases)
@@ -331,7 +343,7 @@ def sum_positions(program: Program, piece_id: int) -> list[int]:
         out += [(c * gi + i // lanes) * lanes + i % lanes for i in range(ni) for c in range(nc)]
         out += [(nc * gi + c * gj + j // lanes) * lanes + j % lanes for c in range(nc) for j in range(nj)]
         words = max(1, nc * (gi + gj))
-    if piece.kind == "maxpool" and program.graph.graded(piece.population):
+    if piece.kind == "maxpool":  # counts, or payload sums when graded
         k2, groups = program.graph.projections[piece.slots[0].proj].kernel ** 2, -(-piece.n // lanes)
         out += [(w * groups + j // lanes) * lanes + j % lanes for j in range(piece.n) for w in range(k2)]
     if piece.kind == "mbe":
@@ -371,8 +383,9 @@ def membrane_positions(program: Program, piece_id: int) -> list[int] | None:
 
 def readout_order(program: Program, piece_id: int) -> list[int]:
     """The local output neuron at each position (``word * lanes + lane``) of the words the host reads
-    from an ``output`` piece, ``-1`` where none: local order, or the skewed banks of an output fed by
-    a product (the host knows the block's layout and maps the words back)."""
+    from an ``output`` piece: local order (``0 .. n-1``), or the skewed banks of an output fed by a
+    product, ``-1`` where no neuron is (the host knows the block's layout and maps the words back)."""
     hw, piece = program.hardware, program.pieces[piece_id]
-    order = _order(hw, any(s.kind == "product_a" for s in piece.slots), piece.n, piece.geometry)
-    return order[: -(-piece.n // hw.core.lanes) * hw.core.lanes].tolist()
+    banked = any(s.kind == "product_a" for s in piece.slots)
+    order = _order(hw, banked, piece.n, piece.geometry)
+    return order[: -(-piece.n // hw.core.lanes) * hw.core.lanes if banked else piece.n].tolist()

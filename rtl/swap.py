@@ -129,6 +129,8 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             if p.kind == PIECE_CODES["product"]:  # its running counts start at zero (section 4.3)
                 g = p.geometry
                 used = count_words(g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction, lanes)
+            if p.kind == PIECE_CODES["maxpool"]:  # and so do a max-pool's (section 4.4)
+                used = p.slots[0].kernel ** 2 * groups
             recs = [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
             recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
             recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(groups)]

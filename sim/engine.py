@@ -62,8 +62,8 @@ class StepTrace:
     section 4.5 (``X``, then one block of ``ceil(n/lanes) * lanes`` words per basis, zero past
     ``n``) and its spikes the payloads ``P`` of its history entry. ``sums`` per piece: the other
     SRAM state of the MBE ViT's units that section 8 compares, else ``None``: the running payload
-    sums of a graded product (``Abar`` row-major ``(|I|, C)``, then ``Bbar`` ``(C, |J|)``), a graded
-    max-pool's running sums (unit-major, ``kernel**2`` each; its membranes are its maxima ``M_prev``,
+    sums of a graded product (``Abar`` row-major ``(|I|, C)``, then ``Bbar`` ``(C, |J|)``), a max-pool's
+    running counts or payload sums (unit-major, ``kernel**2`` each; its membranes are its window maxima,
     which the contract keeps in the membrane SRAM), and an MBE unit's output-shift words.
     """
 
@@ -483,8 +483,8 @@ class Simulator:
                 words[0, :n] = state[o : o + n]
                 words[1:, :n] = counts[u0 : u0 + n * nb].reshape(n, nb).T
                 tr.membranes.append(words.reshape(-1))
-            elif p.kind == "maxpool" and low.pieces[p.id, P["pool_graded"]]:
-                # a graded max-pool's membrane SRAM holds its maxima M_prev (section 3), after the sums
+            elif p.kind == "maxpool":
+                # a max-pool's membrane SRAM holds its window maxima (M_prev when graded; section 3)
                 mx = low.pieces[p.id, P["cnt_off"]] + low.pieces[p.id, P["cnt_len"]] - 2 * n
                 tr.membranes.append(counts[mx : mx + n].astype(np.int64))
             else:
@@ -506,7 +506,7 @@ class Simulator:
             g = p.geometry
             o, size = row[P["pc_off"]], (g["i1"] - g["i0"] + g["j1"] - g["j0"]) * row[P["pc_c"]]
             parts.append(counts[o : o + size])
-        if p.kind == "maxpool" and row[P["pool_graded"]]:  # the running sums (M_prev is the membrane)
+        if p.kind == "maxpool":  # the running counts or payload sums (the maxima are the membranes)
             o = row[P["cnt_off"]]
             parts.append(counts[o : o + row[P["cnt_len"]] - 2 * p.n])
         if p.kind == "mbe" and (row[P["split"]] or row[P["shift_base"]]):

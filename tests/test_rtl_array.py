@@ -250,6 +250,7 @@ def test_max_pool_pieces_match_the_simulator_in_the_array_and_alone():
     mp = cosim_core(program, pool.id, x)  # every packet of the pool piece, one by one
     assert mp.ok, mp.first_mismatch()
     assert mp.events > 0 and mp.packets > 0 and mp.spikes > 0
+    assert mp.sums == mp.steps * pool.n * 4  # every running count in the synapse SRAM, at every barrier
     init = piece_init(program, pool.id)  # the local -> global index ROM reversed: wrong packets
     bad = cosim_core(program, pool.id, x, init=dataclasses.replace(init, neurons=init.neurons[::-1]))
     assert not bad.ok and bad.mismatches[0]["what"].startswith("output packet")

@@ -155,7 +155,8 @@ def test_a_count_where_a_payload_sum_is_due_is_reported():
 def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
     """The RTL pads each payload-sum row to whole words of ``lanes`` sums: a block whose words exceed
     the synapse SRAM's bits is refused with a sentence, and so is a graded product piece on a swap
-    core (its shared synapse SRAM holds weights and counts, not payload sums)."""
+    core (its shared synapse SRAM holds weights and counts, not payload sums), and a max-pool whose
+    counts are wider than the synapse words' lanes."""
     from spikeforge.rtl import RtlError
     from spikeforge.rtl.core import Core
 
@@ -167,6 +168,16 @@ def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
         piece_init(tight, fed.id)
     with pytest.raises(RtlError, match="swap core's shared synapse SRAM"):
         Core(program.hardware, piece_init(program, fed.id), shared={})
+    from test_rtl_array import dense_program
+
+    from spikeforge.rtl.scenarios import pooled_network
+
+    pooled = dense_program(pooled_network(5), 2, 3, neurons=16, lanes=4)
+    pool = next(p for p in pooled.pieces if p.kind == "maxpool")
+    wide = dataclasses.replace(pooled.hardware.core, count_bits=8, weight_bits=4)
+    wide_counts = dataclasses.replace(pooled, hardware=dataclasses.replace(pooled.hardware, core=wide))
+    with pytest.raises(RtlError, match="max-pool of .* do not fit the synapse SRAM"):
+        piece_init(wide_counts, pool.id)
 
 
 # --------------------------------------------------------------------------- graded max-pool (4.4)
@@ -275,3 +286,24 @@ def test_export_writes_the_payload_sums_as_the_core_holds_them(tmp_path):
     files = _write_memories(tmp_path, "core_mx", program.hardware, init)
     lines = (tmp_path / files["synapse"]["file"]).read_text().split()
     assert len(lines) == 9 and all(int(v, 16) == 0 for v in lines)
+
+
+@needs_icarus
+def test_a_spiking_max_pools_counts_are_in_the_synapse_sram():
+    """The spiking max-pool keeps its running counts in the synapse SRAM and its maxima in the
+    membrane SRAM (section 3): a count of 15 set in the piece's synapse image (word 0, lane 0: output
+    0's first window place) wraps at the first spike into it, so the counts differ from the simulator's
+    and the maximum (a membrane) with them (``tests/test_rtl_array.py`` runs the piece unaltered)."""
+    from test_rtl_array import dense_program
+
+    from spikeforge.rtl.scenarios import pooled_network
+
+    program = dense_program(pooled_network(5), 2, 3, neurons=16, lanes=4)
+    pool = next(p for p in program.pieces if p.kind == "maxpool")
+    x = np.random.default_rng(5).integers(0, 16, 12)
+    init = piece_init(program, pool.id)
+    synapse = np.zeros((4 * -(-pool.n // 4), 4), np.int64)
+    synapse[0, 0] = 15  # count_bits = 4
+    rep = cosim_core(program, pool.id, x, init=dataclasses.replace(init, synapse=synapse))
+    assert not rep.ok
+    assert rep.mismatches[0]["what"] == "running sum, maximum or shift word", rep.first_mismatch()
