@@ -47,7 +47,7 @@ def piece_of(program, population, kind="mbe"):
 
 # --------------------------------------------------------------------------- split unit (4.5)
 @needs_icarus
-@pytest.mark.parametrize("seed, split, lanes", [(5, "exp2", 1), (3, "invsqrt", 4)])
+@pytest.mark.parametrize("seed, split, lanes", [(3, "invsqrt", 4)])  # exp2 and inv: the array test below
 def test_the_split_unit_matches_the_simulator(seed, split, lanes):
     """An ``mbe`` core with an exponent split, output bias and shift: every ``X``, basis membrane,
     shifted payload and graded packet, each unit's shift word at every barrier, phase ends and busy
