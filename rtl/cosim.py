@@ -37,6 +37,8 @@ __all__ = [
     "cosim",
     "cosim_array",
     "cosim_core",
+    "cosim_rounds",
+    "rounds_spec",
     "cosim_samples",
     "SamplesReport",
     "require_icarus",
@@ -376,6 +378,8 @@ class ArrayReport:
     #: and the steps that waited
     stall_cycles: int = 0
     stalled_steps: int = 0
+    #: rounds mode: rounds run in all (each a DRAM load, integration, firing and a write-back)
+    rounds: int = 0
 
     @property
     def ok(self) -> bool:
@@ -393,6 +397,8 @@ class ArrayReport:
         )
         if self.stall_cycles or self.stalled_steps:
             head += f", {self.stall_cycles} DRAM stall cycles over {self.stalled_steps} steps"
+        if self.rounds:
+            head += f", {self.rounds} rounds through DRAM"
         if self.ok:
             return head + ": match"
         m = self.mismatches[0]
@@ -499,7 +505,8 @@ def cosim_array(
     extra_barrier_cycles: int = 0,
     dram_flip: tuple[int, int] | None = None,
 ) -> ArrayReport:
-    """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``.
+    """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``
+    (a ``rounds`` program goes to :func:`cosim_rounds`, ``inits`` then its plan).
 
     The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
     last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
@@ -510,7 +517,10 @@ def cosim_array(
     Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
+    from .rounds import RoundsPlan
 
+    if program.plan.mode == "rounds" or isinstance(inits, RoundsPlan):
+        return cosim_rounds(program, x, workdir, plan=inits, dram_flip=dram_flip)
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
@@ -592,7 +602,8 @@ def cosim_samples(
     Raises
     ------
     RtlError
-        A piece or slot kind the RTL does not build yet, or a program in ``rounds`` mode.
+        A piece or slot kind the RTL does not build yet (in ``rounds`` mode: what
+        :func:`~spikeforge.rtl.rounds.rounds_plan` refuses).
     ToolMissingError
         Icarus Verilog, cocotb or Yosys missing.
     """
@@ -605,3 +616,127 @@ def cosim_samples(
         sub = None if workdir is None else Path(workdir) / f"sample{i}"
         reports.append(cosim_array(program, inputs[i], sub))
     return SamplesReport(reports)
+
+
+def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
+    """The rounds bench's transactions from a simulator run with ``trace=True``: the host's input
+    words for the DRAM, each step's cycles, every piece's membranes and spikes at every barrier with
+    where the DRAM keeps them, every core's busy cycles, and the logits."""
+    from spikeforge.models.executor import check_input
+
+    hw = program.hardware
+    c = hw.core
+    lanes, vb = c.lanes, c.v_bits
+    xin = check_input(program.graph, np.asarray(x)[None])[0].astype(np.int64)
+    per = plan.host_per_word
+    xin = np.concatenate([xin, np.zeros(plan.host_words * per - xin.size, np.int64)])
+    mask = (1 << vb) - 1
+    host = [
+        [plan.host_base + g, sum((int(v) & mask) << (q * vb) for q, v in enumerate(xin[g * per : g * per + per]))]
+        for g in range(plan.host_words)
+    ]
+    core_of = np.asarray(program.plan.core)
+    pids = sorted(plan.state_base)
+    cores = sorted(plan.units)
+    steps = []
+    for tr in run.trace:
+        pieces = []
+        for pid in pids:
+            spikes = tr.spikes[pid]
+            pieces.append(
+                {
+                    "piece": pid,
+                    "core": int(core_of[pid]),
+                    "n": program.pieces[pid].n,
+                    "state_base": plan.state_base[pid],
+                    "membranes": [int(v) for v in tr.membranes[pid]],
+                    "spike_base": plan.spike_base.get(pid, -1),
+                    "spikes": None if spikes is None or pid not in plan.spike_base else [int(v) for v in spikes],
+                }
+            )
+        steps.append(
+            {
+                "t": tr.step,
+                "cycles": int(run.step_cycles[tr.step]),
+                "pieces": pieces,
+                "busy": [[k, int(tr.core_busy[k])] for k in cores],
+            }
+        )
+    readout = [
+        {
+            "piece": p.id,
+            "state_base": plan.state_base[p.id],
+            "outputs": [int(i) for i in p.neurons],
+            "logits": [int(run.logits[i]) for i in p.neurons],
+        }
+        for p in program.pieces
+        if p.kind == "output"
+    ]
+    return {
+        "lanes": lanes,
+        "v_bits": vb,
+        "barrier": hw.barrier_cycles,
+        "spike_shift": plan.spike_shift,
+        "width": plan.width,
+        "host": host,
+        "steps": steps,
+        "readout": readout,
+    }
+
+
+def cosim_rounds(
+    program: Program,
+    x: np.ndarray,
+    workdir: str | Path | None = None,
+    *,
+    plan=None,
+    dram_flip: tuple[int, int] | None = None,
+    wb_flip: tuple[int, int] | None = None,
+) -> ArrayReport:
+    """Co-simulate a ``rounds`` program (``rtl/rounds.py``) on input ``x`` against the simulator.
+
+    The bench (``rtl/bench_rounds.py``) writes the input into the DRAM, starts every step and
+    compares its cycles (every round's load, integration, firing and write-back on the one DRAM
+    channel, and the barrier), every piece's membranes and spike rows as written back to the DRAM,
+    every core's busy cycles and the logits. ``plan`` replaces the program's
+    :class:`~spikeforge.rtl.rounds.RoundsPlan` (the mutation tests pass ``latency_delta``);
+    ``dram_flip`` and ``wb_flip`` are :class:`~spikeforge.rtl.rounds.RoundsArray`'s hooks.
+
+    Raises
+    ------
+    RtlError
+        When the program is not in rounds mode or has a piece the rounds-mode RTL does not run.
+    """
+    from .rounds import RoundsArray, rounds_plan
+
+    plan = plan if plan is not None else rounds_plan(program)
+    run = Simulator(program, trace=True).run(x)
+    spec = rounds_spec(program, plan, run, x)
+    sv = to_sv(RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip), "core_array")
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
+        workdir = tmp
+    try:
+        res = _run_bench(sv, spec, Path(workdir), top="core_array", bench="bench_rounds")
+    finally:
+        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    cmp_ = res["compared"]
+    return ArrayReport(
+        cores=program.hardware.array.cores,
+        steps=cmp_["steps"],
+        host_flits=0,
+        cycle_checks=cmp_["cycle_checks"],
+        membranes=cmp_["membranes"],
+        spikes=cmp_["spikes"],
+        busy_checks=cmp_["busy"],
+        packet_counts=0,
+        rtl_cycles=res["cycles"],
+        rtl_wall_s=res["wall_s"],
+        mismatches=res["mismatches"],
+        logits=cmp_["logits"],
+        readout_cycles=0,
+        step_cycles=cmp_["step_cycles"],
+        rounds=sum(len(range(u.lo, min(u.hi, len(run.trace)))) for us in plan.units.values() for u in us),
+    )
