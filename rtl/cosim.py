@@ -225,16 +225,15 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
 
 def _refuse_not_resident(program: Program) -> None:
     """The one-core bench replays a core holding one piece for the whole run."""
-    if program.plan.mode == "swap":
+    if program.plan.mode != "resident":
+        what = {
+            "swap": "pieces loaded from DRAM at run time",
+            "rounds": "every core runs its pieces in turn at every step, their state in DRAM",
+        }.get(program.plan.mode, "not resident")
         raise RtlError(
             "the one-core bench replays resident programs (one piece per core for the whole run); this one is in "
-            "'swap' mode (pieces loaded from DRAM at run time): co-simulate it on the whole array (cosim_array, "
+            f"{program.plan.mode!r} mode ({what}): co-simulate it on the whole array (cosim_array, "
             "cosim_samples, spikeforge cosim)."
-        )
-    if program.plan.mode != "resident":
-        raise RtlError(
-            f"the co-simulation replays resident and swap programs; this one is {program.plan.mode!r}: "
-            "use a larger [array] or a smaller model."
         )
 
 

@@ -1,0 +1,170 @@
+"""``rounds`` mode in the RTL (``docs/architecture.md`` section 7, ``rtl/rounds.py``) against the simulator.
+
+The array is smaller than the pieces live at once: at every step each core runs its pieces in turn,
+each round reading its images, membranes and its sources' spike bits (or the host's input) from
+DRAM, integrating, firing and writing its membranes and spikes back, all on one DRAM channel. The
+bench compares every step's cycles, every piece's membranes and spike rows as the DRAM holds them
+at every barrier, every core's busy cycles and the logits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from spikeforge.mapping import HardwareConfig, compile
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
+from spikeforge.rtl import RtlError, export_rtl
+from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds
+from spikeforge.rtl.rounds import SEL_SYNAPSE, rounds_plan
+from spikeforge.rtl.scenarios import dense_network, dense_program, pooled_network, residual_conv_network
+from spikeforge.sim import Simulator
+
+HAVE_ICARUS = shutil.which("iverilog") is not None
+if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
+
+
+def rounds_program(case: str):
+    """Four hidden layers on two cores (three rounds on one, two on the other, both on the channel at
+    once); DIF neurons with an identity (residual) slot on one core (four rounds per step at most); a
+    residual conv block on two cores (graded host input into conv tiles, identity slots between
+    tiles, a pool_dense read-out: 9 pieces)."""
+    if case == "deep":
+        graph, rows, cols = dense_network(5, (12, 16, 16, 16, 16), timesteps=2), 1, 2
+    elif case == "residual":
+        graph, rows, cols = dense_network(8, (12, 16, 16, 16), timesteps=2, residual=True, dif=True), 1, 1
+    else:
+        graph, rows, cols = residual_conv_network(2, channels=4, side=4), 1, 2
+    program = dense_program(graph, rows, cols, neurons=16, lanes=4)
+    assert program.plan.mode == "rounds"
+    x = np.random.default_rng(1).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    return program, x
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize("case", ["deep", "residual", "conv"])
+def test_a_rounds_program_matches_the_simulator_at_every_step(case):
+    program, x = rounds_program(case)
+    run = Simulator(program, trace=True).run(x)
+    plan = rounds_plan(program)
+    steps = len(run.trace)
+    rounds = {t: [u for us in plan.units.values() for u in us if u.lo <= t < u.hi] for t in range(steps)}
+    assert max(len(tl) for tl in program.plan.timeline) >= 3  # a core runs three pieces or more in turn
+    if len(plan.units) > 1:  # two cores wait on the one DRAM channel at the same step
+        assert any(len({int(program.plan.core[u.piece]) for u in r}) > 1 for r in rounds.values())
+    kinds = {s.kind for p in program.pieces for s in p.slots}
+    assert kinds == {"residual": {"dense", "identity"}, "conv": {"conv", "identity", "pool_dense"}}.get(case, kinds)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == steps
+    assert report.rounds == sum(len(r) for r in rounds.values()) > steps
+    assert report.membranes == steps * sum(p.n for p in program.pieces)  # every piece, every barrier, from DRAM
+    fired = sum(p.n for tr in run.trace for p in program.pieces if tr.spikes[p.id] is not None)
+    assert report.spikes == fired > 0
+    assert report.busy_checks == steps * len(plan.units)
+    assert report.logits == program.graph.output.size
+    assert "rounds through DRAM: match" in report.format()
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_round():
+    """One round at the first step: its load and its write-back each take a cycle more."""
+    program, x = rounds_program("deep")
+    run = Simulator(program).run(x)
+    slow = rounds_plan(program, latency_delta=1)
+    first = min(u.lo for us in slow.units.values() for u in us)
+    assert sum(u.lo <= first < u.hi for us in slow.units.values() for u in us) == 1
+    report = cosim_array(program, x, inits=slow)
+    assert not report.ok
+    m = report.mismatches[0]
+    assert m["step"] == first and "cycles of the step" in m["what"]
+    assert (m["expected"], m["got"]) == (int(run.step_cycles[first]), int(run.step_cycles[first]) + 2)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_lands():
+    program, x = rounds_program("deep")
+    plan = rounds_plan(program)
+    first = {u.piece: u.lo for us in plan.units.values() for u in us}
+    # bit 3 of the first membrane word piece 1 writes back: its neuron 0 at its first round, 8 off
+    report = cosim_rounds(program, x, wb_flip=(1, 3))
+    m = report.mismatches[0]
+    assert (m["step"], m["piece"], m["what"], m["neuron"]) == (first[1], 1, "membrane (DRAM state)", 0)
+    assert abs(m["got"] - m["expected"]) == 8
+    # bit 2 of piece 0's first synapse word in the DRAM (the weight of input 0 onto neuron 0): loaded
+    # at its first round, its neuron 0 is off by 4 * x[0] there
+    unit = next(u for us in plan.units.values() for u in us if u.piece == 0)
+    sel, _, addr, *_ = unit.load[0]
+    assert sel == SEL_SYNAPSE and x[0] != 0
+    report = cosim_rounds(program, x, dram_flip=(addr, 2))
+    m = report.mismatches[0]
+    assert (m["step"], m["piece"], m["neuron"]) == (first[0], 0, 0)
+    assert abs(m["got"] - m["expected"]) == 4 * int(x[0])
+
+
+def test_rounds_programs_are_exported_with_their_dram(tmp_path):
+    program, _ = rounds_program("deep")
+    manifest = export_rtl(program.hardware, tmp_path, program)
+    plan = rounds_plan(program)
+    assert manifest["mode"] == "rounds" and manifest["dram"]["words"] == len(plan.dram)
+    lines = (tmp_path / "dram.hex").read_text().split()
+    assert [int(v, 16) for v in lines] == plan.dram
+    rounds = [r for c in manifest["cores"] for r in c["rounds"]]
+    assert sorted(r["piece"] for r in rounds) == list(range(len(program.pieces)))
+    mem = program.hardware.memory
+    for r in rounds:
+        b_in, b_out = program.round_traffic(program.pieces[r["piece"]])
+        assert (r["load_bytes"], r["writeback_bytes"]) == (b_in, b_out)
+        assert r["load_cycles"] == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+        assert r["writeback_cycles"] == mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle)
+        assert r["steps"] == [
+            program.round_steps(program.pieces[r["piece"]]).start,
+            program.round_steps(program.pieces[r["piece"]]).stop,
+        ]
+    # the DRAM holds each piece's v0 where its membranes are written back, and its synapse words packed
+    unit = next(u for us in plan.units.values() for u in us if u.piece == 0)
+    v0 = [int(plan.dram[unit.state_base] >> (24 * q) & 0xFFFFFF) for q in range(4)]
+    assert v0 == [int(v) for v in program.images(0)["params"].fields[:4, 2]]
+    assert json.loads((tmp_path / "manifest.json").read_text())["mode"] == "rounds"
+    if HAVE_ICARUS:
+        out = subprocess.run(
+            ["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), str(tmp_path / "core_array.sv")],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+
+
+def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence():
+    # a fan-in of 40 over 16 axons: a root and two partial chunks, whose images do not fit one core at once
+    program = dense_program(dense_network(4, (40, 16, 16), timesteps=2), 1, 1, axons=16)
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"split into partial chunks; .* give the core more axons"):
+        rounds_plan(program)
+    program = dense_program(pooled_network(1), 1, 1)
+    with pytest.raises(RtlError, match=r"piece 2 \('mp'\) is a 'maxpool' piece; the rounds-mode RTL runs neuron"):
+        rounds_plan(program)
+    # one word per cycle: a round whose descriptors outnumber its transfer's cycles
+    core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=MemoryConfig(dram_latency_cycles=0))
+    program = compile(dense_network(6, (12, 16, 16), timesteps=2), hw)
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"raise \[memory\] dram_latency_cycles to at least"):
+        rounds_plan(program)
+    # rounds_plan is for rounds programs; the one-core bench points rounds programs to the array bench
+    resident = dense_program(dense_network(1, (12, 16)), 2, 2)
+    with pytest.raises(RtlError, match=r"rounds_plan needs a program in 'rounds' mode; this one is 'resident'"):
+        rounds_plan(resident)
+    program, x = rounds_program("residual")
+    with pytest.raises(RtlError, match=r"'rounds' mode .*: co-simulate it on the whole array"):
+        cosim(program, x)
