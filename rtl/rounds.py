@@ -174,7 +174,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     plan.steps = steps
     spm = plan.syn_per_word
     used = [pid for tl in program.plan.timeline for pid in tl]
-    for pid in used:
+    for pid in sorted(used):  # the first piece in program order is named
         _refuse(program, pid)
     inits = {pid: piece_init(program, pid) for pid in used}
     for pid, p in inits.items():
