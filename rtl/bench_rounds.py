@@ -41,14 +41,16 @@ class _RoundsBench(BenchBase):
         await Timer(1, "ps")
         return int(self.dut.dbg_ddata.value)
 
-    async def values(self, base: int, n: int) -> list[int]:
-        """``n`` signed ``v_bits`` lanes from the DRAM words at ``base``, lane 0 low."""
+    async def values(self, base: int, n: int, positions: list | None = None) -> list[int]:
+        """``n`` signed ``v_bits`` lanes from the DRAM words at ``base``, lane 0 low; neuron ``j`` at
+        ``positions[j]`` (``word * lanes + lane``) when given, else in local order."""
         lanes, vb = self.spec["lanes"], self.spec["v_bits"]
+        words = -(-(max(positions) + 1 if positions else n) // lanes)
         out = []
-        for g in range(-(-n // lanes)):
+        for g in range(words):
             word = await self.dram(base + g)
             out += [signed((word >> (lane * vb)) & ((1 << vb) - 1), vb) for lane in range(lanes)]
-        return out[:n]
+        return [out[q] for q in positions] if positions else out[:n]
 
     async def host_input(self) -> None:
         dut = self.dut
@@ -84,7 +86,7 @@ class _RoundsBench(BenchBase):
     async def barrier(self, st: dict) -> None:
         dut, t, width = self.dut, st["t"], self.spec["width"]
         for pc in st["pieces"]:
-            got = await self.values(pc["state_base"], pc["n"])
+            got = await self.values(pc["state_base"], pc["n"], pc["positions"])
             for j, (e, g) in enumerate(zip(pc["membranes"], got)):
                 self.compared["membranes"] += 1
                 if e != g:

@@ -636,6 +636,7 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
     ]
     core_of = np.asarray(program.plan.core)
     pids = sorted(plan.state_base)
+    banked = {u.piece for us in plan.units.values() for u in us if u.banked}
     cores = sorted(plan.units)
     steps = []
     for tr in run.trace:
@@ -647,6 +648,8 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
                     "piece": pid,
                     "core": int(core_of[pid]),
                     "n": program.pieces[pid].n,
+                    # a banked piece's membranes lie at its bank positions (word * lanes + lane)
+                    "positions": neuron_positions(hw, program.pieces[pid]) if pid in banked else None,
                     "state_base": plan.state_base[pid],
                     "membranes": [int(v) for v in tr.membranes[pid]],
                     "spike_base": plan.spike_base.get(pid, -1),

@@ -43,8 +43,19 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import PIECE_CODES
 
-from .core import CYCLE_BITS, STEP_BITS, TYPE_GRADED, TYPE_SPIKE, Core, banked_membrane, hist_bits, memory_words
+from .core import (
+    CYCLE_BITS,
+    STEP_BITS,
+    TYPE_GRADED,
+    TYPE_SPIKE,
+    Core,
+    banked_membrane,
+    count_words,
+    hist_bits,
+    memory_words,
+)
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
 
@@ -63,7 +74,9 @@ __all__ = [
 #: Descriptor targets: a core memory, or the feeder (a source's spike word, a word of host values).
 SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST = 0, 1, 2, 3, 4
 #: Piece kinds the rounds-mode RTL runs.
-ROUND_PIECES = ("neuron", "output")
+ROUND_PIECES = ("neuron", "output", "maxpool", "product")
+#: Piece kinds whose rounds write a spike row back.
+SPIKING = ("neuron", "maxpool", "product")
 
 
 @dataclass
@@ -92,6 +105,8 @@ class RoundUnit:
     load_cycles: int
     wb_cycles: int
     n_wb: int
+    n_count: int  # product pieces: running-count words, written back after the membranes
+    banked: bool  # membranes in lane banks (products, conv blocks not a multiple of the lanes)
     state_base: int
     spike_base: int  # -1: the piece emits no spikes (output pieces)
 
@@ -131,18 +146,19 @@ def _refuse(program: Program, pid: int) -> None:
             "slice reads the images of the root and of every chunk before it integrates (section 7), which together "
             "do not fit one core's synapse SRAM, so the rounds-mode RTL does not run it: give the core more axons."
         )
-    if piece.kind not in ROUND_PIECES:
+    if piece.kind not in ROUND_PIECES or (piece.kind == "maxpool" and program.graph.graded(piece.population)):
+        what = "graded 'maxpool'" if piece.kind == "maxpool" else repr(piece.kind)
         raise RtlError(
-            f"piece {pid} ({piece.population!r}) is a {piece.kind!r} piece; the rounds-mode RTL runs neuron and "
-            "output pieces (dense, pool_dense, conv and identity slots) so far: use a larger [array] so the "
-            "program is resident or swapped."
+            f"piece {pid} ({piece.population!r}) is a {what} piece; the rounds-mode RTL runs neuron, output, "
+            "max-pool and product pieces (spikes and the host's values, no MBE payloads) so far: use a larger "
+            "[array] so the program is resident or swapped."
         )
     for s in piece.slots:
         src = program.graph.population(s.src)
-        if src.kind not in ("input", "neuron"):
+        if src.kind not in ("input", "neuron", "maxpool"):
             raise RtlError(
                 f"piece {pid} ({piece.population!r}) reads {s.src!r}, a {src.kind!r} population; in rounds mode "
-                "the RTL reads spike rows of neuron populations and the host's input only."
+                "the RTL reads spike rows of neuron and max-pool populations and the host's input only."
             )
 
 
@@ -177,12 +193,8 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     for pid in sorted(used):  # the first piece in program order is named
         _refuse(program, pid)
     inits = {pid: piece_init(program, pid) for pid in used}
-    for pid, p in inits.items():
-        if banked_membrane(hw, p):
-            raise RtlError(
-                f"piece {pid} ({p.population!r}) keeps its membranes in lane banks (a conv channel block that is "
-                "not a multiple of the lanes); the rounds-mode RTL reads and writes whole membrane words only."
-            )
+    # a product piece's running counts (section 4.3) are state: they follow its membranes in the DRAM
+    ncount = {pid: _count_words(p, lanes) for pid, p in inits.items()}
     # the DRAM: images, then membranes, then spike rows, then the host's input words
     image_base: dict[int, tuple[int, int]] = {}
     words: list[int] = []
@@ -199,9 +211,9 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         words += packed + mw["params"][:groups]
     for pid in used:
         plan.state_base[pid] = len(words)
-        words += mwords[pid]["membrane"][: -(-inits[pid].n // lanes)]
+        words += mwords[pid]["membrane"][: -(-inits[pid].n // lanes)] + [0] * ncount[pid]
     for pid in used:
-        if program.pieces[pid].kind == "neuron":
+        if program.pieces[pid].kind in SPIKING:
             plan.spike_base[pid] = len(words)
             words += [0] * (steps << plan.spike_shift)
     inp = graph.input
@@ -221,10 +233,13 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
             load = [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
             load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(groups)]
             load += [(SEL_MEMBRANE, a, plan.state_base[pid] + a, 0, 0, 0) for a in range(groups)]
+            load += [(SEL_SYNAPSE, a, plan.state_base[pid] + groups + a, 1, 0, 0) for a in range(ncount[pid])]
             chunks: list[tuple[int, int]] = []
             feed: list[tuple[int, int, int, int]] = []
             for k_slot, s in enumerate(piece.slots):
                 proj = graph.projections[s.proj]
+                delay = {"product_a": "delay_a", "product_b": "delay_b"}.get(s.kind, "delay")
+                delay = int(getattr(proj, delay))
                 need = {int(v) for v in slot_sources(graph, piece, s)}
                 src = graph.population(s.src)
                 host = src.kind == "input"
@@ -245,13 +260,13 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                         if not hits:
                             continue
                         addr = plan.host_base + g if host else plan.spike_base[qid] + g
-                        load.append((SEL_HOST if host else SEL_SPIKES, len(chunks), addr, int(proj.delay), w0, w0 + T))
+                        load.append((SEL_HOST if host else SEL_SPIKES, len(chunks), addr, delay, w0, w0 + T))
                         chunks.append((len(feed), len(hits)))
                         feed += hits
             b_in, b_out = program.round_traffic(piece)
             dl = mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle) + int(latency_delta)
             dw = mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle) + int(latency_delta)
-            n_wb = groups + (-(-p.n // width) if piece.kind == "neuron" else 0)
+            n_wb = groups + ncount[pid] + (-(-p.n // width) if piece.kind in SPIKING else 0)
             if len(load) + 1 > dl or n_wb + 1 > dw:
                 what, n, d = ("reads", len(load), dl) if len(load) + 1 > dl else ("writes back", n_wb, dw)
                 raise RtlError(
@@ -274,11 +289,21 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                     load_cycles=dl,
                     wb_cycles=dw,
                     n_wb=n_wb,
+                    n_count=ncount[pid],
+                    banked=banked_membrane(hw, p),
                     state_base=plan.state_base[pid],
                     spike_base=plan.spike_base.get(pid, -1),
                 )
             )
     return plan
+
+
+def _count_words(p: PieceInit, lanes: int) -> int:
+    """Synapse words of a product piece's running counts (``rtl.core.count_words``), 0 for other pieces."""
+    if p.kind != PIECE_CODES["product"]:
+        return 0
+    g = p.geometry
+    return count_words(g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction, lanes)
 
 
 def _lowest(m: Module, bits: Signal, name: str) -> Signal:
@@ -570,12 +595,17 @@ class RoundsArray(wiring.Component):
         for i, k in enumerate(cores):
             s = core_state[k]
             units = plan.units[k]
+            # membrane organisations its pieces use: lane banks and whole words (both when it holds both)
+            orgs = {x.banked for x in units}
             shared = {
                 "syn": Memory(shape=unsigned(sbits), depth=syn_words, init=[]),
                 "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
                 "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
-                "mem": Memory(shape=unsigned(lanes * vb), depth=gmax, init=[]),
             }
+            if True in orgs:
+                shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
+            if False in orgs:
+                shared["mem"] = Memory(shape=unsigned(lanes * vb), depth=gmax, init=[])
             ctxs = [Core(hw, x.init, shared=shared) for x in units]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
@@ -588,47 +618,66 @@ class RoundsArray(wiring.Component):
                     syn_w.data.eq(ld_data[q * sbits : (q + 1) * sbits]),
                     syn_w.en.eq(mine_ld & (sel == SEL_SYNAPSE) & (delay > q)),
                 ]
-            par_w, mem_w = shared["par"].write_port(), shared["mem"].write_port()
+            par_w = shared["par"].write_port()
             m.d.comb += [
                 par_w.addr.eq(tgt),
                 par_w.data.eq(ld_data[: lanes * 2 * vb]),
                 par_w.en.eq(mine_ld & (sel == SEL_PARAMS)),
-                mem_w.addr.eq(tgt),
-                mem_w.data.eq(ld_data[: lanes * vb]),
-                mem_w.en.eq(mine_ld & (sel == SEL_MEMBRANE)),
             ]
-            # the write-back's reads: a membrane word, a word of the step's history row
-            mem_rd = shared["mem"].read_port(domain="comb")
-            hist_rd = shared["hist"].read_port(domain="comb")
+            # a membrane word goes to every organisation (lane l of it to word `tgt` of bank l)
+            mem_ports = [(shared["mem"], slice(0, lanes * vb))] if "mem" in shared else []
+            mem_ports += [(b, slice(q * vb, (q + 1) * vb)) for q, b in enumerate(shared.get("banks", []))]
+            for mm, part in mem_ports:
+                w = mm.write_port()
+                m.d.comb += [w.addr.eq(tgt), w.data.eq(ld_data[part]), w.en.eq(mine_ld & (sel == SEL_MEMBRANE))]
+            # the write-back's reads: a membrane word (of the piece's organisation), a count word, a word
+            # of the step's history row
             groups_now = Array(Const(-(-x.init.n // lanes), range(gmax + 1)) for x in units)[s["u"]]
-            m.d.comb += [mem_rd.addr.eq(wb_i), hist_rd.addr.eq(step % c.spike_history_steps)]
+            counts_now = Array(Const(x.n_count, range(syn_words + 1)) for x in units)[s["u"]]
+            banked_now = Array(Const(int(x.banked), 1) for x in units)[s["u"]]
+            mem_words = []
+            for mm, _ in mem_ports:
+                r = mm.read_port(domain="comb")
+                m.d.comb += r.addr.eq(wb_i)
+                mem_words.append(r.data)
+            whole = mem_words[0] if "mem" in shared else Const(0, lanes * vb)
+            banked_word = Cat(*mem_words[1:] if "mem" in shared else mem_words) if "banks" in shared else whole
+            mword_rd = Mux(banked_now, banked_word, whole)
+            syn_rd = shared["syn"].read_port(domain="comb")
+            m.d.comb += syn_rd.addr.eq(wb_i - groups_now)
+            hist_rd = shared["hist"].read_port(domain="comb")
+            m.d.comb += hist_rd.addr.eq(step % c.spike_history_steps)
             for name in ("syn", "par", "hist", "mem"):
-                m.submodules[f"core{k}_{name}"] = shared[name]
+                if name in shared:
+                    m.submodules[f"core{k}_{name}"] = shared[name]
+            for q, bank in enumerate(shared.get("banks", [])):
+                m.submodules[f"core{k}_bank{q}"] = bank
+            # the steps a piece emits at: its firing window, a max-pool unit's input window (section 4.4)
+            emit = [x.init.in_start if x.init.kind == PIECE_CODES["maxpool"] else x.init.out_start for x in units]
             fired_now = Array(
-                ((step >= x.init.out_start) & (step < x.init.out_start + x.init.timesteps))
-                if x.spike_base >= 0
-                else Const(0)
-                for x in units
+                ((step >= e0) & (step < e0 + x.init.timesteps)) if x.spike_base >= 0 else Const(0)
+                for e0, x in zip(emit, units)
             )[s["u"]]
             # the row's bits past the piece's n may be another piece's: masked
             nmask = Array(Const((1 << x.init.n) - 1, c.neurons) for x in units)[s["u"]]
-            grp = Signal(range(gmax + 1), name=f"wb_grp_{k}")
-            m.d.comb += grp.eq(wb_i - groups_now)
+            grp = Signal(range(gmax + syn_words + 1), name=f"wb_grp_{k}")
+            m.d.comb += grp.eq(wb_i - groups_now - counts_now)
             spike_word = Mux(fired_now, ((hist_rd.data[: c.neurons] & nmask) >> (grp * width))[:width], 0)
             state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
             spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
             with m.If(wb_on & (who == i)):
-                mword = mem_rd.data
+                mword = mword_rd
                 if self.wb_flip is not None:
                     hits = [j for j, x in enumerate(units) if x.piece == self.wb_flip[0]]
                     if hits:
                         flip = (s["u"] == hits[0]) & (wb_i == 0)
                         mword = mword ^ Mux(flip, Const(1 << self.wb_flip[1], lanes * vb), 0)
-                is_state = wb_i < groups_now
+                is_mem = wb_i < groups_now
+                is_state = wb_i < groups_now + counts_now
                 m.d.comb += [
                     d_wr.en.eq(1),
                     d_wr.addr.eq(Mux(is_state, state_base + wb_i, spike_base + (step << plan.spike_shift) + grp)),
-                    d_wr.data.eq(Mux(is_state, mword, spike_word)),
+                    d_wr.data.eq(Mux(is_mem, mword, Mux(is_state, syn_rd.data, spike_word))),
                 ]
             # contexts and feeders
             i_dones, f_dones = [], []
