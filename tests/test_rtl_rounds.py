@@ -22,7 +22,13 @@ from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
 from spikeforge.rtl import RtlError, export_rtl
 from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds
 from spikeforge.rtl.rounds import SEL_SYNAPSE, rounds_plan
-from spikeforge.rtl.scenarios import dense_network, dense_program, pooled_network, residual_conv_network
+from spikeforge.rtl.scenarios import (
+    attention_network,
+    dense_network,
+    dense_program,
+    pooled_network,
+    residual_conv_network,
+)
 from spikeforge.sim import Simulator
 
 HAVE_ICARUS = shutil.which("iverilog") is not None
@@ -35,11 +41,17 @@ def rounds_program(case: str):
     """Four hidden layers on two cores (three rounds on one, two on the other, both on the channel at
     once); DIF neurons with an identity (residual) slot on one core (four rounds per step at most); a
     residual conv block on two cores (graded host input into conv tiles, identity slots between
-    tiles, a pool_dense read-out: 9 pieces)."""
+    tiles, a pool_dense read-out: 9 pieces); an attention score block on two cores (two product
+    pieces, their membranes in lane banks and their running counts as state, beside whole-word
+    pieces on the same core); a 2 x 2 max-pool on one core."""
     if case == "deep":
         graph, rows, cols = dense_network(5, (12, 16, 16, 16, 16), timesteps=2), 1, 2
     elif case == "residual":
         graph, rows, cols = dense_network(8, (12, 16, 16, 16), timesteps=2, residual=True, dif=True), 1, 1
+    elif case == "attention":
+        graph, rows, cols = attention_network(1), 1, 2
+    elif case == "pool":
+        graph, rows, cols = pooled_network(1), 1, 1
     else:
         graph, rows, cols = residual_conv_network(2, channels=4, side=4), 1, 2
     program = dense_program(graph, rows, cols, neurons=16, lanes=4)
@@ -50,7 +62,7 @@ def rounds_program(case: str):
 
 @pytest.mark.rtl
 @needs_icarus
-@pytest.mark.parametrize("case", ["deep", "residual", "conv"])
+@pytest.mark.parametrize("case", ["residual", "conv", "attention", "pool"])
 def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     program, x = rounds_program(case)
     run = Simulator(program, trace=True).run(x)
@@ -61,7 +73,16 @@ def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     if len(plan.units) > 1:  # two cores wait on the one DRAM channel at the same step
         assert any(len({int(program.plan.core[u.piece]) for u in r}) > 1 for r in rounds.values())
     kinds = {s.kind for p in program.pieces for s in p.slots}
-    assert kinds == {"residual": {"dense", "identity"}, "conv": {"conv", "identity", "pool_dense"}}.get(case, kinds)
+    expect = {
+        "residual": {"dense", "identity"},
+        "conv": {"conv", "identity", "pool_dense"},
+        "attention": {"dense", "product_a", "product_b"},
+        "pool": {"dense", "pool"},
+    }
+    assert kinds == expect[case]
+    if case == "attention":  # a core holds banked product pieces and whole-word pieces; counts are state
+        assert any({u.banked for u in us} == {True, False} for us in plan.units.values())
+        assert all(u.n_count > 0 for us in plan.units.values() for u in us if u.banked)
     report = cosim_array(program, x)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == steps
@@ -93,23 +114,22 @@ def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_roun
 @pytest.mark.rtl
 @needs_icarus
 def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_lands():
+    """Both in one run, on piece 0 (h1) at its first round: bit 2 of its first synapse word in the
+    DRAM (the weight of input 0 onto neuron 0) puts neuron 0 off by ``4 * x[0]``; bit 3 of lane 1
+    of the first membrane word it writes back puts neuron 1 off by 8. Nothing differs before."""
     program, x = rounds_program("deep")
     plan = rounds_plan(program)
-    first = {u.piece: u.lo for us in plan.units.values() for u in us}
-    # bit 3 of the first membrane word piece 1 writes back: its neuron 0 at its first round, 8 off
-    report = cosim_rounds(program, x, wb_flip=(1, 3))
-    m = report.mismatches[0]
-    assert (m["step"], m["piece"], m["what"], m["neuron"]) == (first[1], 1, "membrane (DRAM state)", 0)
-    assert abs(m["got"] - m["expected"]) == 8
-    # bit 2 of piece 0's first synapse word in the DRAM (the weight of input 0 onto neuron 0): loaded
-    # at its first round, its neuron 0 is off by 4 * x[0] there
     unit = next(u for us in plan.units.values() for u in us if u.piece == 0)
     sel, _, addr, *_ = unit.load[0]
     assert sel == SEL_SYNAPSE and x[0] != 0
-    report = cosim_rounds(program, x, dram_flip=(addr, 2))
-    m = report.mismatches[0]
-    assert (m["step"], m["piece"], m["neuron"]) == (first[0], 0, 0)
-    assert abs(m["got"] - m["expected"]) == 4 * int(x[0])
+    report = cosim_rounds(program, x, dram_flip=(addr, 2), wb_flip=(0, 24 + 3))
+    assert not report.ok and min(m["step"] for m in report.mismatches) == unit.lo
+    first = {}
+    for m in report.mismatches:
+        first.setdefault((m.get("piece"), m["neuron"]), m)
+    w, v = first[0, 0], first[0, 1]
+    assert (w["step"], w["what"], abs(w["got"] - w["expected"])) == (unit.lo, "membrane (DRAM state)", 4 * int(x[0]))
+    assert (v["step"], v["what"], abs(v["got"] - v["expected"])) == (unit.lo, "membrane (DRAM state)", 8)
 
 
 def test_rounds_programs_are_exported_with_their_dram(tmp_path):
@@ -145,14 +165,16 @@ def test_rounds_programs_are_exported_with_their_dram(tmp_path):
         assert out.returncode == 0, out.stderr
 
 
-def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence():
+def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     # a fan-in of 40 over 16 axons: a root and two partial chunks, whose images do not fit one core at once
     program = dense_program(dense_network(4, (40, 16, 16), timesteps=2), 1, 1, axons=16)
     assert program.plan.mode == "rounds"
     with pytest.raises(RtlError, match=r"split into partial chunks; .* give the core more axons"):
         rounds_plan(program)
-    program = dense_program(pooled_network(1), 1, 1)
-    with pytest.raises(RtlError, match=r"piece 2 \('mp'\) is a 'maxpool' piece; the rounds-mode RTL runs neuron"):
+    # MBE pieces (graded payloads, tables) are not run in rounds
+    program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "mbe"))))
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"is a 'mbe' piece; the rounds-mode RTL runs neuron, output, max-pool"):
         rounds_plan(program)
     # one word per cycle: a round whose descriptors outnumber its transfer's cycles
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
