@@ -16,12 +16,15 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from spikeforge.mapping import HardwareConfig, compile
+from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
 from spikeforge.rtl import RtlError, export_rtl
 from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds
-from spikeforge.rtl.rounds import SEL_SYNAPSE, rounds_plan
+from spikeforge.rtl.rounds import SEL_HOST, SEL_MEMBRANE, SEL_PARAMS, SEL_SPIKES, SEL_SYNAPSE, rounds_plan
 from spikeforge.rtl.scenarios import (
     attention_network,
     dense_network,
@@ -190,3 +193,50 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     program, x = rounds_program("residual")
     with pytest.raises(RtlError, match=r"'rounds' mode .*: co-simulate it on the whole array"):
         cosim(program, x)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    sizes=st.lists(st.integers(3, 20), min_size=2, max_size=4),
+    lanes=st.sampled_from([2, 4]),
+    cols=st.integers(1, 2),
+    residual=st.booleans(),
+)
+def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it_wrote_it(
+    seed, sizes, lanes, cols, residual
+):
+    """The plan alone (no Icarus): per round and slot, the feeder's positions are the slot's sources
+    (``slot_sources``), each once, filled by one spike or host descriptor per chunk in order; the
+    membrane descriptors read the words the write-back writes; state and spike regions do not overlap;
+    the transfers take section 7's cycles."""
+    graph = dense_network(seed, (12, *sizes), timesteps=2, residual=residual)
+    program = dense_program(graph, 1, cols, neurons=16, lanes=lanes, axons=32)
+    assume(program.plan.mode == "rounds" and all(p.kind != "partial" for p in program.pieces))
+    plan = rounds_plan(program)
+    mem = program.hardware.memory
+    regions = []
+    for us in plan.units.values():
+        for u in us:
+            piece = program.pieces[u.piece]
+            groups = -(-piece.n // lanes)
+            for k, s in enumerate(piece.slots):
+                got = sorted(f[1] for f in u.feed if f[0] == k)
+                assert got == sorted(int(v) for v in slot_sources(graph, piece, s))
+                assert all(f[2] == int(s.src == graph.input.name) for f in u.feed if f[0] == k)
+            feeds = [d for d in u.load if d[0] in (SEL_SPIKES, SEL_HOST)]
+            assert [d[1] for d in feeds] == list(range(len(u.chunks)))
+            assert [e0 for e0, _ in u.chunks] == list(np.cumsum([0] + [n for _, n in u.chunks])[:-1])
+            assert sum(n for _, n in u.chunks) == len(u.feed)
+            assert [d[2] for d in u.load if d[0] == SEL_MEMBRANE] == list(range(u.state_base, u.state_base + groups))
+            assert sum(d[0] == SEL_PARAMS for d in u.load) == groups
+            assert u.n_wb == groups + (-(-piece.n // plan.width) if piece.kind == "neuron" else 0)
+            b_in, b_out = program.round_traffic(piece)
+            assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+            assert u.wb_cycles == mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle)
+            assert (u.lo, u.hi) == (program.round_steps(piece).start, program.round_steps(piece).stop)
+            regions.append((u.state_base, u.state_base + groups))
+            if u.spike_base >= 0:
+                regions.append((u.spike_base, u.spike_base + (plan.steps << plan.spike_shift)))
+    regions.sort()
+    assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
+    assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
