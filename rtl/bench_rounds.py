@@ -8,8 +8,9 @@ simulator's trace (``$SPIKEFORGE_COSIM_IN``):
   plus ``barrier_cycles``) must be low until cycle ``step_cycles[t] - 1`` and high at
   ``step_cycles[t]``: the loads, integration, firing and write-backs of every round, on one DRAM
   channel, take exactly the simulator's cycles;
-* barrier: every piece's membranes and, where it fired at ``t``, its spike row of ``t``, read back
-  from the DRAM (``dbg_daddr`` -> ``dbg_ddata``), and every core's busy cycles of the step.
+* barrier: every piece's membranes (a product piece's running-count words too) and, where it fired
+  at ``t``, its spike row of ``t``, read back from the DRAM (``dbg_daddr`` -> ``dbg_ddata``), and
+  every core's busy cycles of the step.
 
 After the last step the logits are read from the output pieces' state words in the DRAM. Results go
 to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
@@ -33,7 +34,9 @@ class _RoundsBench(BenchBase):
     where = "array "
 
     def __init__(self, dut, spec: dict) -> None:
-        super().__init__(dut, spec, ("cycle_checks", "membranes", "spikes", "busy", "steps", "logits", "step_cycles"))
+        super().__init__(
+            dut, spec, ("cycle_checks", "membranes", "counts", "spikes", "busy", "steps", "logits", "step_cycles")
+        )
 
     async def dram(self, addr: int) -> int:
         """The DRAM word at ``addr`` (the read port is combinational)."""
@@ -91,6 +94,15 @@ class _RoundsBench(BenchBase):
                 self.compared["membranes"] += 1
                 if e != g:
                     self.mismatch(t, "membrane (DRAM state)", e, g, neuron=j, core=pc["core"], piece=pc["piece"])
+            if pc["counts"] is not None:  # a product piece's running counts, after its membranes
+                base = pc["state_base"] + -(-pc["n"] // self.spec["lanes"])
+                for w, e in enumerate(pc["counts"]):
+                    got_w = await self.dram(base + w)
+                    self.compared["counts"] += 1
+                    if got_w != e:
+                        self.mismatch(
+                            t, "running-count word (DRAM state)", e, got_w, neuron=w, core=pc["core"], piece=pc["piece"]
+                        )
             if pc["spikes"] is not None:
                 base = pc["spike_base"] + (t << self.spec["spike_shift"])
                 bits = []

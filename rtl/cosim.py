@@ -377,8 +377,10 @@ class ArrayReport:
     #: and the steps that waited
     stall_cycles: int = 0
     stalled_steps: int = 0
-    #: rounds mode: rounds run in all (each a DRAM load, integration, firing and a write-back)
+    #: rounds mode: rounds run in all (each a DRAM load, integration, firing and a write-back), and
+    #: running-count words of product pieces compared
     rounds: int = 0
+    counts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -397,7 +399,7 @@ class ArrayReport:
         if self.stall_cycles or self.stalled_steps:
             head += f", {self.stall_cycles} DRAM stall cycles over {self.stalled_steps} steps"
         if self.rounds:
-            head += f", {self.rounds} rounds through DRAM"
+            head += f", {self.counts} running-count words, {self.rounds} rounds through DRAM"
         if self.ok:
             return head + ": match"
         m = self.mismatches[0]
@@ -637,6 +639,7 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
     core_of = np.asarray(program.plan.core)
     pids = sorted(plan.state_base)
     banked = {u.piece for us in plan.units.values() for u in us if u.banked}
+    counts = _running_counts(program, run, len(run.trace))
     cores = sorted(plan.units)
     steps = []
     for tr in run.trace:
@@ -654,6 +657,8 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
                     "membranes": [int(v) for v in tr.membranes[pid]],
                     "spike_base": plan.spike_base.get(pid, -1),
                     "spikes": None if spikes is None or pid not in plan.spike_base else [int(v) for v in spikes],
+                    # a product piece's running-count words after its membranes (section 4.3)
+                    "counts": counts[pid][tr.step] if pid in counts else None,
                 }
             )
         steps.append(
@@ -686,6 +691,45 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
     }
 
 
+def _running_counts(program: Program, run, steps: int) -> dict[int, list[list[int]]]:
+    """Each product piece's count words at every barrier, from the operands' spike rasters: ``Abar[i,
+    c]`` counts the spikes of ``a[A[h, i, c]]`` integrated so far (emitted at ``e``, integrated at
+    ``e + 1 + delay_a``), ``Bbar`` likewise, in the RTL's layout (``rtl/core.py``: ``lanes`` counts
+    of ``count_bits`` per word, ``Abar[:, c]`` rows then ``Bbar[c, :]`` columns, each row padded)."""
+    c = program.hardware.core
+    lanes, cb = c.lanes, c.count_bits
+    out: dict[int, list[list[int]]] = {}
+    for p in program.pieces:
+        if p.kind != "product":
+            continue
+        proj = program.graph.projections[p.slots[0].proj]
+        g = p.geometry
+        rows = {}
+        for src, idx, delay in (
+            (proj.src_a, proj.a_index[g["h"], g["i0"] : g["i1"], :], proj.delay_a),
+            (proj.src_b, proj.b_index[g["h"], :, g["j0"] : g["j1"]].T, proj.delay_b),
+        ):
+            raster = run.rasters[src].astype(np.int64)  # (steps, size): spikes emitted at each step
+            got = np.zeros((steps, *idx.shape), np.int64)
+            for t in range(steps):
+                e = t - 1 - delay  # the emissions integrated at step t
+                got[t] = (got[t - 1] if t else 0) + (raster[e][idx] if 0 <= e < raster.shape[0] else 0)
+            rows[src is proj.src_a] = got  # (steps, |I| or |J|, C)
+        words = []
+        for t in range(steps):
+            w = []
+            for key in (True, False):  # Abar[:, c] then Bbar[c, :]: a row per c, lanes per word
+                m = rows[key][t]
+                for ci in range(m.shape[1]):
+                    col = m[:, ci]
+                    for h in range(-(-len(col) // lanes)):
+                        part = col[h * lanes : h * lanes + lanes]
+                        w.append(sum((int(v) & ((1 << cb) - 1)) << (q * cb) for q, v in enumerate(part)))
+            words.append(w)
+        out[p.id] = words
+    return out
+
+
 def cosim_rounds(
     program: Program,
     x: np.ndarray,
@@ -712,7 +756,7 @@ def cosim_rounds(
     from .rounds import RoundsArray, rounds_plan
 
     plan = plan if plan is not None else rounds_plan(program)
-    run = Simulator(program, trace=True).run(x)
+    run = Simulator(program, trace=True).run(x, record=True)
     spec = rounds_spec(program, plan, run, x)
     sv = to_sv(RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip), "core_array")
     tmp = None
@@ -741,4 +785,5 @@ def cosim_rounds(
         readout_cycles=0,
         step_cycles=cmp_["step_cycles"],
         rounds=sum(len(range(u.lo, min(u.hi, len(run.trace)))) for us in plan.units.values() for u in us),
+        counts=cmp_["counts"],
     )

@@ -95,6 +95,8 @@ def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     assert report.spikes == fired > 0
     assert report.busy_checks == steps * len(plan.units)
     assert report.logits == program.graph.output.size
+    assert report.counts == steps * sum(u.n_count for us in plan.units.values() for u in us)  # products only
+    assert (report.counts > 0) == (case == "attention")
     assert "rounds through DRAM: match" in report.format()
 
 
