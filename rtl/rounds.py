@@ -6,12 +6,12 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
    descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
-   words, its membranes (the state written back at its last round, ``v0`` before the first) and,
-   per slot whose source fired in its window at ``t - 1 - delay``, the words of the source's spike
-   rows (``lanes`` bits, from the DRAM row the source piece wrote back at that step) or of the
-   host's input values (``lanes`` values of ``v_bits``, written by the host before the run) that
-   hold the slot's sources. They go into the core's SRAMs and into the piece's *feeder*: one pending
-   bit (and, for host words, one value) per source position;
+   words, its state (membranes as written back at its last round, ``v0`` before the first; a
+   product piece's running-count words after them) and, per slot whose source emitted in its
+   window at ``t - 1 - delay``, the words of the source's spike rows (from the DRAM rows the
+   source's pieces wrote back at that step) or of the host's input values (written by the host
+   before the run) that hold the slot's sources. They go into the core's SRAMs and into the
+   piece's *feeder*: one pending bit (and, for host words, one value) per source the slot needs;
 2. *integrate*: from the cycle before the transfer ends, the feeder hands the core's event FIFO one
    event per cycle (the lowest pending position: its slot, global source index, and the host's
    value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
@@ -20,8 +20,8 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
    phase F in the same cycle, and its ``f_done`` (``ceil(n/lanes)`` later when it updates) makes
    the write-back request;
 3. *write back* (``b_out`` bytes): one cycle after the grant, one word per cycle, the membrane
-   words and (for a neuron piece) the ``ceil(n/lanes)`` words of its spike row of step ``t``
-   (``lanes`` bits each, zero when it did not fire at ``t``) into the DRAM.
+   words, a product piece's count words and (for a neuron, product or max-pool piece) its spike
+   row of step ``t`` (``n`` bits, zero when it did not emit at ``t``) into the DRAM.
 
 The channel serves one transfer of ``b`` bytes at a time, ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, requests in the order they are made (simultaneous ones: lower core
