@@ -242,3 +242,23 @@ def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it
     regions.sort()
     assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
     assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
+
+
+def test_spikeforge_rtl_writes_a_rounds_program(tmp_path, capsys):
+    from spikeforge.cli import main
+    from spikeforge.mapping.program import save_program
+
+    program, _ = rounds_program("residual")
+    save_program(program, tmp_path / "prog")
+
+    def value(v):
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    sections = program.hardware.to_dict().items()
+    toml = "".join(f"[{sec}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in body.items()) for sec, body in sections)
+    (tmp_path / "hw.toml").write_text(toml)
+    argv = ["rtl", "--hardware", str(tmp_path / "hw.toml"), "--program", str(tmp_path / "prog")]
+    assert main([*argv, "--out", str(tmp_path / "rtl")]) == 0
+    out = capsys.readouterr().out
+    assert "rounds mode: core_array.sv with its DMA engine, dram.hex" in out and "4 rounds per step at most" in out
+    assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["mode"] == "rounds"
