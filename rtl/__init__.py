@@ -2,8 +2,8 @@
 
 Entry points: :func:`export_rtl` (SystemVerilog of the array, memory init files, manifest),
 :func:`cosim_samples` / :func:`cosim_array` (the whole array on Icarus Verilog against the
-simulator, cycle for cycle) and :func:`cosim` / :func:`cosim_core` (each core alone, replaying the
-flits the simulator delivered to it).
+simulator, cycle for cycle; a ``rounds`` program through :func:`cosim_rounds`) and :func:`cosim` /
+:func:`cosim_core` (each core alone, replaying the flits the simulator delivered to it).
 """
 
 from .cosim import (
@@ -14,6 +14,7 @@ from .cosim import (
     cosim,
     cosim_array,
     cosim_core,
+    cosim_rounds,
     cosim_samples,
     require_icarus,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "check_hardware",
     "cosim",
     "cosim_core",
+    "cosim_rounds",
     "export_rtl",
     "piece_init",
     "require_icarus",

@@ -21,25 +21,23 @@ from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
 
 from .core import CYCLE_BITS, STEP_BITS, Core, hist_bits, out_flit_layout
-from .errors import RtlError
 from .piece import PieceInit, check_hardware, empty_piece, piece_init
+from .rounds import RoundsPlan, rounds_plan
 from .router import Router
 from .swap import DmaEngine, SwapCore, SwapPlan, swap_plan
 
 __all__ = ["CoreArray", "array_inits"]
 
 
-def array_inits(program: Program) -> dict[int, PieceInit] | SwapPlan:
+def array_inits(program: Program) -> dict[int, PieceInit] | SwapPlan | RoundsPlan:
     """The piece of every core of a resident program (idle cores are left out); for a ``swap``
-    program, its :class:`~spikeforge.rtl.swap.SwapPlan` (pieces loaded from DRAM at run time)."""
+    program, its :class:`~spikeforge.rtl.swap.SwapPlan` (pieces loaded from DRAM at run time); for a
+    ``rounds`` program, its :class:`~spikeforge.rtl.rounds.RoundsPlan` (built by
+    :class:`~spikeforge.rtl.rounds.RoundsArray`, not :class:`CoreArray`)."""
     if program.plan.mode == "swap":
         return swap_plan(program)
-    if program.plan.mode != "resident":
-        raise RtlError(
-            f"the program runs in {program.plan.mode!r} mode (every core runs its pieces in rounds at every step, "
-            "their state streamed from DRAM); the RTL array builds resident and swap programs only: use a larger "
-            "[array] so that the pieces live at any one step fit it."
-        )
+    if program.plan.mode == "rounds":
+        return rounds_plan(program)
     return {int(program.plan.core[p.id]): piece_init(program, p.id) for p in program.pieces}
 
 

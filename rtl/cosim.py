@@ -26,7 +26,7 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, history_bits, membrane_positions, piece_init, readout_order, sum_positions
+from .piece import PieceInit, history_bits, membrane_positions, neuron_positions, piece_init, readout_order, sum_positions
 
 __all__ = [
     "ArrayReport",
@@ -37,6 +37,8 @@ __all__ = [
     "cosim",
     "cosim_array",
     "cosim_core",
+    "cosim_rounds",
+    "rounds_spec",
     "cosim_samples",
     "SamplesReport",
     "require_icarus",
@@ -227,16 +229,15 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
 
 def _refuse_not_resident(program: Program) -> None:
     """The one-core bench replays a core holding one piece for the whole run."""
-    if program.plan.mode == "swap":
+    if program.plan.mode != "resident":
+        what = {
+            "swap": "pieces loaded from DRAM at run time",
+            "rounds": "every core runs its pieces in turn at every step, their state in DRAM",
+        }.get(program.plan.mode, "not resident")
         raise RtlError(
             "the one-core bench replays resident programs (one piece per core for the whole run); this one is in "
-            "'swap' mode (pieces loaded from DRAM at run time): co-simulate it on the whole array (cosim_array, "
+            f"{program.plan.mode!r} mode ({what}): co-simulate it on the whole array (cosim_array, "
             "cosim_samples, spikeforge cosim)."
-        )
-    if program.plan.mode != "resident":
-        raise RtlError(
-            f"the co-simulation replays resident and swap programs; this one is {program.plan.mode!r}: "
-            "use a larger [array] or a smaller model."
         )
 
 
@@ -381,6 +382,10 @@ class ArrayReport:
     #: and the steps that waited
     stall_cycles: int = 0
     stalled_steps: int = 0
+    #: rounds mode: rounds run in all (each a DRAM load, integration, firing and a write-back), and
+    #: running-count words of product pieces compared
+    rounds: int = 0
+    counts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -398,6 +403,8 @@ class ArrayReport:
         )
         if self.stall_cycles or self.stalled_steps:
             head += f", {self.stall_cycles} DRAM stall cycles over {self.stalled_steps} steps"
+        if self.rounds:
+            head += f", {self.counts} running-count words, {self.rounds} rounds through DRAM"
         if self.ok:
             return head + ": match"
         m = self.mismatches[0]
@@ -505,7 +512,8 @@ def cosim_array(
     extra_barrier_cycles: int = 0,
     dram_flip: tuple[int, int] | None = None,
 ) -> ArrayReport:
-    """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``.
+    """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``
+    (a ``rounds`` program goes to :func:`cosim_rounds`, ``inits`` then its plan).
 
     The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
     last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
@@ -516,7 +524,10 @@ def cosim_array(
     Returns an :class:`ArrayReport`.
     """
     from .array import CoreArray, array_inits
+    from .rounds import RoundsPlan
 
+    if program.plan.mode == "rounds" or isinstance(inits, RoundsPlan):
+        return cosim_rounds(program, x, workdir, plan=inits, dram_flip=dram_flip)
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
@@ -598,7 +609,8 @@ def cosim_samples(
     Raises
     ------
     RtlError
-        A piece or slot kind the RTL does not build yet, or a program in ``rounds`` mode.
+        A piece or slot kind the RTL does not build yet (in ``rounds`` mode: what
+        :func:`~spikeforge.rtl.rounds.rounds_plan` refuses).
     ToolMissingError
         Icarus Verilog, cocotb or Yosys missing.
     """
@@ -611,3 +623,173 @@ def cosim_samples(
         sub = None if workdir is None else Path(workdir) / f"sample{i}"
         reports.append(cosim_array(program, inputs[i], sub))
     return SamplesReport(reports)
+
+
+def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
+    """The rounds bench's transactions from a simulator run with ``trace=True``: the host's input
+    words for the DRAM, each step's cycles, every piece's membranes and spikes at every barrier with
+    where the DRAM keeps them, every core's busy cycles, and the logits."""
+    from spikeforge.models.executor import check_input
+
+    hw = program.hardware
+    c = hw.core
+    lanes, vb = c.lanes, c.v_bits
+    xin = check_input(program.graph, np.asarray(x)[None])[0].astype(np.int64)
+    per = plan.host_per_word
+    xin = np.concatenate([xin, np.zeros(plan.host_words * per - xin.size, np.int64)])
+    mask = (1 << vb) - 1
+    host = [
+        [plan.host_base + g, sum((int(v) & mask) << (q * vb) for q, v in enumerate(xin[g * per : g * per + per]))]
+        for g in range(plan.host_words)
+    ]
+    core_of = np.asarray(program.plan.core)
+    pids = sorted(plan.state_base)
+    banked = {u.piece for us in plan.units.values() for u in us if u.banked}
+    counts = _running_counts(program, run, len(run.trace))
+    cores = sorted(plan.units)
+    steps = []
+    for tr in run.trace:
+        pieces = []
+        for pid in pids:
+            spikes = tr.spikes[pid]
+            pieces.append(
+                {
+                    "piece": pid,
+                    "core": int(core_of[pid]),
+                    "n": program.pieces[pid].n,
+                    # a banked piece's membranes lie at its bank positions (word * lanes + lane)
+                    "positions": neuron_positions(hw, program.pieces[pid]) if pid in banked else None,
+                    "state_base": plan.state_base[pid],
+                    "membranes": [int(v) for v in tr.membranes[pid]],
+                    "spike_base": plan.spike_base.get(pid, -1),
+                    "spikes": None if spikes is None or pid not in plan.spike_base else [int(v) for v in spikes],
+                    # a product piece's running-count words after its membranes (section 4.3)
+                    "counts": counts[pid][tr.step] if pid in counts else None,
+                }
+            )
+        steps.append(
+            {
+                "t": tr.step,
+                "cycles": int(run.step_cycles[tr.step]),
+                "pieces": pieces,
+                "busy": [[k, int(tr.core_busy[k])] for k in cores],
+            }
+        )
+    readout = [
+        {
+            "piece": p.id,
+            "state_base": plan.state_base[p.id],
+            "outputs": [int(i) for i in p.neurons],
+            "logits": [int(run.logits[i]) for i in p.neurons],
+        }
+        for p in program.pieces
+        if p.kind == "output"
+    ]
+    return {
+        "lanes": lanes,
+        "v_bits": vb,
+        "barrier": hw.barrier_cycles,
+        "spike_shift": plan.spike_shift,
+        "width": plan.width,
+        "host": host,
+        "steps": steps,
+        "readout": readout,
+    }
+
+
+def _running_counts(program: Program, run, steps: int) -> dict[int, list[list[int]]]:
+    """Each product piece's count words at every barrier, from the operands' spike rasters: ``Abar[i,
+    c]`` counts the spikes of ``a[A[h, i, c]]`` integrated so far (emitted at ``e``, integrated at
+    ``e + 1 + delay_a``), ``Bbar`` likewise, in the RTL's layout (``rtl/core.py``: ``lanes`` counts
+    of ``count_bits`` per word, ``Abar[:, c]`` rows then ``Bbar[c, :]`` columns, each row padded)."""
+    c = program.hardware.core
+    lanes, cb = c.lanes, c.count_bits
+    out: dict[int, list[list[int]]] = {}
+    for p in program.pieces:
+        if p.kind != "product":
+            continue
+        proj = program.graph.projections[p.slots[0].proj]
+        g = p.geometry
+        rows = {}
+        for src, idx, delay in (
+            (proj.src_a, proj.a_index[g["h"], g["i0"] : g["i1"], :], proj.delay_a),
+            (proj.src_b, proj.b_index[g["h"], :, g["j0"] : g["j1"]].T, proj.delay_b),
+        ):
+            raster = run.rasters[src].astype(np.int64)  # (steps, size): spikes emitted at each step
+            got = np.zeros((steps, *idx.shape), np.int64)
+            for t in range(steps):
+                e = t - 1 - delay  # the emissions integrated at step t
+                got[t] = (got[t - 1] if t else 0) + (raster[e][idx] if 0 <= e < raster.shape[0] else 0)
+            rows[src is proj.src_a] = got  # (steps, |I| or |J|, C)
+        words = []
+        for t in range(steps):
+            w = []
+            for key in (True, False):  # Abar[:, c] then Bbar[c, :]: a row per c, lanes per word
+                m = rows[key][t]
+                for ci in range(m.shape[1]):
+                    col = m[:, ci]
+                    for h in range(-(-len(col) // lanes)):
+                        part = col[h * lanes : h * lanes + lanes]
+                        w.append(sum((int(v) & ((1 << cb) - 1)) << (q * cb) for q, v in enumerate(part)))
+            words.append(w)
+        out[p.id] = words
+    return out
+
+
+def cosim_rounds(
+    program: Program,
+    x: np.ndarray,
+    workdir: str | Path | None = None,
+    *,
+    plan=None,
+    dram_flip: tuple[int, int] | None = None,
+    wb_flip: tuple[int, int] | None = None,
+) -> ArrayReport:
+    """Co-simulate a ``rounds`` program (``rtl/rounds.py``) on input ``x`` against the simulator.
+
+    The bench (``rtl/bench_rounds.py``) writes the input into the DRAM, starts every step and
+    compares its cycles (every round's load, integration, firing and write-back on the one DRAM
+    channel, and the barrier), every piece's membranes and spike rows as written back to the DRAM,
+    every core's busy cycles and the logits. ``plan`` replaces the program's
+    :class:`~spikeforge.rtl.rounds.RoundsPlan` (the mutation tests pass ``latency_delta``);
+    ``dram_flip`` and ``wb_flip`` are :class:`~spikeforge.rtl.rounds.RoundsArray`'s hooks.
+
+    Raises
+    ------
+    RtlError
+        When the program is not in rounds mode or has a piece the rounds-mode RTL does not run.
+    """
+    from .rounds import RoundsArray, rounds_plan
+
+    plan = plan if plan is not None else rounds_plan(program)
+    run = Simulator(program, trace=True).run(x, record=True)
+    spec = rounds_spec(program, plan, run, x)
+    sv = to_sv(RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip), "core_array")
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
+        workdir = tmp
+    try:
+        res = _run_bench(sv, spec, Path(workdir), top="core_array", bench="bench_rounds")
+    finally:
+        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    cmp_ = res["compared"]
+    return ArrayReport(
+        cores=program.hardware.array.cores,
+        steps=cmp_["steps"],
+        host_flits=0,
+        cycle_checks=cmp_["cycle_checks"],
+        membranes=cmp_["membranes"],
+        spikes=cmp_["spikes"],
+        busy_checks=cmp_["busy"],
+        packet_counts=0,
+        rtl_cycles=res["cycles"],
+        rtl_wall_s=res["wall_s"],
+        mismatches=res["mismatches"],
+        logits=cmp_["logits"],
+        readout_cycles=0,
+        step_cycles=cmp_["step_cycles"],
+        rounds=sum(len(range(u.lo, min(u.hi, len(run.trace)))) for us in plan.units.values() for u in us),
+        counts=cmp_["counts"],
+    )

@@ -19,6 +19,7 @@ from spikeforge.mapping import HardwareConfig, Program
 from .core import Core, memory_words
 from .errors import RtlError, ToolMissingError
 from .piece import check_hardware, empty_piece
+from .rounds import RoundsPlan
 from .swap import SwapPlan
 
 __all__ = ["to_sv", "ports_of", "export_rtl"]
@@ -98,6 +99,12 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     format and ``cores`` each core's pieces in load order with their records, bytes and transfer
     cycles; no core module is written alone (``modules`` is empty).
 
+    With a ``rounds`` program ``core_array.sv`` is the rounds-mode array (``rtl/rounds.py``: every
+    core runs its pieces in turn at every step through the DMA engine); ``dram.hex`` holds the
+    DRAM's initial words (images, membranes, zeroed spike rows and input words, ``RoundsPlan``),
+    and the manifest's ``cores`` each core's rounds with their windows, descriptors, bytes and
+    transfer cycles.
+
     Parameters
     ----------
     hardware : HardwareConfig
@@ -105,7 +112,7 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     out_dir : path
         Created if needed.
     program : Program, optional
-        Compiled for ``hardware`` (same fingerprint), in ``resident`` or ``swap`` mode.
+        Compiled for ``hardware`` (same fingerprint), in any mode.
 
     Returns
     -------
@@ -136,6 +143,8 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     else:
         inits = {}
     out.mkdir(parents=True, exist_ok=True)
+    if isinstance(inits, RoundsPlan):
+        return _export_rounds(hardware, out, inits)
     top = CoreArray(hardware, inits)
     (out / "core_array.sv").write_text(to_sv(top, "core_array"))
     if isinstance(inits, SwapPlan):
@@ -242,6 +251,52 @@ def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> di
             "words": len(plan.records),
             "bits": bits,
             "format": f"sel | addr << 2 | data << {2 + plan.addr_bits}; sel 0 synapse, 1 params, 2 membrane",
+        },
+        "modules": [],
+        "cores": cores,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dict:
+    """Rounds mode: the rounds-mode array, the DRAM's initial words and each core's rounds."""
+    from .rounds import RoundsArray
+
+    top = RoundsArray(hardware, plan)
+    (out / "core_array.sv").write_text(to_sv(top, "core_array"))
+    (out / "dram.hex").write_text(_hex_lines(plan.dram, plan.width))
+    cores = []
+    for k in range(hardware.array.cores):
+        y, x = divmod(k, hardware.array.cols)
+        rounds = [
+            {
+                "piece": u.piece,
+                "population": u.init.population,
+                "steps": [u.lo, u.hi],
+                "descriptors": len(u.load),
+                "load_bytes": u.load_bytes,
+                "load_cycles": u.load_cycles,
+                "writeback_bytes": u.wb_bytes,
+                "writeback_cycles": u.wb_cycles,
+                "state_word": u.state_base,
+                "spike_word": u.spike_base,
+            }
+            for u in plan.units.get(k, [])
+        ]
+        cores.append({"instance": f"core{k}", "core": k, "x": x, "y": y, "rounds": rounds})
+    manifest = _manifest_head(hardware, top) | {
+        "mode": "rounds",
+        "submodules": ["core contexts (one per piece on shared SRAMs)", "feeders", "dma (descriptors, one channel)"],
+        "dram": {
+            "file": "dram.hex",
+            "words": len(plan.dram),
+            "bits": plan.width,
+            "format": (
+                f"images ({plan.syn_per_word} synapse words per DRAM word, then parameter words), membranes, "
+                f"spike rows (step t at row base + (t << {plan.spike_shift})), input words from {plan.host_base} "
+                f"({plan.host_per_word} values each)"
+            ),
         },
         "modules": [],
         "cores": cores,

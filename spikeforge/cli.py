@@ -191,6 +191,14 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
             f"{d['bits']} bits: {loads} piece loads) and {Path(args.out) / 'manifest.json'}"
         )
         return 0
+    if manifest.get("mode") == "rounds":
+        d = manifest["dram"]
+        rounds = sum(len(c["rounds"]) for c in manifest["cores"])
+        print(
+            f"rounds mode: {manifest['file']} with its DMA engine, {d['file']} ({d['words']} words of "
+            f"{d['bits']} bits: {rounds} rounds per step at most) and {Path(args.out) / 'manifest.json'}"
+        )
+        return 0
     print(f"wrote {len(manifest['modules'])} SystemVerilog modules, init files and {Path(args.out) / 'manifest.json'}")
     return 0
 

@@ -196,13 +196,16 @@ def test_cosim_samples_prints_what_matched_per_sample():
     assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
 
 
-def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(tiny_graph):
+def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(mbe_mlp8):
     from spikeforge.mapping import compile
+    from spikeforge.mapping.hardware import CoreConfig
     from spikeforge.rtl import RtlError, cosim_samples
 
-    program = compile(tiny_graph, HardwareConfig(array=ArrayConfig(2, 2)))
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "dif", "mbe")))
+    program = compile(mbe_mlp8, hw)
     assert program.plan.mode == "rounds"
-    with pytest.raises(RtlError, match=r"builds resident and swap programs only"):
+    # rounds mode: MBE pieces are not run in rounds by the RTL yet; refused before anything runs
+    with pytest.raises(RtlError, match=r"is a 'mbe' piece; the rounds-mode RTL runs neuron, output, max-pool"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 

@@ -157,7 +157,7 @@ def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
     assert seen["active0"][18] == 0 and seen["active0"][19] == 1
 
 
-def test_swap_programs_are_exported_with_their_dram_and_rounds_is_refused(tmp_path, tiny_graph):
+def test_swap_programs_are_exported_with_their_dram_and_rounds_pieces_the_rtl_lacks_are_named(tmp_path, mbe_mlp8):
     program, _ = swap_program("1x3")
     manifest = export_rtl(program.hardware, tmp_path, program)
     plan = swap_plan(program)
@@ -185,9 +185,11 @@ def test_swap_programs_are_exported_with_their_dram_and_rounds_is_refused(tmp_pa
         assert out.returncode == 0, out.stderr
     from spikeforge.mapping import compile
 
-    rounds = compile(tiny_graph, HardwareConfig(array=ArrayConfig(2, 2)))
+    # rounds programs are built (tests/test_rtl_rounds.py), but not with MBE pieces yet
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "dif", "mbe")))
+    rounds = compile(mbe_mlp8, hw)
     assert rounds.plan.mode == "rounds"
-    with pytest.raises(RtlError, match=r"resident and swap programs only"):
+    with pytest.raises(RtlError, match=r"is a 'mbe' piece; the rounds-mode RTL runs neuron, output, max-pool"):
         array_inits(rounds)
     # the one-core bench replays resident programs only: a swap program goes to the array bench
     with pytest.raises(RtlError, match=r"co-simulate it on the whole array"):

@@ -1,0 +1,147 @@
+"""cocotb bench of the rounds-mode array (started by :func:`spikeforge.rtl.cosim.cosim_rounds`).
+
+The bench is the host and the barrier controller of ``rtl/rounds.py``'s array. Before the run it
+writes the input's words into the DRAM (section 5: the host's input); then, per step ``t`` from the
+simulator's trace (``$SPIKEFORGE_COSIM_IN``):
+
+* ``start`` with ``step = t`` at cycle 0; the array's ``done`` (every core's last write-back ended,
+  plus ``barrier_cycles``) must be low until cycle ``step_cycles[t] - 1`` and high at
+  ``step_cycles[t]``: the loads, integration, firing and write-backs of every round, on one DRAM
+  channel, take exactly the simulator's cycles;
+* barrier: every piece's membranes (a product piece's running-count words too) and, where it fired
+  at ``t``, its spike row of ``t``, read back from the DRAM (``dbg_daddr`` -> ``dbg_ddata``), and
+  every core's busy cycles of the step.
+
+After the last step the logits are read from the output pieces' state words in the DRAM. Results go
+to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cocotb
+from cocotb.triggers import Timer
+
+from .bench_common import BenchBase, signed, start, write_results
+
+__all__ = ["rounds_bench"]
+
+
+class _RoundsBench(BenchBase):
+    where = "array "
+
+    def __init__(self, dut, spec: dict) -> None:
+        super().__init__(
+            dut, spec, ("cycle_checks", "membranes", "counts", "spikes", "busy", "steps", "logits", "step_cycles")
+        )
+
+    async def dram(self, addr: int) -> int:
+        """The DRAM word at ``addr`` (the read port is combinational)."""
+        self.dut.dbg_daddr.value = addr
+        await Timer(1, "ps")
+        return int(self.dut.dbg_ddata.value)
+
+    async def values(self, base: int, n: int, positions: list | None = None) -> list[int]:
+        """``n`` signed ``v_bits`` lanes from the DRAM words at ``base``, lane 0 low; neuron ``j`` at
+        ``positions[j]`` (``word * lanes + lane``) when given, else in local order."""
+        lanes, vb = self.spec["lanes"], self.spec["v_bits"]
+        words = -(-(max(positions) + 1 if positions else n) // lanes)
+        out = []
+        for g in range(words):
+            word = await self.dram(base + g)
+            out += [signed((word >> (lane * vb)) & ((1 << vb) - 1), vb) for lane in range(lanes)]
+        return [out[q] for q in positions] if positions else out[:n]
+
+    async def host_input(self) -> None:
+        dut = self.dut
+        for addr, word in self.spec["host"]:
+            dut.hw_addr.value = addr
+            dut.hw_data.value = word
+            dut.hw_en.value = 1
+            await self.edges(1)
+        dut.hw_en.value = 0
+
+    async def run_step(self, st: dict) -> int:
+        """Start step ``t``; returns the cycle ``done`` first rose (the step's cycles)."""
+        dut, t, want = self.dut, st["t"], st["cycles"]
+        dut.step.value = t
+        dut.start.value = 1
+        await self.edges(1)  # the outputs read now are cycle 0's
+        dut.start.value = 0
+        c = 0
+        while True:
+            val = dut.done.value
+            if val.is_resolvable and int(val) == 1:
+                break
+            if c > want + 4 * self.spec["barrier"] + 1000:
+                break
+            await self.edges(1)
+            c += 1
+        self.compared["cycle_checks"] += 1
+        self.compared["step_cycles"] += 1
+        if c != want:
+            self.mismatch(t, "cycles of the step (its rounds' loads, work and write-backs, and the barrier)", want, c)
+        return c
+
+    async def barrier(self, st: dict) -> None:
+        dut, t, width = self.dut, st["t"], self.spec["width"]
+        for pc in st["pieces"]:
+            got = await self.values(pc["state_base"], pc["n"], pc["positions"])
+            for j, (e, g) in enumerate(zip(pc["membranes"], got)):
+                self.compared["membranes"] += 1
+                if e != g:
+                    self.mismatch(t, "membrane (DRAM state)", e, g, neuron=j, core=pc["core"], piece=pc["piece"])
+            if pc["counts"] is not None:  # a product piece's running counts, after its membranes
+                base = pc["state_base"] + -(-pc["n"] // self.spec["lanes"])
+                for w, e in enumerate(pc["counts"]):
+                    got_w = await self.dram(base + w)
+                    self.compared["counts"] += 1
+                    if got_w != e:
+                        self.mismatch(
+                            t, "running-count word (DRAM state)", e, got_w, neuron=w, core=pc["core"], piece=pc["piece"]
+                        )
+            if pc["spikes"] is not None:
+                base = pc["spike_base"] + (t << self.spec["spike_shift"])
+                bits = []
+                for g in range(-(-pc["n"] // width)):  # a row is `width` bits per word, neuron 0 lowest
+                    word = await self.dram(base + g)
+                    bits += [(word >> q) & 1 for q in range(width)]
+                for j, e in enumerate(pc["spikes"]):
+                    self.compared["spikes"] += 1
+                    if e != bits[j]:
+                        self.mismatch(t, "spike (DRAM row)", e, bits[j], neuron=j, core=pc["core"], piece=pc["piece"])
+        for k, want in st["busy"]:
+            dut.dbg_core.value = k
+            await Timer(1, "ps")
+            got = int(dut.dbg_busy.value)
+            self.compared["busy"] += 1
+            if got != want:
+                self.mismatch(t, "busy cycles of the step", want, got, core=k)
+        self.compared["steps"] += 1
+
+    async def readout(self, t_end: int) -> None:
+        for out in self.spec["readout"]:
+            got = await self.values(out["state_base"], len(out["logits"]))
+            for j, (e, g) in enumerate(zip(out["logits"], got)):
+                self.compared["logits"] += 1
+                if e != g:
+                    self.mismatch(t_end, "logit (DRAM state)", e, g, neuron=out["outputs"][j], piece=out["piece"])
+
+
+@cocotb.test()
+async def rounds_bench(dut):
+    """Run every step's rounds on the array and score it against the simulator."""
+    with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
+        spec = json.load(fh)
+    bench = _RoundsBench(dut, spec)
+    await start(dut, ("rst", "start", "step", "hw_en", "hw_addr", "hw_data", "dbg_daddr", "dbg_core"))
+    t0 = time.perf_counter()
+    await bench.host_input()
+    for st in spec["steps"]:
+        await bench.run_step(st)
+        await bench.barrier(st)
+    await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
+    write_results(bench, time.perf_counter() - t0)

@@ -1,0 +1,783 @@
+"""``rounds`` mode in the RTL (``docs/architecture.md`` section 7): every core runs its pieces in turn.
+
+A program in ``rounds`` mode has more pieces live at once than the array has cores. At every step
+each core position runs the rounds of its timeline (``Program.plan.timeline``) whose piece is in
+its round window (``Program.round_steps``), one after another, through one DRAM channel:
+
+1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
+   descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
+   words, its state (membranes as written back at its last round, ``v0`` before the first; a
+   product piece's running-count words after them) and, per slot whose source emitted in its
+   window at ``t - 1 - delay``, the words of the source's spike rows (from the DRAM rows the
+   source's pieces wrote back at that step) or of the host's input values (written by the host
+   before the run) that hold the slot's sources. They go into the core's SRAMs and into the
+   piece's *feeder*: one pending bit (and, for host words, one value) per source the slot needs;
+2. *integrate*: from the cycle before the transfer ends, the feeder hands the core's event FIFO one
+   event per cycle (the lowest pending position: its slot, global source index, and the host's
+   value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
+   piece on shared memories as in :mod:`~spikeforge.rtl.swap`) pops them back to back from the
+   cycle the transfer ends; its ``i_done`` (``pipeline_cycles`` after the last event) starts
+   phase F in the same cycle, and its ``f_done`` (``ceil(n/lanes)`` later when it updates) makes
+   the write-back request;
+3. *write back* (``b_out`` bytes): one cycle after the grant, one word per cycle, the membrane
+   words, a product piece's count words and (for a neuron, product or max-pool piece) its spike
+   row of step ``t`` (``n`` bits, zero when it did not emit at ``t``) into the DRAM.
+
+The channel serves one transfer of ``b`` bytes at a time, ``dram_latency_cycles + ceil(b /
+dram_bytes_per_cycle)`` cycles, requests in the order they are made (simultaneous ones: lower core
+first). The step ends when every core's last write-back has ended; ``done`` rises
+``barrier_cycles`` later. No flit crosses a router and no encoder runs. The DRAM's contents are
+the state at each barrier (section 8): the bench reads them through ``dbg_daddr``/``dbg_ddata``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.mapping import HardwareConfig, Program
+from spikeforge.mapping.connectivity import slot_sources
+from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import PIECE_CODES
+
+from .core import (
+    CYCLE_BITS,
+    STEP_BITS,
+    TYPE_GRADED,
+    TYPE_SPIKE,
+    Core,
+    banked_membrane,
+    count_words,
+    hist_bits,
+    memory_words,
+)
+from .errors import RtlError
+from .piece import PieceInit, check_hardware, piece_init
+
+__all__ = [
+    "RoundsPlan",
+    "RoundUnit",
+    "rounds_plan",
+    "RoundsArray",
+    "SEL_SYNAPSE",
+    "SEL_PARAMS",
+    "SEL_MEMBRANE",
+    "SEL_SPIKES",
+    "SEL_HOST",
+]
+
+#: Descriptor targets: a core memory, or the feeder (a source's spike word, a word of host values).
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST = 0, 1, 2, 3, 4
+#: Piece kinds the rounds-mode RTL runs.
+ROUND_PIECES = ("neuron", "output", "maxpool", "product")
+#: Piece kinds whose rounds write a spike row back.
+SPIKING = ("neuron", "maxpool", "product")
+
+
+@dataclass
+class RoundUnit:
+    """One round of a core: its piece, round window ``lo <= t < hi``, DMA descriptors and feeder.
+
+    ``load``: descriptors ``(sel, target, dram address, delay, window lo, window hi)``. A synapse
+    descriptor writes ``delay`` (reused as a count) consecutive synapse words from ``target`` on; a
+    spike descriptor adds ``(t - 1 - delay) << spike_shift`` to the address; spike and host words
+    are read only when ``t - 1 - delay`` is in the source's firing window ``[window lo, window hi)``
+    (``target``: the feeder chunk). ``chunks[c] = (first, count)``: the feeder positions the
+    ``c``-th spike or host word fills; ``feed[e] = (slot, global source index, graded, bit)``:
+    position ``e``'s event and its bit (spike words) or value (host words, ``bit``-th value) in
+    the word. ``n_wb``: words written back (membranes, then the spike row).
+    """
+
+    piece: int
+    init: PieceInit
+    lo: int
+    hi: int
+    load: list[tuple[int, int, int, int, int, int]]
+    chunks: list[tuple[int, int]]
+    feed: list[tuple[int, int, int, int]]
+    load_bytes: int
+    wb_bytes: int
+    load_cycles: int
+    wb_cycles: int
+    n_wb: int
+    n_count: int  # product pieces: running-count words, written back after the membranes
+    banked: bool  # membranes in lane banks (products, conv blocks not a multiple of the lanes)
+    state_base: int
+    spike_base: int  # -1: the piece emits no spikes (output pieces)
+
+
+@dataclass
+class RoundsPlan:
+    """What the rounds-mode array is generated from: each core's rounds in timeline order and the DRAM.
+
+    ``dram``: the DRAM's initial words of ``width`` bits (images, then membranes, then zeroed spike
+    rows, then the host's input words, which the host writes before the run). Synapse words are
+    packed ``syn_per_word`` to a DRAM word (lane group 0 low), spike rows ``width`` bits per word
+    (local neuron 0 lowest), host values ``host_per_word`` of ``v_bits`` per word; parameter and
+    membrane words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
+    membranes and spike rows lie (the row of step ``t`` at ``spike_base[p] + (t << spike_shift)``);
+    ``host_base`` and ``host_words`` the input's words.
+    """
+
+    units: dict[int, list[RoundUnit]]
+    dram: list[int] = field(default_factory=list)
+    width: int = 1
+    syn_per_word: int = 1
+    host_per_word: int = 1
+    spike_shift: int = 0
+    state_base: dict[int, int] = field(default_factory=dict)
+    spike_base: dict[int, int] = field(default_factory=dict)
+    host_base: int = 0
+    host_words: int = 0
+    steps: int = 0
+
+
+def _refuse(program: Program, pid: int) -> None:
+    """What the rounds-mode RTL does not run, one sentence each."""
+    piece = program.pieces[pid]
+    if piece.kind == "partial" or any(p.kind == "partial" and p.root == pid for p in program.pieces):
+        raise RtlError(
+            f"piece {pid} ({piece.population!r}) is part of a slice split into partial chunks; a round of such a "
+            "slice reads the images of the root and of every chunk before it integrates (section 7), which together "
+            "do not fit one core's synapse SRAM, so the rounds-mode RTL does not run it: give the core more axons."
+        )
+    if piece.kind not in ROUND_PIECES or (piece.kind == "maxpool" and program.graph.graded(piece.population)):
+        what = "graded 'maxpool'" if piece.kind == "maxpool" else repr(piece.kind)
+        raise RtlError(
+            f"piece {pid} ({piece.population!r}) is a {what} piece; the rounds-mode RTL runs neuron, output, "
+            "max-pool and product pieces (spikes and the host's values, no MBE payloads) so far: use a larger "
+            "[array] so the program is resident or swapped."
+        )
+    for s in piece.slots:
+        src = program.graph.population(s.src)
+        if src.kind not in ("input", "neuron", "maxpool"):
+            raise RtlError(
+                f"piece {pid} ({piece.population!r}) reads {s.src!r}, a {src.kind!r} population; in rounds mode "
+                "the RTL reads spike rows of neuron and max-pool populations and the host's input only."
+            )
+
+
+def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
+    """The rounds-mode array of ``program``: each core's rounds, their descriptors and the DRAM image.
+
+    ``latency_delta`` (test hook, 0 in generated hardware) adds cycles to every transfer: a DRAM
+    channel whose latency differs from the hardware file's.
+
+    Raises
+    ------
+    RtlError
+        When the program is not in rounds mode, when a piece is of a kind the rounds-mode RTL does
+        not run, or when a round's descriptors or write-back words do not fit its transfer.
+    """
+    hw = program.hardware
+    check_hardware(hw)
+    if program.plan.mode != "rounds":
+        raise RtlError(f"rounds_plan needs a program in 'rounds' mode; this one is {program.plan.mode!r}.")
+    c, mem = hw.core, hw.memory
+    lanes, vb = c.lanes, c.v_bits
+    graph = program.graph
+    sched = graph.schedule()
+    T = graph.timesteps
+    steps = graph.total_steps
+    width = max(lanes * c.weight_bits, lanes * 2 * vb, lanes * vb)
+    plan = RoundsPlan({}, width=width, syn_per_word=width // (lanes * c.weight_bits), host_per_word=width // vb)
+    plan.spike_shift = max(0, (-(-c.neurons // width) - 1).bit_length())
+    plan.steps = steps
+    spm = plan.syn_per_word
+    used = [pid for tl in program.plan.timeline for pid in tl]
+    for pid in sorted(used):  # the first piece in program order is named
+        _refuse(program, pid)
+    inits = {pid: piece_init(program, pid) for pid in used}
+    # a product piece's running counts (section 4.3) are state: they follow its membranes in the DRAM
+    ncount = {pid: _count_words(p, lanes) for pid, p in inits.items()}
+    # the DRAM: images, then membranes, then spike rows, then the host's input words
+    image_base: dict[int, tuple[int, int]] = {}
+    words: list[int] = []
+    mwords: dict[int, dict[str, list[int]]] = {}
+    sbits = lanes * c.weight_bits
+    for pid in used:
+        p = inits[pid]
+        mw = {name: w for name, w, _ in memory_words(hw, p)}
+        mwords[pid] = mw
+        groups = -(-p.n // lanes)
+        syn = mw["synapse"][: len(p.synapse)]
+        packed = [sum(w << (i * sbits) for i, w in enumerate(syn[r : r + spm])) for r in range(0, len(syn), spm)]
+        image_base[pid] = (len(words), len(words) + len(packed))
+        words += packed + mw["params"][:groups]
+    for pid in used:
+        plan.state_base[pid] = len(words)
+        words += mwords[pid]["membrane"][: -(-inits[pid].n // lanes)] + [0] * ncount[pid]
+    for pid in used:
+        if program.pieces[pid].kind in SPIKING:
+            plan.spike_base[pid] = len(words)
+            words += [0] * (steps << plan.spike_shift)
+    inp = graph.input
+    hpw = plan.host_per_word
+    plan.host_base, plan.host_words = len(words), -(-inp.size // hpw)
+    words += [0] * plan.host_words
+    plan.dram = words
+    for k, timeline in enumerate(program.plan.timeline):
+        if not timeline:
+            continue
+        plan.units[k] = []
+        for pid in timeline:
+            piece, p = program.pieces[pid], inits[pid]
+            groups = -(-p.n // lanes)
+            syn0, par0 = image_base[pid]
+            nsyn = len(p.synapse)
+            load = [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
+            load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(groups)]
+            load += [(SEL_MEMBRANE, a, plan.state_base[pid] + a, 0, 0, 0) for a in range(groups)]
+            load += [(SEL_SYNAPSE, a, plan.state_base[pid] + groups + a, 1, 0, 0) for a in range(ncount[pid])]
+            chunks: list[tuple[int, int]] = []
+            feed: list[tuple[int, int, int, int]] = []
+            for k_slot, s in enumerate(piece.slots):
+                proj = graph.projections[s.proj]
+                delay = {"product_a": "delay_a", "product_b": "delay_b"}.get(s.kind, "delay")
+                delay = int(getattr(proj, delay))
+                need = {int(v) for v in slot_sources(graph, piece, s)}
+                src = graph.population(s.src)
+                host = src.kind == "input"
+                w0 = 0 if host else sched[s.src].out_start
+                per = hpw if host else width  # sources per DRAM word
+                holders = (
+                    [(-1, np.arange(inp.size))]
+                    if host
+                    else [(q.id, q.neurons) for q in program.pieces if q.population == s.src]
+                )
+                for qid, neurons in holders:
+                    for g in range(-(-len(neurons) // per)):
+                        hits = [
+                            (k_slot, int(neurons[j]), int(host), j - g * per)
+                            for j in range(g * per, min(len(neurons), g * per + per))
+                            if int(neurons[j]) in need
+                        ]
+                        if not hits:
+                            continue
+                        addr = plan.host_base + g if host else plan.spike_base[qid] + g
+                        load.append((SEL_HOST if host else SEL_SPIKES, len(chunks), addr, delay, w0, w0 + T))
+                        chunks.append((len(feed), len(hits)))
+                        feed += hits
+            b_in, b_out = program.round_traffic(piece)
+            dl = mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle) + int(latency_delta)
+            dw = mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle) + int(latency_delta)
+            n_wb = groups + ncount[pid] + (-(-p.n // width) if piece.kind in SPIKING else 0)
+            if len(load) + 1 > dl or n_wb + 1 > dw:
+                what, n, d = ("reads", len(load), dl) if len(load) + 1 > dl else ("writes back", n_wb, dw)
+                raise RtlError(
+                    f"a round of piece {pid} ({p.population!r}) {what} {n} DRAM words, one per cycle, but its "
+                    f"transfer takes {d} cycles; raise [memory] dram_latency_cycles to at least "
+                    f"{n + 1 - d + mem.dram_latency_cycles}."
+                )
+            w = program.round_steps(piece)
+            plan.units[k].append(
+                RoundUnit(
+                    piece=pid,
+                    init=p,
+                    lo=w.start,
+                    hi=w.stop,
+                    load=load,
+                    chunks=chunks,
+                    feed=feed,
+                    load_bytes=b_in,
+                    wb_bytes=b_out,
+                    load_cycles=dl,
+                    wb_cycles=dw,
+                    n_wb=n_wb,
+                    n_count=ncount[pid],
+                    banked=banked_membrane(hw, p),
+                    state_base=plan.state_base[pid],
+                    spike_base=plan.spike_base.get(pid, -1),
+                )
+            )
+    return plan
+
+
+def _count_words(p: PieceInit, lanes: int) -> int:
+    """Synapse words of a product piece's running counts (``rtl.core.count_words``), 0 for other pieces."""
+    if p.kind != PIECE_CODES["product"]:
+        return 0
+    g = p.geometry
+    return count_words(g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction, lanes)
+
+
+def _lowest(m: Module, bits: Signal, name: str) -> Signal:
+    """Index of the lowest set bit of ``bits`` (0 when none)."""
+    sel = Signal(range(max(2, len(bits))), name=name)
+    for e in reversed(range(len(bits))):
+        with m.If(bits[e]):
+            m.d.comb += sel.eq(e)
+    return sel
+
+
+class RoundsArray(wiring.Component):
+    """The rounds-mode array: per core position one :class:`~spikeforge.rtl.core.Core` context per
+    piece of its timeline on shared memories, a feeder per piece, and the DMA engine with the DRAM.
+
+    Ports: ``start`` (with ``step``: run step ``step``'s rounds from this cycle, its cycle 0),
+    ``done`` (the last write-back of the step ended ``barrier_cycles`` ago, high until the next
+    ``start``), the host's DRAM write port (``hw_en``, ``hw_addr``, ``hw_data``: the input words,
+    before the run), the DRAM read port of the bench (``dbg_daddr`` -> ``dbg_ddata``, combinational)
+    and the busy cycles of the step of core ``dbg_core`` (``dbg_busy``: cycles its rounds integrate
+    and fire, ``pipeline_cycles`` included, as the simulator counts them in rounds mode).
+
+    ``dram_flip = (word, bit)`` (test hook) flips a bit of the DRAM's initial contents;
+    ``wb_flip = (piece, bit)`` flips a bit of the first membrane word the piece writes back at
+    every round.
+    """
+
+    def __init__(
+        self,
+        hw: HardwareConfig,
+        plan: RoundsPlan,
+        *,
+        dram_flip: tuple[int, int] | None = None,
+        wb_flip: tuple[int, int] | None = None,
+    ) -> None:
+        check_hardware(hw)
+        self.hw, self.plan = hw, plan
+        self.dram_flip, self.wb_flip = dram_flip, wb_flip
+        depth = max(1, len(plan.dram))
+        super().__init__(
+            {
+                "step": In(STEP_BITS),
+                "start": In(1),
+                "done": Out(1),
+                "hw_en": In(1),
+                "hw_addr": In(range(depth)),
+                "hw_data": In(plan.width),
+                "dbg_daddr": In(range(depth)),
+                "dbg_ddata": Out(plan.width),
+                "dbg_core": In(index_bits(hw.array.cores)),
+                "dbg_busy": Out(CYCLE_BITS),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        hw, plan = self.hw, self.plan
+        c = hw.core
+        lanes, vb, wb = c.lanes, c.v_bits, c.weight_bits
+        gmax = c.neurons // lanes
+        syn_words = max(1, c.axons * c.neurons // lanes)
+        width = plan.width
+        words = list(plan.dram) or [0]
+        if self.dram_flip is not None:
+            words[self.dram_flip[0]] ^= 1 << self.dram_flip[1]
+        m.submodules.dram = dram = Memory(shape=unsigned(width), depth=len(words), init=words)
+        d_rd = dram.read_port(domain="comb")  # the channel's reads (a load's descriptor of the cycle)
+        d_wr = dram.write_port()  # write-backs
+        h_wr = dram.write_port()  # the host's input words, before the run
+        d_dbg = dram.read_port(domain="comb")
+        m.d.comb += [h_wr.addr.eq(self.hw_addr), h_wr.data.eq(self.hw_data), h_wr.en.eq(self.hw_en)]
+        m.d.comb += [d_dbg.addr.eq(self.dbg_daddr), self.dbg_ddata.eq(d_dbg.data)]
+
+        cores = sorted(plan.units)
+        ncores = len(cores)
+        step = self.step
+        # the step's cycle counter: requests are stamped with the cycle they are made
+        cyc = Signal(CYCLE_BITS)
+        now = Signal(CYCLE_BITS)
+        m.d.comb += now.eq(Mux(self.start, 0, cyc))
+        m.d.sync += cyc.eq(now + 1)
+
+        # the descriptor ROM: every round's load descriptors, concatenated
+        descs = [d for k in cores for u in plan.units[k] for d in u.load] or [(0, 0, 0, 0, 0, 0)]
+        abits = index_bits(len(words))
+        nchunk = max([len(u.chunks) for k in cores for u in plan.units[k]] + [1])
+        tbits = max(index_bits(syn_words), index_bits(nchunk))
+        fields = [3, tbits, abits, STEP_BITS, STEP_BITS, STEP_BITS]
+        def_w = sum(fields)
+
+        def pack(d):
+            w, sh = 0, 0
+            for v, f in zip(d, fields):
+                w |= int(v) << sh
+                sh += f
+            return w
+
+        m.submodules.desc = drom = Memory(shape=unsigned(def_w), depth=len(descs), init=[pack(d) for d in descs])
+        dsc = drom.read_port(domain="comb")
+        first_desc, pos = {}, 0
+        for k in cores:
+            for j, u in enumerate(plan.units[k]):
+                first_desc[k, j] = pos
+                pos += len(u.load)
+
+        # ---- the channel
+        busy = Signal()
+        who = Signal(range(max(2, ncores)))
+        is_wb = Signal()  # the transfer under way is a write-back
+        maxdur = max(
+            [u.load_cycles for k in cores for u in plan.units[k]]
+            + [u.wb_cycles for k in cores for u in plan.units[k]]
+            + [1]
+        )
+        rem = Signal(range(maxdur + 1))
+        rem_now = Signal.like(rem)
+        m.d.comb += rem_now.eq(rem - 1)
+        finishing = Signal()
+        m.d.comb += finishing.eq(busy & (rem_now == 0))
+        free = ~busy | finishing
+
+        # ---- per core: its rounds' windows, state and requests
+        ST_DONE, ST_REQ_LOAD, ST_LOAD, ST_RUN_I, ST_RUN_F, ST_REQ_WB, ST_WB = range(7)
+        core_state = {}
+        req, stamp_now, req_wb, req_unit = [], [], [], []
+        idle_terms = []
+        busy_count = {}
+        for i, k in enumerate(cores):
+            units = plan.units[k]
+            nu = len(units)
+            st = Signal(range(7), name=f"st_{k}", init=ST_DONE)
+            u = Signal(range(max(2, nu)), name=f"u_{k}")
+            stamp = Signal(CYCLE_BITS, name=f"stamp_{k}")
+            active = [(step >= x.lo) & (step < x.hi) for x in units]
+            first_u, has_first = Signal.like(u, name=f"first_{k}"), Signal(name=f"has_first_{k}")
+            for j in reversed(range(nu)):
+                with m.If(active[j]):
+                    m.d.comb += [first_u.eq(j), has_first.eq(1)]
+            after_u, has_after = Signal.like(u, name=f"after_{k}"), Signal(name=f"has_after_{k}")
+            for j in reversed(range(nu)):
+                with m.If(active[j] & (u < j)):
+                    m.d.comb += [after_u.eq(j), has_after.eq(1)]
+            mine = busy & (who == i)
+            ld_finish = finishing & (who == i) & ~is_wb
+            wb_finish = finishing & (who == i) & is_wb
+            pre = mine & ~is_wb & (rem_now == 1)  # the cycle before the load ends: the feeder starts
+            # the piece's context: start when its load ends, fire when phase I is done, write back when F is
+            ctx_i_done = Signal(name=f"ctx_i_done_{k}")
+            ctx_f_done = Signal(name=f"ctx_f_done_{k}")
+            i_now = Signal(name=f"i_now_{k}")
+            fire_now = Signal(name=f"fire_now_{k}")
+            f_now = Signal(name=f"f_now_{k}")
+            wb_new = Signal(name=f"wb_new_{k}")
+            ld_new = Signal(name=f"ld_new_{k}")
+            m.d.comb += [
+                i_now.eq(ld_finish | (st == ST_RUN_I)),
+                fire_now.eq(i_now & ctx_i_done),
+                f_now.eq(fire_now | (st == ST_RUN_F)),
+                wb_new.eq(f_now & ctx_f_done),
+                ld_new.eq(Mux(self.start, has_first, wb_finish & has_after)),
+            ]
+            r = Signal(name=f"req_{k}")
+            rw = Signal(name=f"req_wb_{k}")
+            ru = Signal.like(u, name=f"req_unit_{k}")
+            rs = Signal(CYCLE_BITS, name=f"req_stamp_{k}")
+            waiting = (st == ST_REQ_LOAD) | (st == ST_REQ_WB)
+            m.d.comb += [
+                r.eq((waiting & ~self.start) | ld_new | wb_new),
+                rw.eq(Mux(waiting & ~self.start, st == ST_REQ_WB, wb_new)),
+                ru.eq(Mux(ld_new, Mux(self.start, first_u, after_u), u)),
+                rs.eq(Mux(waiting & ~self.start, stamp, now)),
+            ]
+            req.append(r)
+            req_wb.append(rw)
+            req_unit.append(ru)
+            stamp_now.append(rs)
+            core_state[k] = dict(
+                st=st,
+                u=u,
+                stamp=stamp,
+                ld_finish=ld_finish,
+                wb_finish=wb_finish,
+                pre=pre,
+                i_now=i_now,
+                fire_now=fire_now,
+                f_now=f_now,
+                wb_new=wb_new,
+                ld_new=ld_new,
+                has_after=has_after,
+                ctx_i_done=ctx_i_done,
+                ctx_f_done=ctx_f_done,
+            )
+            idle_terms.append(Mux(self.start, ~has_first, ((st == ST_DONE) & ~ld_new) | (wb_finish & ~has_after)))
+            bc = Signal(CYCLE_BITS, name=f"busy_{k}")
+            m.d.sync += bc.eq(Mux(self.start, 0, bc) + ((i_now | f_now) & ~wb_new))
+            busy_count[k] = bc
+
+        # ---- the arbiter: the oldest request, then the lowest core
+        wins = []
+        for i in range(ncores):
+            w = req[i]
+            for q in range(ncores):
+                if q != i:
+                    before = (stamp_now[i] < stamp_now[q]) | ((stamp_now[i] == stamp_now[q]) & Const(int(i < q)))
+                    w = w & (~req[q] | before)
+            win = Signal(name=f"win_{cores[i]}")
+            m.d.comb += win.eq(w)
+            wins.append(win)
+        grant = Signal()
+        m.d.comb += grant.eq(free & Cat(*wins).any() if wins else 0)
+        g_dur = Signal.like(rem)
+        g_n = Signal(range(len(descs) + max([u.n_wb for k in cores for u in plan.units[k]] + [0]) + 2))
+        g_first = Signal(range(len(descs) + 1))
+        for i, k in enumerate(cores):
+            units = plan.units[k]
+            with m.If(wins[i]):
+                ju = req_unit[i]
+                ld_dur = Array(Const(x.load_cycles, len(g_dur)) for x in units)[ju]
+                wb_dur = Array(Const(x.wb_cycles, len(g_dur)) for x in units)[ju]
+                ld_n = Array(Const(len(x.load), len(g_n)) for x in units)[ju]
+                wb_n = Array(Const(x.n_wb, len(g_n)) for x in units)[ju]
+                m.d.comb += [
+                    g_dur.eq(Mux(req_wb[i], wb_dur, ld_dur)),
+                    g_n.eq(Mux(req_wb[i], wb_n, ld_n)),
+                    g_first.eq(Array(Const(first_desc[k, j], len(g_first)) for j in range(len(units)))[ju]),
+                ]
+        g_who = Signal.like(who)
+        g_wb = Signal()
+        for i in range(ncores):
+            with m.If(wins[i]):
+                m.d.comb += [g_who.eq(i), g_wb.eq(req_wb[i])]
+        # per core state updates
+        for i, k in enumerate(cores):
+            s = core_state[k]
+            st = s["st"]
+            granted = grant & wins[i]
+            with m.If(granted):
+                m.d.sync += [st.eq(Mux(req_wb[i], ST_WB, ST_LOAD)), s["u"].eq(req_unit[i])]
+            with m.Elif(req[i]):
+                m.d.sync += [st.eq(Mux(req_wb[i], ST_REQ_WB, ST_REQ_LOAD)), s["u"].eq(req_unit[i])]
+                m.d.sync += s["stamp"].eq(stamp_now[i])
+            with m.Elif(s["f_now"]):
+                m.d.sync += st.eq(ST_RUN_F)
+            with m.Elif(s["i_now"]):
+                m.d.sync += st.eq(ST_RUN_I)
+            with m.Elif(s["wb_finish"] | self.start):
+                m.d.sync += st.eq(ST_DONE)
+        # the channel's transfer: descriptors (loads) or write-back words, one per cycle
+        idx = Signal.like(g_n)  # next record of the transfer
+        n_rec = Signal.like(g_n)
+        first_r = Signal.like(g_first)
+        wb_i = Signal.like(g_n)  # write-backs: the word written this cycle (one cycle after the grant)
+        wb_on = Signal()
+        with m.If(grant):
+            m.d.sync += [busy.eq(1), who.eq(g_who), is_wb.eq(g_wb), rem.eq(g_dur), first_r.eq(g_first), n_rec.eq(g_n)]
+            m.d.sync += [idx.eq(Mux(g_wb, 0, 1)), wb_on.eq(g_wb & (g_n > 0)), wb_i.eq(0)]
+        with m.Else():
+            with m.If(finishing):
+                m.d.sync += busy.eq(0)
+            with m.Elif(busy):
+                m.d.sync += rem.eq(rem_now)
+            with m.If(busy & ~is_wb & (idx < n_rec)):
+                m.d.sync += idx.eq(idx + 1)
+            with m.If(wb_on):
+                m.d.sync += [wb_i.eq(wb_i + 1), wb_on.eq(wb_i + 1 < n_rec)]
+        # the load record of this cycle: the grant's first, then one per cycle
+        ld_valid = Signal()
+        m.d.comb += ld_valid.eq(Mux(grant, ~g_wb & (g_n > 0), busy & ~is_wb & (idx < n_rec)))
+        ld_who = Mux(grant, g_who, who)
+        m.d.comb += dsc.addr.eq(Mux(grant, g_first, first_r + idx))
+        sel, tgt, base, delay, wlo, whi = [], [], [], [], [], []
+        off = 0
+        for f in fields:
+            sel.append(dsc.data[off : off + f])
+            off += f
+        sel, tgt, base, delay, wlo, whi = sel
+        src_step = Signal(STEP_BITS + 1)
+        m.d.comb += src_step.eq(step - 1 - delay)
+        spk = sel == SEL_SPIKES
+        gated = (sel == SEL_SPIKES) | (sel == SEL_HOST)
+        in_win = (step >= delay + 1) & (src_step >= wlo) & (src_step < whi)
+        m.d.comb += d_rd.addr.eq(base + Mux(spk, src_step[:STEP_BITS] << plan.spike_shift, 0))
+        ld_en = Signal()
+        m.d.comb += ld_en.eq(ld_valid & (~gated | in_win))
+        ld_data = d_rd.data
+
+        # ---- each core position: shared memories, one context and one feeder per round
+        sbits = lanes * wb
+        for i, k in enumerate(cores):
+            s = core_state[k]
+            units = plan.units[k]
+            # membrane organisations its pieces use: lane banks and whole words (both when it holds both)
+            orgs = {x.banked for x in units}
+            shared = {
+                "syn": Memory(shape=unsigned(sbits), depth=syn_words, init=[]),
+                "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
+                "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
+            }
+            if True in orgs:
+                shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
+            if False in orgs:
+                shared["mem"] = Memory(shape=unsigned(lanes * vb), depth=gmax, init=[])
+            ctxs = [Core(hw, x.init, shared=shared) for x in units]
+            for j, ctx in enumerate(ctxs):
+                m.submodules[f"core{k}_ctx{j}"] = ctx
+            mine_ld = ld_en & (ld_who == i)
+            # the loader: a synapse descriptor writes its `delay` (count) words, one write port each
+            for q in range(plan.syn_per_word):
+                syn_w = shared["syn"].write_port()
+                m.d.comb += [
+                    syn_w.addr.eq(tgt + q),
+                    syn_w.data.eq(ld_data[q * sbits : (q + 1) * sbits]),
+                    syn_w.en.eq(mine_ld & (sel == SEL_SYNAPSE) & (delay > q)),
+                ]
+            par_w = shared["par"].write_port()
+            m.d.comb += [
+                par_w.addr.eq(tgt),
+                par_w.data.eq(ld_data[: lanes * 2 * vb]),
+                par_w.en.eq(mine_ld & (sel == SEL_PARAMS)),
+            ]
+            # a membrane word goes to every organisation (lane l of it to word `tgt` of bank l)
+            mem_ports = [(shared["mem"], slice(0, lanes * vb))] if "mem" in shared else []
+            mem_ports += [(b, slice(q * vb, (q + 1) * vb)) for q, b in enumerate(shared.get("banks", []))]
+            for mm, part in mem_ports:
+                w = mm.write_port()
+                m.d.comb += [w.addr.eq(tgt), w.data.eq(ld_data[part]), w.en.eq(mine_ld & (sel == SEL_MEMBRANE))]
+            # the write-back's reads: a membrane word (of the piece's organisation), a count word, a word
+            # of the step's history row
+            groups_now = Array(Const(-(-x.init.n // lanes), range(gmax + 1)) for x in units)[s["u"]]
+            counts_now = Array(Const(x.n_count, range(syn_words + 1)) for x in units)[s["u"]]
+            banked_now = Array(Const(int(x.banked), 1) for x in units)[s["u"]]
+            mem_words = []
+            for mm, _ in mem_ports:
+                r = mm.read_port(domain="comb")
+                m.d.comb += r.addr.eq(wb_i)
+                mem_words.append(r.data)
+            whole = mem_words[0] if "mem" in shared else Const(0, lanes * vb)
+            banked_word = Cat(*mem_words[1:] if "mem" in shared else mem_words) if "banks" in shared else whole
+            mword_rd = Mux(banked_now, banked_word, whole)
+            syn_rd = shared["syn"].read_port(domain="comb")
+            m.d.comb += syn_rd.addr.eq(wb_i - groups_now)
+            hist_rd = shared["hist"].read_port(domain="comb")
+            m.d.comb += hist_rd.addr.eq(step % c.spike_history_steps)
+            for name in ("syn", "par", "hist", "mem"):
+                if name in shared:
+                    m.submodules[f"core{k}_{name}"] = shared[name]
+            for q, bank in enumerate(shared.get("banks", [])):
+                m.submodules[f"core{k}_bank{q}"] = bank
+            # the steps a piece emits at: its firing window, a max-pool unit's input window (section 4.4)
+            emit = [x.init.in_start if x.init.kind == PIECE_CODES["maxpool"] else x.init.out_start for x in units]
+            fired_now = Array(
+                ((step >= e0) & (step < e0 + x.init.timesteps)) if x.spike_base >= 0 else Const(0)
+                for e0, x in zip(emit, units)
+            )[s["u"]]
+            # the row's bits past the piece's n may be another piece's: masked
+            nmask = Array(Const((1 << x.init.n) - 1, c.neurons) for x in units)[s["u"]]
+            grp = Signal(range(gmax + syn_words + 1), name=f"wb_grp_{k}")
+            m.d.comb += grp.eq(wb_i - groups_now - counts_now)
+            spike_word = Mux(fired_now, ((hist_rd.data[: c.neurons] & nmask) >> (grp * width))[:width], 0)
+            state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
+            spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
+            with m.If(wb_on & (who == i)):
+                mword = mword_rd
+                if self.wb_flip is not None:
+                    hits = [j for j, x in enumerate(units) if x.piece == self.wb_flip[0]]
+                    if hits:
+                        flip = (s["u"] == hits[0]) & (wb_i == 0)
+                        mword = mword ^ Mux(flip, Const(1 << self.wb_flip[1], lanes * vb), 0)
+                is_mem = wb_i < groups_now
+                is_state = wb_i < groups_now + counts_now
+                m.d.comb += [
+                    d_wr.en.eq(1),
+                    d_wr.addr.eq(Mux(is_state, state_base + wb_i, spike_base + (step << plan.spike_shift) + grp)),
+                    d_wr.data.eq(Mux(is_mem, mword, Mux(is_state, syn_rd.data, spike_word))),
+                ]
+            # contexts and feeders
+            i_dones, f_dones = [], []
+            for j, (x, ctx) in enumerate(zip(units, ctxs)):
+                on = s["u"] == j
+                m.d.comb += [
+                    ctx.step.eq(step),
+                    ctx.start.eq(s["ld_finish"] & on),
+                    ctx.fire.eq(s["fire_now"] & on),
+                    ctx.pphase.eq(0),
+                    ctx.flits.ready.eq(0),  # no flit crosses the mesh in rounds mode
+                ]
+                i_dones.append(ctx.i_done)
+                f_dones.append(ctx.f_done)
+                if x.feed:
+                    self._feeder(
+                        m,
+                        x,
+                        ctx,
+                        f"{k}_{j}",
+                        s,
+                        on,
+                        grant & wins[i] & ~g_wb & (req_unit[i] == j),
+                        mine_ld & on,
+                        sel,
+                        tgt,
+                        ld_data,
+                    )
+                else:
+                    m.d.comb += ctx.events.valid.eq(0)
+            m.d.comb += [
+                s["ctx_i_done"].eq(Array(i_dones)[s["u"]]),
+                s["ctx_f_done"].eq(Array(f_dones)[s["u"]]),
+            ]
+
+        # ---- the barrier: every core's last write-back ended, then barrier_cycles
+        cond = Signal()
+        acc = Const(1)
+        for t_ in idle_terms:
+            acc = acc & t_
+        m.d.comb += cond.eq(acc)
+        bar = hw.barrier_cycles
+        count = Signal(range(bar + 2))
+        cnow = Signal.like(count)
+        m.d.comb += cnow.eq(Mux(self.start, 0, count))
+        m.d.comb += self.done.eq(cond & (cnow >= bar))
+        with m.If(~cond):
+            m.d.sync += count.eq(0)
+        with m.Elif(cnow < bar):
+            m.d.sync += count.eq(cnow + 1)
+        with m.Else():
+            m.d.sync += count.eq(cnow)
+        for k in cores:
+            with m.If(self.dbg_core == k):
+                m.d.comb += self.dbg_busy.eq(busy_count[k])
+        return m
+
+    def _feeder(self, m: Module, x: RoundUnit, ctx: Core, tag: str, s: dict, on, new_round, ld, sel, tgt, data) -> None:
+        """The feeder of round ``x``: one pending bit (and host value) per source position, filled by
+        the round's spike and host words; from the cycle before the load ends it offers the core's
+        event FIFO the lowest pending position, one per cycle, and clears it when taken."""
+        vb = self.hw.core.v_bits
+        ne = len(x.feed)
+        pend = Signal(ne, name=f"pend_{tag}")
+        vals = {e: Signal(signed(vb), name=f"val_{tag}_{e}") for e, f in enumerate(x.feed) if f[2]}
+        feeding = Signal(name=f"feeding_{tag}")
+        feed_now = (s["pre"] & on) | feeding
+        with m.If(s["pre"] & on):
+            m.d.sync += feeding.eq(1)
+        with m.If(s["fire_now"] & on):
+            m.d.sync += feeding.eq(0)
+        e_sel = _lowest(m, pend, f"esel_{tag}")
+        valid = feed_now & pend.any()
+        graded = Array(Const(f[2], 1) for f in x.feed)[e_sel]
+        value = Array(vals.get(e, Const(0, signed(vb))) for e in range(ne))[e_sel]
+        m.d.comb += [
+            ctx.events.valid.eq(valid),
+            ctx.events.payload.type.eq(Mux(graded, TYPE_GRADED, TYPE_SPIKE)),
+            ctx.events.payload.slot.eq(Array(Const(f[0], index_bits(self.hw.core.slots)) for f in x.feed)[e_sel]),
+            ctx.events.payload.index.eq(Array(Const(f[1], 24) for f in x.feed)[e_sel]),
+            ctx.events.payload.payload.eq(Mux(graded, value, 0)),
+        ]
+        nxt = Signal(ne, name=f"pend_next_{tag}")
+        m.d.comb += nxt.eq(pend)
+        with m.If(new_round):
+            m.d.comb += nxt.eq(0)  # a new round of this piece: nothing pending yet
+        with m.Elif(valid & ctx.events.ready):
+            m.d.comb += nxt.eq(pend & ~(Const(1, ne) << e_sel)[:ne])
+        # the round's spike and host words, in descriptor order: chunk c fills its positions
+        with m.If(ld & ((sel == SEL_SPIKES) | (sel == SEL_HOST))):
+            for ch, (e0, cnt) in enumerate(x.chunks):
+                with m.If(tgt == ch):
+                    bits = []
+                    for e in range(e0, e0 + cnt):
+                        b = x.feed[e][3]
+                        if x.feed[e][2]:
+                            v = data[b * vb : (b + 1) * vb].as_signed()
+                            m.d.sync += vals[e].eq(v)
+                            bits.append(v != 0)
+                        else:
+                            bits.append(data[b])
+                    m.d.comb += nxt[e0 : e0 + cnt].eq(Cat(*bits))
+        m.d.sync += pend.eq(nxt)

@@ -1,0 +1,264 @@
+"""``rounds`` mode in the RTL (``docs/architecture.md`` section 7, ``rtl/rounds.py``) against the simulator.
+
+The array is smaller than the pieces live at once: at every step each core runs its pieces in turn,
+each round reading its images, membranes and its sources' spike bits (or the host's input) from
+DRAM, integrating, firing and writing its membranes and spikes back, all on one DRAM channel. The
+bench compares every step's cycles, every piece's membranes and spike rows as the DRAM holds them
+at every barrier, every core's busy cycles and the logits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from spikeforge.mapping import HardwareConfig, compile
+from spikeforge.mapping.connectivity import slot_sources
+from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
+from spikeforge.rtl import RtlError, export_rtl
+from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds
+from spikeforge.rtl.rounds import SEL_HOST, SEL_MEMBRANE, SEL_PARAMS, SEL_SPIKES, SEL_SYNAPSE, rounds_plan
+from spikeforge.rtl.scenarios import (
+    attention_network,
+    dense_network,
+    dense_program,
+    pooled_network,
+    residual_conv_network,
+)
+from spikeforge.sim import Simulator
+
+HAVE_ICARUS = shutil.which("iverilog") is not None
+if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
+
+
+def rounds_program(case: str):
+    """Four hidden layers on two cores (three rounds on one, two on the other, both on the channel at
+    once); DIF neurons with an identity (residual) slot on one core (four rounds per step at most); a
+    residual conv block on two cores (graded host input into conv tiles, identity slots between
+    tiles, a pool_dense read-out: 9 pieces); an attention score block on two cores (two product
+    pieces, their membranes in lane banks and their running counts as state, beside whole-word
+    pieces on the same core); a 2 x 2 max-pool on one core."""
+    if case == "deep":
+        graph, rows, cols = dense_network(5, (12, 16, 16, 16, 16), timesteps=2), 1, 2
+    elif case == "residual":
+        graph, rows, cols = dense_network(8, (12, 16, 16, 16), timesteps=2, residual=True, dif=True), 1, 1
+    elif case == "attention":
+        graph, rows, cols = attention_network(1), 1, 2
+    elif case == "pool":
+        graph, rows, cols = pooled_network(1), 1, 1
+    else:
+        graph, rows, cols = residual_conv_network(2, channels=4, side=4), 1, 2
+    program = dense_program(graph, rows, cols, neurons=16, lanes=4)
+    assert program.plan.mode == "rounds"
+    x = np.random.default_rng(1).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    return program, x
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize("case", ["residual", "conv", "attention", "pool"])
+def test_a_rounds_program_matches_the_simulator_at_every_step(case):
+    program, x = rounds_program(case)
+    run = Simulator(program, trace=True).run(x)
+    plan = rounds_plan(program)
+    steps = len(run.trace)
+    rounds = {t: [u for us in plan.units.values() for u in us if u.lo <= t < u.hi] for t in range(steps)}
+    assert max(len(tl) for tl in program.plan.timeline) >= 3  # a core runs three pieces or more in turn
+    if len(plan.units) > 1:  # two cores wait on the one DRAM channel at the same step
+        assert any(len({int(program.plan.core[u.piece]) for u in r}) > 1 for r in rounds.values())
+    kinds = {s.kind for p in program.pieces for s in p.slots}
+    expect = {
+        "residual": {"dense", "identity"},
+        "conv": {"conv", "identity", "pool_dense"},
+        "attention": {"dense", "product_a", "product_b"},
+        "pool": {"dense", "pool"},
+    }
+    assert kinds == expect[case]
+    if case == "attention":  # a core holds banked product pieces and whole-word pieces; counts are state
+        assert any({u.banked for u in us} == {True, False} for us in plan.units.values())
+        assert all(u.n_count > 0 for us in plan.units.values() for u in us if u.banked)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == steps
+    assert report.rounds == sum(len(r) for r in rounds.values()) > steps
+    assert report.membranes == steps * sum(p.n for p in program.pieces)  # every piece, every barrier, from DRAM
+    fired = sum(p.n for tr in run.trace for p in program.pieces if tr.spikes[p.id] is not None)
+    assert report.spikes == fired > 0
+    assert report.busy_checks == steps * len(plan.units)
+    assert report.logits == program.graph.output.size
+    assert report.counts == steps * sum(u.n_count for us in plan.units.values() for u in us)  # products only
+    assert (report.counts > 0) == (case == "attention")
+    assert "rounds through DRAM: match" in report.format()
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_round():
+    """One round at the first step: its load and its write-back each take a cycle more."""
+    program, x = rounds_program("deep")
+    run = Simulator(program).run(x)
+    slow = rounds_plan(program, latency_delta=1)
+    first = min(u.lo for us in slow.units.values() for u in us)
+    assert sum(u.lo <= first < u.hi for us in slow.units.values() for u in us) == 1
+    report = cosim_array(program, x, inits=slow)
+    assert not report.ok
+    m = report.mismatches[0]
+    assert m["step"] == first and "cycles of the step" in m["what"]
+    assert (m["expected"], m["got"]) == (int(run.step_cycles[first]), int(run.step_cycles[first]) + 2)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_lands():
+    """Both in one run, on piece 0 (h1) at its first round: bit 2 of its first synapse word in the
+    DRAM (the weight of input 0 onto neuron 0) puts neuron 0 off by ``4 * x[0]``; bit 3 of lane 1
+    of the first membrane word it writes back puts neuron 1 off by 8. Nothing differs before."""
+    program, x = rounds_program("deep")
+    plan = rounds_plan(program)
+    unit = next(u for us in plan.units.values() for u in us if u.piece == 0)
+    sel, _, addr, *_ = unit.load[0]
+    assert sel == SEL_SYNAPSE and x[0] != 0
+    report = cosim_rounds(program, x, dram_flip=(addr, 2), wb_flip=(0, 24 + 3))
+    assert not report.ok and min(m["step"] for m in report.mismatches) == unit.lo
+    first = {}
+    for m in report.mismatches:
+        first.setdefault((m.get("piece"), m["neuron"]), m)
+    w, v = first[0, 0], first[0, 1]
+    assert (w["step"], w["what"], abs(w["got"] - w["expected"])) == (unit.lo, "membrane (DRAM state)", 4 * int(x[0]))
+    assert (v["step"], v["what"], abs(v["got"] - v["expected"])) == (unit.lo, "membrane (DRAM state)", 8)
+
+
+def test_rounds_programs_are_exported_with_their_dram(tmp_path):
+    program, _ = rounds_program("deep")
+    manifest = export_rtl(program.hardware, tmp_path, program)
+    plan = rounds_plan(program)
+    assert manifest["mode"] == "rounds" and manifest["dram"]["words"] == len(plan.dram)
+    lines = (tmp_path / "dram.hex").read_text().split()
+    assert [int(v, 16) for v in lines] == plan.dram
+    rounds = [r for c in manifest["cores"] for r in c["rounds"]]
+    assert sorted(r["piece"] for r in rounds) == list(range(len(program.pieces)))
+    mem = program.hardware.memory
+    for r in rounds:
+        b_in, b_out = program.round_traffic(program.pieces[r["piece"]])
+        assert (r["load_bytes"], r["writeback_bytes"]) == (b_in, b_out)
+        assert r["load_cycles"] == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+        assert r["writeback_cycles"] == mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle)
+        assert r["steps"] == [
+            program.round_steps(program.pieces[r["piece"]]).start,
+            program.round_steps(program.pieces[r["piece"]]).stop,
+        ]
+    # the DRAM holds each piece's v0 where its membranes are written back, and its synapse words packed
+    unit = next(u for us in plan.units.values() for u in us if u.piece == 0)
+    v0 = [int(plan.dram[unit.state_base] >> (24 * q) & 0xFFFFFF) for q in range(4)]
+    assert v0 == [int(v) for v in program.images(0)["params"].fields[:4, 2]]
+    assert json.loads((tmp_path / "manifest.json").read_text())["mode"] == "rounds"
+    if HAVE_ICARUS:
+        out = subprocess.run(
+            ["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), str(tmp_path / "core_array.sv")],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+
+
+def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
+    # a fan-in of 40 over 16 axons: a root and two partial chunks, whose images do not fit one core at once
+    program = dense_program(dense_network(4, (40, 16, 16), timesteps=2), 1, 1, axons=16)
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"split into partial chunks; .* give the core more axons"):
+        rounds_plan(program)
+    # MBE pieces (graded payloads, tables) are not run in rounds
+    program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "mbe"))))
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"is a 'mbe' piece; the rounds-mode RTL runs neuron, output, max-pool"):
+        rounds_plan(program)
+    # one word per cycle: a round whose descriptors outnumber its transfer's cycles
+    core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=MemoryConfig(dram_latency_cycles=0))
+    program = compile(dense_network(6, (12, 16, 16), timesteps=2), hw)
+    assert program.plan.mode == "rounds"
+    with pytest.raises(RtlError, match=r"raise \[memory\] dram_latency_cycles to at least"):
+        rounds_plan(program)
+    # rounds_plan is for rounds programs; the one-core bench points rounds programs to the array bench
+    resident = dense_program(dense_network(1, (12, 16)), 2, 2)
+    with pytest.raises(RtlError, match=r"rounds_plan needs a program in 'rounds' mode; this one is 'resident'"):
+        rounds_plan(resident)
+    program, x = rounds_program("residual")
+    with pytest.raises(RtlError, match=r"'rounds' mode .*: co-simulate it on the whole array"):
+        cosim(program, x)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    sizes=st.lists(st.integers(3, 20), min_size=2, max_size=4),
+    lanes=st.sampled_from([2, 4]),
+    cols=st.integers(1, 2),
+    residual=st.booleans(),
+)
+def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it_wrote_it(
+    seed, sizes, lanes, cols, residual
+):
+    """The plan alone (no Icarus): per round and slot, the feeder's positions are the slot's sources
+    (``slot_sources``), each once, filled by one spike or host descriptor per chunk in order; the
+    membrane descriptors read the words the write-back writes; state and spike regions do not overlap;
+    the transfers take section 7's cycles."""
+    graph = dense_network(seed, (12, *sizes), timesteps=2, residual=residual)
+    program = dense_program(graph, 1, cols, neurons=16, lanes=lanes, axons=32)
+    assume(program.plan.mode == "rounds" and all(p.kind != "partial" for p in program.pieces))
+    plan = rounds_plan(program)
+    mem = program.hardware.memory
+    regions = []
+    for us in plan.units.values():
+        for u in us:
+            piece = program.pieces[u.piece]
+            groups = -(-piece.n // lanes)
+            for k, s in enumerate(piece.slots):
+                got = sorted(f[1] for f in u.feed if f[0] == k)
+                assert got == sorted(int(v) for v in slot_sources(graph, piece, s))
+                assert all(f[2] == int(s.src == graph.input.name) for f in u.feed if f[0] == k)
+            feeds = [d for d in u.load if d[0] in (SEL_SPIKES, SEL_HOST)]
+            assert [d[1] for d in feeds] == list(range(len(u.chunks)))
+            assert [e0 for e0, _ in u.chunks] == list(np.cumsum([0] + [n for _, n in u.chunks])[:-1])
+            assert sum(n for _, n in u.chunks) == len(u.feed)
+            assert [d[2] for d in u.load if d[0] == SEL_MEMBRANE] == list(range(u.state_base, u.state_base + groups))
+            assert sum(d[0] == SEL_PARAMS for d in u.load) == groups
+            assert u.n_wb == groups + (-(-piece.n // plan.width) if piece.kind == "neuron" else 0)
+            b_in, b_out = program.round_traffic(piece)
+            assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+            assert u.wb_cycles == mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle)
+            assert (u.lo, u.hi) == (program.round_steps(piece).start, program.round_steps(piece).stop)
+            regions.append((u.state_base, u.state_base + groups))
+            if u.spike_base >= 0:
+                regions.append((u.spike_base, u.spike_base + (plan.steps << plan.spike_shift)))
+    regions.sort()
+    assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
+    assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
+
+
+def test_spikeforge_rtl_writes_a_rounds_program(tmp_path, capsys):
+    from spikeforge.cli import main
+    from spikeforge.mapping.program import save_program
+
+    program, _ = rounds_program("residual")
+    save_program(program, tmp_path / "prog")
+
+    def value(v):
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    sections = program.hardware.to_dict().items()
+    toml = "".join(f"[{sec}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in body.items()) for sec, body in sections)
+    (tmp_path / "hw.toml").write_text(toml)
+    argv = ["rtl", "--hardware", str(tmp_path / "hw.toml"), "--program", str(tmp_path / "prog")]
+    assert main([*argv, "--out", str(tmp_path / "rtl")]) == 0
+    out = capsys.readouterr().out
+    assert "rounds mode: core_array.sv with its DMA engine, dram.hex" in out and "4 rounds per step at most" in out
+    assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["mode"] == "rounds"
