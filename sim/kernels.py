@@ -157,6 +157,55 @@ def _accumulate(v, w, val):
             v[j] += val * w[j]
 
 
+#: fused rows shorter than this are added by index (``_short_rows``): an array view per event
+#: (reference counted) and a vector loop's set-up cost a 10-word row about 20-40 ns, several
+#: times its additions (measured on the 4096 -> 4096 layer's second layer)
+SHORT_ROW = 32
+
+
+@njit(cache=True)
+def _short_rows(src, base, lo, hi, scale, v, vo, w, w0, wrow, n):
+    """One fused group of short rows (``n < SHORT_ROW``): for every non-zero ``src[base + s]``,
+    ``v[vo:vo+n] += src[base + s] * w[w0 + row * wrow:][:n]`` by index (no views in the loop);
+    returns the events."""
+    events = 0
+    for s in range(lo * scale, hi * scale):
+        val = src[base + s]
+        if val == 0:
+            continue
+        wb = w0 + ((s - lo) if scale == 1 else (s // scale - lo)) * wrow
+        if val == 1:
+            for j in range(n):
+                v[vo + j] += w[wb + j]
+        else:
+            for j in range(n):
+                v[vo + j] += val * w[wb + j]
+        events += 1
+    return events
+
+
+@njit(cache=True, inline="always")
+def _assign(v, w, val):
+    """``v = val * w`` over views (a scratch row's first sum)."""
+    if val == 1:
+        for j in range(v.shape[0]):
+            v[j] = w[j]
+    else:
+        for j in range(v.shape[0]):
+            v[j] = val * w[j]
+
+
+@njit(cache=True, inline="always")
+def _add_count(root, part):
+    """``root += part`` over views; returns how many of ``part`` are non-zero."""
+    nonzero = 0
+    for j in range(part.shape[0]):
+        a = part[j]
+        nonzero += a != 0
+        root[j] += a
+    return nonzero
+
+
 @njit(cache=True)
 def _reaches(coord, pad, k, stride, lo, hi):
     """True when some output coordinate in ``lo..hi-1`` takes input ``coord`` through a tap."""
@@ -562,6 +611,8 @@ def round_rows(
     group_ptr,
     group_slots,
     group_fused,
+    group_root,
+    scratch,
     ring,
     ring_off,
     ring_depth,
@@ -588,6 +639,13 @@ def round_rows(
     fan-in chunk) are swept together, source by source, so each source's row is read as one
     contiguous run of the transposed matrix; when the slices' states are adjacent too
     (``group_fused``: the lowering orders states by chunk, then slice) it is one long addition.
+
+    Where ``group_root[g] >= 0`` (partial slices whose sums phase P would move to their roots in
+    this very step, from words that start the step at zero: ``lowering._scratch_roots``), the
+    group's rows are summed in the cache-resident ``scratch`` row instead, then added to the roots
+    at ``group_root[g]``, counting the non-zero sums for phase P's membrane reads and writes
+    (``partial_sums`` then only scans those pieces): the same sums, counts and final state, with
+    one membrane row in cache instead of one per fan-in chunk. With ``moved`` phase P is told which.
     """
     for g in range(group_ptr.shape[0] - 1):
         q0, q1 = group_ptr[g], group_ptr[g + 1]
@@ -604,22 +662,33 @@ def round_rows(
         events = 0
         width = group_fused[g]
         off0 = pieces[slot_piece[k0], OFF]
-        for s in range(lo * scale, hi * scale):
-            val = x[s] if host else ring[base + s]
-            if val != 0:
-                row = s // scale - lo
-                if width > 0:  # the slices side by side: one long row
-                    wb = slots[k0, SWOFF] + row * slots[k0, SWROW]
-                    _accumulate(state[off0 : off0 + width], weights[wb : wb + width], val)
-                    events += 1
+        root = group_root[g]
+        acc, acc_off = (scratch, 0) if root >= 0 else (state, off0)
+        w0, wrow = slots[k0, SWOFF], slots[k0, SWROW]
+        if 0 < width < SHORT_ROW and root < 0:  # short rows by index, no view per event
+            short = (lo, hi, scale, state, off0, weights, w0, wrow, width)
+            events = _short_rows(x, 0, *short) if host else _short_rows(ring, base, *short)
+        else:
+            for s in range(lo * scale, hi * scale):
+                val = x[s] if host else ring[base + s]
+                if val == 0:
                     continue
-                for q in range(q0, q1):
-                    k = group_slots[q]
-                    p = slot_piece[k]
-                    off, n = pieces[p, OFF], pieces[p, N]
-                    wb = slots[k, SWOFF] + row * slots[k, SWROW]
-                    _accumulate(state[off : off + n], weights[wb : wb + n], val)
+                row = s - lo if scale == 1 else s // scale - lo  # a division costs more than a short row
+                if width == 0:  # slices apart: a row each
+                    for q in range(q0, q1):
+                        k = group_slots[q]
+                        p = slot_piece[k]
+                        off, n, wb = pieces[p, OFF], pieces[p, N], slots[k, SWOFF] + row * slots[k, SWROW]
+                        _accumulate(state[off : off + n], weights[wb : wb + n], val)
+                elif root >= 0 and events == 0:  # the scratch row's first sum
+                    _assign(acc[:width], weights[w0 + row * wrow : w0 + row * wrow + width], val)
+                else:  # the slices side by side: one long row
+                    _accumulate(acc[acc_off : acc_off + width], weights[w0 + row * wrow : w0 + row * wrow + width], val)
                 events += 1
+        if root >= 0 and events > 0:  # phase P's move, done here: root += sums (non-zero ones counted)
+            nonzero = _add_count(state[root : root + width], acc[:width])
+            stats[ST_MR] += nonzero * vbits
+            stats[ST_MW] += nonzero * vbits
         for q in range(q0, q1):
             p = slot_piece[group_slots[q]]
             n = pieces[p, N]
@@ -930,11 +999,13 @@ def _move_sums(part, root):
 
 
 @njit(cache=True)
-def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
+def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True, moved=None):
     """Phase P: every partial piece in its input window sends its non-zero sums to its root.
 
     Returns ``(src_piece, dst_piece, scan_cycles_per_piece)`` of the partial-sum flits (none
     listed when ``flits`` is false: rounds mode moves partial sums through DRAM, not the mesh).
+    Pieces where ``moved`` is set had their sums moved (and counted) by :func:`round_rows`; they
+    are only scanned here.
     """
     n_pieces = pieces.shape[0]
     bound = 0  # one pass: size the flit arrays by the scanned neurons, then trim
@@ -952,6 +1023,8 @@ def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
             roff = pieces[root, OFF]
             scan[p] = _ceil(n, lanes)
             scanned += n
+            if moved is not None and moved[p]:
+                continue
             if not flits:
                 total += _move_sums(state[off : off + n], state[roff : roff + n])
                 continue

@@ -117,6 +117,7 @@ class Lowered:
     row_group_ptr: np.ndarray  # dense/pool_dense slots reading the same source rows: group g is
     row_group_slots: np.ndarray  # row_group_slots[row_group_ptr[g]:row_group_ptr[g + 1]], by state offset
     row_group_fused: np.ndarray  # width of the group's one long row when its slices are adjacent, else 0
+    row_group_root: np.ndarray  # state offset of the roots of a group of partial slices summed in passing, else -1
     pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
 
 
@@ -299,6 +300,7 @@ def lower(program: Program) -> Lowered:
         wbs, strides = slots[g, S["w_off"]], slots[g, S["wrow"]]
         if (strides == strides[0]).all() and (np.diff(offs) == ns[:-1]).all() and (np.diff(wbs) == ns[:-1]).all():
             fused[gi] = ns.sum()
+    root_off = _scratch_roots(program, ptab, slots, slot_piece, group_list, fused, neurons_arr)
     # weights as narrow as the graph stores them (validated to fit weight_bits <= 16): int8 rows
     # halve the memory traffic of int16 ones; the kernels widen them in the add
     wtype = np.int8 if graph.weight_bits <= 8 else np.int16
@@ -350,8 +352,43 @@ def lower(program: Program) -> Lowered:
         row_group_ptr=np.concatenate([[0], np.cumsum([len(g) for g in group_list])]).astype(np.int64),
         row_group_slots=np.array([k for g in group_list for k in g], np.int64),
         row_group_fused=fused,
+        row_group_root=root_off,
         pop_graded=np.array([graph.graded(p.name) for p in pops], np.int64),
     )
+
+
+def _scratch_roots(program, ptab, slots, slot_piece, group_list, fused, neurons) -> np.ndarray:
+    """Per row group, the state offset of its roots' one long row where the group's partial sums
+    can be formed in a scratch row and added to the roots as they are made, else -1.
+
+    That is exact where the partial pieces' state words are zero at every step's start and every
+    step's sums are moved in that step (phase P): the group is fused, each of its pieces is a
+    partial piece with this one slot, its roots hold the same neurons in one adjacent run, and
+    the slot's events arrive only at steps where phase P moves the piece's sums
+    (``acc_start <= t < in_start + T``; the state starts at zero and phase P empties it).
+    """
+    graph = program.graph
+    sched = graph.schedule()
+    T = graph.timesteps
+    out = np.full(len(group_list), -1, np.int64)
+    for gi, g in enumerate(group_list):
+        ps = [slot_piece[k] for k in g]
+        if fused[gi] == 0 or any(ptab[p, P["kind"]] != PIECE_CODES["partial"] or ptab[p, P["nslots"]] != 1 for p in ps):
+            continue
+        roots = [ptab[p, P["root"]] for p in ps]
+        off0, roff0 = ptab[ps[0], P["off"]], ptab[roots[0], P["off"]]
+        if any(ptab[r, P["off"]] - roff0 != ptab[p, P["off"]] - off0 or ptab[r, P["n"]] != ptab[p, P["n"]]
+               for p, r in zip(ps, roots)):  # fmt: skip
+            continue
+        width = int(fused[gi])
+        if not np.array_equal(neurons[off0 : off0 + width], neurons[roff0 : roff0 + width]):
+            continue
+        src = graph.populations[slots[g[0], S["src_pop"]]]
+        first = (0 if src.kind == "input" else sched[src.name].out_start) + 1 + slots[g[0], S["delay"]]
+        p0 = ptab[ps[0]]
+        if p0[P["acc_start"]] <= first and first + T <= p0[P["in_start"]] + T:
+            out[gi] = roff0
+    return out
 
 
 def _slot_row(graph, slot, w_off, inv_off, fwd_off, pop_index) -> list[int]:
