@@ -161,7 +161,8 @@ class Simulator:
             moved[low.slot_piece[low.row_group_slots[low.row_group_ptr[g] : low.row_group_ptr[g + 1]]]] = True
         scratch = np.zeros(int(low.row_group_fused.max(initial=0)), self.state_dtype)
         self._tables = (low.pieces, low.slots, low.slot_piece, low.row_group_ptr, low.row_group_slots)
-        self._tables += (low.row_group_fused, low.row_group_root, scratch, moved, low.neurons, low.forward)
+        self._tables += (low.row_group_fused, low.row_group_root, scratch, moved, low.row_group_tw)
+        self._tables += (low.row_group_tw_off, low.neurons, low.forward)
         self._tables += (low.params, low.lut, low.weights, low.inverse, low.pop_off, low.loc_local, low.ring_off)
         self._tables += (low.ring_depth, low.pop_size, low.pop_out_start, low.pop_graded)
         self.step_spikes_total = np.zeros(self.steps, np.int64)

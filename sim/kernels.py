@@ -157,6 +157,8 @@ def _accumulate(v, w, val):
             v[j] += val * w[j]
 
 
+#: a short dense group takes the dot-product path when at least one source in this many is non-zero
+DOT_DENSITY = 8
 #: fused rows shorter than this are added by index (``_short_rows``): an array view per event
 #: (reference counted) and a vector loop's set-up cost a 10-word row about 20-40 ns, several
 #: times its additions (measured on the 4096 -> 4096 layer's second layer)
@@ -164,11 +166,28 @@ SHORT_ROW = 32
 
 
 @njit(cache=True)
-def _short_rows(src, base, lo, hi, scale, v, vo, w, w0, wrow, n):
-    """One fused group of short rows (``n < SHORT_ROW``): for every non-zero ``src[base + s]``,
-    ``v[vo:vo+n] += src[base + s] * w[w0 + row * wrow:][:n]`` by index (no views in the loop);
-    returns the events."""
+def _short_rows(src, base, lo, hi, scale, v, vo, w, w0, wrow, n, tw, tw_off):
+    """One fused group of short rows (``n < SHORT_ROW``): ``v[vo + j] += sum_s src[base + s] *
+    w[w0 + row(s) * wrow + j]`` over the non-zero ``src`` (the events); returns the events.
+
+    Sparse steps add a row per event, by index (no view per event). Where the group has a
+    target-major copy (``tw_off >= 0``, dense: ``tw[tw_off + j * rows + r]`` is row ``r``'s word
+    ``j``) and at least one source in ``DOT_DENSITY`` is non-zero, each neuron's sum is one dot
+    product over all sources instead (vectorized; the same integer sum).
+    """
     events = 0
+    for s in range(lo * scale, hi * scale):
+        events += src[base + s] != 0
+    rows = hi - lo
+    if tw_off >= 0 and events * DOT_DENSITY >= rows:
+        for j in range(n):
+            acc = 0
+            row = tw[tw_off + j * rows : tw_off + (j + 1) * rows]
+            vals = src[base + lo : base + hi]
+            for r in range(rows):
+                acc += vals[r] * row[r]
+            v[vo + j] += acc
+        return events
     for s in range(lo * scale, hi * scale):
         val = src[base + s]
         if val == 0:
@@ -180,7 +199,6 @@ def _short_rows(src, base, lo, hi, scale, v, vo, w, w0, wrow, n):
         else:
             for j in range(n):
                 v[vo + j] += val * w[wb + j]
-        events += 1
     return events
 
 
@@ -613,6 +631,8 @@ def round_rows(
     group_fused,
     group_root,
     scratch,
+    tw,
+    group_tw,
     ring,
     ring_off,
     ring_depth,
@@ -646,6 +666,7 @@ def round_rows(
     at ``group_root[g]``, counting the non-zero sums for phase P's membrane reads and writes
     (``partial_sums`` then only scans those pieces): the same sums, counts and final state, with
     one membrane row in cache instead of one per fan-in chunk. With ``moved`` phase P is told which.
+    Short fused dense rows may be summed per target neuron from ``tw`` (``_short_rows``).
     """
     for g in range(group_ptr.shape[0] - 1):
         q0, q1 = group_ptr[g], group_ptr[g + 1]
@@ -666,7 +687,7 @@ def round_rows(
         acc, acc_off = (scratch, 0) if root >= 0 else (state, off0)
         w0, wrow = slots[k0, SWOFF], slots[k0, SWROW]
         if 0 < width < SHORT_ROW and root < 0:  # short rows by index, no view per event
-            short = (lo, hi, scale, state, off0, weights, w0, wrow, width)
+            short = (lo, hi, scale, state, off0, weights, w0, wrow, width, tw, group_tw[g])
             events = _short_rows(x, 0, *short) if host else _short_rows(ring, base, *short)
         else:
             for s in range(lo * scale, hi * scale):
@@ -1143,6 +1164,7 @@ def fire(
         fire_on = kind != OUTPUT and out_s <= t < out_s + T
         base = ring_off[pop] + (t % ring_depth[pop]) * pop_size[pop]
         bad = False
+        spikes = 0  # in a register: a counter in memory chains every neuron's update to the last
         for j in range(n):
             v = state[off + j]
             if bias_on:
@@ -1152,11 +1174,11 @@ def fire(
                 sp = 1 if v >= th else 0
                 v -= th * sp
                 ring[base + neurons[off + j]] = sp
-                piece_spikes[p] += sp
-                stats[ST_SPK] += sp
-            if v < vlo or v > vhi:
-                bad = True
+                spikes += sp
+            bad |= v < vlo or v > vhi
             state[off + j] = v
+        piece_spikes[p] += spikes
+        stats[ST_SPK] += spikes
         stats[ST_UPD] += n
         stats[ST_MR] += n * vbits
         stats[ST_MW] += n * vbits

@@ -118,6 +118,8 @@ class Lowered:
     row_group_slots: np.ndarray  # row_group_slots[row_group_ptr[g]:row_group_ptr[g + 1]], by state offset
     row_group_fused: np.ndarray  # width of the group's one long row when its slices are adjacent, else 0
     row_group_root: np.ndarray  # state offset of the roots of a group of partial slices summed in passing, else -1
+    row_group_tw: np.ndarray  # short fused dense groups: their rows again, target-major (one row per neuron)
+    row_group_tw_off: np.ndarray  # offset of each group's target-major block in row_group_tw, else -1
     pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
 
 
@@ -305,6 +307,7 @@ def lower(program: Program) -> Lowered:
     # halve the memory traffic of int16 ones; the kernels widen them in the add
     wtype = np.int8 if graph.weight_bits <= 8 else np.int16
     weights = np.concatenate(chunks).astype(wtype) if chunks else np.zeros(0, wtype)
+    tw, tw_off = _target_major(slots, group_list, fused, weights)
 
     # spike history rings: depth = longest outgoing delay + 2 (the step being read and written)
     depth = np.full(len(pops), 2, np.int64)
@@ -353,6 +356,8 @@ def lower(program: Program) -> Lowered:
         row_group_slots=np.array([k for g in group_list for k in g], np.int64),
         row_group_fused=fused,
         row_group_root=root_off,
+        row_group_tw=tw,
+        row_group_tw_off=tw_off,
         pop_graded=np.array([graph.graded(p.name) for p in pops], np.int64),
     )
 
@@ -389,6 +394,24 @@ def _scratch_roots(program, ptab, slots, slot_piece, group_list, fused, neurons)
         if p0[P["acc_start"]] <= first and first + T <= p0[P["in_start"]] + T:
             out[gi] = roff0
     return out
+
+
+def _target_major(slots, group_list, fused, weights) -> tuple[np.ndarray, np.ndarray]:
+    """For each fused dense group narrower than ``kernels.SHORT_ROW``, its ``width x rows`` block
+    ``tw[j, r] = weights[w_off + r * wrow + j]`` (the same words, one row per target neuron), so
+    that a busy step adds ``sum_r value[r] * tw[j, r]`` per neuron instead of a short row per event."""
+    from .kernels import SHORT_ROW  # the kernels' threshold for short rows
+
+    blocks, offs, total = [], np.full(len(group_list), -1, np.int64), 0
+    for gi, g in enumerate(group_list):
+        k = g[0]
+        if not 0 < fused[gi] < SHORT_ROW or slots[k, S["kind"]] != SLOT_CODES["dense"]:
+            continue
+        rows = slots[k, S["hi"]] - slots[k, S["lo"]]
+        j, r = np.arange(fused[gi])[:, None], np.arange(rows)[None, :]
+        blocks.append(weights[slots[k, S["w_off"]] + r * slots[k, S["wrow"]] + j].reshape(-1))
+        offs[gi], total = total, total + blocks[-1].size
+    return (np.concatenate(blocks) if blocks else np.zeros(0, weights.dtype)), offs
 
 
 def _slot_row(graph, slot, w_off, inv_off, fwd_off, pop_index) -> list[int]:

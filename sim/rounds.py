@@ -28,8 +28,9 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
     tables : tuple of ndarray
         The lowered program (``Lowered``): pieces, slots, slot_piece, row_group_ptr,
         row_group_slots, row_group_fused, row_group_root, the scratch row, the ``moved`` mask of
-        pieces whose sums ``round_rows`` moves, neurons, forward, params, lut, weights, inverse,
-        pop_off, loc_local, ring_off, ring_depth, pop_size, pop_out_start, pop_graded.
+        pieces whose sums ``round_rows`` moves, row_group_tw, row_group_tw_off, neurons, forward,
+        params, lut, weights, inverse, pop_off, loc_local, ring_off, ring_depth, pop_size,
+        pop_out_start, pop_graded.
     rounds : tuple of ndarray
         The rounds plan (``Simulator._rounds_tables``): core_ptr, units, unit_ptr, unit_pieces,
         lo, hi, b_in, b_out.
@@ -52,9 +53,9 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
     Step ``t``'s cycles are ``round_timing``'s end of the last write-back plus the barrier:
     ``step_cycles[t] = end(t) + barrier``, and the DRAM bytes are the sum of its transfers.
     """
-    (pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, moved) = tables[:9]
-    (neurons, forward, params, lut, weights, inverse, pop_off, loc_local) = tables[9:17]
-    (ring_off, ring_depth, pop_size, pop_out_start, pop_graded) = tables[17:]
+    (pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, moved, tw, g_tw) = tables[:11]
+    (neurons, forward, params, lut, weights, inverse, pop_off, loc_local) = tables[11:19]
+    (ring_off, ring_depth, pop_size, pop_out_start, pop_graded) = tables[19:]
     core_ptr, units, unit_ptr, unit_pieces, win_lo, win_hi, b_in, b_out = rounds
     T, steps, input_pop, lanes, wbits, vbits, cbits, vlo, vhi, pipeline, latency, bpc, barrier = hw
     piece_ops, piece_spikes, piece_clipped, stats, step_cycles, step_spikes, core_step = out
@@ -66,7 +67,7 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
         piece_cost[:] = 0
         fire_cycles[:] = 0
         round_rows(
-            t, T, pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, ring, ring_off,
+            t, T, pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, tw, g_tw, ring, ring_off,
             ring_depth, pop_size, pop_out_start, input_pop, pop_graded, x, weights, state, lanes, wbits, vbits,
             piece_cost, piece_ops, stats,
         )  # fmt: skip
