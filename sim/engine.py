@@ -413,7 +413,8 @@ class Simulator:
         hist = np.zeros((self.steps, int(low.pop_size.sum())) if rasters else (0, 0), np.int64)
         r = self.rounds
         plan = (r["core_ptr"], r["units"], r["unit_ptr"], r["unit_pieces"], r["lo"], r["hi"], r["b_in"], r["b_out"])
-        bad, t, moved = run_rounds(self._tables, plan, hw, xin, state, counts, ring, self.other_slots, out, hist)
+        events = True if self.other_slots else None  # None: compiled without gen_round_events
+        bad, t, moved = run_rounds(self._tables, plan, hw, xin, state, counts, ring, events, out, hist)
         self.dram_bytes += int(moved)
         if bad >= 0:
             raise self._range_error(bad, t)

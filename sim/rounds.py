@@ -39,8 +39,10 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
         DRAM latency, DRAM bytes per cycle, barrier cycles.
     x, state, counts, ring : ndarray
         The input, and the state, running counts and spike-history rings the kernels update.
-    other_slots : bool
-        Whether slots other than dense and pool_dense exist (``gen_round_events`` runs only then).
+    other_slots : bool or None
+        ``True`` where slots other than dense and pool_dense exist (``gen_round_events`` applies
+        their events), else ``None``: the call is then left out of the compiled code (it is the
+        largest kernel; dense-only programs compile without it).
     out : tuple of ndarray
         Accumulated in place: piece_ops, piece_spikes, piece_clipped, stats; written per step:
         step_cycles, step_spikes, core_step (per step, per core busy cycles).
@@ -71,7 +73,7 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
             ring_depth, pop_size, pop_out_start, input_pop, pop_graded, x, weights, state, lanes, wbits, vbits,
             piece_cost, piece_ops, stats,
         )  # fmt: skip
-        if other_slots:
+        if other_slots is not None:  # typed None: the branch and its kernel are not compiled
             apply = (weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits)
             gen_round_events(
                 t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start,
