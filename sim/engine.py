@@ -28,7 +28,6 @@ from spikeforge.models.graph import signed_range
 from . import kernels as K
 from .counters import Counters
 from .lowering import INT32_MAX, Lowered, P, S, lower, state_bound
-from .rounds import run_rounds
 
 __all__ = ["SampleRun", "Simulator", "StepTrace"]
 
@@ -207,7 +206,7 @@ class Simulator:
 
         rounds = prog.plan.mode == "rounds"
         traces: list[StepTrace] = []
-        if rounds and not self.trace:  # one compiled loop over the steps (sim/rounds.py)
+        if rounds and not self.trace:  # one compiled loop over the steps (kernels.run_rounds)
             self._run_rounds(xin, state, counts, ring, step_cycles, step_spikes, core_step, rasters)
         else:
             for t in range(self.steps):
@@ -403,7 +402,7 @@ class Simulator:
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces, step_stall=step_stall)
 
     def _run_rounds(self, xin, state, counts, ring, step_cycles, step_spikes, core_step, rasters) -> None:
-        """``rounds`` mode without the trace: every step in one call of :func:`~spikeforge.sim.rounds.run_rounds`."""
+        """``rounds`` mode without the trace: every step in one call of :func:`~spikeforge.sim.kernels.run_rounds`."""
         low, core, mem, prog = self.low, self.hw.core, self.hw.memory, self.program
         vlo, vhi = signed_range(prog.graph.v_bits)
         hw = (self.T, self.steps, low.input_pop, core.lanes, core.weight_bits, core.v_bits, core.count_bits)
@@ -414,7 +413,7 @@ class Simulator:
         r = self.rounds
         plan = (r["core_ptr"], r["units"], r["unit_ptr"], r["unit_pieces"], r["lo"], r["hi"], r["b_in"], r["b_out"])
         events = True if self.other_slots else None  # None: compiled without gen_round_events
-        bad, t, moved = run_rounds(self._tables, plan, hw, xin, state, counts, ring, events, out, hist)
+        bad, t, moved = K.run_rounds(self._tables, plan, hw, xin, state, counts, ring, events, out, hist)
         self.dram_bytes += int(moved)
         if bad >= 0:
             raise self._range_error(bad, t)

@@ -1,4 +1,4 @@
-"""``rounds`` mode's untraced path (one Numba call per inference, ``sim/rounds.py``) against the
+"""``rounds`` mode's untraced path (one Numba call per inference, ``kernels.run_rounds``) against the
 traced event-list path, on random graphs and at both state widths: every count, cycle, raster,
 membrane and per-core figure must be equal."""
 
