@@ -1,4 +1,5 @@
-"""Numba kernels: event generation, event delivery, firing, partial sums and the mesh.
+"""Numba kernels: event generation, event delivery, firing, partial sums, the mesh, and the
+untraced ``rounds`` loop over a whole inference (``run_rounds``).
 
 Each kernel implements one part of ``docs/architecture.md`` over the flat arrays of
 :mod:`spikeforge.sim.lowering`; loops run over events and neurons that are active, never over
