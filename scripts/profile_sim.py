@@ -49,9 +49,9 @@ def stepwise(sim: Simulator, x: np.ndarray) -> dict[str, float]:
     for t in range(sim.steps):
         cost, fire_cycles = np.zeros(n, np.int64), np.zeros(n, np.int64)
         t0 = time.perf_counter()
-        K.round_rows(t, sim.T, *tab[:11], ring, low.ring_off, low.ring_depth, low.pop_size, low.pop_out_start,
-                     low.input_pop, low.pop_graded, xin, low.weights, state, core.lanes, core.weight_bits,
-                     core.v_bits, cost, sim.piece_ops, sim.stats)  # fmt: skip
+        K.round_rows(t, sim.T, *tab[:8], *tab[9:11], ring, low.ring_off, low.ring_depth, low.pop_size,
+                     low.pop_out_start, low.input_pop, low.pop_graded, xin, low.weights, state, core.lanes,
+                     core.weight_bits, core.v_bits, cost, sim.piece_ops, sim.stats)  # fmt: skip
         t1 = time.perf_counter()
         K.partial_sums(t, sim.T, low.pieces, state, core.lanes, core.v_bits, sim.stats, False, tab[8])
         t2 = time.perf_counter()
