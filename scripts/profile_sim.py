@@ -33,6 +33,7 @@ from spikeforge.models.executor import check_input  # noqa: E402
 from spikeforge.models.graph import signed_range  # noqa: E402
 from spikeforge.sim import Simulator  # noqa: E402
 from spikeforge.sim import kernels as K  # noqa: E402
+from spikeforge.sim.lowering import aligned  # noqa: E402
 
 
 def stepwise(sim: Simulator, x: np.ndarray) -> dict[str, float]:
@@ -42,7 +43,7 @@ def stepwise(sim: Simulator, x: np.ndarray) -> dict[str, float]:
     xin = check_input(prog.graph, x[None])[0]
     vlo, vhi = signed_range(prog.graph.v_bits)
     n, tab, r = len(prog.pieces), sim._tables, sim.rounds
-    state, counts = sim.state0.copy(), np.zeros(low.total_counts, np.int64)
+    state, counts = aligned(sim.state0), np.zeros(low.total_counts, np.int64)
     ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int8)
     busy = np.zeros(sim.hw.array.cores, np.int64)
     spent = dict.fromkeys(("round_rows", "partial_sums", "fire", "round_timing"), 0.0)
@@ -74,8 +75,8 @@ def main() -> None:
     args = ap.parse_args()
     graph, x, w, th = dense_layer()
     sim = Simulator(compile(graph, HardwareConfig()))
-    wt = np.ascontiguousarray(w.T.astype(np.int8))
-    active, th64, v = np.flatnonzero(x).astype(np.int64), th.astype(np.int64), np.zeros(N, np.int32)
+    wt = aligned(w.T.astype(np.int8).reshape(-1)).reshape(N, N)  # placed as bench_sim.py places them
+    active, th64, v = np.flatnonzero(x).astype(np.int64), th.astype(np.int64), aligned(np.zeros(N, np.int32))
     fns = {"run": lambda: sim.run(x), "bare32": lambda: bare_layer(wt, active, th64, T, v)}
     for fn in fns.values():
         fn()  # warm-up: compilation

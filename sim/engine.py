@@ -27,7 +27,7 @@ from spikeforge.models.graph import signed_range
 
 from . import kernels as K
 from .counters import Counters
-from .lowering import INT32_MAX, Lowered, P, S, lower, state_bound
+from .lowering import INT32_MAX, Lowered, P, S, aligned, lower, state_bound
 
 __all__ = ["SampleRun", "Simulator", "StepTrace"]
 
@@ -158,7 +158,7 @@ class Simulator:
         moved = np.zeros(len(program.pieces), np.bool_)
         for g in np.flatnonzero(low.row_group_root >= 0):
             moved[low.slot_piece[low.row_group_slots[low.row_group_ptr[g] : low.row_group_ptr[g + 1]]]] = True
-        scratch = np.zeros(int(low.row_group_fused.max(initial=0)), self.state_dtype)
+        scratch = aligned(np.zeros(int(low.row_group_fused.max(initial=0)), self.state_dtype))
         self._tables = (low.pieces, low.slots, low.slot_piece, low.row_group_ptr, low.row_group_slots)
         self._tables += (low.row_group_fused, low.row_group_root, scratch, moved, low.row_group_tw)
         self._tables += (low.row_group_tw_off, low.neurons, low.forward)
@@ -180,7 +180,7 @@ class Simulator:
         prog = self.program
         xin = check_input(prog.graph, np.asarray(x)[None])[0]
         pieces = low.pieces
-        state = self.state0.copy()
+        state = aligned(self.state0)  # vector rows start on cache lines
         counts = np.zeros(low.total_counts, np.int64)
         # spikes are bits; MBE units emit v_bits payloads, so a graph with them keeps wide rings
         ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64 if self.has_mbe else np.int8)

@@ -205,6 +205,27 @@ def _short_rows(src, base, lo, hi, scale, v, vo, w, w0, wrow, n, tw, tw_off):
     return events
 
 
+@njit(cache=True)
+def _long_rows(src, base, lo, hi, scale, acc, w, w0, wrow, fresh):
+    """One fused group of long rows: ``acc += src[base + s] * w[w0 + row(s) * wrow:][:n]`` for
+    every non-zero ``src``, the first one assigned instead where ``fresh`` (a scratch row);
+    returns the events. A function of its own, like :func:`_short_rows`, so that each loop is
+    compiled apart from ``round_rows``' other paths."""
+    n = acc.shape[0]
+    events = 0
+    for s in range(lo * scale, hi * scale):
+        val = src[base + s]
+        if val == 0:
+            continue
+        wb = w0 + ((s - lo) if scale == 1 else (s // scale - lo)) * wrow
+        if fresh and events == 0:
+            _assign(acc, w[wb : wb + n], val)
+        else:
+            _accumulate(acc, w[wb : wb + n], val)
+        events += 1
+    return events
+
+
 @njit(cache=True, inline="always")
 def _assign(v, w, val):
     """``v = val * w`` over views (a scratch row's first sum)."""
@@ -692,22 +713,20 @@ def round_rows(
         if 0 < width < SHORT_ROW and root < 0:  # short rows by index, no view per event
             short = (lo, hi, scale, state, off0, weights, w0, wrow, width, tw, group_tw[g])
             events = _short_rows(x, 0, *short) if host else _short_rows(ring, base, *short)
-        else:
+        elif width > 0:  # the slices side by side: one long row per event
+            long = (lo, hi, scale, acc[acc_off : acc_off + width], weights, w0, wrow, root >= 0)
+            events = _long_rows(x, 0, *long) if host else _long_rows(ring, base, *long)
+        else:  # slices apart: a row each
             for s in range(lo * scale, hi * scale):
                 val = x[s] if host else ring[base + s]
                 if val == 0:
                     continue
-                row = s - lo if scale == 1 else s // scale - lo  # a division costs more than a short row
-                if width == 0:  # slices apart: a row each
-                    for q in range(q0, q1):
-                        k = group_slots[q]
-                        p = slot_piece[k]
-                        off, n, wb = pieces[p, OFF], pieces[p, N], slots[k, SWOFF] + row * slots[k, SWROW]
-                        _accumulate(state[off : off + n], weights[wb : wb + n], val)
-                elif root >= 0 and events == 0:  # the scratch row's first sum
-                    _assign(acc[:width], weights[w0 + row * wrow : w0 + row * wrow + width], val)
-                else:  # the slices side by side: one long row
-                    _accumulate(acc[acc_off : acc_off + width], weights[w0 + row * wrow : w0 + row * wrow + width], val)
+                row = s - lo if scale == 1 else s // scale - lo
+                for q in range(q0, q1):
+                    k = group_slots[q]
+                    p = slot_piece[k]
+                    off, n, wb = pieces[p, OFF], pieces[p, N], slots[k, SWOFF] + row * slots[k, SWROW]
+                    _accumulate(state[off : off + n], weights[wb : wb + n], val)
                 events += 1
         if root >= 0 and events > 0:  # phase P's move, done here: root += sums (non-zero ones counted)
             nonzero = _add_count(state[root : root + width], acc[:width])

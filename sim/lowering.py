@@ -18,7 +18,7 @@ from spikeforge.mapping.pieces import first_arrivals, product_sum_bits
 from spikeforge.mapping.routing import HOST
 from spikeforge.models.graph import SNNGraph, membrane_bounds, signed_range
 
-__all__ = ["Lowered", "lower", "state_bound", "state_width", "PIECE_FIELDS", "SLOT_FIELDS"]
+__all__ = ["Lowered", "lower", "state_bound", "state_width", "aligned", "PIECE_FIELDS", "SLOT_FIELDS"]
 
 #: The largest value an int32 state word holds.
 INT32_MAX = (1 << 31) - 1
@@ -121,6 +121,21 @@ class Lowered:
     row_group_tw: np.ndarray  # short fused dense groups: their rows again, target-major (one row per neuron)
     row_group_tw_off: np.ndarray  # offset of each group's target-major block in row_group_tw, else -1
     pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
+
+
+def aligned(values: np.ndarray, align: int = 64) -> np.ndarray:
+    """A copy of 1-D ``values`` whose first element starts on an ``align``-byte boundary.
+
+    numpy places large arrays 16 bytes past a page start (small ones at any 16-byte offset); rows
+    added with 32- and 64-byte vector loads and stores then straddle cache lines, and a run's
+    speed came to depend on where its arrays happened to land. The simulator's weights, state
+    and scratch row, and ``bench_sim.py``'s bare kernel's, are placed with this.
+    """
+    buf = np.empty(values.size + align // values.itemsize, values.dtype)
+    start = (-buf.ctypes.data % align) // values.itemsize
+    out = buf[start : start + values.size]
+    out[:] = values
+    return out
 
 
 def state_bound(graph: SNNGraph) -> int:
@@ -306,7 +321,7 @@ def lower(program: Program) -> Lowered:
     # weights as narrow as the graph stores them (validated to fit weight_bits <= 16): int8 rows
     # halve the memory traffic of int16 ones; the kernels widen them in the add
     wtype = np.int8 if graph.weight_bits <= 8 else np.int16
-    weights = np.concatenate(chunks).astype(wtype) if chunks else np.zeros(0, wtype)
+    weights = aligned(np.concatenate(chunks).astype(wtype) if chunks else np.zeros(0, wtype))
     tw, tw_off = _target_major(slots, group_list, fused, weights)
 
     # spike history rings: depth = longest outgoing delay + 2 (the step being read and written)

@@ -15,6 +15,7 @@ from spikeforge.models import convert
 from spikeforge.models.errors import GraphError
 from spikeforge.models.graph import DenseProjection, InputPopulation, NeuronPopulation, OutputPopulation, SNNGraph
 from spikeforge.sim import Simulator
+from spikeforge.sim.lowering import aligned
 
 
 def dense_graph(rng, n_in, n_h, n_h2, timesteps, value_bits, v_bits=24):
@@ -119,3 +120,13 @@ def test_a_membrane_out_of_range_stops_both_paths_alike():
             Simulator(program, trace=trace).run(x)
         messages.append(str(err.value))
     assert messages[0] == messages[1]
+
+
+@given(size=st.integers(1, 5000), dtype=st.sampled_from([np.int8, np.int16, np.int32, np.int64]))
+def test_aligned_copies_start_on_64_byte_boundaries(size, dtype):
+    values = np.arange(size).astype(dtype)
+    out = aligned(values)
+    assert out.ctypes.data % 64 == 0 and out.dtype == dtype
+    np.testing.assert_array_equal(out, values)
+    out[:] = 0  # a copy: the input is untouched
+    np.testing.assert_array_equal(values, np.arange(size).astype(dtype))
