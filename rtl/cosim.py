@@ -26,7 +26,15 @@ from spikeforge.sim import Simulator
 from .core import TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
-from .piece import PieceInit, history_bits, membrane_positions, neuron_positions, piece_init, readout_order, sum_positions
+from .piece import (
+    PieceInit,
+    history_bits,
+    membrane_positions,
+    neuron_positions,
+    piece_init,
+    readout_order,
+    sum_positions,
+)
 
 __all__ = [
     "ArrayReport",
