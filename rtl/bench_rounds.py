@@ -8,7 +8,7 @@ simulator's trace (``$SPIKEFORGE_COSIM_IN``):
   plus ``barrier_cycles``) must be low until cycle ``step_cycles[t] - 1`` and high at
   ``step_cycles[t]``: the loads, integration, firing and write-backs of every round, on one DRAM
   channel, take exactly the simulator's cycles;
-* barrier: every piece's membranes (a product piece's running-count words too) and, where it fired
+* barrier: every piece's membranes (a product's or max-pool's running-count words too) and, where it fired
   at ``t``, its spike row of ``t``, read back from the DRAM (``dbg_daddr`` -> ``dbg_ddata``), and
   every core's busy cycles of the step.
 
@@ -94,7 +94,7 @@ class _RoundsBench(BenchBase):
                 self.compared["membranes"] += 1
                 if e != g:
                     self.mismatch(t, "membrane (DRAM state)", e, g, neuron=j, core=pc["core"], piece=pc["piece"])
-            if pc["counts"] is not None:  # a product piece's running counts, after its membranes
+            if pc["counts"] is not None:  # a product's or max-pool's running counts, after its membranes
                 base = pc["state_base"] + -(-pc["n"] // self.spec["lanes"])
                 for w, e in enumerate(pc["counts"]):
                     got_w = await self.dram(base + w)

@@ -671,8 +671,8 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
                     "membranes": [int(v) for v in tr.membranes[pid]],
                     "spike_base": plan.spike_base.get(pid, -1),
                     "spikes": None if spikes is None or pid not in plan.spike_base else [int(v) for v in spikes],
-                    # a product piece's running-count words after its membranes (section 4.3)
-                    "counts": counts[pid][tr.step] if pid in counts else None,
+                    # a product's or a max-pool's running-count words after its membranes (4.3, 4.4)
+                    "counts": counts[pid][tr.step] if pid in counts else _pool_counts(program, pid, tr.sums[pid]),
                 }
             )
         steps.append(
@@ -703,6 +703,22 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
         "steps": steps,
         "readout": readout,
     }
+
+
+def _pool_counts(program: Program, pid: int, sums: np.ndarray | None) -> list[int] | None:
+    """A spiking max-pool piece's count words (section 4.4) from the simulator's ``StepTrace.sums``
+    (``C[j, w]``, unit-major): ``C[j, w]`` in field ``j mod lanes`` (``count_bits`` each, lane 0 low)
+    of word ``w * ceil(n/lanes) + j // lanes``, where :func:`~spikeforge.rtl.piece.sum_positions`
+    places it; ``None`` for every other piece."""
+    piece = program.pieces[pid]
+    if piece.kind != "maxpool" or program.graph.graded(piece.population) or sums is None:
+        return None
+    c = program.hardware.core
+    k2 = program.graph.projections[piece.slots[0].proj].kernel ** 2
+    words = [0] * (k2 * -(-piece.n // c.lanes))
+    for pos, v in zip(sum_positions(program, pid), sums):
+        words[pos // c.lanes] |= (int(v) & ((1 << c.count_bits) - 1)) << (pos % c.lanes * c.count_bits)
+    return words
 
 
 def _running_counts(program: Program, run, steps: int) -> dict[int, list[list[int]]]:
@@ -751,7 +767,7 @@ def cosim_rounds(
     *,
     plan=None,
     dram_flip: tuple[int, int] | None = None,
-    wb_flip: tuple[int, int] | None = None,
+    wb_flip: tuple[int, ...] | None = None,
 ) -> ArrayReport:
     """Co-simulate a ``rounds`` program (``rtl/rounds.py``) on input ``x`` against the simulator.
 

@@ -6,8 +6,9 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
    descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
-   words, its state (membranes as written back at its last round, ``v0`` before the first; a
-   product piece's running-count words after them) and, per slot whose source emitted in its
+   words, its state (membranes, a max-pool's window maxima, as written back at its last round,
+   ``v0`` before the first; a product's or a spiking max-pool's running-count words after them,
+   into the synapse SRAM where the core keeps them) and, per slot whose source emitted in its
    window at ``t - 1 - delay``, the words of the source's spike rows (from the DRAM rows the
    source's pieces wrote back at that step) or of the host's input values (written by the host
    before the run) that hold the slot's sources. They go into the core's SRAMs and into the
@@ -20,7 +21,7 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
    phase F in the same cycle, and its ``f_done`` (``ceil(n/lanes)`` later when it updates) makes
    the write-back request;
 3. *write back* (``b_out`` bytes): one cycle after the grant, one word per cycle, the membrane
-   words, a product piece's count words and (for a neuron, product or max-pool piece) its spike
+   words, a product's or max-pool's count words and (for a neuron, product or max-pool piece) its spike
    row of step ``t`` (``n`` bits, zero when it did not emit at ``t``) into the DRAM.
 
 The channel serves one transfer of ``b`` bytes at a time, ``dram_latency_cycles + ceil(b /
@@ -90,7 +91,7 @@ class RoundUnit:
     (``target``: the feeder chunk). ``chunks[c] = (first, count)``: the feeder positions the
     ``c``-th spike or host word fills; ``feed[e] = (slot, global source index, graded, bit)``:
     position ``e``'s event and its bit (spike words) or value (host words, ``bit``-th value) in
-    the word. ``n_wb``: words written back (membranes, then the spike row).
+    the word. ``n_wb``: words written back (membranes, running counts, then the spike row).
     """
 
     piece: int
@@ -105,7 +106,7 @@ class RoundUnit:
     load_cycles: int
     wb_cycles: int
     n_wb: int
-    n_count: int  # product pieces: running-count words, written back after the membranes
+    n_count: int  # product and max-pool pieces: running-count words, written back after the membranes
     banked: bool  # membranes in lane banks (products, conv blocks not a multiple of the lanes)
     state_base: int
     spike_base: int  # -1: the piece emits no spikes (output pieces)
@@ -193,7 +194,8 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     for pid in sorted(used):  # the first piece in program order is named
         _refuse(program, pid)
     inits = {pid: piece_init(program, pid) for pid in used}
-    # a product piece's running counts (section 4.3) are state: they follow its membranes in the DRAM
+    # a product's and a max-pool's running counts (sections 4.3, 4.4) are state: they follow its
+    # membranes (a max-pool's window maxima) in the DRAM, as the simulator's round bytes count them
     ncount = {pid: _count_words(p, lanes) for pid, p in inits.items()}
     # the DRAM: images, then membranes, then spike rows, then the host's input words
     image_base: dict[int, tuple[int, int]] = {}
@@ -299,7 +301,11 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
 
 
 def _count_words(p: PieceInit, lanes: int) -> int:
-    """Synapse words of a product piece's running counts (``rtl.core.count_words``), 0 for other pieces."""
+    """Synapse words of a piece's running counts: a product's (``rtl.core.count_words``), a spiking
+    max-pool's (``kernel**2 * ceil(n/lanes)``: count ``w`` of output ``j`` in word ``w * ceil(n/lanes)
+    + j // lanes``, section 4.4); 0 for other pieces."""
+    if p.kind == PIECE_CODES["maxpool"]:
+        return p.slots[0].kernel ** 2 * -(-p.n // lanes)
     if p.kind != PIECE_CODES["product"]:
         return 0
     g = p.geometry
@@ -327,7 +333,8 @@ class RoundsArray(wiring.Component):
     and fire, ``pipeline_cycles`` included, as the simulator counts them in rounds mode).
 
     ``dram_flip = (word, bit)`` (test hook) flips a bit of the DRAM's initial contents;
-    ``wb_flip = (piece, bit)`` flips a bit of the first membrane word the piece writes back at
+    ``wb_flip = (piece, bit)`` or ``(piece, bit, word)`` flips a bit of the word (default 0, the
+    first membrane word; then the running-count words, then the spike row) the piece writes back at
     every round.
     """
 
@@ -337,7 +344,7 @@ class RoundsArray(wiring.Component):
         plan: RoundsPlan,
         *,
         dram_flip: tuple[int, int] | None = None,
-        wb_flip: tuple[int, int] | None = None,
+        wb_flip: tuple[int, ...] | None = None,
     ) -> None:
         check_hardware(hw)
         self.hw, self.plan = hw, plan
@@ -666,18 +673,20 @@ class RoundsArray(wiring.Component):
             state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
             spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
             with m.If(wb_on & (who == i)):
-                mword = mword_rd
+                is_mem = wb_i < groups_now
+                is_state = wb_i < groups_now + counts_now
+                wword = Signal(width, name=f"wb_word_{k}")
+                m.d.comb += wword.eq(Mux(is_mem, mword_rd, Mux(is_state, syn_rd.data, spike_word)))
                 if self.wb_flip is not None:
                     hits = [j for j, x in enumerate(units) if x.piece == self.wb_flip[0]]
                     if hits:
-                        flip = (s["u"] == hits[0]) & (wb_i == 0)
-                        mword = mword ^ Mux(flip, Const(1 << self.wb_flip[1], lanes * vb), 0)
-                is_mem = wb_i < groups_now
-                is_state = wb_i < groups_now + counts_now
+                        at = self.wb_flip[2] if len(self.wb_flip) > 2 else 0
+                        flip = (s["u"] == hits[0]) & (wb_i == at)
+                        wword = wword ^ Mux(flip, Const(1 << self.wb_flip[1], width), 0)
                 m.d.comb += [
                     d_wr.en.eq(1),
                     d_wr.addr.eq(Mux(is_state, state_base + wb_i, spike_base + (step << plan.spike_shift) + grp)),
-                    d_wr.data.eq(Mux(is_mem, mword, Mux(is_state, syn_rd.data, spike_word))),
+                    d_wr.data.eq(wword),
                 ]
             # contexts and feeders
             i_dones, f_dones = [], []

@@ -86,6 +86,12 @@ def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     if case == "attention":  # a core holds banked product pieces and whole-word pieces; counts are state
         assert any({u.banked for u in us} == {True, False} for us in plan.units.values())
         assert all(u.n_count > 0 for us in plan.units.values() for u in us if u.banked)
+    if case == "pool":  # the max-pool's counts are state: k**2 * ceil(n/lanes) words after its maxima
+        (pool,) = [u for us in plan.units.values() for u in us if program.pieces[u.piece].kind == "maxpool"]
+        groups = -(-pool.init.n // 4)
+        assert pool.n_count == 4 * groups
+        state = [d for d in pool.load if d[0] == SEL_SYNAPSE and d[2] >= pool.state_base]
+        assert [d[1:4] for d in state] == [(w, pool.state_base + groups + w, 1) for w in range(pool.n_count)]
     report = cosim_array(program, x)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == steps
@@ -95,8 +101,9 @@ def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     assert report.spikes == fired > 0
     assert report.busy_checks == steps * len(plan.units)
     assert report.logits == program.graph.output.size
-    assert report.counts == steps * sum(u.n_count for us in plan.units.values() for u in us)  # products only
-    assert (report.counts > 0) == (case == "attention")
+    # running counts (products, the max-pool), read back from the DRAM at every barrier
+    assert report.counts == steps * sum(u.n_count for us in plan.units.values() for u in us)
+    assert (report.counts > 0) == (case in ("attention", "pool"))
     assert "rounds through DRAM: match" in report.format()
 
 
@@ -135,6 +142,28 @@ def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_land
     w, v = first[0, 0], first[0, 1]
     assert (w["step"], w["what"], abs(w["got"] - w["expected"])) == (unit.lo, "membrane (DRAM state)", 4 * int(x[0]))
     assert (v["step"], v["what"], abs(v["got"] - v["expected"])) == (unit.lo, "membrane (DRAM state)", 8)
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_flipped_bit_in_a_max_pool_count_write_back_is_reported_and_read_back_next_round():
+    """Bit 3 (8) of the max-pool's first count word (``C[0, 0]``, ``count_bits = 4``) flipped as it
+    is written back at every round: the count word is off by 8 at its first round's barrier, and at
+    the next round the count read back in raises output 0's window maximum past the simulator's."""
+    program, x = rounds_program("pool")
+    plan = rounds_plan(program)
+    (pool,) = [u for us in plan.units.values() for u in us if program.pieces[u.piece].kind == "maxpool"]
+    groups = -(-pool.init.n // 4)
+    report = cosim_rounds(program, x, wb_flip=(pool.piece, 3, groups))
+    assert not report.ok
+    first = {}
+    for m in report.mismatches:
+        first.setdefault((m["what"], m["neuron"]), m)
+    assert min(m["step"] for m in report.mismatches) == pool.lo
+    c = first["running-count word (DRAM state)", 0]
+    assert (c["step"], c["piece"], c["got"] ^ c["expected"]) == (pool.lo, pool.piece, 8)
+    v = first["membrane (DRAM state)", 0]
+    assert (v["step"], v["piece"]) == (pool.lo + 1, pool.piece) and v["got"] > v["expected"]
 
 
 def test_rounds_programs_are_exported_with_their_dram(tmp_path):
