@@ -195,6 +195,19 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
     }
 
 
+def _bench_in(workdir: str | Path | None, sv: str, spec: dict, **names) -> dict:
+    """:func:`_run_bench` in ``workdir``, or in a temporary one removed afterwards (kept when the
+    environment sets ``SPIKEFORGE_KEEP_COSIM``)."""
+    if workdir is not None:
+        return _run_bench(sv, spec, Path(workdir), **names)
+    tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
+    try:
+        return _run_bench(sv, spec, Path(tmp), **names)
+    finally:
+        if not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str = "bench_core") -> dict:
     """Compile ``sv`` (module ``top``) with Icarus and run the cocotb ``bench`` on ``spec``; return its result."""
     require_icarus()
@@ -312,15 +325,7 @@ def cosim_core(
     sv = to_sv(
         Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles, product_fault=product_fault), "core"
     )
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
-        workdir = tmp
-    try:
-        res = _run_bench(sv, spec, Path(workdir))
-    finally:
-        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
-            shutil.rmtree(tmp, ignore_errors=True)
+    res = _bench_in(workdir, sv, spec)
     cmp_ = res["compared"]
     return CoreReport(
         core=spec["core"],
@@ -547,15 +552,7 @@ def cosim_array(
         dram_flip=dram_flip,
     )
     sv = to_sv(array, "core_array")
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
-        workdir = tmp
-    try:
-        res = _run_bench(sv, spec, Path(workdir), top="core_array", bench="bench_array")
-    finally:
-        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
-            shutil.rmtree(tmp, ignore_errors=True)
+    res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_array")
     cmp_ = res["compared"]
     return ArrayReport(
         cores=program.hardware.array.cores,
@@ -789,15 +786,7 @@ def cosim_rounds(
     run = Simulator(program, trace=True).run(x, record=True)
     spec = rounds_spec(program, plan, run, x)
     sv = to_sv(RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip), "core_array")
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.mkdtemp(prefix="spikeforge-cosim-")
-        workdir = tmp
-    try:
-        res = _run_bench(sv, spec, Path(workdir), top="core_array", bench="bench_rounds")
-    finally:
-        if tmp is not None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
-            shutil.rmtree(tmp, ignore_errors=True)
+    res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_rounds")
     cmp_ = res["compared"]
     return ArrayReport(
         cores=program.hardware.array.cores,
