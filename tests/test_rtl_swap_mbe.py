@@ -6,7 +6,9 @@ pieces of ``p`` are loaded at run time onto the cores that held ``m0`` and ``a``
 an MBE piece), so the DMA engine must load their MBE tables, their running payload sums (zeros),
 their ``X`` and basis blocks and output shifts (zeros) over whatever the previous piece left. Every
 step's cycles and DRAM stall, every piece's membranes (MBE blocks included), payloads or spikes,
-running sums and shift words at every barrier, and the logits must equal the simulator's.
+running sums and shift words at every barrier, and the logits must equal the simulator's. A
+chain of MBE layers on a 1 x 2 array (one MBE piece loaded over another's memories) carries the
+mutation: a flipped table bit in DRAM.
 """
 
 from __future__ import annotations
@@ -103,31 +105,63 @@ def test_mbe_pieces_and_graded_products_load_from_dram_and_match_the_simulator(t
     assert report.spikes > 0 and report.logits == 3
 
 
+def mbe_chain_program():
+    """``in -> m0 -> m1 -> m2 -> out`` (MBE units with ``exp2``, no and ``invsqrt`` splits) at T = 2
+    on a 1 x 2 array (seed 2): core 0 loads ``m0`` (5 units) then ``m2`` (4 units) over it, so ``m2``
+    sees ``m0``'s membrane words, shift words and tables unless its load replaces them."""
+    rng = np.random.default_rng(2)
+    graph, x = runnable(lambda r: mbe_chain_graph(r, 2), rng, (1, 4))
+    program = compile(graph, hw_of(1, 2, neurons=32, lanes=4, **mbe_core()))
+    assert program.plan.mode == "swap"
+    pops = [[program.pieces[pid].population for pid in tl] for tl in program.plan.timeline]
+    assert pops == [["m0", "m2"], ["m1", "out"]] and [p.n for p in program.pieces[:3]] == [5, 4, 4]
+    return program, x[0]
+
+
+def mbe_chain_graph(rng, T: int) -> SNNGraph:
+    """``in -> m0 -> m1 -> m2 -> out``, each MBE population of 3 to 5 units."""
+    pops, projs = [InputPopulation("in", (4,), value_bits=3)], []
+    prev, n_prev = "in", 4
+    for i, split in enumerate(("exp2", "none", "invsqrt")):
+        n = int(rng.integers(3, 6))
+        pops.append(split_pop(f"m{i}", n, T, rng, split))
+        projs.append(DenseProjection(prev, f"m{i}", rng.integers(-2, 4, (n, n_prev))))
+        prev, n_prev = f"m{i}", n
+    pops.append(OutputPopulation("out", (3,), bias=rng.integers(-5, 5, 3)))
+    projs.append(DenseProjection(prev, "out", rng.integers(-2, 3, (3, n_prev))))
+    return SNNGraph(tuple(pops), tuple(projs), timesteps=T, v_bits=V_BITS)
+
+
 @pytest.mark.rtl
 @needs_icarus
-def test_a_flipped_bit_in_an_mbe_table_in_dram_is_reported_where_the_piece_runs():
-    """Bit 1 of basis 0's offset ``C_0`` in the DRAM copy of the tables of core 0's second piece
-    (MBE units of ``p``, loaded over ``m0``'s): ``U = clip(X) - C_0`` differs, so its basis membranes
-    differ at its output step."""
-    program, x = chain_program("mbe")
+def test_a_flipped_bit_in_an_mbe_table_in_dram_is_reported_at_the_pieces_first_output():
+    """Bit 1 of basis 0's offset ``C_0`` flipped in the DRAM copy of ``m2``'s tables (loaded over
+    ``m0``'s on core 0): ``U = clip(X) - C_0`` differs, so the first mismatch is a basis membrane at
+    ``m2``'s first output step; every step before it matches, ``m2``'s input window included, where
+    its basis blocks and output shifts must be the zeros its load wrote over ``m0``'s words."""
+    program, x = mbe_chain_program()
     plan = swap_plan(program)
     p = plan.contexts[0][1]
-    assert p.population == "p" and p.kind == MBE
+    assert p.population == "m2" and p.kind == MBE
     recs = [plan.record(0, 1, i) for i in range(plan.n_rec[0][1])]
     table = [i for i, r in enumerate(recs) if r[0] == SEL_TABLE]
     offset = table[p.bases * p.timesteps]  # the offset words follow the (basis, step) rows
-    assert recs[offset][2] & ((1 << V_BITS) - 1) == int(p.params[p.n + p.bases * p.timesteps][0]) & ((1 << V_BITS) - 1)
+    mask = (1 << V_BITS) - 1
+    assert recs[offset][2] & mask == int(p.params[p.n + p.bases * p.timesteps][0]) & mask
     report = cosim_array(program, x, dram_flip=(plan.first_rec[0][1] + offset, 2 + plan.addr_bits + 1))
     assert not report.ok
     m = report.mismatches[0]
-    out_step = program.graph.schedule()["p"].out_start
-    assert (m["step"], m["core"], m["what"]) == (out_step, 0, "membrane"), report.format()
+    first_out = program.graph.schedule()["m2"].out_start
+    assert first_out > plan.live_start[0][1]  # m2's input window is scored first
+    assert (m["step"], m["core"], m["what"]) == (first_out, 0, "membrane"), report.format()
+    assert m["neuron"] >= 4  # a basis block's word, not X's
 
 
-def test_the_dram_records_of_mbe_and_graded_pieces():
+@pytest.mark.parametrize("which", ["product_into_mbe", "mbe_chain"])
+def test_the_dram_records_of_mbe_and_graded_pieces(which):
     """What a load writes (no simulation): an MBE piece's tables, its ``X`` and basis blocks (zeros,
     with the shift words beside them), a graded product's payload-sum words (zeros)."""
-    program, _ = chain_program("mbe")
+    program, _ = chain_program("mbe") if which == "product_into_mbe" else mbe_chain_program()
     plan = swap_plan(program)
     lanes, vb = 4, V_BITS
     assert plan.data_bits >= lanes * (vb + 7)  # membrane records carry 7-bit shift words
