@@ -13,9 +13,11 @@ transfer at a time, oldest request first and simultaneous ones lower core index 
 transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
 into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
-context becomes the core's active one. ``ready`` says whether every piece that becomes live at the
-next step is loaded: the barrier controller starts the step only then, and the wait is the step's
-DRAM stall.
+context becomes the core's active one. A piece's records restore what the simulator starts it with:
+its synapse words (or zeroed running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece:
+its ``X`` and basis blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
+says whether every piece that becomes live at the next step is loaded: the barrier controller
+starts the step only then, and the wait is the step's DRAM stall.
 
 Cycles of the contract: the bench starts each phase one cycle after it sees the barrier unit's
 ``done`` (``docs/rtl.md``), so a phase's first cycle repeats the contract's cycle 0 of that phase.
@@ -107,10 +109,10 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     inits = {k: [piece_init(program, pid) for pid in tl] for k, tl in enumerate(program.plan.timeline) if tl}
     every = [p for ps in inits.values() for p in ps]
     # addresses: synapse words, payload-sum words, MBE table words (the membrane's are fewer)
-    depth = max([syn_words] + [sum_words(hw, p) for p in every if p.graded_sums] + [table_rows(p) for p in every])
+    depth = max([syn_words] + [sum_words(hw, p) for p in every if p.graded_sums] + [_table_rows(p) for p in every])
     abits = index_bits(depth)
     dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits, 3 * c.v_bits)
-    if any(output_shifts(p) for p in every):  # membrane records carry the shift words beside them
+    if any(_output_shifts(p) for p in every):  # membrane records carry the shift words beside them
         dbits = max(dbits, lanes * (c.v_bits + SHIFT_BITS))
     plan = SwapPlan({}, {}, {}, {}, {}, {}, {}, [], abits, dbits)
     live = program.plan.live
@@ -157,18 +159,18 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     return plan
 
 
-def table_rows(p: PieceInit) -> int:
+def _table_rows(p: PieceInit) -> int:
     """Table words of an ``mbe`` piece (its parameter image past the ``n`` unit words), else 0."""
     return len(p.params) - p.n if p.kind == PIECE_CODES["mbe"] else 0
 
 
-def payload_rows(p: PieceInit) -> bool:
+def _payload_rows(p: PieceInit) -> bool:
     """Whether the piece's history entries are ``v_bits`` payloads (an ``mbe`` piece, a graded
     max-pool; sections 4.4, 4.5) rather than spike bits."""
     return p.kind == PIECE_CODES["mbe"] or (p.graded_sums and p.kind == PIECE_CODES["maxpool"])
 
 
-def output_shifts(p: PieceInit) -> bool:
+def _output_shifts(p: PieceInit) -> bool:
     """Whether an ``mbe`` piece keeps an output-shift word per unit (a split or a shift base, read
     from basis 0's offset word as :class:`~spikeforge.rtl.core.Core` reads it, section 4.5)."""
     if p.kind != PIECE_CODES["mbe"]:
@@ -235,16 +237,16 @@ class SwapCore(wiring.Component):
         # per kind of state its pieces keep: spike-bit or payload history rows, payload sums (the
         # synapse SRAM's bits as words of v_bits sums), MBE tables and output-shift words
         hdepth = c.spike_history_steps
-        if any(not payload_rows(p) for p in pieces):
+        if any(not _payload_rows(p) for p in pieces):
             shared["hist"] = Memory(shape=unsigned(c.neurons), depth=hdepth, init=[])
-        if any(payload_rows(p) for p in pieces):
+        if any(_payload_rows(p) for p in pieces):
             shared["hist_g"] = Memory(shape=unsigned(c.neurons * vb), depth=hdepth, init=[])
         if any(p.graded_sums for p in pieces):
             depth = max(sum_words(hw, p) for p in pieces if p.graded_sums)
             shared["sums"] = Memory(shape=unsigned(lanes * vb), depth=depth, init=[])
-        if any(table_rows(p) for p in pieces):
-            shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(table_rows(p) for p in pieces), init=[])
-        if any(output_shifts(p) for p in pieces):
+        if any(_table_rows(p) for p in pieces):
+            shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(_table_rows(p) for p in pieces), init=[])
+        if any(_output_shifts(p) for p in pieces):
             shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
         if True in self.organisations:
             shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
