@@ -97,6 +97,9 @@ class CoreArray(wiring.Component):
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
                 "dbg_h": Out(c.neurons * hist_bits(hw)),
+                # a core's running payload sums, max-pool counts and MBE shift words (Core.dbg_saddr)
+                "dbg_saddr": In(16),
+                "dbg_s": Out(c.lanes * c.v_bits),
                 "dbg_busy": Out(CYCLE_BITS),
                 "dbg_sent": Out(CYCLE_BITS),
                 "rd_core": In(index_bits(n)),
@@ -222,11 +225,16 @@ class CoreArray(wiring.Component):
             with m.If(rd_sel == k):
                 m.d.comb += self.rd_data.eq(core.rd_data)
         for k, core in cores.items():
-            m.d.comb += [core.dbg_maddr.eq(self.dbg_maddr), core.dbg_haddr.eq(self.dbg_haddr)]
+            m.d.comb += [
+                core.dbg_maddr.eq(self.dbg_maddr),
+                core.dbg_haddr.eq(self.dbg_haddr),
+                core.dbg_saddr.eq(self.dbg_saddr),
+            ]
             with m.If(self.dbg_core == k):
                 m.d.comb += [
                     self.dbg_v.eq(core.dbg_v),
                     self.dbg_h.eq(core.dbg_h),
+                    self.dbg_s.eq(core.dbg_s),
                     self.dbg_busy.eq(core.busy),
                     self.dbg_sent.eq(core.sent),
                 ]

@@ -15,8 +15,9 @@ FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$S
   ``step_cycles[t]``;
 * swap mode, before every step: the array's ``ready`` (its DRAM loads of the step's pieces done)
   must rise after exactly the simulator's DRAM stall of the step;
-* barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its busy
-  cycles and the number of flits its encoder sent, exactly.
+* barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its
+  running payload sums, max-pool counts and MBE shift words (``dbg_saddr``), its busy cycles and
+  the number of flits its encoder sent, exactly.
 
 After the last step the host reads the logits (section 5): for each output piece in piece order,
 one membrane word per cycle over ``rd_core``/``rd_addr``, each arriving on ``rd_data`` in the next
@@ -45,7 +46,7 @@ class _ArrayBench(BenchBase):
         super().__init__(
             dut,
             spec,
-            ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps")
+            ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps", "sums")
             + ("logits", "readout_cycles", "step_cycles", "stall_cycles", "stalled_steps"),
         )
 
@@ -168,6 +169,8 @@ class _ArrayBench(BenchBase):
             await self.score_state(
                 t, core["n"], core["membranes"], core["spikes"], core.get("positions"), core.get("hist_bits", 1), core=k
             )
+            if core.get("sums") is not None:
+                await self.score_sums(t, core["sums"], core["sum_positions"], core=k)
             for name, key in (("dbg_busy", "busy"), ("dbg_sent", "sent")):
                 got = int(getattr(dut, name).value)
                 self.compared["busy" if key == "busy" else "packets"] += 1
@@ -213,7 +216,7 @@ async def array_bench(dut):
         spec = json.load(fh)
     bench = _ArrayBench(dut, spec)
     inputs = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
-    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "rd_core", "rd_addr"))
+    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "dbg_saddr", "rd_core", "rd_addr"))
     t0 = time.perf_counter()
     ready = int(dut.ready.value)  # cycle 0: the loaders have just made their first requests
     for st in spec["steps"]:

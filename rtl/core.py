@@ -36,7 +36,6 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
-from .errors import RtlError
 from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
 
 __all__ = [
@@ -183,8 +182,10 @@ class Core(wiring.Component):
         update (operand ``b``) to the next word of its bank, ``"count_one"`` adds 1 to the event's own
         running sum instead of its payload (a count where a payload sum is due).
     shared : dict, optional
-        Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``),
-        used instead of memories of its own initialised from the piece (:class:`~spikeforge.rtl.swap.SwapCore`).
+        Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``;
+        ``sums``, ``hist_g``, ``lut`` and ``shift`` for pieces with payload sums, payload rows, MBE
+        tables and output shifts), used instead of memories of its own initialised from the piece
+        (:class:`~spikeforge.rtl.swap.SwapCore`).
     """
 
     def __init__(
@@ -203,11 +204,6 @@ class Core(wiring.Component):
         # the core position and are shared by the contexts of its pieces; they start empty and the
         # DMA loader fills them from DRAM (keys syn, par, hist and mem or banks)
         self.shared = shared
-        if shared is not None and self.piece.graded_sums:
-            raise RtlError(
-                f"piece {self.piece.piece_id} ({self.piece.population!r}) keeps running payload sums (a product or "
-                "max-pool of MBE payloads), which a swap core's shared synapse SRAM does not hold yet: map it resident."
-            )
         self.extra_dense_cycles = int(extra_dense_cycles)
         if product_fault not in ("", "extra_cycle", "word_offset", "count_one"):
             raise ValueError(f"unknown product_fault {product_fault!r}")
@@ -258,17 +254,17 @@ class Core(wiring.Component):
         graded_sums = p.graded_sums and is_product
         graded_pool = p.graded_sums and p.kind == PIECE_CODES["maxpool"]  # a max-pool of MBE payloads (4.4)
         k2 = p.slots[0].kernel ** 2 if graded_pool and p.slots else 1  # sums per unit read in phase F
-        if graded_pool:
-            # running payload sums (section 4.4): sum w of unit j at word w * groups + j // lanes, lane j % lanes
+        if graded_pool or graded_sums:
+            # running payload sums: the same SRAM bits as words of `lanes` v_bits sums; a graded
+            # max-pool's sum w of unit j at word w * groups + j // lanes, lane j % lanes (section 4.4),
+            # a product's Abar then Bbar rows (section 4.3). A resident core's sums start as the
+            # synapse image (zeros); a swap core's loader writes those zeros into its `sums` view
             pw = sum_words(self.hw, p)
-            # a resident core's sums start as the synapse image (zeros), read as words of v_bits sums
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=init["synapse"])
+            if sh is None:
+                m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=init["synapse"])
+            else:
+                syn = sh["sums"]
             dbg_sources.append((pw, syn, vb))
-        elif graded_sums:
-            # running payload sums (section 4.3): the same SRAM bits as words of `lanes` v_bits sums
-            cw = sum_words(self.hw, p)
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=init["synapse"])
-            dbg_sources.append((cw, syn, vb))
         elif sh is None:
             m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
         else:
@@ -299,8 +295,8 @@ class Core(wiring.Component):
         hb = vb if (is_mbe or graded_pool) else 1  # a v_bits payload per unit (sections 4.4, 4.5)
         if sh is None:
             m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
-        else:
-            hist = sh["hist"]
+        else:  # a swap core keeps a spike-bit and a payload history when its pieces need both
+            hist = sh["hist" if hb == 1 else "hist_g"]
 
         if is_product or p.kind == PIECE_CODES["maxpool"]:  # running counts or sums: read-modify-write
             syn_cnt_w = syn.write_port()
@@ -765,7 +761,10 @@ class Core(wiring.Component):
         bias_now = (step >= p.in_start) & (step < p.in_start + T)
         out_now = (step >= p.out_start) & (step < p.out_start + T)
         m.d.comb += f_len.eq(Mux(bias_now, groups, 0) + Mux(out_now, nb * groups, 0))
-        m.submodules.lut = lut = Memory(shape=unsigned(3 * vb), depth=len(lut_words), init=lut_words)
+        if self.shared is None:
+            m.submodules.lut = lut = Memory(shape=unsigned(3 * vb), depth=len(lut_words), init=lut_words)
+        else:  # a swap core's table memory, written by its loader when the piece is loaded
+            lut = self.shared["lut"]
         row_rd, off_rd = lut.read_port(), lut.read_port()
         mpass = Signal(range(nb + 2), name="mbe_pass")  # pass and lane group of the next issue
         mg = Signal(range(groups + 1), name="mbe_group")
@@ -798,7 +797,11 @@ class Core(wiring.Component):
         split, split_bits, exp_bias = code & 3, (code >> 2) & 63, code >> 8
         shm = None
         if split or shift_base:  # the shift memory: a 7-bit word per unit, beside the membrane SRAM
-            m.submodules.shift_mem = shm = Memory(shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[])
+            if self.shared is None:
+                shm = Memory(shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[])
+                m.submodules.shift_mem = shm
+            else:  # shared by a swap core's pieces: pass 1 at k = 0 writes a word before any read
+                shm = self.shared["shift"]
             sh_rd = shm.read_port()  # read in the issue cycle: the unit's shift at output steps k > 0
             m.d.comb += sh_rd.addr.eq(cur_g)
         return {

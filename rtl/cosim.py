@@ -399,6 +399,8 @@ class ArrayReport:
     #: running-count words of product pieces compared
     rounds: int = 0
     counts: int = 0
+    #: running payload sums, max-pool counts and MBE shift words compared at the barriers (section 8)
+    sums: int = 0
 
     @property
     def ok(self) -> bool:
@@ -414,6 +416,8 @@ class ArrayReport:
             f"counts, {self.logits} logits read "
             f"by the host in {self.readout_cycles} cycles"
         )
+        if self.sums:
+            head += f", {self.sums} running sums, counts and shift words"
         if self.stall_cycles or self.stalled_steps:
             head += f", {self.stall_cycles} DRAM stall cycles over {self.stalled_steps} steps"
         if self.rounds:
@@ -466,6 +470,7 @@ def array_spec(program: Program, run) -> dict:
                 continue  # in swap mode a core's memories hold the piece only while it is live
             k = int(core_of[p.id])
             spikes = tr.spikes[p.id]
+            sums = tr.sums[p.id]
             cores.append(
                 {
                     "core": k,
@@ -476,6 +481,9 @@ def array_spec(program: Program, run) -> dict:
                     "spikes": None if spikes is None else [int(v) for v in spikes],
                     "busy": int(tr.core_busy[k]),
                     "sent": int((tr.flit_src == p.id).sum()),
+                    # running payload sums, max-pool counts, MBE shift words (section 8), at dbg_saddr
+                    "sums": None if sums is None else [int(v) for v in sums],
+                    "sum_positions": None if sums is None else sum_positions(program, p.id),
                 }
             )
         steps.append(
@@ -571,6 +579,7 @@ def cosim_array(
         step_cycles=cmp_["step_cycles"],
         stall_cycles=cmp_["stall_cycles"],
         stalled_steps=cmp_["stalled_steps"],
+        sums=cmp_.get("sums", 0),
     )
 
 

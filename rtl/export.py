@@ -250,7 +250,10 @@ def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> di
             "file": "dram.hex",
             "words": len(plan.records),
             "bits": bits,
-            "format": f"sel | addr << 2 | data << {2 + plan.addr_bits}; sel 0 synapse, 1 params, 2 membrane",
+            "format": (
+                f"sel | addr << 2 | data << {2 + plan.addr_bits}; sel 0 synapse, 1 params, 2 membrane "
+                "(its bits past lanes * v_bits: MBE output-shift words), 3 MBE tables"
+            ),
         },
         "modules": [],
         "cores": cores,

@@ -13,9 +13,11 @@ transfer at a time, oldest request first and simultaneous ones lower core index 
 transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
 into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
-context becomes the core's active one. ``ready`` says whether every piece that becomes live at the
-next step is loaded: the barrier controller starts the step only then, and the wait is the step's
-DRAM stall.
+context becomes the core's active one. A piece's records restore what the simulator starts it with:
+its synapse words (or zeroed running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece:
+its ``X`` and basis blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
+says whether every piece that becomes live at the next step is loaded: the barrier controller
+starts the step only then, and the wait is the step's DRAM stall.
 
 Cycles of the contract: the bench starts each phase one cycle after it sees the barrier unit's
 ``done`` (``docs/rtl.md``), so a phase's first cycle repeats the contract's cycle 0 of that phase.
@@ -34,10 +36,11 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .core import (
     CYCLE_BITS,
+    SHIFT_BITS,
     STEP_BITS,
     Core,
     banked_membrane,
@@ -45,14 +48,16 @@ from .core import (
     hist_bits,
     memory_words,
     out_flit_layout,
+    sum_words,
 )
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
 
-__all__ = ["SwapPlan", "swap_plan", "SwapCore", "DmaEngine", "SEL_SYNAPSE", "SEL_PARAMS", "SEL_MEMBRANE"]
+__all__ = ["SwapPlan", "swap_plan", "SwapCore", "DmaEngine", "SEL_SYNAPSE", "SEL_PARAMS", "SEL_MEMBRANE", "SEL_TABLE"]
 
-#: Record targets: which memory of the core a DRAM record writes.
-SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE = 0, 1, 2
+#: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
+#: words, the parameter image's words after its ``n`` unit words, section 4.5).
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE = 0, 1, 2, 3
 
 
 @dataclass
@@ -92,8 +97,7 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     Raises
     ------
     RtlError
-        When the program is not in swap mode, when it has MBE units, or when a piece's records do
-        not fit its transfer.
+        When the program is not in swap mode, or when a piece's records do not fit its transfer.
     """
     hw = program.hardware
     check_hardware(hw)
@@ -102,27 +106,23 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     c, mem = hw.core, hw.memory
     lanes = c.lanes
     syn_words = max(1, c.axons * c.neurons // lanes)
-    abits = index_bits(syn_words)
-    dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits)
+    inits = {k: [piece_init(program, pid) for pid in tl] for k, tl in enumerate(program.plan.timeline) if tl}
+    every = [p for ps in inits.values() for p in ps]
+    # addresses: synapse words, payload-sum words, MBE table words (the membrane's are fewer)
+    depth = max([syn_words] + [sum_words(hw, p) for p in every if p.graded_sums] + [_table_rows(p) for p in every])
+    abits = index_bits(depth)
+    dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits, 3 * c.v_bits)
+    if any(_output_shifts(p) for p in every):  # membrane records carry the shift words beside them
+        dbits = max(dbits, lanes * (c.v_bits + SHIFT_BITS))
     plan = SwapPlan({}, {}, {}, {}, {}, {}, {}, [], abits, dbits)
     live = program.plan.live
     for k, timeline in enumerate(program.plan.timeline):
         if not timeline:
             continue
-        inits = []
-        for pid in timeline:
-            piece = program.pieces[pid]
-            if piece.kind == "mbe":
-                raise RtlError(
-                    f"piece {pid} ({piece.population!r}) is an mbe piece; the swap-mode RTL shares one spike history "
-                    "of one bit per neuron between a core's pieces and does not load MBE tables: use a larger "
-                    "[array] so the program is resident."
-                )
-            inits.append(piece_init(program, pid))
-        plan.contexts[k] = inits
+        plan.contexts[k] = inits[k]
         for key in ("live_start", "live_end", "first_rec", "n_rec", "duration", "nbytes"):
             getattr(plan, key)[k] = []
-        for pid, p in zip(timeline, inits):
+        for pid, p in zip(timeline, inits[k]):
             words = {name: w for name, w, _ in memory_words(hw, p)}
             groups = -(-p.n // lanes)
             used = len(p.synapse)
@@ -131,9 +131,16 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
                 used = count_words(g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction, lanes)
             if p.kind == PIECE_CODES["maxpool"]:  # and so do a max-pool's (section 4.4)
                 used = p.slots[0].kernel ** 2 * groups
+            if p.graded_sums:  # running payload sums (an MBE operand, 4.3; MBE payloads, 4.4): zeros
+                used = sum_words(hw, p)
+            # an mbe piece's state is X and one block per basis (section 4.5), all zero when it is loaded;
+            # the records of X's words also write the units' output-shift words beside them (zeros
+            # above the membrane word's bits): the simulator loads a piece with no shift yet
+            state = groups * (p.bases + 1 if p.kind == PIECE_CODES["mbe"] else 1)
             recs = [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
             recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
-            recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(groups)]
+            recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(state)]
+            recs += [(SEL_TABLE, a, w) for a, w in enumerate(words.get("lut", []))]
             nbytes = program.image_bytes(program.pieces[pid])
             dur = mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle) + int(latency_delta)
             if len(recs) >= dur:
@@ -152,6 +159,26 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     return plan
 
 
+def _table_rows(p: PieceInit) -> int:
+    """Table words of an ``mbe`` piece (its parameter image past the ``n`` unit words), else 0."""
+    return len(p.params) - p.n if p.kind == PIECE_CODES["mbe"] else 0
+
+
+def _payload_rows(p: PieceInit) -> bool:
+    """Whether the piece's history entries are ``v_bits`` payloads (an ``mbe`` piece, a graded
+    max-pool; sections 4.4, 4.5) rather than spike bits."""
+    return p.kind == PIECE_CODES["mbe"] or (p.graded_sums and p.kind == PIECE_CODES["maxpool"])
+
+
+def _output_shifts(p: PieceInit) -> bool:
+    """Whether an ``mbe`` piece keeps an output-shift word per unit (a split or a shift base, read
+    from basis 0's offset word as :class:`~spikeforge.rtl.core.Core` reads it, section 4.5)."""
+    if p.kind != PIECE_CODES["mbe"]:
+        return False
+    code, shift_base = (int(v) for v in p.params[p.n + p.bases * p.timesteps][1:3])
+    return bool(code & 3 or shift_base)
+
+
 class SwapCore(wiring.Component):
     """A core position holding several pieces one after another: one :class:`~spikeforge.rtl.core.Core`
     context per piece on one shared set of memories, the context ``active`` connected to the router and
@@ -164,7 +191,10 @@ class SwapCore(wiring.Component):
         gmax = c.neurons // c.lanes
         # membrane organisations its pieces use: lane banks (products, conv blocks that are not a
         # multiple of the lanes) and whole words; a core holding both kinds gets both SRAMs
-        self.organisations = {banked_membrane(hw, p) for p in self.contexts}
+        # (mbe and output units fed by a product keep theirs in the skewed banks too, section 4.3)
+        self.organisations = {
+            banked_membrane(hw, p) or any(s.kind == SLOT_CODES["product_a"] for s in p.slots) for p in self.contexts
+        }
         super().__init__(
             {
                 "events": In(stream.Signature(out_flit_layout(hw))),
@@ -180,6 +210,8 @@ class SwapCore(wiring.Component):
                 "dbg_v": Out(c.lanes * c.v_bits),
                 "dbg_haddr": In(index_bits(c.spike_history_steps)),
                 "dbg_h": Out(c.neurons * hist_bits(hw)),
+                "dbg_saddr": In(16),
+                "dbg_s": Out(c.lanes * c.v_bits),
                 "rd_addr": In(index_bits(gmax)),
                 "rd_data": Out(c.lanes * c.v_bits),
                 "flits": Out(stream.Signature(out_flit_layout(hw))),
@@ -197,11 +229,25 @@ class SwapCore(wiring.Component):
         lanes, vb, wb = c.lanes, c.v_bits, c.weight_bits
         gmax = c.neurons // lanes
         syn_words = max(1, c.axons * c.neurons // lanes)
+        pieces = self.contexts
         shared = {
             "syn": Memory(shape=unsigned(lanes * wb), depth=syn_words, init=[]),
             "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
-            "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
         }
+        # per kind of state its pieces keep: spike-bit or payload history rows, payload sums (the
+        # synapse SRAM's bits as words of v_bits sums), MBE tables and output-shift words
+        hdepth = c.spike_history_steps
+        if any(not _payload_rows(p) for p in pieces):
+            shared["hist"] = Memory(shape=unsigned(c.neurons), depth=hdepth, init=[])
+        if any(_payload_rows(p) for p in pieces):
+            shared["hist_g"] = Memory(shape=unsigned(c.neurons * vb), depth=hdepth, init=[])
+        if any(p.graded_sums for p in pieces):
+            depth = max(sum_words(hw, p) for p in pieces if p.graded_sums)
+            shared["sums"] = Memory(shape=unsigned(lanes * vb), depth=depth, init=[])
+        if any(_table_rows(p) for p in pieces):
+            shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(_table_rows(p) for p in pieces), init=[])
+        if any(_output_shifts(p) for p in pieces):
+            shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
         if True in self.organisations:
             shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
         if False in self.organisations:
@@ -236,9 +282,30 @@ class SwapCore(wiring.Component):
                 w.data.eq(self.ld_data[: lanes * vb]),
                 w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE)),
             ]
-        m.submodules.syn = shared["syn"]
-        m.submodules.par = shared["par"]
-        m.submodules.hist = shared["hist"]
+        if "sums" in shared:  # synapse records also land in the sums' view of the SRAM's bits
+            w = shared["sums"].write_port()
+            m.d.comb += [
+                w.addr.eq(self.ld_addr),
+                w.data.eq(self.ld_data[: lanes * vb]),
+                w.en.eq(self.ld_en & (self.ld_sel == SEL_SYNAPSE) & (self.ld_addr < shared["sums"].depth)),
+            ]
+        if "shift" in shared:  # (the bits of a membrane record past its lanes * v_bits)
+            w = shared["shift"].write_port()
+            m.d.comb += [
+                w.addr.eq(self.ld_addr),
+                w.data.eq(self.ld_data[lanes * vb : lanes * (vb + SHIFT_BITS)]),
+                w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE) & (self.ld_addr < gmax)),
+            ]
+        if "lut" in shared:
+            w = shared["lut"].write_port()
+            m.d.comb += [
+                w.addr.eq(self.ld_addr),
+                w.data.eq(self.ld_data[: 3 * vb]),
+                w.en.eq(self.ld_en & (self.ld_sel == SEL_TABLE)),
+            ]
+        for name in ("syn", "par", "hist", "hist_g", "sums", "lut", "shift"):
+            if name in shared:
+                m.submodules[name] = shared[name]
         if "banks" in shared:
             for lane, bank in enumerate(shared["banks"]):
                 m.submodules[f"mem_bank{lane}"] = bank
@@ -257,6 +324,7 @@ class SwapCore(wiring.Component):
                 ctx.pphase.eq(self.pphase & on),
                 ctx.dbg_maddr.eq(self.dbg_maddr),
                 ctx.dbg_haddr.eq(self.dbg_haddr),
+                ctx.dbg_saddr.eq(self.dbg_saddr),
                 ctx.rd_addr.eq(self.rd_addr),
             ]
             with m.If(on):
@@ -270,6 +338,7 @@ class SwapCore(wiring.Component):
                     self.sent.eq(ctx.sent),
                     self.dbg_v.eq(ctx.dbg_v),
                     self.dbg_h.eq(ctx.dbg_h),
+                    self.dbg_s.eq(ctx.dbg_s),
                     self.rd_data.eq(ctx.rd_data),
                 ]
         return m

@@ -152,13 +152,11 @@ def test_a_count_where_a_payload_sum_is_due_is_reported():
     assert {"membrane", "running sum, maximum or shift word"} <= whats, rep.first_mismatch()
 
 
-def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
+def test_payload_sums_or_max_pool_counts_that_do_not_fit_are_refused():
     """The RTL pads each payload-sum row to whole words of ``lanes`` sums: a block whose words exceed
-    the synapse SRAM's bits is refused with a sentence, and so is a graded product piece on a swap
-    core (its shared synapse SRAM holds weights and counts, not payload sums), and a max-pool whose
-    counts are wider than the synapse words' lanes."""
+    the synapse SRAM's bits is refused with a sentence, and so is a max-pool whose counts are wider
+    than the synapse words' lanes (graded products on swap cores: ``tests/test_rtl_swap_mbe.py``)."""
     from spikeforge.rtl import RtlError
-    from spikeforge.rtl.core import Core
 
     program, _ = graded_product_program(57, 4, False)
     fed = next(p for p in program.pieces if p.kind == "product")
@@ -166,8 +164,6 @@ def test_payload_sums_that_do_not_fit_or_a_swap_core_are_refused():
     tight = dataclasses.replace(program, hardware=dataclasses.replace(program.hardware, core=small))
     with pytest.raises(RtlError, match="running payload sums take .* more than the synapse SRAM"):
         piece_init(tight, fed.id)
-    with pytest.raises(RtlError, match="swap core's shared synapse SRAM"):
-        Core(program.hardware, piece_init(program, fed.id), shared={})
     from test_rtl_array import dense_program
 
     from spikeforge.rtl.scenarios import pooled_network
