@@ -211,7 +211,7 @@ class Simulator:
 
         rounds = prog.plan.mode == "rounds"
         traces: list[StepTrace] = []
-        if rounds and not self.trace:  # one compiled loop over the steps (kernels.run_rounds)
+        if rounds and not self.trace:  # no flits, no event list: rounds read their sources from DRAM
             self._run_rounds(xin, state, counts, ring, step_cycles, step_spikes, core_step, rasters)
         else:
             for t in range(self.steps):
@@ -407,7 +407,8 @@ class Simulator:
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces, step_stall=step_stall)
 
     def _run_rounds(self, xin, state, counts, ring, step_cycles, step_spikes, core_step, rasters) -> None:
-        """``rounds`` mode without the trace: every step in one call of :func:`~spikeforge.sim.kernels.run_rounds`."""
+        """``rounds`` mode without the trace: dense rows only in one call of :func:`~spikeforge.sim.kernels.run_rounds`,
+        other programs through the same kernels step by step (:meth:`_rounds_by_step`)."""
         low, core, mem, prog = self.low, self.hw.core, self.hw.memory, self.program
         vlo, vhi = signed_range(prog.graph.v_bits)
         hw = (self.T, self.steps, low.input_pop, core.lanes, core.weight_bits, core.v_bits, core.count_bits)
@@ -417,8 +418,10 @@ class Simulator:
         hist = np.zeros((self.steps, int(low.pop_size.sum())) if rasters else (0, 0), np.int64)
         r = self.rounds
         plan = (r["core_ptr"], r["units"], r["unit_ptr"], r["unit_pieces"], r["lo"], r["hi"], r["b_in"], r["b_out"])
-        events = True if self.other_slots else None  # None: compiled without gen_round_events
-        bad, t, moved = K.run_rounds(self._tables, plan, hw, xin, state, counts, ring, events, out, hist)
+        if self.other_slots:  # conv, product, pool or MBE events: the same kernels, called step by step
+            bad, t, moved = self._rounds_by_step(plan, hw, xin, state, counts, ring, out, hist)
+        else:  # dense rows only: one compiled loop over the steps
+            bad, t, moved = K.run_rounds(self._tables, plan, hw, xin, state, counts, ring, out, hist)
         self.dram_bytes += int(moved)
         if bad >= 0:
             raise self._range_error(bad, t)
@@ -432,6 +435,55 @@ class Simulator:
             else:
                 seg = hist[lo : lo + self.T, low.pop_off[i] : low.pop_off[i] + pop.size]
                 rasters[pop.name][lo : lo + self.T] = seg
+
+    def _rounds_by_step(self, plan, hw, xin, state, counts, ring, out, hist) -> tuple[int, int, int]:
+        """:func:`~spikeforge.sim.kernels.run_rounds`'s loop in Python, for programs with events other than rows.
+
+        Compiled into the one-call loop, ``gen_round_events`` (the largest kernel) cost about 9 s
+        more Numba compilation on the ImageNet-size shape and ran slower there; one call per kernel
+        per step costs little at that size (377 steps of tens of milliseconds each).
+        """
+        (pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, moved, tw, g_tw) = self._tables[:11]
+        (neurons, forward, params, lut, weights, inverse, pop_off, loc_local) = self._tables[11:19]
+        (ring_off, ring_depth, pop_size, pop_out_start, pop_graded) = self._tables[19:]
+        T, steps, input_pop, lanes, wbits, vbits, cbits, vlo, vhi, pipeline, latency, bpc, barrier = hw
+        piece_ops, piece_spikes, piece_clipped, stats, step_cycles, step_spikes, core_step = out
+        apply = (weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits)
+        n_pieces = pieces.shape[0]
+        dram = 0
+        for t in range(steps):
+            piece_cost = np.zeros(n_pieces, np.int64)
+            fire_cycles = np.zeros(n_pieces, np.int64)
+            K.round_rows(
+                t, T, pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, tw, g_tw, ring, ring_off,
+                ring_depth, pop_size, pop_out_start, input_pop, pop_graded, xin, weights, state, lanes, wbits,
+                vbits, piece_cost, piece_ops, stats,
+            )  # fmt: skip
+            K.gen_round_events(
+                t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start,
+                input_pop, pop_graded, xin, True, (*apply, piece_cost, piece_ops, stats),
+            )  # fmt: skip
+            K.partial_sums(t, T, pieces, state, lanes, vbits, stats, False, moved)
+            before = int(stats[K.ST_SPK])
+            bad = K.fire(
+                t, T, pieces, params, neurons, state, counts, ring, ring_off, ring_depth, pop_size, lanes, vbits,
+                vlo, vhi, piece_spikes, fire_cycles, stats, lut, piece_clipped,
+            )  # fmt: skip
+            if bad >= 0:
+                return bad, t, dram
+            step_spikes[t] = int(stats[K.ST_SPK]) - before
+            end, moved_bytes = K.round_timing(
+                t, *plan, piece_cost, fire_cycles, pipeline, latency, bpc, core_step[t],
+            )  # fmt: skip
+            dram += int(moved_bytes)
+            step_cycles[t] = int(end) + barrier
+            if hist.shape[0] > 0:
+                col = 0
+                for i in range(pop_size.shape[0]):
+                    base = ring_off[i] + (t % ring_depth[i]) * pop_size[i]
+                    hist[t, col : col + pop_size[i]] = ring[base : base + pop_size[i]]
+                    col += pop_size[i]
+        return -1, -1, dram
 
     # ------------------------------------------------------------------ opt-in trace
     def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:

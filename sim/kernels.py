@@ -1580,9 +1580,12 @@ def mesh_phase(
 
 
 @njit(cache=True)
-def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, hist):
+def run_rounds(tables, rounds, hw, x, state, counts, ring, out, hist):
     """Simulate every step of one inference in ``rounds`` mode, in one call; returns ``(piece, step)`` of the
     first membrane out of range (phase F stops there) or ``(-1, -1)``, and the DRAM bytes moved.
+
+    Only for programs whose slots are all dense or pool_dense rows (``round_rows`` applies them);
+    the engine calls the same kernels step by step, ``gen_round_events`` among them, for the rest.
 
     Parameters
     ----------
@@ -1600,10 +1603,6 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
         DRAM latency, DRAM bytes per cycle, barrier cycles.
     x, state, counts, ring : ndarray
         The input, and the state, running counts and spike-history rings the kernels update.
-    other_slots : bool or None
-        ``True`` where slots other than dense and pool_dense exist (``gen_round_events`` applies
-        their events), else ``None``: the call is then left out of the compiled code (it is the
-        largest kernel; dense-only programs compile without it).
     out : tuple of ndarray
         Accumulated in place: piece_ops, piece_spikes, piece_clipped, stats; written per step:
         step_cycles, step_spikes, core_step (per step, per core busy cycles).
@@ -1617,9 +1616,10 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
     kernels from Python cost about a fifth of a 4096 -> 4096 layer's run in dispatch (about ten
     calls of 15-25 arrays each per step) and allocations. It lives in this module because Numba's
     cache checks only the caller's source file: a driver elsewhere would keep stale copies of
-    these kernels after they change. Step ``t``'s cycles are ``round_timing``'s end of the last
-    write-back plus the barrier, ``step_cycles[t] = end(t) + barrier``, and the DRAM bytes are
-    the sum of its transfers.
+    these kernels after they change. ``gen_round_events`` is not compiled in: on the ImageNet-size
+    shape it added about 9 s of compilation and ran slower inside the loop. Step ``t``'s cycles are
+    ``round_timing``'s end of the last write-back plus the barrier,
+    ``step_cycles[t] = end(t) + barrier``, and the DRAM bytes are the sum of its transfers.
     """
     (pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, moved, tw, g_tw) = tables[:11]
     (neurons, forward, params, lut, weights, inverse, pop_off, loc_local) = tables[11:19]
@@ -1639,12 +1639,6 @@ def run_rounds(tables, rounds, hw, x, state, counts, ring, other_slots, out, his
             ring_depth, pop_size, pop_out_start, input_pop, pop_graded, x, weights, state, lanes, wbits, vbits,
             piece_cost, piece_ops, stats,
         )  # fmt: skip
-        if other_slots is not None:  # typed None: the branch and its kernel are not compiled
-            apply = (weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits)
-            gen_round_events(
-                t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start,
-                input_pop, pop_graded, x, True, (*apply, piece_cost, piece_ops, stats),
-            )  # fmt: skip
         partial_sums(t, T, pieces, state, lanes, vbits, stats, False, moved)
         before = stats[ST_SPK]
         bad = fire(

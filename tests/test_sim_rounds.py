@@ -1,6 +1,7 @@
-"""``rounds`` mode's untraced path (one Numba call per inference, ``kernels.run_rounds``) against the
-traced event-list path, on random graphs and at both state widths: every count, cycle, raster,
-membrane and per-core figure must be equal."""
+"""``rounds`` mode's untraced paths (one Numba call per inference, ``kernels.run_rounds``, for dense
+rows only; the same kernels called step by step otherwise) against the traced event-list path, on
+random graphs and at both state widths: every count, cycle, raster, membrane and per-core figure
+must be equal."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_random_dense_graphs_fast_path_equals_the_event_list_path(
 @settings(max_examples=8)
 @given(seed=st.integers(0, 1000), neurons=st.sampled_from([16, 64]), axons=st.sampled_from([9, 64]))
 def test_random_transformers_fast_path_equals_the_event_list_path(seed, neurons, axons):
-    """Convolutions, products, pools and identities go through gen_round_events inside the one call."""
+    """Convolutions, products, pools and identities: the step-by-step path (``Simulator._rounds_by_step``)."""
     cfg = small_config(1, 2, 1, 2, 4, 1)
     program = compile(convert(random_checkpoint(cfg, seed), weight_bits=6), hw_of(1, 1, neurons=neurons, axons=axons))
     assert program.plan.mode == "rounds"
