@@ -577,17 +577,22 @@ def round_timing(
 ):
     """Rounds mode, one step: each core runs its slices in timeline order through one DRAM channel.
 
-    A round loads (``b_in`` bytes), integrates (its events' cycles, plus ``pipeline`` if any),
-    fires, and writes back (``b_out``); the channel serves requests one at a time in request order
-    (ties: lower core first). Returns ``(cycles until the last write-back ends, DRAM bytes)``.
+    A slice's round loads and integrates its pieces one at a time, root and partial chunks in
+    ``unit_pieces`` order (a chunk exists because the slice's synapses do not fit one synapse SRAM
+    together): piece ``i`` loads ``b_in[i]`` bytes, then integrates (its events' cycles, plus
+    ``pipeline`` if any, so the SRAM is free before the next load); then the slice fires and
+    writes back the sum of its pieces' ``b_out``. The channel serves requests one at a time in
+    request order (ties: lower core first). Returns ``(cycles until the last write-back ends,
+    DRAM bytes)``.
     """
     n_cores = core_ptr.shape[0] - 1
     pos = core_ptr[:-1].copy()  # next unit of each core
     ready = np.zeros(n_cores, np.int64)  # when each core issues its next request
-    phase = np.zeros(n_cores, np.int64)  # 0: next request is a load, 1: a write-back
-    cur_in = np.zeros(n_cores, np.int64)
+    phase = np.zeros(n_cores, np.int64)  # 0: next request loads piece cur_q, 1: a write-back
+    cur_q = np.full(n_cores, -1, np.int64)  # the piece (index into unit_pieces) to load next, -1: none
+    cur_end = np.zeros(n_cores, np.int64)  # end of the current unit's pieces in unit_pieces
     cur_out = np.zeros(n_cores, np.int64)
-    cur_work = np.zeros(n_cores, np.int64)
+    cur_fire = np.zeros(n_cores, np.int64)
     done = np.zeros(n_cores, np.bool_)
     free = 0
     end = 0
@@ -598,27 +603,23 @@ def round_timing(
         for k in range(n_cores):
             if done[k]:
                 continue
-            if phase[k] == 0 and cur_in[k] == 0:
+            if phase[k] == 0 and cur_q[k] < 0:
                 while pos[k] < core_ptr[k + 1]:
                     u = units[pos[k]]
                     pos[k] += 1
-                    bi = bo = work = 0
+                    first = -1
+                    bo = fire = 0
                     for q in range(unit_ptr[u], unit_ptr[u + 1]):
                         piece = unit_pieces[q]
-                        if win_lo[piece] <= t < win_hi[piece]:
-                            bi += b_in[piece]
+                        if win_lo[piece] <= t < win_hi[piece] and b_in[piece] > 0:
+                            if first < 0:
+                                first = q
                             bo += b_out[piece]
-                            work += piece_cost[piece]
-                    if bi > 0:
-                        fire = 0
-                        for q in range(unit_ptr[u], unit_ptr[u + 1]):
-                            piece = unit_pieces[q]
-                            if win_lo[piece] <= t < win_hi[piece]:
-                                fire += fire_cycles[piece]
-                        cur_in[k], cur_out[k] = bi, bo
-                        cur_work[k] = work + (pipeline if work > 0 else 0) + fire
+                            fire += fire_cycles[piece]
+                    if first >= 0:
+                        cur_q[k], cur_end[k], cur_out[k], cur_fire[k] = first, unit_ptr[u + 1], bo, fire
                         break
-                if cur_in[k] == 0:
+                if cur_q[k] < 0:
                     done[k] = True
                     continue
             if pick < 0 or ready[k] < ready[pick]:
@@ -628,18 +629,29 @@ def round_timing(
         k = pick
         start = max(ready[k], free)
         if phase[k] == 0:
-            free = start + latency + (cur_in[k] + bytes_per_cycle - 1) // bytes_per_cycle
-            moved += cur_in[k]
-            core_busy[k] += cur_work[k]
-            ready[k] = free + cur_work[k]
-            phase[k] = 1
+            piece = unit_pieces[cur_q[k]]
+            free = start + latency + (b_in[piece] + bytes_per_cycle - 1) // bytes_per_cycle
+            moved += b_in[piece]
+            work = piece_cost[piece] + (pipeline if piece_cost[piece] > 0 else 0)
+            q = cur_q[k] + 1  # the slice's next piece in its window
+            while q < cur_end[k] and not (
+                win_lo[unit_pieces[q]] <= t < win_hi[unit_pieces[q]] and b_in[unit_pieces[q]] > 0
+            ):
+                q += 1
+            if q < cur_end[k]:
+                cur_q[k] = q
+            else:  # the last piece: fire, then write back
+                work += cur_fire[k]
+                phase[k] = 1
+            core_busy[k] += work
+            ready[k] = free + work
         else:
             free = start + latency + (cur_out[k] + bytes_per_cycle - 1) // bytes_per_cycle
             moved += cur_out[k]
             ready[k] = free
             end = max(end, free)
             phase[k] = 0
-            cur_in[k] = 0
+            cur_q[k] = -1
     return end, moved
 
 
