@@ -51,6 +51,7 @@ from spikeforge.models.graph import (  # noqa: E402
     SNNGraph,
 )
 from spikeforge.sim import Simulator  # noqa: E402
+from spikeforge.sim.lowering import aligned  # noqa: E402
 
 N, T, RATE = 4096, 8, 0.15
 
@@ -128,10 +129,11 @@ def bench_layer(repeat: int, peers: bool) -> dict:
     )
     # the bare kernel at each width of the simulator's state words, on 8-bit weights stored in 8
     # bits as the simulator stores them; the bare kernel is the faster of the two
-    wt = np.ascontiguousarray(w.T.astype(np.int8))
+    # on 64-byte boundaries, as the simulator places its weights and membranes (lowering.aligned)
+    wt = aligned(w.T.astype(np.int8).reshape(-1)).reshape(N, N)
     active = np.flatnonzero(x).astype(np.int64)
     th64 = th.astype(np.int64)
-    bare_v = {64: np.zeros(N, np.int64), 32: np.zeros(N, np.int32)}
+    bare_v = {64: aligned(np.zeros(N, np.int64)), 32: aligned(np.zeros(N, np.int32))}
     fns, sims = {}, {}
     for label, hw, reps in arrays:
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from spikeforge.models.graph import signed_range
 
 from . import kernels as K
 from .counters import Counters
-from .lowering import INT32_MAX, Lowered, P, S, lower, state_bound
+from .lowering import INT32_MAX, Lowered, P, S, aligned, lower, state_bound
 
 __all__ = ["SampleRun", "Simulator", "StepTrace"]
 
@@ -158,6 +158,17 @@ class Simulator:
         # gen_round_events the others (a kernel call per step saved where there are none)
         row_kinds = (SLOT_CODES["dense"], SLOT_CODES["pool_dense"])
         self.other_slots = not np.isin(self.low.slots[:, S["kind"]], row_kinds).all()
+        # pieces whose partial sums round_rows forms in a scratch row and moves (phase P scans them)
+        low = self.low
+        moved = np.zeros(len(program.pieces), np.bool_)
+        for g in np.flatnonzero(low.row_group_root >= 0):
+            moved[low.slot_piece[low.row_group_slots[low.row_group_ptr[g] : low.row_group_ptr[g + 1]]]] = True
+        scratch = aligned(np.zeros(int(low.row_group_fused.max(initial=0)), self.state_dtype))
+        self._tables = (low.pieces, low.slots, low.slot_piece, low.row_group_ptr, low.row_group_slots)
+        self._tables += (low.row_group_fused, low.row_group_root, scratch, moved, low.row_group_tw)
+        self._tables += (low.row_group_tw_off, low.neurons, low.forward)
+        self._tables += (low.params, low.lut, low.weights, low.inverse, low.pop_off, low.loc_local, low.ring_off)
+        self._tables += (low.ring_depth, low.pop_size, low.pop_out_start, low.pop_graded)
         self.step_spikes_total = np.zeros(self.steps, np.int64)
         self.step_phases_total = np.zeros((self.steps, 3), np.int64)  # phase I, P, F cycles (not rounds mode)
         self.core_busy = np.zeros(self.hw.array.cores, np.int64)
@@ -174,7 +185,7 @@ class Simulator:
         prog = self.program
         xin = check_input(prog.graph, np.asarray(x)[None])[0]
         pieces = low.pieces
-        state = self.state0.copy()
+        state = aligned(self.state0)  # vector rows start on cache lines
         counts = np.zeros(low.total_counts, np.int64)
         # spikes are bits; MBE units emit v_bits payloads, so a graph with them keeps wide rings
         ring = np.zeros(int((low.ring_depth * low.pop_size).sum()), np.int64 if self.has_mbe else np.int8)
@@ -200,15 +211,15 @@ class Simulator:
 
         rounds = prog.plan.mode == "rounds"
         traces: list[StepTrace] = []
-        for t in range(self.steps):
-            arrive = core_end = inject = None
-            piece_cost = np.zeros(len(pieces), np.int64)
-            mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
-            if rounds and not self.trace:  # no flits, no event list: rounds read their sources from DRAM
-                self._round_rows(t, xin, ring, state, piece_cost)  # dense and pool_dense slots
-                if self.other_slots:  # the rest, each event applied where it is found
-                    apply = (*mem_args, piece_cost, self.piece_ops, self.stats)
-                    K.gen_round_events(
+        if rounds and not self.trace:  # no flits, no event list: rounds read their sources from DRAM
+            self._run_rounds(xin, state, counts, ring, step_cycles, step_spikes, core_step, rasters)
+        else:
+            for t in range(self.steps):
+                arrive = core_end = inject = None
+                piece_cost = np.zeros(len(pieces), np.int64)
+                mem_args = (low.weights, low.inverse, low.pop_off, low.loc_local, state, counts, lanes, wb, vb, cb)
+                if rounds:  # traced: the events as a list (the trace records every one)
+                    f_dst, f_slot, f_s, f_val, f_graded = K.gen_round_events(
                         t,
                         T,
                         pieces,
@@ -223,146 +234,68 @@ class Simulator:
                         low.input_pop,
                         low.pop_graded,
                         xin,
-                        True,
-                        apply,
                     )
-            elif rounds:  # traced: the same events as a list (the trace records every one)
-                f_dst, f_slot, f_s, f_val, f_graded = K.gen_round_events(
-                    t,
-                    T,
-                    pieces,
-                    low.slots,
-                    low.neurons,
-                    low.forward,
-                    ring,
-                    low.ring_off,
-                    low.ring_depth,
-                    low.pop_size,
-                    low.pop_out_start,
-                    low.input_pop,
-                    low.pop_graded,
-                    xin,
-                )
-                K.deliver(
-                    f_dst,
-                    f_slot,
-                    f_s,
-                    f_val,
-                    f_graded,
-                    pieces,
-                    low.slots,
-                    low.neurons,
-                    *mem_args,
-                    np.zeros(f_dst.size, np.int64),
-                    piece_cost,
-                    self.piece_ops,
-                    self.stats,
-                )
-            else:
-                f_src, f_dst, f_slot, f_s, f_val = K.gen_flits(
-                    t,
-                    T,
-                    pieces,
-                    low.route_src,
-                    low.route_ptr,
-                    low.neurons,
-                    ring,
-                    low.ring_off,
-                    low.ring_depth,
-                    low.pop_size,
-                    low.input_pop,
-                    xin,
-                    self.entry_bits,
-                    self.stats,
-                )
-                cost = np.zeros(f_dst.size, np.int64)
-                K.deliver(
-                    f_dst,
-                    f_slot,
-                    f_s,
-                    f_val,
-                    self.graded_src[f_src],  # index -1 (the host) is the table's last entry
-                    pieces,
-                    low.slots,
-                    low.neurons,
-                    *mem_args,
-                    cost,
-                    piece_cost,
-                    self.piece_ops,
-                    self.stats,
-                )
-            busy = core_step[t]
-            phase_i = -1
-            if prog.plan.mode != "rounds":
-                src_core = np.where(f_src < 0, n_cores, core_of[np.maximum(f_src, 0)])
-                order = np.argsort(src_core, kind="stable")
-                if self.trace:
-                    arrive, core_end = np.full(f_dst.size, -1, np.int64), np.full(n_cores, -1, np.int64)
-                    inject = np.full(f_dst.size, -1, np.int64)
-                phase_i = K.mesh_phase(
-                    src_core[order],
-                    core_of[f_dst[order]],
-                    cost[order],
-                    np.zeros(n_cores + 1, np.int64),
-                    hw.array.rows,
-                    hw.array.cols,
-                    hw.noc.router_buffer_flits,
-                    hw.core.input_fifo_events,
-                    hw.core.pipeline_cycles,
-                    busy,
-                    self.noc,
-                    arrive,
-                    core_end,
-                    inject,
-                )
-                if arrive is not None:
-                    unsorted = np.empty_like(arrive)
-                    unsorted[order] = arrive
-                    arrive = unsorted
-                    unsorted = np.empty_like(inject)
-                    unsorted[order] = inject
-                    inject = unsorted
-            p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats, not rounds or self.trace)
-            fire_cycles = np.zeros(len(pieces), np.int64)
-            spikes_before = int(self.stats[K.ST_SPK])
-            bad = K.fire(
-                t,
-                T,
-                pieces,
-                low.params,
-                low.neurons,
-                state,
-                counts,
-                ring,
-                low.ring_off,
-                low.ring_depth,
-                low.pop_size,
-                lanes,
-                vb,
-                vlo,
-                vhi,
-                self.piece_spikes,
-                fire_cycles,
-                self.stats,
-                low.lut,
-                self.piece_clipped,
-            )
-            if bad >= 0:
-                name = prog.pieces[bad].population
-                raise GraphError(f"membrane of population {name!r} left the {prog.graph.v_bits}-bit range at step {t}.")
-            step_spikes[t] = int(self.stats[K.ST_SPK]) - spikes_before
-            if prog.plan.mode != "rounds":
-                cycles = phase_i + barrier
-                phases[t, 0] = phase_i
-                if has_partial and scan.any():
-                    start = np.zeros(n_cores + 1, np.int64)
-                    np.maximum.at(start, core_of[np.flatnonzero(scan)], scan[scan > 0])
-                    order = np.argsort(core_of[p_src], kind="stable")
-                    phase_p = K.mesh_phase(
-                        core_of[p_src][order],
-                        core_of[p_dst][order],
-                        np.ones(p_src.size, np.int64),
-                        start,
+                    K.deliver(
+                        f_dst,
+                        f_slot,
+                        f_s,
+                        f_val,
+                        f_graded,
+                        pieces,
+                        low.slots,
+                        low.neurons,
+                        *mem_args,
+                        np.zeros(f_dst.size, np.int64),
+                        piece_cost,
+                        self.piece_ops,
+                        self.stats,
+                    )
+                else:
+                    f_src, f_dst, f_slot, f_s, f_val = K.gen_flits(
+                        t,
+                        T,
+                        pieces,
+                        low.route_src,
+                        low.route_ptr,
+                        low.neurons,
+                        ring,
+                        low.ring_off,
+                        low.ring_depth,
+                        low.pop_size,
+                        low.input_pop,
+                        xin,
+                        self.entry_bits,
+                        self.stats,
+                    )
+                    cost = np.zeros(f_dst.size, np.int64)
+                    K.deliver(
+                        f_dst,
+                        f_slot,
+                        f_s,
+                        f_val,
+                        self.graded_src[f_src],  # index -1 (the host) is the table's last entry
+                        pieces,
+                        low.slots,
+                        low.neurons,
+                        *mem_args,
+                        cost,
+                        piece_cost,
+                        self.piece_ops,
+                        self.stats,
+                    )
+                busy = core_step[t]
+                phase_i = -1
+                if prog.plan.mode != "rounds":
+                    src_core = np.where(f_src < 0, n_cores, core_of[np.maximum(f_src, 0)])
+                    order = np.argsort(src_core, kind="stable")
+                    if self.trace:
+                        arrive, core_end = np.full(f_dst.size, -1, np.int64), np.full(n_cores, -1, np.int64)
+                        inject = np.full(f_dst.size, -1, np.int64)
+                    phase_i = K.mesh_phase(
+                        src_core[order],
+                        core_of[f_dst[order]],
+                        cost[order],
+                        np.zeros(n_cores + 1, np.int64),
                         hw.array.rows,
                         hw.array.cols,
                         hw.noc.router_buffer_flits,
@@ -370,38 +303,97 @@ class Simulator:
                         hw.core.pipeline_cycles,
                         busy,
                         self.noc,
+                        arrive,
+                        core_end,
+                        inject,
                     )
-                    phases[t, 1] = max(phase_p, int(scan.max()))
-                    cycles += phases[t, 1] + barrier
-                np.add.at(busy, core_of, fire_cycles)
-                phases[t, 2] = _phase_f(core_of, fire_cycles, n_cores)
-                cycles += phases[t, 2] + barrier
-                step_cycles[t] = cycles
-            else:
-                step_cycles[t] = self._round_step(t, piece_cost, fire_cycles, busy)
-            if self.trace:
-                src = np.full(f_dst.size, -1, np.int64) if rounds else f_src
-                graded = f_graded if rounds else self.graded_src[f_src]
-                traces.append(self._step_trace(t, src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i))
-                if inject is not None:
-                    traces[-1].flit_inject[:] = inject
-                traces[-1].fire_cycles[:] = fire_cycles
-                traces[-1].phase_p = int(phases[t, 1])
-                traces[-1].core_busy[:] = busy
-                self._trace_state(traces[-1], t, state, ring, counts)
-            if record:
-                for pop in prog.graph.populations:
-                    if pop.kind == "output":
-                        continue
-                    w = self.sched[pop.name]
-                    lo = 0 if pop.kind == "input" else w.out_start
-                    if lo <= t < lo + T:
-                        if pop.kind == "input":
-                            rasters[pop.name][t] = xin
-                        else:
-                            i = low.pop_index[pop.name]
-                            base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
-                            rasters[pop.name][t] = ring[base : base + pop.size]
+                    if arrive is not None:
+                        unsorted = np.empty_like(arrive)
+                        unsorted[order] = arrive
+                        arrive = unsorted
+                        unsorted = np.empty_like(inject)
+                        unsorted[order] = inject
+                        inject = unsorted
+                p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats)
+                fire_cycles = np.zeros(len(pieces), np.int64)
+                spikes_before = int(self.stats[K.ST_SPK])
+                bad = K.fire(
+                    t,
+                    T,
+                    pieces,
+                    low.params,
+                    low.neurons,
+                    state,
+                    counts,
+                    ring,
+                    low.ring_off,
+                    low.ring_depth,
+                    low.pop_size,
+                    lanes,
+                    vb,
+                    vlo,
+                    vhi,
+                    self.piece_spikes,
+                    fire_cycles,
+                    self.stats,
+                    low.lut,
+                    self.piece_clipped,
+                )
+                if bad >= 0:
+                    raise self._range_error(bad, t)
+                step_spikes[t] = int(self.stats[K.ST_SPK]) - spikes_before
+                if prog.plan.mode != "rounds":
+                    cycles = phase_i + barrier
+                    phases[t, 0] = phase_i
+                    if has_partial and scan.any():
+                        start = np.zeros(n_cores + 1, np.int64)
+                        np.maximum.at(start, core_of[np.flatnonzero(scan)], scan[scan > 0])
+                        order = np.argsort(core_of[p_src], kind="stable")
+                        phase_p = K.mesh_phase(
+                            core_of[p_src][order],
+                            core_of[p_dst][order],
+                            np.ones(p_src.size, np.int64),
+                            start,
+                            hw.array.rows,
+                            hw.array.cols,
+                            hw.noc.router_buffer_flits,
+                            hw.core.input_fifo_events,
+                            hw.core.pipeline_cycles,
+                            busy,
+                            self.noc,
+                        )
+                        phases[t, 1] = max(phase_p, int(scan.max()))
+                        cycles += phases[t, 1] + barrier
+                    np.add.at(busy, core_of, fire_cycles)
+                    phases[t, 2] = _phase_f(core_of, fire_cycles, n_cores)
+                    cycles += phases[t, 2] + barrier
+                    step_cycles[t] = cycles
+                else:
+                    step_cycles[t] = self._round_step(t, piece_cost, fire_cycles, busy)
+                if self.trace:
+                    src = np.full(f_dst.size, -1, np.int64) if rounds else f_src
+                    graded = f_graded if rounds else self.graded_src[f_src]
+                    trace = self._step_trace(t, src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i)
+                    traces.append(trace)
+                    if inject is not None:
+                        traces[-1].flit_inject[:] = inject
+                    traces[-1].fire_cycles[:] = fire_cycles
+                    traces[-1].phase_p = int(phases[t, 1])
+                    traces[-1].core_busy[:] = busy
+                    self._trace_state(traces[-1], t, state, ring, counts)
+                if record:
+                    for pop in prog.graph.populations:
+                        if pop.kind == "output":
+                            continue
+                        w = self.sched[pop.name]
+                        lo = 0 if pop.kind == "input" else w.out_start
+                        if lo <= t < lo + T:
+                            if pop.kind == "input":
+                                rasters[pop.name][t] = xin
+                            else:
+                                i = low.pop_index[pop.name]
+                                base = low.ring_off[i] + (t % low.ring_depth[i]) * low.pop_size[i]
+                                rasters[pop.name][t] = ring[base : base + pop.size]
         step_stall = np.zeros(self.steps, np.int64)
         total = self._timeline(step_cycles, step_stall)
         logits = self._logits(state)
@@ -414,34 +406,84 @@ class Simulator:
         self.core_step_busy += core_step
         return SampleRun(logits=logits, step_cycles=step_cycles, rasters=rasters, trace=traces, step_stall=step_stall)
 
-    def _round_rows(self, t, xin, ring, state, piece_cost) -> None:
-        low, core = self.low, self.hw.core
-        K.round_rows(
-            t,
-            self.T,
-            low.pieces,
-            low.slots,
-            low.slot_piece,
-            low.row_group_ptr,
-            low.row_group_slots,
-            low.row_group_fused,
-            ring,
-            low.ring_off,
-            low.ring_depth,
-            low.pop_size,
-            low.pop_out_start,
-            low.input_pop,
-            low.pop_graded,
-            xin,
-            low.weights,
-            state,
-            core.lanes,
-            core.weight_bits,
-            core.v_bits,
-            piece_cost,
-            self.piece_ops,
-            self.stats,
-        )
+    def _run_rounds(self, xin, state, counts, ring, step_cycles, step_spikes, core_step, rasters) -> None:
+        """``rounds`` mode without the trace: dense rows only in one call of :func:`~spikeforge.sim.kernels.run_rounds`,
+        other programs through the same kernels step by step (:meth:`_rounds_by_step`)."""
+        low, core, mem, prog = self.low, self.hw.core, self.hw.memory, self.program
+        vlo, vhi = signed_range(prog.graph.v_bits)
+        hw = (self.T, self.steps, low.input_pop, core.lanes, core.weight_bits, core.v_bits, core.count_bits)
+        hw += (vlo, vhi, core.pipeline_cycles, mem.dram_latency_cycles, mem.dram_bytes_per_cycle)
+        hw += (self.hw.barrier_cycles,)
+        out = (self.piece_ops, self.piece_spikes, self.piece_clipped, self.stats, step_cycles, step_spikes, core_step)
+        hist = np.zeros((self.steps, int(low.pop_size.sum())) if rasters else (0, 0), np.int64)
+        r = self.rounds
+        plan = (r["core_ptr"], r["units"], r["unit_ptr"], r["unit_pieces"], r["lo"], r["hi"], r["b_in"], r["b_out"])
+        if self.other_slots:  # conv, product, pool or MBE events: the same kernels, called step by step
+            bad, t, moved = self._rounds_by_step(plan, hw, xin, state, counts, ring, out, hist)
+        else:  # dense rows only: one compiled loop over the steps
+            bad, t, moved = K.run_rounds(self._tables, plan, hw, xin, state, counts, ring, out, hist)
+        self.dram_bytes += int(moved)
+        if bad >= 0:
+            raise self._range_error(bad, t)
+        for pop in prog.graph.populations if rasters else ():
+            if pop.kind == "output":
+                continue
+            lo = 0 if pop.kind == "input" else self.sched[pop.name].out_start
+            i = low.pop_index[pop.name]
+            if pop.kind == "input":
+                rasters[pop.name][lo : lo + self.T] = xin
+            else:
+                seg = hist[lo : lo + self.T, low.pop_off[i] : low.pop_off[i] + pop.size]
+                rasters[pop.name][lo : lo + self.T] = seg
+
+    def _rounds_by_step(self, plan, hw, xin, state, counts, ring, out, hist) -> tuple[int, int, int]:
+        """:func:`~spikeforge.sim.kernels.run_rounds`'s loop in Python, for programs with events other than rows.
+
+        Compiled into the one-call loop, ``gen_round_events`` (the largest kernel) cost about 9 s
+        more Numba compilation on the ImageNet-size shape and ran slower there; one call per kernel
+        per step costs little at that size (377 steps of tens of milliseconds each).
+        """
+        (pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, moved, tw, g_tw) = self._tables[:11]
+        (neurons, forward, params, lut, weights, inverse, pop_off, loc_local) = self._tables[11:19]
+        (ring_off, ring_depth, pop_size, pop_out_start, pop_graded) = self._tables[19:]
+        T, steps, input_pop, lanes, wbits, vbits, cbits, vlo, vhi, pipeline, latency, bpc, barrier = hw
+        piece_ops, piece_spikes, piece_clipped, stats, step_cycles, step_spikes, core_step = out
+        apply = (weights, inverse, pop_off, loc_local, state, counts, lanes, wbits, vbits, cbits)
+        n_pieces = pieces.shape[0]
+        dram = 0
+        for t in range(steps):
+            piece_cost = np.zeros(n_pieces, np.int64)
+            fire_cycles = np.zeros(n_pieces, np.int64)
+            K.round_rows(
+                t, T, pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, tw, g_tw, ring, ring_off,
+                ring_depth, pop_size, pop_out_start, input_pop, pop_graded, xin, weights, state, lanes, wbits,
+                vbits, piece_cost, piece_ops, stats,
+            )  # fmt: skip
+            K.gen_round_events(
+                t, T, pieces, slots, neurons, forward, ring, ring_off, ring_depth, pop_size, pop_out_start,
+                input_pop, pop_graded, xin, True, (*apply, piece_cost, piece_ops, stats),
+            )  # fmt: skip
+            K.partial_sums(t, T, pieces, state, lanes, vbits, stats, False, moved)
+            before = int(stats[K.ST_SPK])
+            bad = K.fire(
+                t, T, pieces, params, neurons, state, counts, ring, ring_off, ring_depth, pop_size, lanes, vbits,
+                vlo, vhi, piece_spikes, fire_cycles, stats, lut, piece_clipped,
+            )  # fmt: skip
+            if bad >= 0:
+                return bad, t, dram
+            step_spikes[t] = int(stats[K.ST_SPK]) - before
+            end, moved_bytes = K.round_timing(
+                t, *plan, piece_cost, fire_cycles, pipeline, latency, bpc, core_step[t],
+            )  # fmt: skip
+            dram += int(moved_bytes)
+            step_cycles[t] = int(end) + barrier
+            if hist.shape[0] > 0:
+                col = 0
+                for i in range(pop_size.shape[0]):
+                    base = ring_off[i] + (t % ring_depth[i]) * pop_size[i]
+                    hist[t, col : col + pop_size[i]] = ring[base : base + pop_size[i]]
+                    col += pop_size[i]
+        return -1, -1, dram
 
     # ------------------------------------------------------------------ opt-in trace
     def _step_trace(self, t, f_src, f_dst, f_slot, f_s, f_val, graded, arrive, core_end, phase_i) -> StepTrace:
@@ -515,6 +557,10 @@ class Simulator:
         return np.concatenate(parts).astype(np.int64) if parts else None
 
     # ------------------------------------------------------------------ helpers
+    def _range_error(self, piece: int, t: int) -> GraphError:
+        name, bits = self.program.pieces[piece].population, self.program.graph.v_bits
+        return GraphError(f"membrane of population {name!r} left the {bits}-bit range at step {t}.")
+
     def _logits(self, state: np.ndarray) -> np.ndarray:
         dst, src = self._logit_words
         logits = np.zeros(self._n_logits, np.int64)

@@ -1,4 +1,5 @@
-"""Numba kernels: event generation, event delivery, firing, partial sums and the mesh.
+"""Numba kernels: event generation, event delivery, firing, partial sums, the mesh, and the
+untraced ``rounds`` loop over a whole inference (``run_rounds``).
 
 Each kernel implements one part of ``docs/architecture.md`` over the flat arrays of
 :mod:`spikeforge.sim.lowering`; loops run over events and neurons that are active, never over
@@ -22,6 +23,8 @@ __all__ = [
     "partial_sums",
     "mesh_phase",
     "round_timing",
+    "round_rows",
+    "run_rounds",
     "STAT_FIELDS",
 ]
 
@@ -155,6 +158,94 @@ def _accumulate(v, w, val):
     else:
         for j in range(v.shape[0]):
             v[j] += val * w[j]
+
+
+#: a short dense group takes the dot-product path when at least one source in this many is non-zero
+DOT_DENSITY = 8
+#: fused rows shorter than this are added by index (``_short_rows``): an array view per event
+#: (reference counted) and a vector loop's set-up cost a 10-word row about 20-40 ns, several
+#: times its additions (measured on the 4096 -> 4096 layer's second layer)
+SHORT_ROW = 32
+
+
+@njit(cache=True)
+def _short_rows(src, base, lo, hi, scale, v, vo, w, w0, wrow, n, tw, tw_off):
+    """One fused group of short rows (``n < SHORT_ROW``): ``v[vo + j] += sum_s src[base + s] *
+    w[w0 + row(s) * wrow + j]`` over the non-zero ``src`` (the events); returns the events.
+
+    Sparse steps add a row per event, by index (no view per event). Where the group has a
+    target-major copy (``tw_off >= 0``, dense: ``tw[tw_off + j * rows + r]`` is row ``r``'s word
+    ``j``) and at least one source in ``DOT_DENSITY`` is non-zero, each neuron's sum is one dot
+    product over all sources instead (vectorized; the same integer sum).
+    """
+    events = 0
+    for s in range(lo * scale, hi * scale):
+        events += src[base + s] != 0
+    rows = hi - lo
+    if tw_off >= 0 and events * DOT_DENSITY >= rows:
+        for j in range(n):
+            acc = 0
+            row = tw[tw_off + j * rows : tw_off + (j + 1) * rows]
+            vals = src[base + lo : base + hi]
+            for r in range(rows):
+                acc += vals[r] * row[r]
+            v[vo + j] += acc
+        return events
+    for s in range(lo * scale, hi * scale):
+        val = src[base + s]
+        if val == 0:
+            continue
+        wb = w0 + ((s - lo) if scale == 1 else (s // scale - lo)) * wrow
+        if val == 1:
+            for j in range(n):
+                v[vo + j] += w[wb + j]
+        else:
+            for j in range(n):
+                v[vo + j] += val * w[wb + j]
+    return events
+
+
+@njit(cache=True)
+def _long_rows(src, base, lo, hi, scale, acc, w, w0, wrow, fresh):
+    """One fused group of long rows: ``acc += src[base + s] * w[w0 + row(s) * wrow:][:n]`` for
+    every non-zero ``src``, the first one assigned instead where ``fresh`` (a scratch row);
+    returns the events. A function of its own, like :func:`_short_rows`, so that each loop is
+    compiled apart from ``round_rows``' other paths."""
+    n = acc.shape[0]
+    events = 0
+    for s in range(lo * scale, hi * scale):
+        val = src[base + s]
+        if val == 0:
+            continue
+        wb = w0 + ((s - lo) if scale == 1 else (s // scale - lo)) * wrow
+        if fresh and events == 0:
+            _assign(acc, w[wb : wb + n], val)
+        else:
+            _accumulate(acc, w[wb : wb + n], val)
+        events += 1
+    return events
+
+
+@njit(cache=True, inline="always")
+def _assign(v, w, val):
+    """``v = val * w`` over views (a scratch row's first sum)."""
+    if val == 1:
+        for j in range(v.shape[0]):
+            v[j] = w[j]
+    else:
+        for j in range(v.shape[0]):
+            v[j] = val * w[j]
+
+
+@njit(cache=True, inline="always")
+def _add_count(root, part):
+    """``root += part`` over views; returns how many of ``part`` are non-zero."""
+    nonzero = 0
+    for j in range(part.shape[0]):
+        a = part[j]
+        nonzero += a != 0
+        root[j] += a
+    return nonzero
 
 
 @njit(cache=True)
@@ -486,17 +577,22 @@ def round_timing(
 ):
     """Rounds mode, one step: each core runs its slices in timeline order through one DRAM channel.
 
-    A round loads (``b_in`` bytes), integrates (its events' cycles, plus ``pipeline`` if any),
-    fires, and writes back (``b_out``); the channel serves requests one at a time in request order
-    (ties: lower core first). Returns ``(cycles until the last write-back ends, DRAM bytes)``.
+    A slice's round loads and integrates its pieces one at a time, root and partial chunks in
+    ``unit_pieces`` order (a chunk exists because the slice's synapses do not fit one synapse SRAM
+    together): piece ``i`` loads ``b_in[i]`` bytes, then integrates (its events' cycles, plus
+    ``pipeline`` if any, so the SRAM is free before the next load); then the slice fires and
+    writes back the sum of its pieces' ``b_out``. The channel serves requests one at a time in
+    request order (ties: lower core first). Returns ``(cycles until the last write-back ends,
+    DRAM bytes)``.
     """
     n_cores = core_ptr.shape[0] - 1
     pos = core_ptr[:-1].copy()  # next unit of each core
     ready = np.zeros(n_cores, np.int64)  # when each core issues its next request
-    phase = np.zeros(n_cores, np.int64)  # 0: next request is a load, 1: a write-back
-    cur_in = np.zeros(n_cores, np.int64)
+    phase = np.zeros(n_cores, np.int64)  # 0: next request loads piece cur_q, 1: a write-back
+    cur_q = np.full(n_cores, -1, np.int64)  # the piece (index into unit_pieces) to load next, -1: none
+    cur_end = np.zeros(n_cores, np.int64)  # end of the current unit's pieces in unit_pieces
     cur_out = np.zeros(n_cores, np.int64)
-    cur_work = np.zeros(n_cores, np.int64)
+    cur_fire = np.zeros(n_cores, np.int64)
     done = np.zeros(n_cores, np.bool_)
     free = 0
     end = 0
@@ -507,27 +603,23 @@ def round_timing(
         for k in range(n_cores):
             if done[k]:
                 continue
-            if phase[k] == 0 and cur_in[k] == 0:
+            if phase[k] == 0 and cur_q[k] < 0:
                 while pos[k] < core_ptr[k + 1]:
                     u = units[pos[k]]
                     pos[k] += 1
-                    bi = bo = work = 0
+                    first = -1
+                    bo = fire = 0
                     for q in range(unit_ptr[u], unit_ptr[u + 1]):
                         piece = unit_pieces[q]
-                        if win_lo[piece] <= t < win_hi[piece]:
-                            bi += b_in[piece]
+                        if win_lo[piece] <= t < win_hi[piece] and b_in[piece] > 0:
+                            if first < 0:
+                                first = q
                             bo += b_out[piece]
-                            work += piece_cost[piece]
-                    if bi > 0:
-                        fire = 0
-                        for q in range(unit_ptr[u], unit_ptr[u + 1]):
-                            piece = unit_pieces[q]
-                            if win_lo[piece] <= t < win_hi[piece]:
-                                fire += fire_cycles[piece]
-                        cur_in[k], cur_out[k] = bi, bo
-                        cur_work[k] = work + (pipeline if work > 0 else 0) + fire
+                            fire += fire_cycles[piece]
+                    if first >= 0:
+                        cur_q[k], cur_end[k], cur_out[k], cur_fire[k] = first, unit_ptr[u + 1], bo, fire
                         break
-                if cur_in[k] == 0:
+                if cur_q[k] < 0:
                     done[k] = True
                     continue
             if pick < 0 or ready[k] < ready[pick]:
@@ -537,18 +629,29 @@ def round_timing(
         k = pick
         start = max(ready[k], free)
         if phase[k] == 0:
-            free = start + latency + (cur_in[k] + bytes_per_cycle - 1) // bytes_per_cycle
-            moved += cur_in[k]
-            core_busy[k] += cur_work[k]
-            ready[k] = free + cur_work[k]
-            phase[k] = 1
+            piece = unit_pieces[cur_q[k]]
+            free = start + latency + (b_in[piece] + bytes_per_cycle - 1) // bytes_per_cycle
+            moved += b_in[piece]
+            work = piece_cost[piece] + (pipeline if piece_cost[piece] > 0 else 0)
+            q = cur_q[k] + 1  # the slice's next piece in its window
+            while q < cur_end[k] and not (
+                win_lo[unit_pieces[q]] <= t < win_hi[unit_pieces[q]] and b_in[unit_pieces[q]] > 0
+            ):
+                q += 1
+            if q < cur_end[k]:
+                cur_q[k] = q
+            else:  # the last piece: fire, then write back
+                work += cur_fire[k]
+                phase[k] = 1
+            core_busy[k] += work
+            ready[k] = free + work
         else:
             free = start + latency + (cur_out[k] + bytes_per_cycle - 1) // bytes_per_cycle
             moved += cur_out[k]
             ready[k] = free
             end = max(end, free)
             phase[k] = 0
-            cur_in[k] = 0
+            cur_q[k] = -1
     return end, moved
 
 
@@ -562,6 +665,10 @@ def round_rows(
     group_ptr,
     group_slots,
     group_fused,
+    group_root,
+    scratch,
+    tw,
+    group_tw,
     ring,
     ring_off,
     ring_depth,
@@ -588,6 +695,14 @@ def round_rows(
     fan-in chunk) are swept together, source by source, so each source's row is read as one
     contiguous run of the transposed matrix; when the slices' states are adjacent too
     (``group_fused``: the lowering orders states by chunk, then slice) it is one long addition.
+
+    Where ``group_root[g] >= 0`` (partial slices whose sums phase P would move to their roots in
+    this very step, from words that start the step at zero: ``lowering._scratch_roots``), the
+    group's rows are summed in the cache-resident ``scratch`` row instead, then added to the roots
+    at ``group_root[g]``, counting the non-zero sums for phase P's membrane reads and writes
+    (``partial_sums`` then only scans those pieces): the same sums, counts and final state, with
+    one membrane row in cache instead of one per fan-in chunk. With ``moved`` phase P is told which.
+    Short fused dense rows may be summed per target neuron from ``tw`` (``_short_rows``).
     """
     for g in range(group_ptr.shape[0] - 1):
         q0, q1 = group_ptr[g], group_ptr[g + 1]
@@ -604,22 +719,31 @@ def round_rows(
         events = 0
         width = group_fused[g]
         off0 = pieces[slot_piece[k0], OFF]
-        for s in range(lo * scale, hi * scale):
-            val = x[s] if host else ring[base + s]
-            if val != 0:
-                row = s // scale - lo
-                if width > 0:  # the slices side by side: one long row
-                    wb = slots[k0, SWOFF] + row * slots[k0, SWROW]
-                    _accumulate(state[off0 : off0 + width], weights[wb : wb + width], val)
-                    events += 1
+        root = group_root[g]
+        acc, acc_off = (scratch, 0) if root >= 0 else (state, off0)
+        w0, wrow = slots[k0, SWOFF], slots[k0, SWROW]
+        if 0 < width < SHORT_ROW and root < 0:  # short rows by index, no view per event
+            short = (lo, hi, scale, state, off0, weights, w0, wrow, width, tw, group_tw[g])
+            events = _short_rows(x, 0, *short) if host else _short_rows(ring, base, *short)
+        elif width > 0:  # the slices side by side: one long row per event
+            long = (lo, hi, scale, acc[acc_off : acc_off + width], weights, w0, wrow, root >= 0)
+            events = _long_rows(x, 0, *long) if host else _long_rows(ring, base, *long)
+        else:  # slices apart: a row each
+            for s in range(lo * scale, hi * scale):
+                val = x[s] if host else ring[base + s]
+                if val == 0:
                     continue
+                row = s - lo if scale == 1 else s // scale - lo
                 for q in range(q0, q1):
                     k = group_slots[q]
                     p = slot_piece[k]
-                    off, n = pieces[p, OFF], pieces[p, N]
-                    wb = slots[k, SWOFF] + row * slots[k, SWROW]
+                    off, n, wb = pieces[p, OFF], pieces[p, N], slots[k, SWOFF] + row * slots[k, SWROW]
                     _accumulate(state[off : off + n], weights[wb : wb + n], val)
                 events += 1
+        if root >= 0 and events > 0:  # phase P's move, done here: root += sums (non-zero ones counted)
+            nonzero = _add_count(state[root : root + width], acc[:width])
+            stats[ST_MR] += nonzero * vbits
+            stats[ST_MW] += nonzero * vbits
         for q in range(q0, q1):
             p = slot_piece[group_slots[q]]
             n = pieces[p, N]
@@ -930,11 +1054,13 @@ def _move_sums(part, root):
 
 
 @njit(cache=True)
-def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
+def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True, moved=None):
     """Phase P: every partial piece in its input window sends its non-zero sums to its root.
 
     Returns ``(src_piece, dst_piece, scan_cycles_per_piece)`` of the partial-sum flits (none
     listed when ``flits`` is false: rounds mode moves partial sums through DRAM, not the mesh).
+    Pieces where ``moved`` is set had their sums moved (and counted) by :func:`round_rows`; they
+    are only scanned here.
     """
     n_pieces = pieces.shape[0]
     bound = 0  # one pass: size the flit arrays by the scanned neurons, then trim
@@ -952,6 +1078,8 @@ def partial_sums(t, T, pieces, state, lanes, vbits, stats, flits=True):
             roff = pieces[root, OFF]
             scan[p] = _ceil(n, lanes)
             scanned += n
+            if moved is not None and moved[p]:
+                continue
             if not flits:
                 total += _move_sums(state[off : off + n], state[roff : roff + n])
                 continue
@@ -1070,6 +1198,7 @@ def fire(
         fire_on = kind != OUTPUT and out_s <= t < out_s + T
         base = ring_off[pop] + (t % ring_depth[pop]) * pop_size[pop]
         bad = False
+        spikes = 0  # in a register: a counter in memory chains every neuron's update to the last
         for j in range(n):
             v = state[off + j]
             if bias_on:
@@ -1079,11 +1208,11 @@ def fire(
                 sp = 1 if v >= th else 0
                 v -= th * sp
                 ring[base + neurons[off + j]] = sp
-                piece_spikes[p] += sp
-                stats[ST_SPK] += sp
-            if v < vlo or v > vhi:
-                bad = True
+                spikes += sp
+            bad |= v < vlo or v > vhi
             state[off + j] = v
+        piece_spikes[p] += spikes
+        stats[ST_SPK] += spikes
         stats[ST_UPD] += n
         stats[ST_MR] += n * vbits
         stats[ST_MW] += n * vbits
@@ -1460,3 +1589,88 @@ def mesh_phase(
         if core_end is not None:
             core_end[k] = last_end[k] + pipeline if last_end[k] >= 0 else -1
     return end + pipeline
+
+
+@njit(cache=True)
+def run_rounds(tables, rounds, hw, x, state, counts, ring, out, hist):
+    """Simulate every step of one inference in ``rounds`` mode, in one call; returns ``(piece, step)`` of the
+    first membrane out of range (phase F stops there) or ``(-1, -1)``, and the DRAM bytes moved.
+
+    Only for programs whose slots are all dense or pool_dense rows (``round_rows`` applies them);
+    the engine calls the same kernels step by step, ``gen_round_events`` among them, for the rest.
+
+    Parameters
+    ----------
+    tables : tuple of ndarray
+        The lowered program (``Lowered``): pieces, slots, slot_piece, row_group_ptr,
+        row_group_slots, row_group_fused, row_group_root, the scratch row, the ``moved`` mask of
+        pieces whose sums ``round_rows`` moves, row_group_tw, row_group_tw_off, neurons, forward,
+        params, lut, weights, inverse, pop_off, loc_local, ring_off, ring_depth, pop_size,
+        pop_out_start, pop_graded.
+    rounds : tuple of ndarray
+        The rounds plan (``Simulator._rounds_tables``): core_ptr, units, unit_ptr, unit_pieces,
+        lo, hi, b_in, b_out.
+    hw : tuple of int
+        T, steps, input_pop, lanes, weight_bits, v_bits, count_bits, v_lo, v_hi, pipeline cycles,
+        DRAM latency, DRAM bytes per cycle, barrier cycles.
+    x, state, counts, ring : ndarray
+        The input, and the state, running counts and spike-history rings the kernels update.
+    out : tuple of ndarray
+        Accumulated in place: piece_ops, piece_spikes, piece_clipped, stats; written per step:
+        step_cycles, step_spikes, core_step (per step, per core busy cycles).
+    hist : ndarray, shape (steps, sum of population sizes) or (0, 0)
+        Where it has rows, every population's history entry of each step after phase F (the
+        rasters of ``Simulator.run(..., record=True)``).
+
+    Notes
+    -----
+    The untraced ``rounds`` path of :class:`~spikeforge.sim.engine.Simulator`: running each step's
+    kernels from Python cost about a fifth of a 4096 -> 4096 layer's run in dispatch (about ten
+    calls of 15-25 arrays each per step) and allocations. It lives in this module because Numba's
+    cache checks only the caller's source file: a driver elsewhere would keep stale copies of
+    these kernels after they change. ``gen_round_events`` is not compiled in: on the ImageNet-size
+    shape it added about 9 s of compilation and ran slower inside the loop. Step ``t``'s cycles are
+    ``round_timing``'s end of the last write-back plus the barrier,
+    ``step_cycles[t] = end(t) + barrier``, and the DRAM bytes are the sum of its transfers.
+    """
+    (pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, moved, tw, g_tw) = tables[:11]
+    (neurons, forward, params, lut, weights, inverse, pop_off, loc_local) = tables[11:19]
+    (ring_off, ring_depth, pop_size, pop_out_start, pop_graded) = tables[19:]
+    core_ptr, units, unit_ptr, unit_pieces, win_lo, win_hi, b_in, b_out = rounds
+    T, steps, input_pop, lanes, wbits, vbits, cbits, vlo, vhi, pipeline, latency, bpc, barrier = hw
+    piece_ops, piece_spikes, piece_clipped, stats, step_cycles, step_spikes, core_step = out
+    n_pieces = pieces.shape[0]
+    piece_cost = np.zeros(n_pieces, np.int64)
+    fire_cycles = np.zeros(n_pieces, np.int64)
+    dram = 0
+    for t in range(steps):
+        piece_cost[:] = 0
+        fire_cycles[:] = 0
+        round_rows(
+            t, T, pieces, slots, slot_piece, g_ptr, g_slots, g_fused, g_root, scratch, tw, g_tw, ring, ring_off,
+            ring_depth, pop_size, pop_out_start, input_pop, pop_graded, x, weights, state, lanes, wbits, vbits,
+            piece_cost, piece_ops, stats,
+        )  # fmt: skip
+        partial_sums(t, T, pieces, state, lanes, vbits, stats, False, moved)
+        before = stats[ST_SPK]
+        bad = fire(
+            t, T, pieces, params, neurons, state, counts, ring, ring_off, ring_depth, pop_size, lanes, vbits,
+            vlo, vhi, piece_spikes, fire_cycles, stats, lut, piece_clipped,
+        )  # fmt: skip
+        if bad >= 0:
+            return bad, t, dram
+        step_spikes[t] = stats[ST_SPK] - before
+        end, moved_bytes = round_timing(
+            t, core_ptr, units, unit_ptr, unit_pieces, win_lo, win_hi, b_in, b_out, piece_cost, fire_cycles,
+            pipeline, latency, bpc, core_step[t],
+        )  # fmt: skip
+        dram += moved_bytes
+        step_cycles[t] = end + barrier
+        if hist.shape[0] > 0:
+            col = 0
+            for i in range(pop_size.shape[0]):
+                base = ring_off[i] + (t % ring_depth[i]) * pop_size[i]
+                for j in range(pop_size[i]):
+                    hist[t, col + j] = ring[base + j]
+                col += pop_size[i]
+    return -1, -1, dram

@@ -18,7 +18,7 @@ from spikeforge.mapping.pieces import first_arrivals, product_sum_bits
 from spikeforge.mapping.routing import HOST
 from spikeforge.models.graph import SNNGraph, membrane_bounds, signed_range
 
-__all__ = ["Lowered", "lower", "state_bound", "state_width", "PIECE_FIELDS", "SLOT_FIELDS"]
+__all__ = ["Lowered", "lower", "state_bound", "state_width", "aligned", "PIECE_FIELDS", "SLOT_FIELDS"]
 
 #: The largest value an int32 state word holds.
 INT32_MAX = (1 << 31) - 1
@@ -117,7 +117,25 @@ class Lowered:
     row_group_ptr: np.ndarray  # dense/pool_dense slots reading the same source rows: group g is
     row_group_slots: np.ndarray  # row_group_slots[row_group_ptr[g]:row_group_ptr[g + 1]], by state offset
     row_group_fused: np.ndarray  # width of the group's one long row when its slices are adjacent, else 0
+    row_group_root: np.ndarray  # state offset of the roots of a group of partial slices summed in passing, else -1
+    row_group_tw: np.ndarray  # short fused dense groups: their rows again, target-major (one row per neuron)
+    row_group_tw_off: np.ndarray  # offset of each group's target-major block in row_group_tw, else -1
     pop_graded: np.ndarray  # 1 where a population's output is a graded value (input, mbe)
+
+
+def aligned(values: np.ndarray, align: int = 64) -> np.ndarray:
+    """A copy of 1-D ``values`` whose first element starts on an ``align``-byte boundary.
+
+    numpy places large arrays 16 bytes past a page start (small ones at any 16-byte offset); rows
+    added with 32- and 64-byte vector loads and stores then straddle cache lines, and a run's
+    speed came to depend on where its arrays happened to land. The simulator's weights, state
+    and scratch row, and ``bench_sim.py``'s bare kernel's, are placed with this.
+    """
+    buf = np.empty(values.size + align // values.itemsize, values.dtype)
+    start = (-buf.ctypes.data % align) // values.itemsize
+    out = buf[start : start + values.size]
+    out[:] = values
+    return out
 
 
 def state_bound(graph: SNNGraph) -> int:
@@ -299,10 +317,12 @@ def lower(program: Program) -> Lowered:
         wbs, strides = slots[g, S["w_off"]], slots[g, S["wrow"]]
         if (strides == strides[0]).all() and (np.diff(offs) == ns[:-1]).all() and (np.diff(wbs) == ns[:-1]).all():
             fused[gi] = ns.sum()
+    root_off = _scratch_roots(program, ptab, slots, slot_piece, group_list, fused, neurons_arr)
     # weights as narrow as the graph stores them (validated to fit weight_bits <= 16): int8 rows
     # halve the memory traffic of int16 ones; the kernels widen them in the add
     wtype = np.int8 if graph.weight_bits <= 8 else np.int16
-    weights = np.concatenate(chunks).astype(wtype) if chunks else np.zeros(0, wtype)
+    weights = aligned(np.concatenate(chunks).astype(wtype) if chunks else np.zeros(0, wtype))
+    tw, tw_off = _target_major(slots, group_list, fused, weights)
 
     # spike history rings: depth = longest outgoing delay + 2 (the step being read and written)
     depth = np.full(len(pops), 2, np.int64)
@@ -350,8 +370,63 @@ def lower(program: Program) -> Lowered:
         row_group_ptr=np.concatenate([[0], np.cumsum([len(g) for g in group_list])]).astype(np.int64),
         row_group_slots=np.array([k for g in group_list for k in g], np.int64),
         row_group_fused=fused,
+        row_group_root=root_off,
+        row_group_tw=tw,
+        row_group_tw_off=tw_off,
         pop_graded=np.array([graph.graded(p.name) for p in pops], np.int64),
     )
+
+
+def _scratch_roots(program, ptab, slots, slot_piece, group_list, fused, neurons) -> np.ndarray:
+    """Per row group, the state offset of its roots' one long row where the group's partial sums
+    can be formed in a scratch row and added to the roots as they are made, else -1.
+
+    That is exact where the partial pieces' state words are zero at every step's start and every
+    step's sums are moved in that step (phase P): the group is fused, each of its pieces is a
+    partial piece with this one slot, its roots hold the same neurons in one adjacent run, and
+    the slot's events arrive only at steps where phase P moves the piece's sums
+    (``acc_start <= t < in_start + T``; the state starts at zero and phase P empties it).
+    """
+    graph = program.graph
+    sched = graph.schedule()
+    T = graph.timesteps
+    out = np.full(len(group_list), -1, np.int64)
+    for gi, g in enumerate(group_list):
+        ps = [slot_piece[k] for k in g]
+        if fused[gi] == 0 or any(ptab[p, P["kind"]] != PIECE_CODES["partial"] or ptab[p, P["nslots"]] != 1 for p in ps):
+            continue
+        roots = [ptab[p, P["root"]] for p in ps]
+        off0, roff0 = ptab[ps[0], P["off"]], ptab[roots[0], P["off"]]
+        if any(ptab[r, P["off"]] - roff0 != ptab[p, P["off"]] - off0 or ptab[r, P["n"]] != ptab[p, P["n"]]
+               for p, r in zip(ps, roots)):  # fmt: skip
+            continue
+        width = int(fused[gi])
+        if not np.array_equal(neurons[off0 : off0 + width], neurons[roff0 : roff0 + width]):
+            continue
+        src = graph.populations[slots[g[0], S["src_pop"]]]
+        first = (0 if src.kind == "input" else sched[src.name].out_start) + 1 + slots[g[0], S["delay"]]
+        p0 = ptab[ps[0]]
+        if p0[P["acc_start"]] <= first and first + T <= p0[P["in_start"]] + T:
+            out[gi] = roff0
+    return out
+
+
+def _target_major(slots, group_list, fused, weights) -> tuple[np.ndarray, np.ndarray]:
+    """For each fused dense group narrower than ``kernels.SHORT_ROW``, its ``width x rows`` block
+    ``tw[j, r] = weights[w_off + r * wrow + j]`` (the same words, one row per target neuron), so
+    that a busy step adds ``sum_r value[r] * tw[j, r]`` per neuron instead of a short row per event."""
+    from .kernels import SHORT_ROW  # the kernels' threshold for short rows
+
+    blocks, offs, total = [], np.full(len(group_list), -1, np.int64), 0
+    for gi, g in enumerate(group_list):
+        k = g[0]
+        if not 0 < fused[gi] < SHORT_ROW or slots[k, S["kind"]] != SLOT_CODES["dense"]:
+            continue
+        rows = slots[k, S["hi"]] - slots[k, S["lo"]]
+        j, r = np.arange(fused[gi])[:, None], np.arange(rows)[None, :]
+        blocks.append(weights[slots[k, S["w_off"]] + r * slots[k, S["wrow"]] + j].reshape(-1))
+        offs[gi], total = total, total + blocks[-1].size
+    return (np.concatenate(blocks) if blocks else np.zeros(0, weights.dtype)), offs
 
 
 def _slot_row(graph, slot, w_off, inv_off, fwd_off, pop_index) -> list[int]:

@@ -367,6 +367,39 @@ def test_rounds_share_one_dram_channel_in_request_order():
     assert two_rounds((1, 0), np.zeros(2, np.int64)) == (0 + 11 + 1 + 11, 32)  # load 0..11, work 1, back 12..23
 
 
+def test_a_split_slice_loads_its_chunks_one_at_a_time():
+    """Section 7: a slice's pieces (root, then chunk) are each one load then their integration; the
+    slice fires and writes back once. Latency 10, 16 B per cycle, pipeline 3.
+
+    core 0, root: load 32 B 0..12, work 5 + 3 -> chunk load asked at 20
+    core 1: load 16 B asked at 0 -> 12..23, work 0 + fire 1 -> write-back asked at 24
+    core 0, chunk: load 16 B 23..34, work 4 + 3, fire 2 -> write-back (16 + 16 B) asked at 43
+    core 1 write-back 16 B: 34..45; core 0's 32 B: 45..57.
+    """
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    # pieces 0 (root) and 1 (its chunk) on core 0, piece 2 on core 1; units are slices by root
+    core_ptr, units, unit_ptr, unit_pieces = i64(0, 1, 2), i64(0, 2), i64(0, 2, 2, 3), i64(0, 1, 2)
+    windows = (i64(0, 0, 0), i64(10, 10, 10))
+
+    def run(b_in, cores):
+        busy = np.zeros(2, np.int64)
+        ptr = core_ptr if cores == 2 else i64(0, 1, 1)
+        result = K.round_timing(
+            0, ptr, units, unit_ptr, unit_pieces, *windows, b_in, i64(16, 16, 16), i64(5, 4, 0), i64(2, 0, 1),
+            3, 10, 16, busy,
+        )  # fmt: skip
+        return result, busy.tolist()
+
+    assert run(i64(32, 16, 16), 2) == ((57, 32 + 16 + 16 + 16 + 32), [8 + 7 + 2, 1])
+    # alone, the chunk's load follows the root's integration at once: 0..12, 20..31, 38 + 2, 40..52
+    assert run(i64(32, 16, 16), 1) == ((52, 80), [17, 0])
+    # a chunk outside its window (no bytes in) is skipped: root only, 0..12, 20 + 2, 22..33
+    late = (i64(0, 1, 0), windows[1])
+    busy = np.zeros(2, np.int64)
+    args = (i64(32, 16, 16), i64(16, 16, 16), i64(5, 4, 0), i64(2, 0, 1), 3, 10, 16, busy)
+    assert K.round_timing(0, i64(0, 1, 1), units, unit_ptr, unit_pieces, *late, *args) == (33, 32 + 16)
+
+
 @pytest.mark.parametrize("width", [64, 32])
 @pytest.mark.parametrize("case", ["bundled", "fan-in split"])
 def test_rounds_fast_path_equals_the_event_list_path(tiny_graph, digits, case, width):
