@@ -184,7 +184,9 @@ class Core(wiring.Component):
         running sum instead of its payload (a count where a payload sum is due).
     shared : dict, optional
         Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``),
-        used instead of memories of its own initialised from the piece (:class:`~spikeforge.rtl.swap.SwapCore`).
+        used instead of memories of its own initialised from the piece (:class:`~spikeforge.rtl.swap.SwapCore`);
+        rounds mode (:mod:`~spikeforge.rtl.rounds`) adds ``sums`` (running payload sums), ``lut`` (MBE
+        tables) and ``shift`` (MBE output shifts), which its DMA engine fills.
     """
 
     def __init__(
@@ -203,7 +205,7 @@ class Core(wiring.Component):
         # the core position and are shared by the contexts of its pieces; they start empty and the
         # DMA loader fills them from DRAM (keys syn, par, hist and mem or banks)
         self.shared = shared
-        if shared is not None and self.piece.graded_sums:
+        if shared is not None and self.piece.graded_sums and "sums" not in shared:
             raise RtlError(
                 f"piece {self.piece.piece_id} ({self.piece.population!r}) keeps running payload sums (a product or "
                 "max-pool of MBE payloads), which a swap core's shared synapse SRAM does not hold yet: map it resident."
@@ -262,12 +264,18 @@ class Core(wiring.Component):
             # running payload sums (section 4.4): sum w of unit j at word w * groups + j // lanes, lane j % lanes
             pw = sum_words(self.hw, p)
             # a resident core's sums start as the synapse image (zeros), read as words of v_bits sums
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=init["synapse"])
+            if sh is None:
+                m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=pw, init=init["synapse"])
+            else:
+                syn = sh["sums"]  # rounds mode: loaded from DRAM with the piece's state
             dbg_sources.append((pw, syn, vb))
         elif graded_sums:
             # running payload sums (section 4.3): the same SRAM bits as words of `lanes` v_bits sums
             cw = sum_words(self.hw, p)
-            m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=init["synapse"])
+            if sh is None:
+                m.submodules.syn = syn = Memory(shape=unsigned(lanes * vb), depth=cw, init=init["synapse"])
+            else:
+                syn = sh["sums"]  # rounds mode: loaded from DRAM with the piece's state
             dbg_sources.append((cw, syn, vb))
         elif sh is None:
             m.submodules.syn = syn = Memory(shape=unsigned(lanes * wb), depth=syn_words, init=init["synapse"])
@@ -765,7 +773,11 @@ class Core(wiring.Component):
         bias_now = (step >= p.in_start) & (step < p.in_start + T)
         out_now = (step >= p.out_start) & (step < p.out_start + T)
         m.d.comb += f_len.eq(Mux(bias_now, groups, 0) + Mux(out_now, nb * groups, 0))
-        m.submodules.lut = lut = Memory(shape=unsigned(3 * vb), depth=len(lut_words), init=lut_words)
+        sh = self.shared or {}
+        if "lut" in sh:  # rounds mode: the DMA engine loads the piece's table words at every round
+            lut = sh["lut"]
+        else:
+            m.submodules.lut = lut = Memory(shape=unsigned(3 * vb), depth=len(lut_words), init=lut_words)
         row_rd, off_rd = lut.read_port(), lut.read_port()
         mpass = Signal(range(nb + 2), name="mbe_pass")  # pass and lane group of the next issue
         mg = Signal(range(groups + 1), name="mbe_group")
@@ -798,7 +810,12 @@ class Core(wiring.Component):
         split, split_bits, exp_bias = code & 3, (code >> 2) & 63, code >> 8
         shm = None
         if split or shift_base:  # the shift memory: a 7-bit word per unit, beside the membrane SRAM
-            m.submodules.shift_mem = shm = Memory(shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[])
+            if "shift" in sh:  # rounds mode: state, loaded and written back with the membranes
+                shm = sh["shift"]
+            else:
+                m.submodules.shift_mem = shm = Memory(
+                    shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[]
+                )
             sh_rd = shm.read_port()  # read in the issue cycle: the unit's shift at output steps k > 0
             m.d.comb += sh_rd.addr.eq(cur_g)
         return {
