@@ -81,12 +81,8 @@ __all__ = [
 #: Descriptor targets: a core memory, or the feeder (a source's spike or payload word, a word of
 #: host values); then the running payload sums, an MBE piece's table words and its shift words.
 SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST, SEL_SUMS, SEL_LUT, SEL_SHIFT = range(8)
-#: Piece kinds the rounds-mode RTL runs.
-ROUND_PIECES = ("neuron", "output", "maxpool", "product", "mbe")
 #: Piece kinds whose rounds write a spike row (MBE units, graded max-pools: a payload row) back.
 SPIKING = ("neuron", "maxpool", "product", "mbe")
-#: Population kinds a round reads rows of: spikes, or ``v_bits`` payloads of MBE units and graded max-pools.
-SOURCES = ("input", "neuron", "maxpool", "mbe")
 
 
 @dataclass
@@ -163,18 +159,8 @@ def _refuse(program: Program, pid: int) -> None:
             "slice reads the images of the root and of every chunk before it integrates (section 7), which together "
             "do not fit one core's synapse SRAM, so the rounds-mode RTL does not run it: give the core more axons."
         )
-    if piece.kind not in ROUND_PIECES:
-        raise RtlError(
-            f"piece {pid} ({piece.population!r}) is a {piece.kind!r} piece; the rounds-mode RTL runs neuron, "
-            "output, max-pool, product and mbe pieces: use a larger [array] so the program is resident or swapped."
-        )
-    for s in piece.slots:
-        src = program.graph.population(s.src)
-        if src.kind not in SOURCES:
-            raise RtlError(
-                f"piece {pid} ({piece.population!r}) reads {s.src!r}, a {src.kind!r} population; in rounds mode "
-                "the RTL reads rows of neuron, max-pool and mbe populations and the host's input only."
-            )
+    # every other piece kind (neuron, output, max-pool, product, mbe) and every source population
+    # (the host, spikes, MBE and graded max-pool payloads) runs in rounds
 
 
 def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
