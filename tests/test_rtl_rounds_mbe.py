@@ -25,14 +25,15 @@ from spikeforge.sim import Simulator
 def mbe_rounds_program(case: str):
     """``product``: in -> a (MBE, fed by the host) -> b (MBE, fed by a: payload rows through DRAM)
     -> a x b (graded product, running payload sums) -> p (MBE, its membranes on the lane banks)
-    -> out, on 1 x 2; a and b have an ``inv`` split (shift words as state); ``pool``: in -> m (MBE) -> a graded 2 x 2
-    max-pool (payload sums, payload rows) -> m2 (MBE) and out, on 1 x 1."""
+    -> out, on 1 x 2; a and b have an ``inv`` split (shift words as state); ``pool``: in -> m (MBE,
+    ``inv`` split, in four pieces whose shift words share the core's shift memory in turn) -> a graded
+    2 x 2 max-pool (payload sums, payload rows) -> m2 (MBE) and out, on 1 x 1."""
     rng = np.random.default_rng(3)
     if case == "product":
         graph, x = runnable(lambda r: product_graph(r, 2, "mbe", "matmul", False, "inv", True), rng, (1, 4))
         hw = hw_of(1, 2, neurons=32, lanes=4, **mbe_core())
     else:
-        graph, x = runnable(lambda r: pool_graph(r, 2, 2, 1, "none"), rng, (1, 5))
+        graph, x = runnable(lambda r: pool_graph(r, 2, 2, 1, "inv"), rng, (1, 5))
         hw = hw_of(1, 1, neurons=16, lanes=4, **mbe_core())
     program = compile(graph, hw)
     assert program.plan.mode == "rounds"
@@ -71,6 +72,10 @@ def test_mbe_rounds_match_the_simulator_at_every_step(case):
         assert kinds == {"mbe", "maxpool", "output"}
         (pool,) = units_of(plan, program, "mx")
         assert pool.graded_sums and pool.row_bits == 32 and pool.n_count == 4 * -(-pool.init.n // lanes)
+        m = units_of(plan, program, "m")
+        assert len(m) == 4 and all(u.n_shift == 1 for u in m)  # one shift word each, all at word 0
+        shifts = {int(v) for tr in run.trace for u in m if tr.sums[u.piece] is not None for v in tr.sums[u.piece]}
+        assert len(shifts) >= 2  # a shift word not loaded back would show
     report = cosim_rounds(program, x)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == steps
