@@ -47,6 +47,7 @@ from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 from spikeforge.mapping.pieces import mbe_shifts
 
+from .barrier import BarrierUnit
 from .core import (
     CYCLE_BITS,
     SHIFT_BITS,
@@ -795,17 +796,8 @@ class RoundsArray(wiring.Component):
         for t_ in idle_terms:
             acc = acc & t_
         m.d.comb += cond.eq(acc)
-        bar = hw.barrier_cycles
-        count = Signal(range(bar + 2))
-        cnow = Signal.like(count)
-        m.d.comb += cnow.eq(Mux(self.start, 0, count))
-        m.d.comb += self.done.eq(cond & (cnow >= bar))
-        with m.If(~cond):
-            m.d.sync += count.eq(0)
-        with m.Elif(cnow < bar):
-            m.d.sync += count.eq(cnow + 1)
-        with m.Else():
-            m.d.sync += count.eq(cnow)
+        m.submodules.barrier = barrier = BarrierUnit(hw.barrier_cycles)
+        m.d.comb += [barrier.cond.eq(cond), barrier.restart.eq(self.start), self.done.eq(barrier.done)]
         for k in cores:
             with m.If(self.dbg_core == k):
                 m.d.comb += self.dbg_busy.eq(busy_count[k])
