@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_mbe_vit_hardware import mbe_core, pool_graph, product_graph, runnable
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from test_mbe_vit_hardware import SPLITS, mbe_core, pool_graph, product_graph, runnable, split_graph
 from test_rtl_rounds import needs_icarus
 
 from conftest import hw_of
 from spikeforge.mapping import compile
+from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.rtl.cosim import cosim_rounds
-from spikeforge.rtl.rounds import SEL_LUT, SEL_SHIFT, SEL_SPIKES, SEL_SUMS, rounds_plan
+from spikeforge.rtl.rounds import (
+    SEL_HOST,
+    SEL_LUT,
+    SEL_MEMBRANE,
+    SEL_PARAMS,
+    SEL_SHIFT,
+    SEL_SPIKES,
+    SEL_SUMS,
+    SEL_SYNAPSE,
+    rounds_plan,
+)
 from spikeforge.sim import Simulator
 
 
@@ -109,3 +122,64 @@ def test_a_flipped_bit_in_a_payload_row_is_reported_and_read_by_the_next_round()
     assert first["got"] - first["expected"] in (32, -32)
     hit = [m for m in report.mismatches if m.get("piece") == b.piece and m["what"] == "membrane (DRAM state)"]
     assert hit and min(m["step"] for m in hit) == emit + 1
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["chain", "product", "pool"]),
+    split=st.sampled_from(SPLITS),
+    lanes=st.sampled_from([1, 2, 4]),
+    cols=st.integers(1, 2),
+)
+def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(seed, kind, split, lanes, cols):
+    """The plan alone (no Icarus): payload sources (MBE units, graded max-pools, the host) are read
+    as ``v_bits`` values, ``width // v_bits`` to a word, spike sources as bits, each slot's sources
+    exactly once; an mbe piece loads its table words and ``(N + 1) * ceil(n/lanes)`` membrane words,
+    then its sums and shift words, from where its write-back writes them, and its row is ``v_bits``
+    per unit; state, rows and images do not overlap; the transfers take section 7's cycles."""
+    rng = np.random.default_rng(seed)
+    if kind == "chain":
+        graph, _ = runnable(lambda r: split_graph(r, 2, (split, "inv"), width=4), rng, (1, 5))
+    elif kind == "product":
+        graph, _ = runnable(lambda r: product_graph(r, 2, "neuron", "elementwise", False, split, False), rng, (1, 4))
+    else:
+        graph, _ = runnable(lambda r: pool_graph(r, 2, 2, 1, split), rng, (1, 5))
+    program = compile(graph, hw_of(1, cols, neurons=32, lanes=lanes, **mbe_core()))
+    assume(program.plan.mode == "rounds")
+    plan = rounds_plan(program)
+    mem, vb = program.hardware.memory, program.hardware.core.v_bits
+    payload = {p.name for p in graph.populations if p.kind in ("input", "mbe") or graph.graded(p.name)}
+    regions = []
+    for us in plan.units.values():
+        for u in us:
+            piece = program.pieces[u.piece]
+            for k, s in enumerate(piece.slots):
+                got = sorted(f[1] for f in u.feed if f[0] == k)
+                assert got == sorted(int(v) for v in slot_sources(graph, piece, s))
+                graded = int(s.src in payload)
+                assert all(
+                    f[2] == graded and f[3] < (plan.width // vb if graded else plan.width) for f in u.feed if f[0] == k
+                )
+            assert len([d for d in u.load if d[0] in (SEL_SPIKES, SEL_HOST)]) == len(u.chunks)
+            groups = -(-piece.n // lanes)
+            assert u.n_mem == (u.init.bases + 1) * groups
+            assert u.row_bits == (vb if piece.population in payload else 1)
+            assert u.n_lut == (len(program.images(u.piece)["params"].fields) - piece.n if piece.kind == "mbe" else 0)
+            state = [d[2] for d in u.load if d[0] in (SEL_MEMBRANE, SEL_SUMS, SEL_SHIFT)]
+            state += [d[2] for d in u.load if d[0] == SEL_SYNAPSE and d[2] >= u.state_base]
+            assert sorted(state) == list(range(u.state_base, u.state_base + u.n_mem + u.n_count + u.n_shift))
+            rows = -(-piece.n * u.row_bits // plan.width) if u.spike_base >= 0 else 0
+            assert u.n_wb == u.n_mem + u.n_count + u.n_shift + rows
+            b_in, b_out = program.round_traffic(piece)
+            assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+            assert u.wb_cycles == mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle)
+            regions.append((u.state_base, u.state_base + u.n_mem + u.n_count + u.n_shift))
+            if u.spike_base >= 0:
+                assert rows <= 1 << plan.spike_shift  # a row fits its step's slot
+                regions.append((u.spike_base, u.spike_base + (plan.steps << plan.spike_shift)))
+            images = [d[2] for d in u.load if d[0] in (SEL_PARAMS, SEL_LUT)]  # below every piece's state
+            assert images and max(images) < min(plan.state_base.values())
+    regions.sort()
+    assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
+    assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
