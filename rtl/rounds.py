@@ -6,23 +6,27 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
    descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
-   words, its state (membranes, a max-pool's window maxima, as written back at its last round,
-   ``v0`` before the first; a product's or a spiking max-pool's running-count words after them,
-   into the synapse SRAM where the core keeps them) and, per slot whose source emitted in its
-   window at ``t - 1 - delay``, the words of the source's spike rows (from the DRAM rows the
-   source's pieces wrote back at that step) or of the host's input values (written by the host
-   before the run) that hold the slot's sources. They go into the core's SRAMs and into the
-   piece's *feeder*: one pending bit (and, for host words, one value) per source the slot needs;
+   words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
+   maxima, an ``mbe`` piece's ``X`` and basis blocks, as written back at its last round, ``v0``
+   before the first; a product's or a spiking max-pool's running-count words after them, into the
+   synapse SRAM where the core keeps them, or a graded product's or max-pool's running payload
+   sums, into the sums memory; an ``mbe`` piece's shift words) and, per slot whose source emitted
+   in its window at ``t - 1 - delay``, the words of the source's rows (spike bits, or ``v_bits``
+   payloads of MBE units and graded max-pools, from the DRAM rows the source's pieces wrote back at
+   that step) or of the host's input values (written by the host before the run) that hold the
+   slot's sources. They go into the core's memories and into the piece's *feeder*: one pending bit
+   (and, for payload and host words, one value) per source the slot needs;
 2. *integrate*: from the cycle before the transfer ends, the feeder hands the core's event FIFO one
-   event per cycle (the lowest pending position: its slot, global source index, and the host's
-   value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
+   event per cycle (the lowest pending position: its slot, global source index, and a payload or
+   host value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
    piece on shared memories as in :mod:`~spikeforge.rtl.swap`) pops them back to back from the
    cycle the transfer ends; its ``i_done`` (``pipeline_cycles`` after the last event) starts
-   phase F in the same cycle, and its ``f_done`` (``ceil(n/lanes)`` later when it updates) makes
-   the write-back request;
+   phase F in the same cycle, and its ``f_done`` (its phase-F cycles later: ``ceil(n/lanes)``, an
+   ``mbe`` piece's passes, a graded max-pool's ``kernel**2`` per group) makes the write-back request;
 3. *write back* (``b_out`` bytes): one cycle after the grant, one word per cycle, the membrane
-   words, a product's or max-pool's count words and (for a neuron, product or max-pool piece) its spike
-   row of step ``t`` (``n`` bits, zero when it did not emit at ``t``) into the DRAM.
+   words, the count or payload-sum words, the shift words and (for a neuron, product, max-pool or
+   ``mbe`` piece) its row of step ``t`` (``n`` spike bits or ``v_bits`` payloads, zero when it did
+   not emit at ``t``) into the DRAM.
 
 The channel serves one transfer of ``b`` bytes at a time, ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, requests in the order they are made (simultaneous ones: lower core
@@ -129,11 +133,12 @@ class RoundUnit:
 class RoundsPlan:
     """What the rounds-mode array is generated from: each core's rounds in timeline order and the DRAM.
 
-    ``dram``: the DRAM's initial words of ``width`` bits (images, then membranes, then zeroed spike
-    rows, then the host's input words, which the host writes before the run). Synapse words are
-    packed ``syn_per_word`` to a DRAM word (lane group 0 low), spike rows ``width`` bits per word
-    (local neuron 0 lowest), host values ``host_per_word`` of ``v_bits`` per word; parameter and
-    membrane words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
+    ``dram``: the DRAM's initial words of ``width`` bits (images, then state: membranes, counts or
+    payload sums, shift words; then zeroed spike and payload rows, then the host's input words,
+    which the host writes before the run). Synapse words are packed ``syn_per_word`` to a DRAM word
+    (lane group 0 low), rows ``width`` bits per word (local unit 0 lowest, 1 or ``v_bits`` bits per
+    unit), host values ``host_per_word`` of ``v_bits`` per word; parameter, table, membrane, sum
+    and shift words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
     membranes and spike rows lie (the row of step ``t`` at ``spike_base[p] + (t << spike_shift)``);
     ``host_base`` and ``host_words`` the input's words.
     """
@@ -374,8 +379,8 @@ class RoundsArray(wiring.Component):
 
     ``dram_flip = (word, bit)`` (test hook) flips a bit of the DRAM's initial contents;
     ``wb_flip = (piece, bit)`` or ``(piece, bit, word)`` flips a bit of the word (default 0, the
-    first membrane word; then the running-count words, then the spike row) the piece writes back at
-    every round.
+    first membrane word; then the running-count or payload-sum words, the shift words, then the row)
+    the piece writes back at every round.
     """
 
     def __init__(
