@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.hardware import index_bits
 
+from .barrier import BarrierUnit
 from .core import CYCLE_BITS, STEP_BITS, Core, hist_bits, out_flit_layout
 from .piece import PieceInit, check_hardware, empty_piece, piece_init
 from .rounds import RoundsPlan, rounds_plan
@@ -183,16 +184,9 @@ class CoreArray(wiring.Component):
         in_f = self.fire | (firing & ~self.start)
         cond = Signal()
         m.d.comb += cond.eq(Mux(in_f, all_f, all_i))
-        count = Signal(range(bar + 2))  # cycles the condition has held, saturating at barrier_cycles
-        now = Signal.like(count)
-        m.d.comb += now.eq(Mux(self.start | self.fire, 0, count))  # a phase starts at 0
-        m.d.comb += self.done.eq(cond & (now >= bar))
-        with m.If(~cond):
-            m.d.sync += count.eq(0)
-        with m.Elif(now < bar):
-            m.d.sync += count.eq(now + 1)
-        with m.Else():
-            m.d.sync += count.eq(now)
+        m.submodules.barrier = barrier = BarrierUnit(bar)
+        # a phase starts at 0
+        m.d.comb += [barrier.cond.eq(cond), barrier.restart.eq(self.start | self.fire), self.done.eq(barrier.done)]
         # swap mode (section 7): the DMA engine loads each core's pieces; a step waits for `ready`
         if self.swap is None:
             m.d.comb += self.ready.eq(1)

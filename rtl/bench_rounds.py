@@ -8,9 +8,10 @@ simulator's trace (``$SPIKEFORGE_COSIM_IN``):
   plus ``barrier_cycles``) must be low until cycle ``step_cycles[t] - 1`` and high at
   ``step_cycles[t]``: the loads, integration, firing and write-backs of every round, on one DRAM
   channel, take exactly the simulator's cycles;
-* barrier: every piece's membranes (a product's or max-pool's running-count words too) and, where it fired
-  at ``t``, its spike row of ``t``, read back from the DRAM (``dbg_daddr`` -> ``dbg_ddata``), and
-  every core's busy cycles of the step.
+* barrier: every piece's membranes (an mbe piece's ``X`` and basis blocks; then a product's or
+  max-pool's running-count or payload-sum words and an mbe piece's shift words) and its row of ``t``
+  (spike bits, or the ``v_bits`` payloads of an mbe piece or graded max-pool), read back from the
+  DRAM (``dbg_daddr`` -> ``dbg_ddata``), and every core's busy cycles of the step.
 
 After the last step the logits are read from the output pieces' state words in the DRAM. Results go
 to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
@@ -89,13 +90,13 @@ class _RoundsBench(BenchBase):
     async def barrier(self, st: dict) -> None:
         dut, t, width = self.dut, st["t"], self.spec["width"]
         for pc in st["pieces"]:
-            got = await self.values(pc["state_base"], pc["n"], pc["positions"])
+            got = await self.values(pc["state_base"], len(pc["membranes"]), pc["positions"])
             for j, (e, g) in enumerate(zip(pc["membranes"], got)):
                 self.compared["membranes"] += 1
                 if e != g:
                     self.mismatch(t, "membrane (DRAM state)", e, g, neuron=j, core=pc["core"], piece=pc["piece"])
-            if pc["counts"] is not None:  # a product's or max-pool's running counts, after its membranes
-                base = pc["state_base"] + -(-pc["n"] // self.spec["lanes"])
+            if pc["counts"] is not None:  # running counts or payload sums, shift words, after the membranes
+                base = pc["state_base"] + pc["mem_words"]
                 for w, e in enumerate(pc["counts"]):
                     got_w = await self.dram(base + w)
                     self.compared["counts"] += 1
@@ -105,14 +106,17 @@ class _RoundsBench(BenchBase):
                         )
             if pc["spikes"] is not None:
                 base = pc["spike_base"] + (t << self.spec["spike_shift"])
-                bits = []
-                for g in range(-(-pc["n"] // width)):  # a row is `width` bits per word, neuron 0 lowest
-                    word = await self.dram(base + g)
-                    bits += [(word >> q) & 1 for q in range(width)]
+                rb = pc["row_bits"]  # 1 (a spike) or v_bits (a signed payload) per unit
+                row = 0
+                for g in range(-(-pc["n"] * rb // width)):  # a row is `width` bits per word, unit 0 lowest
+                    row |= await self.dram(base + g) << (g * width)
+                got = [(row >> (j * rb)) & ((1 << rb) - 1) for j in range(pc["n"])]
+                got = [signed(v, rb) for v in got] if rb > 1 else got
+                what = "payload (DRAM row)" if rb > 1 else "spike (DRAM row)"
                 for j, e in enumerate(pc["spikes"]):
                     self.compared["spikes"] += 1
-                    if e != bits[j]:
-                        self.mismatch(t, "spike (DRAM row)", e, bits[j], neuron=j, core=pc["core"], piece=pc["piece"])
+                    if e != got[j]:
+                        self.mismatch(t, what, e, got[j], neuron=j, core=pc["core"], piece=pc["piece"])
         for k, want in st["busy"]:
             dut.dbg_core.value = k
             await Timer(1, "ps")
@@ -124,7 +128,7 @@ class _RoundsBench(BenchBase):
 
     async def readout(self, t_end: int) -> None:
         for out in self.spec["readout"]:
-            got = await self.values(out["state_base"], len(out["logits"]))
+            got = await self.values(out["state_base"], len(out["logits"]), out["positions"])
             for j, (e, g) in enumerate(zip(out["logits"], got)):
                 self.compared["logits"] += 1
                 if e != g:

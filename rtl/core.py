@@ -182,10 +182,11 @@ class Core(wiring.Component):
         update (operand ``b``) to the next word of its bank, ``"count_one"`` adds 1 to the event's own
         running sum instead of its payload (a count where a payload sum is due).
     shared : dict, optional
-        Swap mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or ``banks``;
-        ``sums``, ``hist_g``, ``lut`` and ``shift`` for pieces with payload sums, payload rows, MBE
-        tables and output shifts), used instead of memories of its own initialised from the piece
-        (:class:`~spikeforge.rtl.swap.SwapCore`).
+        Swap and rounds mode: the core position's memories (``syn``, ``par``, ``hist`` and ``mem`` or
+        ``banks``; ``sums``, ``hist_g``, ``lut`` and ``shift`` for pieces with payload sums, payload
+        rows, MBE tables and output shifts), used instead of memories of its own initialised from the
+        piece; a swap core's loader (:class:`~spikeforge.rtl.swap.SwapCore`) or the rounds-mode DMA
+        engine (:mod:`~spikeforge.rtl.rounds`) fills them.
     """
 
     def __init__(
@@ -761,10 +762,11 @@ class Core(wiring.Component):
         bias_now = (step >= p.in_start) & (step < p.in_start + T)
         out_now = (step >= p.out_start) & (step < p.out_start + T)
         m.d.comb += f_len.eq(Mux(bias_now, groups, 0) + Mux(out_now, nb * groups, 0))
-        if self.shared is None:
+        sh = self.shared or {}
+        if "lut" in sh:  # swap and rounds mode: the loader writes the piece's table words when it is loaded
+            lut = sh["lut"]
+        else:
             m.submodules.lut = lut = Memory(shape=unsigned(3 * vb), depth=len(lut_words), init=lut_words)
-        else:  # a swap core's table memory, written by its loader when the piece is loaded
-            lut = self.shared["lut"]
         row_rd, off_rd = lut.read_port(), lut.read_port()
         mpass = Signal(range(nb + 2), name="mbe_pass")  # pass and lane group of the next issue
         mg = Signal(range(groups + 1), name="mbe_group")
@@ -797,11 +799,12 @@ class Core(wiring.Component):
         split, split_bits, exp_bias = code & 3, (code >> 2) & 63, code >> 8
         shm = None
         if split or shift_base:  # the shift memory: a 7-bit word per unit, beside the membrane SRAM
-            if self.shared is None:
-                shm = Memory(shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[])
-                m.submodules.shift_mem = shm
-            else:  # shared by a swap core's pieces: pass 1 at k = 0 writes a word before any read
-                shm = self.shared["shift"]
+            if "shift" in sh:  # shared by the core position's pieces (rounds: state, loaded and written back)
+                shm = sh["shift"]
+            else:
+                m.submodules.shift_mem = shm = Memory(
+                    shape=unsigned(c.lanes * SHIFT_BITS), depth=self.groups_max, init=[]
+                )
             sh_rd = shm.read_port()  # read in the issue cycle: the unit's shift at output steps k > 0
             m.d.comb += sh_rd.addr.eq(cur_g)
         return {

@@ -23,7 +23,7 @@ from spikeforge.mapping import Program
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.sim import Simulator
 
-from .core import TYPE_GRADED, TYPE_SPIKE, Core
+from .core import SHIFT_BITS, TYPE_GRADED, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
 from .piece import (
@@ -658,7 +658,7 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
     ]
     core_of = np.asarray(program.plan.core)
     pids = sorted(plan.state_base)
-    banked = {u.piece for us in plan.units.values() for u in us if u.banked}
+    unit = {u.piece: u for us in plan.units.values() for u in us}
     counts = _running_counts(program, run, len(run.trace))
     cores = sorted(plan.units)
     steps = []
@@ -666,19 +666,26 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
         pieces = []
         for pid in pids:
             spikes = tr.spikes[pid]
+            u = unit[pid]
             pieces.append(
                 {
                     "piece": pid,
                     "core": int(core_of[pid]),
                     "n": program.pieces[pid].n,
-                    # a banked piece's membranes lie at its bank positions (word * lanes + lane)
-                    "positions": neuron_positions(hw, program.pieces[pid]) if pid in banked else None,
+                    # a banked piece's membranes lie at its bank positions (word * lanes + lane); an mbe
+                    # piece's are X and its basis blocks, as laid out or at the banks' positions
+                    "positions": membrane_positions(program, pid),
+                    "mem_words": u.n_mem,
+                    "row_bits": u.row_bits,
                     "state_base": plan.state_base[pid],
                     "membranes": [int(v) for v in tr.membranes[pid]],
                     "spike_base": plan.spike_base.get(pid, -1),
                     "spikes": None if spikes is None or pid not in plan.spike_base else [int(v) for v in spikes],
-                    # a product's or a max-pool's running-count words after its membranes (4.3, 4.4)
-                    "counts": counts[pid][tr.step] if pid in counts else _pool_counts(program, pid, tr.sums[pid]),
+                    # the state words after its membranes: a product's running counts (4.3), a max-pool's
+                    # counts or payload sums (4.4), a graded product's payload sums, MBE shift words (4.5)
+                    "counts": counts[pid][tr.step]
+                    if pid in counts and not u.graded_sums
+                    else _state_words(program, u, tr.sums[pid]),
                 }
             )
         steps.append(
@@ -693,6 +700,8 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
         {
             "piece": p.id,
             "state_base": plan.state_base[p.id],
+            # a banked output (fed by a graded product) keeps logit j at its bank position
+            "positions": neuron_positions(hw, p) if unit[p.id].banked else None,
             "outputs": [int(i) for i in p.neurons],
             "logits": [int(run.logits[i]) for i in p.neurons],
         }
@@ -711,19 +720,21 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
     }
 
 
-def _pool_counts(program: Program, pid: int, sums: np.ndarray | None) -> list[int] | None:
-    """A spiking max-pool piece's count words (section 4.4) from the simulator's ``StepTrace.sums``
-    (``C[j, w]``, unit-major): ``C[j, w]`` in field ``j mod lanes`` (``count_bits`` each, lane 0 low)
-    of word ``w * ceil(n/lanes) + j // lanes``, where :func:`~spikeforge.rtl.piece.sum_positions`
-    places it; ``None`` for every other piece."""
-    piece = program.pieces[pid]
-    if piece.kind != "maxpool" or program.graph.graded(piece.population) or sums is None:
+def _state_words(program: Program, u, sums: np.ndarray | None) -> list[int] | None:
+    """The DRAM words of a round's state after its membranes (``RoundUnit`` ``u``) from the simulator's
+    ``StepTrace.sums``: a spiking max-pool's counts (``count_bits`` fields) or a graded product's or
+    max-pool's payload sums (``v_bits``), ``n_count`` words, then an mbe piece's shift words
+    (``SHIFT_BITS``), each value in field ``lane`` of the word where
+    :func:`~spikeforge.rtl.piece.sum_positions` places it (``word * lanes + lane``); ``None`` when
+    the piece has no such state."""
+    if sums is None or not u.n_count + u.n_shift:
         return None
     c = program.hardware.core
-    k2 = program.graph.projections[piece.slots[0].proj].kernel ** 2
-    words = [0] * (k2 * -(-piece.n // c.lanes))
-    for pos, v in zip(sum_positions(program, pid), sums):
-        words[pos // c.lanes] |= (int(v) & ((1 << c.count_bits) - 1)) << (pos % c.lanes * c.count_bits)
+    words = [0] * (u.n_count + u.n_shift)
+    for pos, v in zip(sum_positions(program, u.piece), sums):
+        word, lane = divmod(pos, c.lanes)
+        bits = SHIFT_BITS if word >= u.n_count else (c.v_bits if u.graded_sums else c.count_bits)
+        words[word] |= (int(v) & ((1 << bits) - 1)) << (lane * bits)
     return words
 
 

@@ -6,23 +6,27 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
    descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
-   words, its state (membranes, a max-pool's window maxima, as written back at its last round,
-   ``v0`` before the first; a product's or a spiking max-pool's running-count words after them,
-   into the synapse SRAM where the core keeps them) and, per slot whose source emitted in its
-   window at ``t - 1 - delay``, the words of the source's spike rows (from the DRAM rows the
-   source's pieces wrote back at that step) or of the host's input values (written by the host
-   before the run) that hold the slot's sources. They go into the core's SRAMs and into the
-   piece's *feeder*: one pending bit (and, for host words, one value) per source the slot needs;
+   words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
+   maxima, an ``mbe`` piece's ``X`` and basis blocks, as written back at its last round, ``v0``
+   before the first; a product's or a spiking max-pool's running-count words after them, into the
+   synapse SRAM where the core keeps them, or a graded product's or max-pool's running payload
+   sums, into the sums memory; an ``mbe`` piece's shift words) and, per slot whose source emitted
+   in its window at ``t - 1 - delay``, the words of the source's rows (spike bits, or ``v_bits``
+   payloads of MBE units and graded max-pools, from the DRAM rows the source's pieces wrote back at
+   that step) or of the host's input values (written by the host before the run) that hold the
+   slot's sources. They go into the core's memories and into the piece's *feeder*: one pending bit
+   (and, for payload and host words, one value) per source the slot needs;
 2. *integrate*: from the cycle before the transfer ends, the feeder hands the core's event FIFO one
-   event per cycle (the lowest pending position: its slot, global source index, and the host's
-   value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
+   event per cycle (the lowest pending position: its slot, global source index, and a payload or
+   host value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
    piece on shared memories as in :mod:`~spikeforge.rtl.swap`) pops them back to back from the
    cycle the transfer ends; its ``i_done`` (``pipeline_cycles`` after the last event) starts
-   phase F in the same cycle, and its ``f_done`` (``ceil(n/lanes)`` later when it updates) makes
-   the write-back request;
+   phase F in the same cycle, and its ``f_done`` (its phase-F cycles later: ``ceil(n/lanes)``, an
+   ``mbe`` piece's passes, a graded max-pool's ``kernel**2`` per group) makes the write-back request;
 3. *write back* (``b_out`` bytes): one cycle after the grant, one word per cycle, the membrane
-   words, a product's or max-pool's count words and (for a neuron, product or max-pool piece) its spike
-   row of step ``t`` (``n`` bits, zero when it did not emit at ``t``) into the DRAM.
+   words, the count or payload-sum words, the shift words and (for a neuron, product, max-pool or
+   ``mbe`` piece) its row of step ``t`` (``n`` spike bits or ``v_bits`` payloads, zero when it did
+   not emit at ``t``) into the DRAM.
 
 The channel serves one transfer of ``b`` bytes at a time, ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, requests in the order they are made (simultaneous ones: lower core
@@ -44,10 +48,13 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.mapping import HardwareConfig, Program
 from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES
+from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+from spikeforge.mapping.pieces import mbe_shifts
 
+from .barrier import BarrierUnit
 from .core import (
     CYCLE_BITS,
+    SHIFT_BITS,
     STEP_BITS,
     TYPE_GRADED,
     TYPE_SPIKE,
@@ -56,6 +63,7 @@ from .core import (
     count_words,
     hist_bits,
     memory_words,
+    sum_words,
 )
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
@@ -70,14 +78,16 @@ __all__ = [
     "SEL_MEMBRANE",
     "SEL_SPIKES",
     "SEL_HOST",
+    "SEL_SUMS",
+    "SEL_LUT",
+    "SEL_SHIFT",
 ]
 
-#: Descriptor targets: a core memory, or the feeder (a source's spike word, a word of host values).
-SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST = 0, 1, 2, 3, 4
-#: Piece kinds the rounds-mode RTL runs.
-ROUND_PIECES = ("neuron", "output", "maxpool", "product")
-#: Piece kinds whose rounds write a spike row back.
-SPIKING = ("neuron", "maxpool", "product")
+#: Descriptor targets: a core memory, or the feeder (a source's spike or payload word, a word of
+#: host values); then the running payload sums, an MBE piece's table words and its shift words.
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST, SEL_SUMS, SEL_LUT, SEL_SHIFT = range(8)
+#: Piece kinds whose rounds write a spike row (MBE units, graded max-pools: a payload row) back.
+SPIKING = ("neuron", "maxpool", "product", "mbe")
 
 
 @dataclass
@@ -90,8 +100,10 @@ class RoundUnit:
     are read only when ``t - 1 - delay`` is in the source's firing window ``[window lo, window hi)``
     (``target``: the feeder chunk). ``chunks[c] = (first, count)``: the feeder positions the
     ``c``-th spike or host word fills; ``feed[e] = (slot, global source index, graded, bit)``:
-    position ``e``'s event and its bit (spike words) or value (host words, ``bit``-th value) in
-    the word. ``n_wb``: words written back (membranes, running counts, then the spike row).
+    position ``e``'s event and its bit (spike words) or value (host and payload words, ``bit``-th
+    ``v_bits`` value) in the word. ``n_wb``: words written back (``n_mem`` membrane words,
+    ``n_count`` running-count or payload-sum words, ``n_shift`` shift words, then the row of
+    ``row_bits`` per unit).
     """
 
     piece: int
@@ -110,17 +122,23 @@ class RoundUnit:
     banked: bool  # membranes in lane banks (products, conv blocks not a multiple of the lanes)
     state_base: int
     spike_base: int  # -1: the piece emits no spikes (output pieces)
+    n_mem: int = 0  # membrane words: ceil(n/lanes), (N + 1) * ceil(n/lanes) for an mbe piece (4.5)
+    n_shift: int = 0  # an mbe piece's shift words (lanes SHIFT_BITS shifts each), after the counts
+    row_bits: int = 1  # bits per unit of its row: 1 (a spike), v_bits (a payload)
+    graded_sums: bool = False  # its running sums are v_bits payload sums (the sums memory)
+    n_lut: int = 0  # an mbe piece's table words (its image, loaded into the table memory)
 
 
 @dataclass
 class RoundsPlan:
     """What the rounds-mode array is generated from: each core's rounds in timeline order and the DRAM.
 
-    ``dram``: the DRAM's initial words of ``width`` bits (images, then membranes, then zeroed spike
-    rows, then the host's input words, which the host writes before the run). Synapse words are
-    packed ``syn_per_word`` to a DRAM word (lane group 0 low), spike rows ``width`` bits per word
-    (local neuron 0 lowest), host values ``host_per_word`` of ``v_bits`` per word; parameter and
-    membrane words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
+    ``dram``: the DRAM's initial words of ``width`` bits (images, then state: membranes, counts or
+    payload sums, shift words; then zeroed spike and payload rows, then the host's input words,
+    which the host writes before the run). Synapse words are packed ``syn_per_word`` to a DRAM word
+    (lane group 0 low), rows ``width`` bits per word (local unit 0 lowest, 1 or ``v_bits`` bits per
+    unit), host values ``host_per_word`` of ``v_bits`` per word; parameter, table, membrane, sum
+    and shift words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
     membranes and spike rows lie (the row of step ``t`` at ``spike_base[p] + (t << spike_shift)``);
     ``host_base`` and ``host_words`` the input's words.
     """
@@ -143,24 +161,12 @@ def _refuse(program: Program, pid: int) -> None:
     piece = program.pieces[pid]
     if piece.kind == "partial" or any(p.kind == "partial" and p.root == pid for p in program.pieces):
         raise RtlError(
-            f"piece {pid} ({piece.population!r}) is part of a slice split into partial chunks; a round of such a "
-            "slice reads the images of the root and of every chunk before it integrates (section 7), which together "
-            "do not fit one core's synapse SRAM, so the rounds-mode RTL does not run it: give the core more axons."
+            f"piece {pid} ({piece.population!r}) is part of a slice split into partial chunks; section 7 loads "
+            "and integrates such a slice's pieces one at a time, which the rounds-mode RTL does not build yet, so "
+            "it does not run it: give the core more axons so the slice is one piece."
         )
-    if piece.kind not in ROUND_PIECES or (piece.kind == "maxpool" and program.graph.graded(piece.population)):
-        what = "graded 'maxpool'" if piece.kind == "maxpool" else repr(piece.kind)
-        raise RtlError(
-            f"piece {pid} ({piece.population!r}) is a {what} piece; the rounds-mode RTL runs neuron, output, "
-            "max-pool and product pieces (spikes and the host's values, no MBE payloads) so far: use a larger "
-            "[array] so the program is resident or swapped."
-        )
-    for s in piece.slots:
-        src = program.graph.population(s.src)
-        if src.kind not in ("input", "neuron", "maxpool"):
-            raise RtlError(
-                f"piece {pid} ({piece.population!r}) reads {s.src!r}, a {src.kind!r} population; in rounds mode "
-                "the RTL reads spike rows of neuron and max-pool populations and the host's input only."
-            )
+    # every other piece kind (neuron, output, max-pool, product, mbe) and every source population
+    # (the host, spikes, MBE and graded max-pool payloads) runs in rounds
 
 
 def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
@@ -185,20 +191,28 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     sched = graph.schedule()
     T = graph.timesteps
     steps = graph.total_steps
-    width = max(lanes * c.weight_bits, lanes * 2 * vb, lanes * vb)
-    plan = RoundsPlan({}, width=width, syn_per_word=width // (lanes * c.weight_bits), host_per_word=width // vb)
-    plan.spike_shift = max(0, (-(-c.neurons // width) - 1).bit_length())
-    plan.steps = steps
-    spm = plan.syn_per_word
     used = [pid for tl in program.plan.timeline for pid in tl]
     for pid in sorted(used):  # the first piece in program order is named
         _refuse(program, pid)
     inits = {pid: piece_init(program, pid) for pid in used}
-    # a product's and a max-pool's running counts (sections 4.3, 4.4) are state: they follow its
-    # membranes (a max-pool's window maxima) in the DRAM, as the simulator's round bytes count them
-    ncount = {pid: _count_words(p, lanes) for pid, p in inits.items()}
-    # the DRAM: images, then membranes, then spike rows, then the host's input words
-    image_base: dict[int, tuple[int, int]] = {}
+    has_mbe = any(p.kind == PIECE_CODES["mbe"] for p in inits.values())
+    # a DRAM word holds a synapse word, a parameter word, a membrane or sum word and (MBE) a table row
+    width = max(lanes * c.weight_bits, lanes * 2 * vb, lanes * vb, 3 * vb if has_mbe else 0)
+    plan = RoundsPlan({}, width=width, syn_per_word=width // (lanes * c.weight_bits), host_per_word=width // vb)
+    # a row is `neurons` spikes, or `neurons` payloads of v_bits on an MBE core (hist_bits)
+    plan.spike_shift = max(0, (-(-c.neurons * hist_bits(hw) // width) - 1).bit_length())
+    plan.steps = steps
+    spm = plan.syn_per_word
+    # state after the membranes: a product's or a max-pool's running counts or payload sums (sections
+    # 4.3, 4.4), an MBE piece's shift words (4.5), as the simulator's round bytes count them
+    ncount = {pid: _count_words(hw, p) for pid, p in inits.items()}
+    nmem = {pid: (p.bases + 1) * -(-p.n // lanes) for pid, p in inits.items()}
+    nshift = {
+        pid: -(-p.n // lanes) if p.kind == PIECE_CODES["mbe"] and mbe_shifts(graph.population(p.population)) else 0
+        for pid, p in inits.items()
+    }
+    # the DRAM: images, then state, then spike and payload rows, then the host's input words
+    image_base: dict[int, tuple[int, int, int]] = {}
     words: list[int] = []
     mwords: dict[int, dict[str, list[int]]] = {}
     sbits = lanes * c.weight_bits
@@ -207,13 +221,15 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         mw = {name: w for name, w, _ in memory_words(hw, p)}
         mwords[pid] = mw
         groups = -(-p.n // lanes)
-        syn = mw["synapse"][: len(p.synapse)]
+        # a piece with payload sums keeps no weights in the synapse SRAM: its sums are its state
+        syn = [] if p.graded_sums else mw["synapse"][: len(p.synapse)]
         packed = [sum(w << (i * sbits) for i, w in enumerate(syn[r : r + spm])) for r in range(0, len(syn), spm)]
-        image_base[pid] = (len(words), len(words) + len(packed))
-        words += packed + mw["params"][:groups]
+        image_base[pid] = (len(words), len(words) + len(packed), len(words) + len(packed) + groups)
+        words += packed + mw["params"][:groups] + mw.get("lut", [])
     for pid in used:
         plan.state_base[pid] = len(words)
-        words += mwords[pid]["membrane"][: -(-inits[pid].n // lanes)] + [0] * ncount[pid]
+        sums = mwords[pid]["synapse"][: ncount[pid]] if inits[pid].graded_sums else [0] * ncount[pid]
+        words += mwords[pid]["membrane"][: nmem[pid]] + sums + [0] * nshift[pid]
     for pid in used:
         if program.pieces[pid].kind in SPIKING:
             plan.spike_base[pid] = len(words)
@@ -230,12 +246,21 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         for pid in timeline:
             piece, p = program.pieces[pid], inits[pid]
             groups = -(-p.n // lanes)
-            syn0, par0 = image_base[pid]
-            nsyn = len(p.synapse)
+            syn0, par0, lut0 = image_base[pid]
+            nsyn = 0 if p.graded_sums else len(p.synapse)
+            nlut = len(mwords[pid].get("lut", []))
+            base = plan.state_base[pid]
             load = [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
             load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(groups)]
-            load += [(SEL_MEMBRANE, a, plan.state_base[pid] + a, 0, 0, 0) for a in range(groups)]
-            load += [(SEL_SYNAPSE, a, plan.state_base[pid] + groups + a, 1, 0, 0) for a in range(ncount[pid])]
+            load += [(SEL_LUT, a, lut0 + a, 0, 0, 0) for a in range(nlut)]
+            load += [(SEL_MEMBRANE, a, base + a, 0, 0, 0) for a in range(nmem[pid])]
+            base += nmem[pid]
+            if p.graded_sums:
+                load += [(SEL_SUMS, a, base + a, 0, 0, 0) for a in range(ncount[pid])]
+            else:
+                load += [(SEL_SYNAPSE, a, base + a, 1, 0, 0) for a in range(ncount[pid])]
+            base += ncount[pid]
+            load += [(SEL_SHIFT, a, base + a, 0, 0, 0) for a in range(nshift[pid])]
             chunks: list[tuple[int, int]] = []
             feed: list[tuple[int, int, int, int]] = []
             for k_slot, s in enumerate(piece.slots):
@@ -245,8 +270,10 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                 need = {int(v) for v in slot_sources(graph, piece, s)}
                 src = graph.population(s.src)
                 host = src.kind == "input"
+                # payloads (host values, MBE units, graded max-pools) are v_bits values, spikes bits
+                graded = host or _payloads(graph, s.src)
                 w0 = 0 if host else sched[s.src].out_start
-                per = hpw if host else width  # sources per DRAM word
+                per = hpw if graded else width  # sources per DRAM word
                 holders = (
                     [(-1, np.arange(inp.size))]
                     if host
@@ -255,7 +282,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                 for qid, neurons in holders:
                     for g in range(-(-len(neurons) // per)):
                         hits = [
-                            (k_slot, int(neurons[j]), int(host), j - g * per)
+                            (k_slot, int(neurons[j]), int(graded), j - g * per)
                             for j in range(g * per, min(len(neurons), g * per + per))
                             if int(neurons[j]) in need
                         ]
@@ -268,7 +295,9 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
             b_in, b_out = program.round_traffic(piece)
             dl = mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle) + int(latency_delta)
             dw = mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle) + int(latency_delta)
-            n_wb = groups + ncount[pid] + (-(-p.n // width) if piece.kind in SPIKING else 0)
+            row_bits = vb if _payloads(graph, p.population) else 1
+            n_row = -(-p.n * row_bits // width) if piece.kind in SPIKING else 0
+            n_wb = nmem[pid] + ncount[pid] + nshift[pid] + n_row
             if len(load) + 1 > dl or n_wb + 1 > dw:
                 what, n, d = ("reads", len(load), dl) if len(load) + 1 > dl else ("writes back", n_wb, dw)
                 raise RtlError(
@@ -292,18 +321,34 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                     wb_cycles=dw,
                     n_wb=n_wb,
                     n_count=ncount[pid],
-                    banked=banked_membrane(hw, p),
+                    # mbe and output units fed by a product keep their membranes in the banks too (4.3)
+                    banked=banked_membrane(hw, p) or any(sl.kind == SLOT_CODES["product_a"] for sl in p.slots),
                     state_base=plan.state_base[pid],
                     spike_base=plan.spike_base.get(pid, -1),
+                    n_mem=nmem[pid],
+                    n_shift=nshift[pid],
+                    row_bits=row_bits,
+                    graded_sums=p.graded_sums,
+                    n_lut=nlut,
                 )
             )
     return plan
 
 
-def _count_words(p: PieceInit, lanes: int) -> int:
+def _payloads(graph, population: str) -> bool:
+    """Whether a population's rows hold ``v_bits`` payloads (MBE units, max-pools of payloads)."""
+    pop = graph.population(population)
+    return pop.kind == "mbe" or (pop.kind == "maxpool" and graph.graded(population))
+
+
+def _count_words(hw: HardwareConfig, p: PieceInit) -> int:
     """Synapse words of a piece's running counts: a product's (``rtl.core.count_words``), a spiking
     max-pool's (``kernel**2 * ceil(n/lanes)``: count ``w`` of output ``j`` in word ``w * ceil(n/lanes)
-    + j // lanes``, section 4.4); 0 for other pieces."""
+    + j // lanes``, section 4.4); a piece with running payload sums: its ``rtl.core.sum_words`` words of
+    ``lanes`` ``v_bits`` sums; 0 for other pieces."""
+    lanes = hw.core.lanes
+    if p.graded_sums:
+        return sum_words(hw, p)
     if p.kind == PIECE_CODES["maxpool"]:
         return p.slots[0].kernel ** 2 * -(-p.n // lanes)
     if p.kind != PIECE_CODES["product"]:
@@ -334,8 +379,8 @@ class RoundsArray(wiring.Component):
 
     ``dram_flip = (word, bit)`` (test hook) flips a bit of the DRAM's initial contents;
     ``wb_flip = (piece, bit)`` or ``(piece, bit, word)`` flips a bit of the word (default 0, the
-    first membrane word; then the running-count words, then the spike row) the piece writes back at
-    every round.
+    first membrane word; then the running-count or payload-sum words, the shift words, then the row)
+    the piece writes back at every round.
     """
 
     def __init__(
@@ -397,7 +442,8 @@ class RoundsArray(wiring.Component):
         descs = [d for k in cores for u in plan.units[k] for d in u.load] or [(0, 0, 0, 0, 0, 0)]
         abits = index_bits(len(words))
         nchunk = max([len(u.chunks) for k in cores for u in plan.units[k]] + [1])
-        tbits = max(index_bits(syn_words), index_bits(nchunk))
+        nlut = max([u.n_lut for k in cores for u in plan.units[k]] + [1])
+        tbits = max(index_bits(syn_words), index_bits(nchunk), index_bits(nlut), index_bits(gmax))
         fields = [3, tbits, abits, STEP_BITS, STEP_BITS, STEP_BITS]
         def_w = sum(fields)
 
@@ -613,6 +659,16 @@ class RoundsArray(wiring.Component):
                 shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
             if False in orgs:
                 shared["mem"] = Memory(shape=unsigned(lanes * vb), depth=gmax, init=[])
+            # running payload sums in words of `lanes` v_bits sums: the synapse SRAM's bits, a memory of
+            # that width beside the weight words (a departure from section 3 in area only, as for the banks)
+            nsums = max([x.n_count for x in units if x.graded_sums] + [0])
+            if nsums:
+                shared["sums"] = Memory(shape=unsigned(lanes * vb), depth=nsums, init=[])
+            # an mbe piece's table words (loaded as its image) and its shift words (loaded as state)
+            if any(x.n_lut for x in units):
+                shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(x.n_lut for x in units), init=[])
+            if any(x.n_shift for x in units):
+                shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
             ctxs = [Core(hw, x.init, shared=shared) for x in units]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
@@ -631,16 +687,23 @@ class RoundsArray(wiring.Component):
                 par_w.data.eq(ld_data[: lanes * 2 * vb]),
                 par_w.en.eq(mine_ld & (sel == SEL_PARAMS)),
             ]
+            for name, code in (("sums", SEL_SUMS), ("lut", SEL_LUT), ("shift", SEL_SHIFT)):
+                if name in shared:
+                    wp = shared[name].write_port()
+                    bits = shared[name].shape.width
+                    m.d.comb += [wp.addr.eq(tgt), wp.data.eq(ld_data[:bits]), wp.en.eq(mine_ld & (sel == code))]
             # a membrane word goes to every organisation (lane l of it to word `tgt` of bank l)
             mem_ports = [(shared["mem"], slice(0, lanes * vb))] if "mem" in shared else []
             mem_ports += [(b, slice(q * vb, (q + 1) * vb)) for q, b in enumerate(shared.get("banks", []))]
             for mm, part in mem_ports:
                 w = mm.write_port()
                 m.d.comb += [w.addr.eq(tgt), w.data.eq(ld_data[part]), w.en.eq(mine_ld & (sel == SEL_MEMBRANE))]
-            # the write-back's reads: a membrane word (of the piece's organisation), a count word, a word
-            # of the step's history row
-            groups_now = Array(Const(-(-x.init.n // lanes), range(gmax + 1)) for x in units)[s["u"]]
+            # the write-back's reads: a membrane word (of the piece's organisation), a count or sum word, a
+            # shift word, a word of the step's history row
+            groups_now = Array(Const(x.n_mem, range(gmax + 1)) for x in units)[s["u"]]
             counts_now = Array(Const(x.n_count, range(syn_words + 1)) for x in units)[s["u"]]
+            shifts_now = Array(Const(x.n_shift, range(gmax + 1)) for x in units)[s["u"]]
+            sums_now = Array(Const(int(x.graded_sums), 1) for x in units)[s["u"]]
             banked_now = Array(Const(int(x.banked), 1) for x in units)[s["u"]]
             mem_words = []
             for mm, _ in mem_ports:
@@ -652,9 +715,18 @@ class RoundsArray(wiring.Component):
             mword_rd = Mux(banked_now, banked_word, whole)
             syn_rd = shared["syn"].read_port(domain="comb")
             m.d.comb += syn_rd.addr.eq(wb_i - groups_now)
+            state_rd = syn_rd.data
+            if "sums" in shared:
+                sums_rd = shared["sums"].read_port(domain="comb")
+                m.d.comb += sums_rd.addr.eq(wb_i - groups_now)
+                state_rd = Mux(sums_now, sums_rd.data, syn_rd.data)
+            if "shift" in shared:
+                shift_rd = shared["shift"].read_port(domain="comb")
+                m.d.comb += shift_rd.addr.eq(wb_i - groups_now - counts_now)
+                state_rd = Mux(wb_i < groups_now + counts_now, state_rd, shift_rd.data)
             hist_rd = shared["hist"].read_port(domain="comb")
             m.d.comb += hist_rd.addr.eq(step % c.spike_history_steps)
-            for name in ("syn", "par", "hist", "mem"):
+            for name in ("syn", "par", "hist", "mem", "sums", "lut", "shift"):
                 if name in shared:
                     m.submodules[f"core{k}_{name}"] = shared[name]
             for q, bank in enumerate(shared.get("banks", [])):
@@ -665,18 +737,19 @@ class RoundsArray(wiring.Component):
                 ((step >= e0) & (step < e0 + x.init.timesteps)) if x.spike_base >= 0 else Const(0)
                 for e0, x in zip(emit, units)
             )[s["u"]]
-            # the row's bits past the piece's n may be another piece's: masked
-            nmask = Array(Const((1 << x.init.n) - 1, c.neurons) for x in units)[s["u"]]
-            grp = Signal(range(gmax + syn_words + 1), name=f"wb_grp_{k}")
-            m.d.comb += grp.eq(wb_i - groups_now - counts_now)
-            spike_word = Mux(fired_now, ((hist_rd.data[: c.neurons] & nmask) >> (grp * width))[:width], 0)
+            # the row's bits past the piece's n units (1 or v_bits each) may be another piece's: masked
+            hbits = c.neurons * hist_bits(hw)
+            nmask = Array(Const((1 << x.init.n * x.row_bits) - 1, hbits) for x in units)[s["u"]]
+            grp = Signal(range(2 * gmax + syn_words + 1), name=f"wb_grp_{k}")
+            m.d.comb += grp.eq(wb_i - groups_now - counts_now - shifts_now)
+            spike_word = Mux(fired_now, ((hist_rd.data & nmask) >> (grp * width))[:width], 0)
             state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
             spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
             with m.If(wb_on & (who == i)):
                 is_mem = wb_i < groups_now
-                is_state = wb_i < groups_now + counts_now
+                is_state = wb_i < groups_now + counts_now + shifts_now
                 wword = Signal(width, name=f"wb_word_{k}")
-                m.d.comb += wword.eq(Mux(is_mem, mword_rd, Mux(is_state, syn_rd.data, spike_word)))
+                m.d.comb += wword.eq(Mux(is_mem, mword_rd, Mux(is_state, state_rd, spike_word)))
                 if self.wb_flip is not None:
                     hits = [j for j, x in enumerate(units) if x.piece == self.wb_flip[0]]
                     if hits:
@@ -728,17 +801,8 @@ class RoundsArray(wiring.Component):
         for t_ in idle_terms:
             acc = acc & t_
         m.d.comb += cond.eq(acc)
-        bar = hw.barrier_cycles
-        count = Signal(range(bar + 2))
-        cnow = Signal.like(count)
-        m.d.comb += cnow.eq(Mux(self.start, 0, count))
-        m.d.comb += self.done.eq(cond & (cnow >= bar))
-        with m.If(~cond):
-            m.d.sync += count.eq(0)
-        with m.Elif(cnow < bar):
-            m.d.sync += count.eq(cnow + 1)
-        with m.Else():
-            m.d.sync += count.eq(cnow)
+        m.submodules.barrier = barrier = BarrierUnit(hw.barrier_cycles)
+        m.d.comb += [barrier.cond.eq(cond), barrier.restart.eq(self.start), self.done.eq(barrier.done)]
         for k in cores:
             with m.If(self.dbg_core == k):
                 m.d.comb += self.dbg_busy.eq(busy_count[k])

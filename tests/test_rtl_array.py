@@ -198,14 +198,16 @@ def test_cosim_samples_prints_what_matched_per_sample():
 
 def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(mbe_mlp8):
     from spikeforge.mapping import compile
-    from spikeforge.mapping.hardware import CoreConfig
+    from spikeforge.mapping.hardware import CoreConfig, MemoryConfig
     from spikeforge.rtl import RtlError, cosim_samples
 
-    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "dif", "mbe")))
-    program = compile(mbe_mlp8, hw)
+    memory = MemoryConfig(dram_latency_cycles=0, dram_bytes_per_cycle=4096)
+    core = CoreConfig(neuron_models=("if", "dif", "mbe"))
+    program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=memory))
     assert program.plan.mode == "rounds"
-    # rounds mode: MBE pieces are not run in rounds by the RTL yet; refused before anything runs
-    with pytest.raises(RtlError, match=r"is a 'mbe' piece; the rounds-mode RTL runs neuron, output, max-pool"):
+    # rounds mode: the DMA engine moves one word per cycle, fewer than a round's words on this channel;
+    # refused before anything runs
+    with pytest.raises(RtlError, match=r"reads 89 DRAM words, one per cycle, but its transfer takes 2 cycles; raise"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 

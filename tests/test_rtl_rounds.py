@@ -205,11 +205,13 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     assert program.plan.mode == "rounds"
     with pytest.raises(RtlError, match=r"split into partial chunks; .* give the core more axons"):
         rounds_plan(program)
-    # MBE pieces (graded payloads, tables) are not run in rounds
+    # MBE pieces are run (tests/test_rtl_rounds_mbe.py): the bundled MBE MLP on one core is planned, each
+    # mbe round loading its table words and X and basis blocks, and writing a payload row of v_bits per unit
     program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "mbe"))))
     assert program.plan.mode == "rounds"
-    with pytest.raises(RtlError, match=r"is a 'mbe' piece; the rounds-mode RTL runs neuron, output, max-pool"):
-        rounds_plan(program)
+    mbe = [u for us in rounds_plan(program).units.values() for u in us if program.pieces[u.piece].kind == "mbe"]
+    lanes = program.hardware.core.lanes
+    assert mbe and all(u.n_mem == (u.init.bases + 1) * -(-u.init.n // lanes) and u.n_lut > 0 for u in mbe)
     # one word per cycle: a round whose descriptors outnumber its transfer's cycles
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
     hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=MemoryConfig(dram_latency_cycles=0))
