@@ -712,6 +712,9 @@ class RoundsArray(wiring.Component):
                 "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
                 "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
             }
+            # one history of hist_bits per unit serves spike rows and payload rows alike (the write-back
+            # reads it masked to the piece's row bits); a Core context names the payload rows' `hist_g`
+            shared["hist_g"] = shared["hist"]
             if True in orgs:
                 shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
             if False in orgs:
