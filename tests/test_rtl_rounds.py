@@ -23,7 +23,7 @@ from spikeforge.mapping import HardwareConfig, compile
 from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
 from spikeforge.rtl import RtlError, export_rtl
-from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds
+from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds, rounds_spec
 from spikeforge.rtl.rounds import SEL_HOST, SEL_MEMBRANE, SEL_PARAMS, SEL_SPIKES, SEL_SYNAPSE, rounds_plan
 from spikeforge.rtl.scenarios import (
     attention_network,
@@ -293,6 +293,14 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     mbe = [u for us in rounds_plan(program).units.values() for u in us if program.pieces[u.piece].kind == "mbe"]
     lanes = program.hardware.core.lanes
     assert mbe and all(u.n_mem == (u.init.bases + 1) * -(-u.init.n // lanes) and u.n_lut > 0 for u in mbe)
+    # a chunk keeps no state in the RTL: a trace with a chunk's sums left at a barrier cannot be compared
+    program, x = split_program(1)
+    run = Simulator(program, trace=True).run(x)
+    chunk = chunk_units(rounds_plan(program))[0]
+    assert all(not tr.membranes[chunk.piece].any() for tr in run.trace)  # section 8: zero at every barrier
+    run.trace[2].membranes[chunk.piece][3] = 1
+    with pytest.raises(RtlError, match=rf"non-zero partial sums of piece {chunk.piece} at the barrier of step 2;"):
+        rounds_spec(program, rounds_plan(program), run, x)
     # one word per cycle: a round whose descriptors outnumber its transfer's cycles
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
     hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=MemoryConfig(dram_latency_cycles=0))
