@@ -275,6 +275,7 @@ def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dic
         rounds = [
             {
                 "piece": u.piece,
+                "chunk_of": u.root,  # a partial chunk: the root whose round it continues (-1: a root)
                 "population": u.init.population,
                 "steps": [u.lo, u.hi],
                 "descriptors": len(u.load),

@@ -22,11 +22,15 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
    piece on shared memories as in :mod:`~spikeforge.rtl.swap`) pops them back to back from the
    cycle the transfer ends; its ``i_done`` (``pipeline_cycles`` after the last event) starts
    phase F in the same cycle, and its ``f_done`` (its phase-F cycles later: ``ceil(n/lanes)``, an
-   ``mbe`` piece's passes, a graded max-pool's ``kernel**2`` per group) makes the write-back request;
-3. *write back* (``b_out`` bytes): one cycle after the grant, one word per cycle, the membrane
-   words, the count or payload-sum words, the shift words and (for a neuron, product, max-pool or
-   ``mbe`` piece) its row of step ``t`` (``n`` spike bits or ``v_bits`` payloads, zero when it did
-   not emit at ``t``) into the DRAM.
+   ``mbe`` piece's passes, a graded max-pool's ``kernel**2`` per group) makes the write-back
+   request. A slice split into partial chunks runs 1. and 2. for its root, then for each chunk
+   whose window holds the step (piece order; each load one request, made in the cycle the previous
+   piece's ``i_done`` rises); a chunk's context adds its events into the root's accumulators (the
+   shared membrane SRAM), and after the last piece the root's context fires;
+3. *write back* (``b_out`` bytes; a split slice's pieces' together): one cycle after the grant,
+   one word per cycle, the membrane words, the count or payload-sum words, the shift words and
+   (for a neuron, product, max-pool or ``mbe`` piece) its row of step ``t`` (``n`` spike bits or
+   ``v_bits`` payloads, zero when it did not emit at ``t``) into the DRAM.
 
 The channel serves one transfer of ``b`` bytes at a time, ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, requests in the order they are made (simultaneous ones: lower core
@@ -103,7 +107,8 @@ class RoundUnit:
     position ``e``'s event and its bit (spike words) or value (host and payload words, ``bit``-th
     ``v_bits`` value) in the word. ``n_wb``: words written back (``n_mem`` membrane words,
     ``n_count`` running-count or payload-sum words, ``n_shift`` shift words, then the row of
-    ``row_bits`` per unit).
+    ``row_bits`` per unit). ``root``: for a partial chunk, its root's piece (the chunk's round
+    continues the root's: no parameters, no state, no write-back of its own); -1 for a slice's root.
     """
 
     piece: int
@@ -127,6 +132,7 @@ class RoundUnit:
     row_bits: int = 1  # bits per unit of its row: 1 (a spike), v_bits (a payload)
     graded_sums: bool = False  # its running sums are v_bits payload sums (the sums memory)
     n_lut: int = 0  # an mbe piece's table words (its image, loaded into the table memory)
+    root: int = -1  # a partial chunk: its root piece, whose round it continues (-1: a slice's root)
 
 
 @dataclass
@@ -159,14 +165,25 @@ class RoundsPlan:
 def _refuse(program: Program, pid: int) -> None:
     """What the rounds-mode RTL does not run, one sentence each."""
     piece = program.pieces[pid]
-    if piece.kind == "partial" or any(p.kind == "partial" and p.root == pid for p in program.pieces):
+    chunks = [p for p in program.pieces if p.kind == "partial" and p.root == pid]
+    if chunks and piece.kind not in ("neuron", "output"):
         raise RtlError(
-            f"piece {pid} ({piece.population!r}) is part of a slice split into partial chunks; section 7 loads "
-            "and integrates such a slice's pieces one at a time, which the rounds-mode RTL does not build yet, so "
-            "it does not run it: give the core more axons so the slice is one piece."
+            f"piece {pid} ({piece.population!r}, kind {piece.kind!r}) is split into partial chunks; the rounds-mode "
+            "RTL adds chunks into the accumulators of neuron and output pieces only, so it does not run it: give "
+            "the core more axons so the slice is one piece."
         )
-    # every other piece kind (neuron, output, max-pool, product, mbe) and every source population
-    # (the host, spikes, MBE and graded max-pool payloads) runs in rounds
+    w = program.round_steps(piece)
+    for q in chunks:
+        cw = program.round_steps(q)
+        if not (w.start <= cw.start and cw.stop <= w.stop):
+            raise RtlError(
+                f"partial piece {q.id} ({q.population!r}) runs rounds at steps {cw.start}..{cw.stop - 1}, outside "
+                f"its root's {w.start}..{w.stop - 1}; the rounds-mode RTL loads a slice's chunks after its root, "
+                "so it does not run it."
+            )
+    # every other piece kind (neuron, output, max-pool, product, mbe), partial chunks of neuron and
+    # output slices, and every source population (the host, spikes, MBE and graded max-pool payloads)
+    # run in rounds
 
 
 def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
@@ -191,9 +208,15 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     sched = graph.schedule()
     T = graph.timesteps
     steps = graph.total_steps
-    used = [pid for tl in program.plan.timeline for pid in tl]
-    for pid in sorted(used):  # the first piece in program order is named
+    # a slice's round loads its root, then its partial chunks in piece order (section 7)
+    members = {
+        pid: [pid] + [p.id for p in program.pieces if p.kind == "partial" and p.root == pid]
+        for tl in program.plan.timeline
+        for pid in tl
+    }
+    for pid in sorted(members):  # the first piece in program order is named
         _refuse(program, pid)
+    used = [q for tl in program.plan.timeline for pid in tl for q in members[pid]]
     inits = {pid: piece_init(program, pid) for pid in used}
     has_mbe = any(p.kind == PIECE_CODES["mbe"] for p in inits.values())
     # a DRAM word holds a synapse word, a parameter word, a membrane or sum word and (MBE) a table row
@@ -206,7 +229,10 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     # state after the membranes: a product's or a max-pool's running counts or payload sums (sections
     # 4.3, 4.4), an MBE piece's shift words (4.5), as the simulator's round bytes count them
     ncount = {pid: _count_words(hw, p) for pid, p in inits.items()}
-    nmem = {pid: (p.bases + 1) * -(-p.n // lanes) for pid, p in inits.items()}
+    # a partial chunk keeps no membranes (Program.state_words): its sums are added into its root's
+    nmem = {
+        pid: 0 if p.kind == PIECE_CODES["partial"] else (p.bases + 1) * -(-p.n // lanes) for pid, p in inits.items()
+    }
     nshift = {
         pid: -(-p.n // lanes) if p.kind == PIECE_CODES["mbe"] and mbe_shifts(graph.population(p.population)) else 0
         for pid, p in inits.items()
@@ -224,9 +250,13 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         # a piece with payload sums keeps no weights in the synapse SRAM: its sums are its state
         syn = [] if p.graded_sums else mw["synapse"][: len(p.synapse)]
         packed = [sum(w << (i * sbits) for i, w in enumerate(syn[r : r + spm])) for r in range(0, len(syn), spm)]
-        image_base[pid] = (len(words), len(words) + len(packed), len(words) + len(packed) + groups)
-        words += packed + mw["params"][:groups] + mw.get("lut", [])
+        # a partial chunk never fires: it needs no parameters (its root's stay in the parameter SRAM)
+        params = [] if p.kind == PIECE_CODES["partial"] else mw["params"][:groups]
+        image_base[pid] = (len(words), len(words) + len(packed), len(words) + len(packed) + len(params))
+        words += packed + params + mw.get("lut", [])
     for pid in used:
+        if inits[pid].kind == PIECE_CODES["partial"]:
+            continue  # no state of its own: its events go into the root's accumulators (below)
         plan.state_base[pid] = len(words)
         sums = mwords[pid]["synapse"][: ncount[pid]] if inits[pid].graded_sums else [0] * ncount[pid]
         words += mwords[pid]["membrane"][: nmem[pid]] + sums + [0] * nshift[pid]
@@ -243,15 +273,16 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         if not timeline:
             continue
         plan.units[k] = []
-        for pid in timeline:
+        for pid in (q for root in timeline for q in members[root]):
             piece, p = program.pieces[pid], inits[pid]
+            chunk = piece.kind == "partial"
             groups = -(-p.n // lanes)
             syn0, par0, lut0 = image_base[pid]
             nsyn = 0 if p.graded_sums else len(p.synapse)
             nlut = len(mwords[pid].get("lut", []))
-            base = plan.state_base[pid]
+            base = plan.state_base.get(pid, 0)
             load = [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
-            load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(groups)]
+            load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(0 if chunk else groups)]
             load += [(SEL_LUT, a, lut0 + a, 0, 0, 0) for a in range(nlut)]
             load += [(SEL_MEMBRANE, a, base + a, 0, 0, 0) for a in range(nmem[pid])]
             base += nmem[pid]
@@ -277,7 +308,8 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                 holders = (
                     [(-1, np.arange(inp.size))]
                     if host
-                    else [(q.id, q.neurons) for q in program.pieces if q.population == s.src]
+                    # a source's rows are its spiking pieces' (its partial chunks emit nothing)
+                    else [(q.id, q.neurons) for q in program.pieces if q.population == s.src and q.kind != "partial"]
                 )
                 for qid, neurons in holders:
                     for g in range(-(-len(neurons) // per)):
@@ -292,12 +324,14 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                         load.append((SEL_HOST if host else SEL_SPIKES, len(chunks), addr, delay, w0, w0 + T))
                         chunks.append((len(feed), len(hits)))
                         feed += hits
-            b_in, b_out = program.round_traffic(piece)
+            b_in, _ = program.round_traffic(piece)
+            # the slice writes back once, its pieces' bytes together (a chunk's: none, it has no state)
+            b_out = 0 if chunk else sum(program.round_traffic(program.pieces[q])[1] for q in members[pid])
             dl = mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle) + int(latency_delta)
             dw = mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle) + int(latency_delta)
             row_bits = vb if _payloads(graph, p.population) else 1
             n_row = -(-p.n * row_bits // width) if piece.kind in SPIKING else 0
-            n_wb = nmem[pid] + ncount[pid] + nshift[pid] + n_row
+            n_wb = 0 if chunk else nmem[pid] + ncount[pid] + nshift[pid] + n_row
             if len(load) + 1 > dl or n_wb + 1 > dw:
                 what, n, d = ("reads", len(load), dl) if len(load) + 1 > dl else ("writes back", n_wb, dw)
                 raise RtlError(
@@ -323,13 +357,14 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                     n_count=ncount[pid],
                     # mbe and output units fed by a product keep their membranes in the banks too (4.3)
                     banked=banked_membrane(hw, p) or any(sl.kind == SLOT_CODES["product_a"] for sl in p.slots),
-                    state_base=plan.state_base[pid],
+                    state_base=plan.state_base.get(pid, 0),
                     spike_base=plan.spike_base.get(pid, -1),
                     n_mem=nmem[pid],
                     n_shift=nshift[pid],
                     row_bits=row_bits,
                     graded_sums=p.graded_sums,
                     n_lut=nlut,
+                    root=piece.root if chunk else -1,
                 )
             )
     return plan
@@ -495,10 +530,22 @@ class RoundsArray(wiring.Component):
             for j in reversed(range(nu)):
                 with m.If(active[j]):
                     m.d.comb += [first_u.eq(j), has_first.eq(1)]
+            # a slice's pieces are consecutive units, root first: after a write-back the next active
+            # slice's root; after a piece's integration the next active chunk of its slice, if any
+            roots = [
+                j if x.root < 0 else next(r for r in range(j, -1, -1) if units[r].root < 0) for j, x in enumerate(units)
+            ]
+            root_now = Signal.like(u, name=f"root_{k}")
+            m.d.comb += root_now.eq(Array(Const(r, len(u)) for r in roots)[u])
             after_u, has_after = Signal.like(u, name=f"after_{k}"), Signal(name=f"has_after_{k}")
+            chunk_u, has_chunk = Signal.like(u, name=f"chunk_{k}"), Signal(name=f"has_chunk_{k}")
             for j in reversed(range(nu)):
-                with m.If(active[j] & (u < j)):
-                    m.d.comb += [after_u.eq(j), has_after.eq(1)]
+                if units[j].root < 0:
+                    with m.If(active[j] & (u < j)):
+                        m.d.comb += [after_u.eq(j), has_after.eq(1)]
+                else:
+                    with m.If(active[j] & (u < j) & (root_now == roots[j])):
+                        m.d.comb += [chunk_u.eq(j), has_chunk.eq(1)]
             mine = busy & (who == i)
             ld_finish = finishing & (who == i) & ~is_wb
             wb_finish = finishing & (who == i) & is_wb
@@ -507,16 +554,20 @@ class RoundsArray(wiring.Component):
             ctx_i_done = Signal(name=f"ctx_i_done_{k}")
             ctx_f_done = Signal(name=f"ctx_f_done_{k}")
             i_now = Signal(name=f"i_now_{k}")
+            i_end = Signal(name=f"i_end_{k}")  # the piece's integration is done: load the next chunk, or fire
+            chunk_now = Signal(name=f"chunk_now_{k}")
             fire_now = Signal(name=f"fire_now_{k}")
             f_now = Signal(name=f"f_now_{k}")
             wb_new = Signal(name=f"wb_new_{k}")
             ld_new = Signal(name=f"ld_new_{k}")
             m.d.comb += [
                 i_now.eq(ld_finish | (st == ST_RUN_I)),
-                fire_now.eq(i_now & ctx_i_done),
+                i_end.eq(i_now & ctx_i_done),
+                chunk_now.eq(i_end & has_chunk),
+                fire_now.eq(i_end & ~has_chunk),
                 f_now.eq(fire_now | (st == ST_RUN_F)),
                 wb_new.eq(f_now & ctx_f_done),
-                ld_new.eq(Mux(self.start, has_first, wb_finish & has_after)),
+                ld_new.eq(Mux(self.start, has_first, (wb_finish & has_after) | chunk_now)),
             ]
             r = Signal(name=f"req_{k}")
             rw = Signal(name=f"req_wb_{k}")
@@ -526,7 +577,10 @@ class RoundsArray(wiring.Component):
             m.d.comb += [
                 r.eq((waiting & ~self.start) | ld_new | wb_new),
                 rw.eq(Mux(waiting & ~self.start, st == ST_REQ_WB, wb_new)),
-                ru.eq(Mux(ld_new, Mux(self.start, first_u, after_u), u)),
+                # a load: the first round, the next chunk or the next slice; a write-back: the slice's root
+                ru.eq(
+                    Mux(ld_new, Mux(self.start, first_u, Mux(chunk_now, chunk_u, after_u)), Mux(wb_new, root_now, u))
+                ),
                 rs.eq(Mux(waiting & ~self.start, stamp, now)),
             ]
             req.append(r)
@@ -541,6 +595,8 @@ class RoundsArray(wiring.Component):
                 wb_finish=wb_finish,
                 pre=pre,
                 i_now=i_now,
+                i_end=i_end,
+                root_now=root_now,
                 fire_now=fire_now,
                 f_now=f_now,
                 wb_new=wb_new,
@@ -551,7 +607,8 @@ class RoundsArray(wiring.Component):
             )
             idle_terms.append(Mux(self.start, ~has_first, ((st == ST_DONE) & ~ld_new) | (wb_finish & ~has_after)))
             bc = Signal(CYCLE_BITS, name=f"busy_{k}")
-            m.d.sync += bc.eq(Mux(self.start, 0, bc) + ((i_now | f_now) & ~wb_new))
+            # a chunk's integration ends in the cycle its successor's load is requested: not counted
+            m.d.sync += bc.eq(Mux(self.start, 0, bc) + ((i_now | f_now) & ~wb_new & ~chunk_now))
             busy_count[k] = bc
 
         # ---- the arbiter: the oldest request, then the lowest core
@@ -655,6 +712,9 @@ class RoundsArray(wiring.Component):
                 "par": Memory(shape=unsigned(lanes * 2 * vb), depth=gmax, init=[]),
                 "hist": Memory(shape=unsigned(c.neurons * hist_bits(hw)), depth=c.spike_history_steps, init=[]),
             }
+            # one history of hist_bits per unit serves spike rows and payload rows alike (the write-back
+            # reads it masked to the piece's row bits); a Core context names the payload rows' `hist_g`
+            shared["hist_g"] = shared["hist"]
             if True in orgs:
                 shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
             if False in orgs:
@@ -768,7 +828,7 @@ class RoundsArray(wiring.Component):
                 m.d.comb += [
                     ctx.step.eq(step),
                     ctx.start.eq(s["ld_finish"] & on),
-                    ctx.fire.eq(s["fire_now"] & on),
+                    ctx.fire.eq(s["fire_now"] & (s["root_now"] == j)),  # the slice's root fires after its chunks
                     ctx.pphase.eq(0),
                     ctx.flits.ready.eq(0),  # no flit crosses the mesh in rounds mode
                 ]
@@ -783,7 +843,8 @@ class RoundsArray(wiring.Component):
                         s,
                         on,
                         grant & wins[i] & ~g_wb & (req_unit[i] == j),
-                        mine_ld & on,
+                        # the grant cycle's record is already the new round's (u changes a cycle later)
+                        mine_ld & Mux(grant & wins[i], req_unit[i] == j, on),
                         sel,
                         tgt,
                         ld_data,
@@ -792,7 +853,7 @@ class RoundsArray(wiring.Component):
                     m.d.comb += ctx.events.valid.eq(0)
             m.d.comb += [
                 s["ctx_i_done"].eq(Array(i_dones)[s["u"]]),
-                s["ctx_f_done"].eq(Array(f_dones)[s["u"]]),
+                s["ctx_f_done"].eq(Array(f_dones)[s["root_now"]]),
             ]
 
         # ---- the barrier: every core's last write-back ended, then barrier_cycles
@@ -820,7 +881,7 @@ class RoundsArray(wiring.Component):
         feed_now = (s["pre"] & on) | feeding
         with m.If(s["pre"] & on):
             m.d.sync += feeding.eq(1)
-        with m.If(s["fire_now"] & on):
+        with m.If(s["i_end"] & on):
             m.d.sync += feeding.eq(0)
         e_sel = _lowest(m, pend, f"esel_{tag}")
         valid = feed_now & pend.any()

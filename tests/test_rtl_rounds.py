@@ -23,7 +23,7 @@ from spikeforge.mapping import HardwareConfig, compile
 from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
 from spikeforge.rtl import RtlError, export_rtl
-from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds
+from spikeforge.rtl.cosim import cosim, cosim_array, cosim_rounds, rounds_spec
 from spikeforge.rtl.rounds import SEL_HOST, SEL_MEMBRANE, SEL_PARAMS, SEL_SPIKES, SEL_SYNAPSE, rounds_plan
 from spikeforge.rtl.scenarios import (
     attention_network,
@@ -166,6 +166,85 @@ def test_a_flipped_bit_in_a_max_pool_count_write_back_is_reported_and_read_back_
     assert (v["step"], v["piece"]) == (pool.lo + 1, pool.piece) and v["got"] > v["expected"]
 
 
+def split_program(cols: int):
+    """Split fan-ins. On one core: fan-in 40 over 16 axons, a slice of 16 neurons that is a root and
+    two partial chunks, then the output. On two: fan-in 16 over 8 axons, three slices of a root and
+    one chunk (two on core 0, one on core 1), and the output's fan-in of 40, a root and a chunk (core
+    1), both cores loading chunks on the one channel at steps 1 and 2."""
+    graph = dense_network(4, (40, 16) if cols == 1 else (16, 40), timesteps=2)
+    program = dense_program(graph, 1, cols, axons=16 if cols == 1 else 8)
+    assert program.plan.mode == "rounds"
+    x = np.random.default_rng(1).integers(1, 16, graph.input.size).reshape(graph.input.shape)
+    return program, x
+
+
+def chunk_units(plan):
+    """The plan's rounds of partial chunks (each continues its root's round)."""
+    return [u for us in plan.units.values() for u in us if u.root >= 0]
+
+
+@pytest.mark.rtl
+@needs_icarus
+@pytest.mark.parametrize("cols", [1, 2])
+def test_a_slice_split_into_chunks_loads_them_one_at_a_time_and_matches_the_simulator(cols):
+    """Section 7: the root's load and integration, then each chunk's, each one request on the channel;
+    a chunk's events add into the root's accumulators (the simulator's phase P moves its sums there),
+    then the root fires and writes back. On two cores, core 1's first load (requested at cycle 0) is
+    served between core 0's root load and its chunk loads (requested after the root integrated)."""
+    program, x = split_program(cols)
+    plan = rounds_plan(program)
+    mem = program.hardware.memory
+    chunks = chunk_units(plan)
+    roots = sorted({u.root for u in chunks})
+    assert [sum(u.root == r for u in chunks) for r in roots] == ([2] if cols == 1 else [1, 1, 1, 1])
+    for us in plan.units.values():
+        for j, u in enumerate(us):
+            piece = program.pieces[u.piece]
+            b_in, b_out = program.round_traffic(piece)
+            assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+            if u.root >= 0:  # right after its root (or the root's earlier chunk); no state, no parameters
+                assert piece.kind == "partial" and us[j - 1].piece in (u.root, u.piece - 1) and b_out == 0
+                assert u.n_wb == 0 and not any(d[0] in (SEL_MEMBRANE, SEL_PARAMS) for d in u.load)
+                assert u.piece not in plan.state_base and (u.lo, u.hi) == (us[j - 1].lo, us[j - 1].hi)
+    if cols == 2:  # both cores run split slices at the same steps, core 0 two in turn; the output is split
+        assert sorted(int(program.plan.core[r]) for r in roots) == [0, 0, 1, 1]
+        assert program.pieces[roots[-1]].kind == "output"
+    report = cosim_rounds(program, x)
+    assert report.ok, report.format()
+    steps = program.graph.total_steps
+    assert report.step_cycles == report.steps == steps
+    # one round per slice and step: a chunk's load and integration are part of its root's round
+    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
+    assert report.rounds == sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+    assert report.membranes == steps * sum(p.n for p in program.pieces if p.kind != "partial")
+    assert report.busy_checks == steps * cols and report.logits == program.graph.output.size
+
+
+@pytest.mark.rtl
+@needs_icarus
+def test_a_chunk_loaded_late_or_integrated_with_its_roots_weights_is_reported():
+    """Both in one run, on the first chunk of the one-core slice: its load one cycle longer makes its
+    first step (step 1) one cycle longer, its busy cycles unchanged; its synapse words left unloaded
+    make it integrate with its root's weights still in the SRAM, so at step 1 the root's membranes
+    (and spikes), nothing else, differ (later steps differ through the spikes that follow)."""
+    program, x = split_program(1)
+    plan = rounds_plan(program)
+    chunk = chunk_units(plan)[0]
+    chunk.load_cycles += 1
+    chunk.load = [d for d in chunk.load if d[0] != SEL_SYNAPSE]
+    run = Simulator(program).run(x)
+    report = cosim_rounds(program, x, plan=plan)
+    assert not report.ok
+    assert min(m["step"] for m in report.mismatches) == chunk.lo
+    first = [m for m in report.mismatches if m["step"] == chunk.lo]
+    (cyc,) = [m for m in first if "cycles" in m["what"]]
+    assert cyc["what"].startswith("cycles of the step") and cyc["expected"] == int(run.step_cycles[chunk.lo])
+    assert cyc["got"] == cyc["expected"] + 1
+    v = [m for m in first if m is not cyc]
+    assert {m["piece"] for m in v} == {chunk.root} and any(m["what"] == "membrane (DRAM state)" for m in v)
+    assert {m["what"] for m in v} <= {"membrane (DRAM state)", "spike (DRAM row)"}
+
+
 def test_rounds_programs_are_exported_with_their_dram(tmp_path):
     program, _ = rounds_program("deep")
     manifest = export_rtl(program.hardware, tmp_path, program)
@@ -200,10 +279,12 @@ def test_rounds_programs_are_exported_with_their_dram(tmp_path):
 
 
 def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
-    # a fan-in of 40 over 16 axons: a root and two partial chunks, whose images do not fit one core at once
-    program = dense_program(dense_network(4, (40, 16, 16), timesteps=2), 1, 1, axons=16)
-    assert program.plan.mode == "rounds"
-    with pytest.raises(RtlError, match=r"split into partial chunks; .* give the core more axons"):
+    # an mbe slice split into a root and a partial chunk (fan-in 96 over 16 axons): the RTL adds chunks
+    # into neuron and output accumulators only (split dense slices run: the tests above)
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(axons=16, neuron_models=("if", "mbe")))
+    program = compile(mbe_mlp8, hw)
+    assert program.plan.mode == "rounds" and any(p.kind == "partial" for p in program.pieces)
+    with pytest.raises(RtlError, match=r"kind 'mbe'\) is split into partial chunks; .* give the core more axons"):
         rounds_plan(program)
     # MBE pieces are run (tests/test_rtl_rounds_mbe.py): the bundled MBE MLP on one core is planned, each
     # mbe round loading its table words and X and basis blocks, and writing a payload row of v_bits per unit
@@ -212,6 +293,14 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     mbe = [u for us in rounds_plan(program).units.values() for u in us if program.pieces[u.piece].kind == "mbe"]
     lanes = program.hardware.core.lanes
     assert mbe and all(u.n_mem == (u.init.bases + 1) * -(-u.init.n // lanes) and u.n_lut > 0 for u in mbe)
+    # a chunk keeps no state in the RTL: a trace with a chunk's sums left at a barrier cannot be compared
+    program, x = split_program(1)
+    run = Simulator(program, trace=True).run(x)
+    chunk = chunk_units(rounds_plan(program))[0]
+    assert all(not tr.membranes[chunk.piece].any() for tr in run.trace)  # section 8: zero at every barrier
+    run.trace[2].membranes[chunk.piece][3] = 1
+    with pytest.raises(RtlError, match=rf"non-zero partial sums of piece {chunk.piece} at the barrier of step 2;"):
+        rounds_spec(program, rounds_plan(program), run, x)
     # one word per cycle: a round whose descriptors outnumber its transfer's cycles
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
     hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=MemoryConfig(dram_latency_cycles=0))
