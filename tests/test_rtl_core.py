@@ -291,6 +291,26 @@ def test_the_one_core_bench_refuses_partial_pieces_and_their_roots():
     _refuse_phase_p(program, out.id)  # the logits' core takes no partial sums: it may run alone
 
 
+def test_a_bench_imports_neither_amaranth_nor_the_simulator():
+    """Every co-simulation starts a Python inside Icarus that imports its bench: ``spikeforge.rtl``
+    resolves its names on first use, so the bench loads cocotb only (eagerly, Amaranth, numba and
+    the simulator cost about 2 s of CPU per co-simulation); the package's names still all resolve."""
+    import subprocess
+    import sys
+
+    import spikeforge.rtl as rtl
+
+    code = (
+        "import sys, spikeforge.rtl.bench_core, spikeforge.rtl.bench_array, spikeforge.rtl.bench_rounds; "
+        "print(sorted(m for m in ('amaranth', 'numba', 'spikeforge.sim', 'spikeforge.rtl.cosim') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert all(getattr(rtl, name) is not None for name in rtl.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'cosim_cores'"):
+        rtl.cosim_cores  # noqa: B018
+
+
 def test_a_missing_icarus_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolMissingError, match="apt-get install iverilog"):
