@@ -14,6 +14,8 @@ per co-simulation).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __all__ = [
     "ArrayReport",
@@ -70,3 +72,16 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """This package's module type: importing the submodule ``cosim`` binds the package's ``cosim`` to
+    the function of that name, not the submodule (what an eager ``from .cosim import cosim`` did)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "cosim" and isinstance(value, types.ModuleType):
+            value = value.cosim
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -313,19 +313,22 @@ def test_an_icarus_test_without_iverilog_is_skipped_or_fails_under_require_peers
 def test_a_bench_imports_neither_amaranth_nor_the_simulator():
     """Every co-simulation starts a Python inside Icarus that imports its bench: ``spikeforge.rtl``
     resolves its names on first use, so the bench loads cocotb only (eagerly, Amaranth, numba and
-    the simulator cost about 2 s of CPU per co-simulation); the package's names still all resolve."""
+    the simulator cost about 2 s of CPU per co-simulation); the package's names still all resolve,
+    and its ``cosim`` is the function even where the submodule ``cosim`` was imported first."""
     import subprocess
     import sys
 
     import spikeforge.rtl as rtl
 
     code = (
-        "import sys, spikeforge.rtl.bench_core, spikeforge.rtl.bench_array, spikeforge.rtl.bench_rounds; "
-        "print(sorted(m for m in ('amaranth', 'numba', 'spikeforge.sim', 'spikeforge.rtl.cosim') if m in sys.modules))"
+        "import sys, spikeforge.rtl.bench_core, spikeforge.rtl.bench_array, spikeforge.rtl.bench_rounds\n"
+        "heavy = ('amaranth', 'numba', 'spikeforge.sim', 'spikeforge.rtl.cosim')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "import spikeforge.rtl.cosim; from spikeforge.rtl import cosim; print(callable(cosim), cosim.__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-    assert all(getattr(rtl, name) is not None for name in rtl.__all__)
+    assert out.split("\n")[:2] == ["[]", "True cosim"]
+    assert all(getattr(rtl, name) is not None for name in rtl.__all__) and rtl.cosim is cosim
     with pytest.raises(AttributeError, match="has no attribute 'cosim_cores'"):
         rtl.cosim_cores  # noqa: B018
 
