@@ -19,6 +19,7 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, NocConfig
 from spikeforge.rtl.array import array_inits
 from spikeforge.rtl.cosim import cosim_array
+from spikeforge.rtl.export import to_sv
 from spikeforge.rtl.router import Router
 from spikeforge.rtl.scenarios import dense_network, dense_program
 from spikeforge.sim import Simulator
@@ -40,28 +41,33 @@ def check_counts(report, program, x):
     assert report.step_cycles == len(run.trace)  # the barrier unit's phases add up to every step's cycles
 
 
+@pytest.fixture(scope="module")
+def two_by_two():
+    """The 2 x 2 array's network, its input and the clean co-simulation (run once for the tests below)."""
+    program, x = network(1, (12, 16, 16), 2, 2)
+    return program, x, cosim_array(program, x)
+
+
 @pytest.mark.rtl
 @pytest.mark.icarus
-def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator():
-    program, x = network(1, (12, 16, 16), 2, 2)
+def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator(two_by_two):
+    program, x, report = two_by_two
     assert {int(c) for c in program.plan.core} == {0, 1, 3}  # three cores, two of them a hop apart
-    report = cosim_array(program, x)
     assert report.ok, report.format()
     check_counts(report, program, x)
 
 
 @pytest.mark.rtl
 @pytest.mark.icarus
-def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reported():
+def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reported(two_by_two):
     """Section 5's read-out: after the last step the host reads every output piece's accumulators
     over the array's read port (one word per cycle, ``ceil(n/lanes) + 1`` cycles); the logits equal
     the simulator's. A read-out addressing the next word (a wrong accumulator) is reported."""
-    program, x = network(1, (12, 16, 16), 2, 2)
+    program, x, report = two_by_two
     logits = Simulator(program).run(x).logits
     assert np.count_nonzero(logits) == len(logits) == len(set(logits.tolist()))  # every logit tells
     out = [p for p in program.pieces if p.kind == "output"]
     words = sum(-(-p.n // program.hardware.core.lanes) for p in out)
-    report = cosim_array(program, x)
     assert report.ok, report.format()
     assert report.logits == len(logits) and report.readout_cycles == words + 1
     bad = cosim_array(program, x, readout_fault=True)
@@ -178,13 +184,20 @@ def test_round_robin_starts_after_the_last_grant_and_a_full_downstream_holds():
 
 @pytest.mark.rtl
 @pytest.mark.icarus
-def test_cosim_samples_prints_what_matched_per_sample():
+def test_cosim_samples_prints_what_matched_per_sample(monkeypatch):
+    """Two samples, one design: the second sample reuses the first's SystemVerilog (``_design_sv``)."""
+    import importlib
+
     from spikeforge.rtl import cosim_samples
 
+    converted = []
+    module = importlib.import_module("spikeforge.rtl.cosim")  # the submodule (the package's `cosim` is a function)
+    monkeypatch.setattr(module, "to_sv", lambda c, name: converted.append(name) or to_sv(c, name))
+    monkeypatch.setattr(module, "_SV_CACHE", type(module._SV_CACHE)())  # empty: the first sample converts
     program, _ = network(1, (12, 16, 16), 2, 2)
     xs = np.random.default_rng(7).integers(0, 16, (3, 12))
     summary = cosim_samples(program, xs, samples=2)
-    assert summary.ok and len(summary.reports) == 2
+    assert summary.ok and len(summary.reports) == 2 and converted == ["core_array"]
     text = summary.format()
     assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
 
