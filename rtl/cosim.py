@@ -9,11 +9,14 @@ and returns a :class:`CoreReport`; :func:`cosim` does it for every core of a pro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +198,31 @@ def core_spec(program: Program, piece_id: int, runs: list, init: PieceInit | Non
     }
 
 
+#: SystemVerilog of the last few designs converted, by a digest of what built them (see :func:`_design_sv`)
+_SV_CACHE: OrderedDict[bytes, str] = OrderedDict()
+_SV_CACHE_SIZE = 4
+
+
+def _design_sv(make, name: str, *args, **kwargs) -> str:
+    """``to_sv(make(*args, **kwargs), name)``, converted once for equal arguments.
+
+    A design is a function of its constructor's arguments, and Amaranth's conversion costs seconds
+    (most of an array co-simulation): the samples of :func:`cosim_samples` and a clean run repeated
+    with other inputs reuse it. The key is the SHA-256 of the pickled arguments (lossless, so a
+    changed weight or hook is another design); only the last ``_SV_CACHE_SIZE`` designs are kept.
+    """
+    key = hashlib.sha256(
+        pickle.dumps((make.__module__, make.__qualname__, name, args, sorted(kwargs.items())))
+    ).digest()
+    sv = _SV_CACHE.pop(key, None)
+    if sv is None:
+        sv = to_sv(make(*args, **kwargs), name)
+    _SV_CACHE[key] = sv
+    while len(_SV_CACHE) > _SV_CACHE_SIZE:
+        _SV_CACHE.popitem(last=False)
+    return sv
+
+
 def _bench_in(workdir: str | Path | None, sv: str, spec: dict, **names) -> dict:
     """:func:`_run_bench` in ``workdir``, or in a temporary one removed afterwards (kept when the
     environment sets ``SPIKEFORGE_KEEP_COSIM``)."""
@@ -322,8 +350,8 @@ def cosim_core(
         run = Simulator(program, trace=True).run(x)
     spec = core_spec(program, piece_id, [run])
     pinit = init if init is not None else piece_init(program, piece_id)
-    sv = to_sv(
-        Core(program.hardware, pinit, extra_dense_cycles=extra_dense_cycles, product_fault=product_fault), "core"
+    sv = _design_sv(
+        Core, "core", program.hardware, pinit, extra_dense_cycles=extra_dense_cycles, product_fault=product_fault
     )
     res = _bench_in(workdir, sv, spec)
     cmp_ = res["compared"]
@@ -552,14 +580,15 @@ def cosim_array(
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
-    array = CoreArray(
+    sv = _design_sv(
+        CoreArray,
+        "core_array",
         program.hardware,
         inits,
         readout_fault=readout_fault,
         extra_barrier_cycles=extra_barrier_cycles,
         dram_flip=dram_flip,
     )
-    sv = to_sv(array, "core_array")
     res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_array")
     cmp_ = res["compared"]
     return ArrayReport(

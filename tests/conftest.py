@@ -1,6 +1,10 @@
-"""Shared fixtures: the bundled model and its graph; ``random_checkpoint`` for random small models."""
+"""Shared fixtures: the bundled model and its graph; ``random_checkpoint`` for random small models;
+the ``icarus`` marker of tests that run Icarus Verilog."""
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import pytest
 from hypothesis import settings
@@ -13,6 +17,24 @@ from spikeforge.sim.lowering import state_width
 
 settings.register_profile("spikeforge", deadline=None, max_examples=20, derandomize=True)
 settings.load_profile("spikeforge")
+
+#: Whether Icarus Verilog is on PATH (tests that only elaborate an exported file check it themselves).
+HAVE_ICARUS = shutil.which("iverilog") is not None
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "icarus: runs Icarus Verilog: skipped without iverilog, an error under SPIKEFORGE_REQUIRE_PEERS"
+    )
+
+
+def pytest_runtest_setup(item):
+    """An ``icarus`` test without iverilog: skipped, or an error where ``SPIKEFORGE_REQUIRE_PEERS`` is set (CI)."""
+    if item.get_closest_marker("icarus") is None or HAVE_ICARUS:
+        return
+    if os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
+        pytest.fail("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
+    pytest.skip("iverilog missing (scripts/test.sh installs it)")
 
 
 @pytest.fixture(scope="session")

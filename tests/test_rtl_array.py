@@ -10,8 +10,6 @@ run on Amaranth's simulator.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -21,14 +19,10 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, NocConfig
 from spikeforge.rtl.array import array_inits
 from spikeforge.rtl.cosim import cosim_array
+from spikeforge.rtl.export import to_sv
 from spikeforge.rtl.router import Router
 from spikeforge.rtl.scenarios import dense_network, dense_program
 from spikeforge.sim import Simulator
-
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
 
 def network(seed, sizes, rows, cols, **hw):
@@ -47,28 +41,33 @@ def check_counts(report, program, x):
     assert report.step_cycles == len(run.trace)  # the barrier unit's phases add up to every step's cycles
 
 
-@pytest.mark.rtl
-@needs_icarus
-def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator():
+@pytest.fixture(scope="module")
+def two_by_two():
+    """The 2 x 2 array's network, its input and the clean co-simulation (run once for the tests below)."""
     program, x = network(1, (12, 16, 16), 2, 2)
+    return program, x, cosim_array(program, x)
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_two_by_two_array_runs_a_multi_layer_network_like_the_simulator(two_by_two):
+    program, x, report = two_by_two
     assert {int(c) for c in program.plan.core} == {0, 1, 3}  # three cores, two of them a hop apart
-    report = cosim_array(program, x)
     assert report.ok, report.format()
     check_counts(report, program, x)
 
 
 @pytest.mark.rtl
-@needs_icarus
-def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reported():
+@pytest.mark.icarus
+def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reported(two_by_two):
     """Section 5's read-out: after the last step the host reads every output piece's accumulators
     over the array's read port (one word per cycle, ``ceil(n/lanes) + 1`` cycles); the logits equal
     the simulator's. A read-out addressing the next word (a wrong accumulator) is reported."""
-    program, x = network(1, (12, 16, 16), 2, 2)
+    program, x, report = two_by_two
     logits = Simulator(program).run(x).logits
     assert np.count_nonzero(logits) == len(logits) == len(set(logits.tolist()))  # every logit tells
     out = [p for p in program.pieces if p.kind == "output"]
     words = sum(-(-p.n // program.hardware.core.lanes) for p in out)
-    report = cosim_array(program, x)
     assert report.ok, report.format()
     assert report.logits == len(logits) and report.readout_cycles == words + 1
     bad = cosim_array(program, x, readout_fault=True)
@@ -79,7 +78,7 @@ def test_the_host_reads_the_simulators_logits_and_a_wrong_accumulator_is_reporte
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_the_barrier_unit_closes_every_phase_after_barrier_cycles_like_the_simulator():
     """Section 4's barriers in hardware: the array's ``done`` rises ``barrier_cycles`` (here set to 7
     in the hardware file, not the derived ``rows + cols``) after each phase's end, so the phases and
@@ -105,7 +104,7 @@ def test_the_barrier_unit_closes_every_phase_after_barrier_cycles_like_the_simul
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_backpressure_and_contention_match_the_simulator_cycle_for_cycle():
     """One-flit router buffers and two-event core FIFOs: hundreds of stall cycles in the mesh."""
     program, x = network(2, (12, 24, 16, 16), 2, 3, input_fifo_events=2, router_buffer_flits=1)
@@ -118,7 +117,7 @@ def test_backpressure_and_contention_match_the_simulator_cycle_for_cycle():
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_weight_bit_in_the_array_is_reported_with_step_core_and_neuron():
     program, x = network(1, (12, 16, 16), 2, 2)
     inits = array_inits(program)
@@ -184,14 +183,21 @@ def test_round_robin_starts_after_the_last_grant_and_a_full_downstream_holds():
 
 
 @pytest.mark.rtl
-@needs_icarus
-def test_cosim_samples_prints_what_matched_per_sample():
+@pytest.mark.icarus
+def test_cosim_samples_prints_what_matched_per_sample(monkeypatch):
+    """Two samples, one design: the second sample reuses the first's SystemVerilog (``_design_sv``)."""
+    import importlib
+
     from spikeforge.rtl import cosim_samples
 
+    converted = []
+    module = importlib.import_module("spikeforge.rtl.cosim")  # the submodule (the package's `cosim` is a function)
+    monkeypatch.setattr(module, "to_sv", lambda c, name: converted.append(name) or to_sv(c, name))
+    monkeypatch.setattr(module, "_SV_CACHE", type(module._SV_CACHE)())  # empty: the first sample converts
     program, _ = network(1, (12, 16, 16), 2, 2)
     xs = np.random.default_rng(7).integers(0, 16, (3, 12))
     summary = cosim_samples(program, xs, samples=2)
-    assert summary.ok and len(summary.reports) == 2
+    assert summary.ok and len(summary.reports) == 2 and converted == ["core_array"]
     text = summary.format()
     assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
 
@@ -212,7 +218,7 @@ def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(mbe_mlp8):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("lanes", [1, 4])
 def test_partial_sums_of_a_split_fan_in_match_the_simulator(lanes):
     """Fan-in 40 over 16 axons: h1's root and two partial pieces; phase P scans, sends and clears."""
@@ -238,7 +244,7 @@ def test_partial_sums_of_a_split_fan_in_match_the_simulator(lanes):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_max_pool_pieces_match_the_simulator_in_the_array_and_alone():
     """``h (2, 4, 4) -> 2 x 2 max-pool -> out``: running counts, window maxima and marks; the pool
     piece is a channel x tile slice, so its encoder sends global indices out of local order."""
@@ -289,7 +295,7 @@ def test_round_robin_restarts_from_local_at_every_phase():
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize(("stride", "neurons", "lanes"), [(1, 48, 4), (2, 16, 1)])
 def test_convolutions_match_the_simulator_in_the_array(stride, neurons, lanes):
     """``in (1, 6, 6) -> 3 x 3 conv (padding 1) -> h (4, ...) -> out`` on channel x tile slices: taps
@@ -306,7 +312,7 @@ def test_convolutions_match_the_simulator_in_the_array(stride, neurons, lanes):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_residual_conv_block_with_pool_dense_matches_the_simulator():
     """``conv -> h1 -> conv -> h2 (+ identity from h1) -> pool_dense -> out`` on a 3 x 3 array: identity
     slots on channel x tile slices map ``(ch, y, x)`` to the local neuron, pool_dense rows are channels."""
@@ -322,7 +328,7 @@ def test_a_residual_conv_block_with_pool_dense_matches_the_simulator():
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_spike_by_spike_products_match_the_simulator():
     """An attention score block ``att[h] = q[h] k[h]`` (2 heads, 4 tokens, head_dim 4) in the running-count
     mode on a 3 x 3 array; a wrong product weight is reported at the product piece."""
@@ -344,7 +350,7 @@ def test_spike_by_spike_products_match_the_simulator():
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize(
     ("network", "channels", "neurons", "lanes", "axons"),
     [
@@ -379,7 +385,7 @@ def test_conv_slices_whose_channel_block_is_not_a_multiple_of_lanes_match_the_si
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize(
     ("tokens", "head_dim", "neurons", "lanes", "blocks"),
     [(5, 3, 16, 4, {(5, 3), (5, 2)}), (9, 3, 64, 16, {(9, 7), (9, 2)})],
@@ -403,7 +409,7 @@ def test_products_on_skewed_banks_match_the_simulator_in_the_array(tokens, head_
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize(("lanes", "side"), [(4, 8), (16, 16)])
 def test_the_bundled_models_products_on_multi_lane_cores_match_the_simulator(tiny_graph, digits, lanes, side):
     """The bundled model on 4- and 16-lane cores (resident, every piece builds): the cores of its
@@ -427,7 +433,7 @@ def test_the_bundled_models_products_on_multi_lane_cores_match_the_simulator(tin
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@needs_icarus
+@pytest.mark.icarus
 def test_the_bundled_models_attention_product_core_matches_the_simulator(tiny_graph, digits):
     """The bundled model on an 8 x 8 array of one-lane cores (resident, every piece builds): the core
     of its first attention product (``b0.att``, head 0, 16 x 16 tokens) replays the flits the whole

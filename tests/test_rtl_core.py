@@ -4,8 +4,8 @@ Co-simulation (cocotb + Icarus Verilog): every core of small resident dense netw
 flits the simulator delivered to it, at the cycles it delivered them, and must match the
 simulator exactly at every step: the cycle its phase I ends, its phase-F cycles, its busy cycles,
 every membrane and every spike. A wrong cycle cost or a flipped weight bit must be reported with
-its step, core and neuron. Tests that need Icarus are skipped without it, unless
-``SPIKEFORGE_REQUIRE_PEERS`` is set (CI): then they fail.
+its step, core and neuron. Tests that need Icarus (marker ``icarus``, ``tests/conftest.py``) are
+skipped without it, unless ``SPIKEFORGE_REQUIRE_PEERS`` is set (CI): then they fail.
 """
 
 from __future__ import annotations
@@ -13,21 +13,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
+from conftest import HAVE_ICARUS
 from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.rtl import RtlError, ToolMissingError, cosim, cosim_core, export_rtl, piece_init, require_icarus
 from spikeforge.rtl.scenarios import dense_network, dense_program
 from spikeforge.sim import Simulator
-
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
 
 def scenario(seed, sizes, *, neurons, lanes, weight_bits=8, dif=False, residual=False, rows=2, cols=3):
@@ -51,7 +46,7 @@ MATRIX = [
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize(("sizes", "neurons", "lanes", "weight_bits", "dif", "residual"), MATRIX)
 def test_every_core_matches_the_simulator(sizes, neurons, lanes, weight_bits, dif, residual):
     program, x = scenario(3, sizes, neurons=neurons, lanes=lanes, weight_bits=weight_bits, dif=dif, residual=residual)
@@ -79,7 +74,7 @@ def small():
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_wrong_cycle_cost_is_reported(small):
     program, x = small
     rep = cosim_core(program, 0, x, extra_dense_cycles=1)
@@ -91,7 +86,7 @@ def test_a_wrong_cycle_cost_is_reported(small):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize(("fault", "what"), [("", None), ("extra_cycle", "i_done"), ("word_offset", "membrane")])
 def test_a_product_core_on_skewed_banks_matches_and_its_mutations_are_reported(fault, what):
     """A 5 x 3 attention block on a 4-lane core matches the simulator; one extra cycle per operand
@@ -115,7 +110,7 @@ def test_a_product_core_on_skewed_banks_matches_and_its_mutations_are_reported(f
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_weight_bit_is_reported_with_its_neuron(small):
     program, x = small
     init = piece_init(program, 0)
@@ -131,7 +126,7 @@ def test_a_flipped_weight_bit_is_reported_with_its_neuron(small):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_threshold_bit_is_reported(small):
     program, x = small
     init = piece_init(program, 1)
@@ -142,7 +137,7 @@ def test_a_flipped_threshold_bit_is_reported(small):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_wrong_routing_entry_is_reported_as_a_packet_mismatch(small):
     program, x = small
     init = piece_init(program, 0)
@@ -289,6 +284,61 @@ def test_the_one_core_bench_refuses_partial_pieces_and_their_roots():
 
     out = next(p for p in program.pieces if p.kind == "output")
     _refuse_phase_p(program, out.id)  # the logits' core takes no partial sums: it may run alone
+
+
+def test_an_icarus_test_without_iverilog_is_skipped_or_fails_under_require_peers(monkeypatch):
+    """The ``icarus`` marker's guard (``tests/conftest.py``): nothing when iverilog is there or the
+    test is not marked; without iverilog a skip, or a failure naming the variable in CI."""
+    import conftest
+
+    class Item:
+        def __init__(self, marked):
+            self.marked = marked
+
+        def get_closest_marker(self, name):
+            return object() if self.marked and name == "icarus" else None
+
+    def outcome(marked):  # caught here: a skip escaping the test would pass as a skip, not fail
+        try:
+            conftest.pytest_runtest_setup(Item(marked))
+        except (pytest.skip.Exception, pytest.fail.Exception) as e:
+            return type(e).__name__, str(e)
+        return None
+
+    monkeypatch.setattr(conftest, "HAVE_ICARUS", True)
+    assert outcome(True) is None
+    monkeypatch.setattr(conftest, "HAVE_ICARUS", False)
+    assert outcome(False) is None
+    monkeypatch.delenv("SPIKEFORGE_REQUIRE_PEERS", raising=False)
+    assert outcome(True) == ("Skipped", "iverilog missing (scripts/test.sh installs it)")
+    monkeypatch.setenv("SPIKEFORGE_REQUIRE_PEERS", "1")
+    assert outcome(True) == (
+        "Failed",
+        "iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).",
+    )
+
+
+def test_a_bench_imports_neither_amaranth_nor_the_simulator():
+    """Every co-simulation starts a Python inside Icarus that imports its bench: ``spikeforge.rtl``
+    resolves its names on first use, so the bench loads cocotb only (eagerly, Amaranth, numba and
+    the simulator cost about 2 s of CPU per co-simulation); the package's names still all resolve,
+    and its ``cosim`` is the function even where the submodule ``cosim`` was imported first."""
+    import subprocess
+    import sys
+
+    import spikeforge.rtl as rtl
+
+    code = (
+        "import sys, spikeforge.rtl.bench_core, spikeforge.rtl.bench_array, spikeforge.rtl.bench_rounds\n"
+        "heavy = ('amaranth', 'numba', 'spikeforge.sim', 'spikeforge.rtl.cosim')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "import spikeforge.rtl.cosim; from spikeforge.rtl import cosim; print(callable(cosim), cosim.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True cosim"]
+    assert all(getattr(rtl, name) is not None for name in rtl.__all__) and rtl.cosim is cosim
+    with pytest.raises(AttributeError, match="has no attribute 'cosim_cores'"):
+        rtl.cosim_cores  # noqa: B018
 
 
 def test_a_missing_icarus_says_what_to_install(monkeypatch):

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator as AmaranthSim
 from test_mbe_hardware import MBE_CORE, mbe_pop, random_mbe_graph
 
-from conftest import hw_of
+from conftest import HAVE_ICARUS, hw_of
 from spikeforge.mapping import compile
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, HardwareConfig
 from spikeforge.mapping.images import PIECE_CODES
@@ -33,11 +32,6 @@ from spikeforge.rtl.piece import PieceInit
 from spikeforge.sim import Simulator
 
 pytestmark = pytest.mark.rtl
-
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
 
 # --------------------------------------------------------------------------- Amaranth's simulator
@@ -171,7 +165,7 @@ CONFIGS = [
 ]
 
 
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_core_of_a_random_mbe_network_matches_the_simulator(config):
     program, x = mbe_program(*config)
@@ -195,7 +189,7 @@ ARRAY_CONFIGS = [
 ]
 
 
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("config", ARRAY_CONFIGS)
 def test_a_two_by_two_array_of_mbe_cores_matches_the_simulator(config):
     program, x = mbe_program(*config)
@@ -208,7 +202,7 @@ def test_a_two_by_two_array_of_mbe_cores_matches_the_simulator(config):
     assert report.steps == len(run.trace)
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_if_and_mbe_layers_mix_on_one_array():
     """``in -> h1 (IF) -> m (mbe) -> h2 (IF) -> out``: an mbe piece takes spikes and IF neurons take
     payloads; the IF cores' one-bit spike rows sit in the wider history port of an mbe hardware file."""
@@ -246,7 +240,7 @@ def small():
     return program, x, mbe
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_table_bit_is_reported(small):
     program, x, mbe = small
     init = piece_init(program, mbe.id)
@@ -260,7 +254,7 @@ def test_a_flipped_table_bit_is_reported(small):
     assert f"piece {mbe.id} 'm0'" in rep.first_mismatch()
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_wrong_basis_offset_is_reported_in_the_basis_membranes(small):
     program, x, mbe = small
     init = piece_init(program, mbe.id)
@@ -274,7 +268,7 @@ def test_a_wrong_basis_offset_is_reported_in_the_basis_membranes(small):
     assert neurons and all(2 * g <= j < 3 * g for j in neurons)  # basis 1's block only
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_wrong_event_cost_on_an_mbe_core_is_reported(small):
     program, x, mbe = small
     rep = cosim_core(program, mbe.id, x, extra_dense_cycles=1)
@@ -282,7 +276,7 @@ def test_a_wrong_event_cost_on_an_mbe_core_is_reported(small):
     assert any(m["what"] == "busy cycles of the step" for m in rep.mismatches)
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_table_bit_in_the_array_is_reported_with_its_core(small):
     program, x, mbe = small
     inits = array_inits(program)
@@ -296,7 +290,7 @@ def test_a_flipped_table_bit_in_the_array_is_reported_with_its_core(small):
     assert any(m["core"] == k for m in report.mismatches)
 
 
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.slow
 def test_the_bundled_mlps_second_gelu_core_matches_the_simulator(mbe_mlp8, digits):
     """The converted MLP (real GELU tables, T = 8) on default 256-neuron, 16-lane cores: the core of
@@ -308,7 +302,7 @@ def test_the_bundled_mlps_second_gelu_core_matches_the_simulator(mbe_mlp8, digit
     assert rep.events > 300 and rep.packets > 100 and rep.spikes == piece.n * program.graph.timesteps
 
 
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.slow
 def test_the_bundled_mlp_runs_on_a_two_by_two_array_like_the_simulator(mbe_mlp8, digits):
     """The whole converted MLP (three mbe cores and the logits) end to end on RTL cores and routers."""

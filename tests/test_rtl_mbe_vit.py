@@ -9,8 +9,6 @@ that the bench must report.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -25,11 +23,6 @@ from spikeforge.rtl.piece import piece_init
 from spikeforge.sim import Simulator
 
 pytestmark = pytest.mark.rtl
-
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
 
 def split_program(seed, splits, lanes, axons=256, delay=0):
@@ -46,7 +39,7 @@ def piece_of(program, population, kind="mbe"):
 
 
 # --------------------------------------------------------------------------- split unit (4.5)
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("seed, split, lanes", [(3, "invsqrt", 4)])  # exp2 and inv: the array test below
 def test_the_split_unit_matches_the_simulator(seed, split, lanes):
     """An ``mbe`` core with an exponent split, output bias and shift: every ``X``, basis membrane,
@@ -66,7 +59,7 @@ def test_the_split_unit_matches_the_simulator(seed, split, lanes):
     assert rep.packets == sum(int((tr.flit_src == m0.id).sum()) for tr in run.trace) > 0
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_wrong_shift_base_is_reported():
     """``shift_base`` one higher in the parameter image (basis 0's offset word): the shift words differ
     from the first output step on, and payloads with them."""
@@ -84,7 +77,7 @@ def test_a_wrong_shift_base_is_reported():
 
 
 # --------------------------------------------------------------------------- early inputs (4, 4.5)
-@needs_icarus
+@pytest.mark.icarus
 def test_early_inputs_and_their_partial_sums_match_on_the_array():
     """``in -> m1`` arrives at step 1, three steps before m1's input window; m1's fan-in is split over
     2 axons, so a partial piece holds early rows and sends its sums from step 1 (phase P before the
@@ -120,7 +113,7 @@ def graded_product_program(seed, lanes, spiking_b):
     return program, x[0]
 
 
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("seed, lanes, spiking_b", [(57, 4, False)])
 def test_graded_products_into_if_neurons_match_the_simulator(seed, lanes, spiking_b):
     """A product of MBE payloads into IF/DIF neurons (a 3 x 2 block on 4 lanes): running payload sums
@@ -139,7 +132,7 @@ def test_graded_products_into_if_neurons_match_the_simulator(seed, lanes, spikin
     assert (last < 0).any() or (last > 3).any()  # payloads summed (signed, beyond one count per step)
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_count_where_a_payload_sum_is_due_is_reported():
     """The ``count_one`` fault hook adds 1 to an operand's running sum instead of its payload: the
     sums, then the membranes, differ from the simulator's."""
@@ -186,7 +179,7 @@ def pool_program(seed, kernel, channels, split, lanes, neurons=64, side=2):
     return program, x[0]
 
 
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("seed, kernel, channels, split, lanes", [(6, 3, 2, "inv", 4)])
 def test_a_graded_max_pool_matches_the_simulator(seed, kernel, channels, split, lanes):
     """A max-pool of MBE payloads: every payload event adds to its running sum in the synapse SRAM;
@@ -211,7 +204,7 @@ def test_a_graded_max_pool_matches_the_simulator(seed, kernel, channels, split, 
     assert rep.packets == sum(int((tr.flit_src == mx.id).sum()) for tr in run.trace) > 0
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_payload_sum_bit_is_reported():
     """A resident graded max-pool's sums start as the piece's synapse image (zeros): with bit 20 of
     one sum set in the image (``PieceInit.synapse`` word 1, lane 0: unit 0's second window place; 4
@@ -228,7 +221,7 @@ def test_a_flipped_payload_sum_bit_is_reported():
 
 
 # --------------------------------------------------------------------------- products into MBE units and the output
-@needs_icarus
+@pytest.mark.icarus
 def test_a_product_into_mbe_units_with_early_operands_matches_the_simulator():
     """``a`` (MBE) x ``b`` (MBE, fed by ``a``, one window later, and ``delay_b = 1``) -> a 2 x 3 block of
     MBE units (an ``invsqrt`` split) on 4 lanes: ``X`` and every basis block in the skewed banks, the
@@ -250,7 +243,7 @@ def test_a_product_into_mbe_units_with_early_operands_matches_the_simulator():
     assert rep.packets == sum(int((tr.flit_src == p.id).sum()) for tr in run.trace) > 0
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_an_output_fed_by_a_product_is_read_by_the_host_from_its_banks():
     """``a`` x ``a`` -> a 3 x 2 block of output accumulators on 4 lanes (skewed banks: positions
     ``[0, 1, 3, 5, -, 2, 4, -]``): the whole 2 x 2 array, the accumulators at every barrier and the
@@ -284,7 +277,7 @@ def test_export_writes_the_payload_sums_as_the_core_holds_them(tmp_path):
     assert len(lines) == 9 and all(int(v, 16) == 0 for v in lines)
 
 
-@needs_icarus
+@pytest.mark.icarus
 def test_a_spiking_max_pools_counts_are_in_the_synapse_sram():
     """The spiking max-pool keeps its running counts in the synapse SRAM and its maxima in the
     membrane SRAM (section 3): a count of 15 set in the piece's synapse image (word 0, lane 0: output
