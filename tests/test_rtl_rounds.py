@@ -10,8 +10,6 @@ at every barrier, every core's busy cycles and the logits.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -19,6 +17,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from conftest import HAVE_ICARUS
 from spikeforge.mapping import HardwareConfig, compile
 from spikeforge.mapping.connectivity import slot_sources
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig, MemoryConfig
@@ -33,11 +32,6 @@ from spikeforge.rtl.scenarios import (
     residual_conv_network,
 )
 from spikeforge.sim import Simulator
-
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
 
 def rounds_program(case: str):
@@ -64,7 +58,7 @@ def rounds_program(case: str):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus  # skipped without iverilog, fails under SPIKEFORGE_REQUIRE_PEERS (conftest)
 @pytest.mark.parametrize("case", ["residual", "conv", "attention", "pool"])
 def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     program, x = rounds_program(case)
@@ -108,7 +102,7 @@ def test_a_rounds_program_matches_the_simulator_at_every_step(case):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_round():
     """One round at the first step: its load and its write-back each take a cycle more."""
     program, x = rounds_program("deep")
@@ -124,7 +118,7 @@ def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_roun
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_lands():
     """Both in one run, on piece 0 (h1) at its first round: bit 2 of its first synapse word in the
     DRAM (the weight of input 0 onto neuron 0) puts neuron 0 off by ``4 * x[0]``; bit 3 of lane 1
@@ -145,7 +139,7 @@ def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_land
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_bit_in_a_max_pool_count_write_back_is_reported_and_read_back_next_round():
     """Bit 3 (8) of the max-pool's first count word (``C[0, 0]``, ``count_bits = 4``) flipped as it
     is written back at every round: the count word is off by 8 at its first round's barrier, and at
@@ -184,7 +178,7 @@ def chunk_units(plan):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 @pytest.mark.parametrize("cols", [1, 2])
 def test_a_slice_split_into_chunks_loads_them_one_at_a_time_and_matches_the_simulator(cols):
     """Section 7: the root's load and integration, then each chunk's, each one request on the channel;
@@ -221,7 +215,7 @@ def test_a_slice_split_into_chunks_loads_them_one_at_a_time_and_matches_the_simu
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_chunk_loaded_late_or_integrated_with_its_roots_weights_is_reported():
     """Both in one run, on the first chunk of the one-core slice: its load one cycle longer makes its
     first step (step 1) one cycle longer, its busy cycles unchanged; its synapse words left unloaded

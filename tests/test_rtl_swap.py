@@ -9,13 +9,11 @@ ends, barriers, step cycles, membranes, spikes, busy and sent counts, logits) mu
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 from amaranth.sim import Simulator as AmaranthSim
 
+from conftest import HAVE_ICARUS
 from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.rtl import RtlError, export_rtl
@@ -24,11 +22,6 @@ from spikeforge.rtl.cosim import cosim, cosim_array
 from spikeforge.rtl.scenarios import dense_network, dense_program
 from spikeforge.rtl.swap import SEL_MEMBRANE, DmaEngine, SwapPlan, swap_plan
 from spikeforge.sim import Simulator
-
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 
 # (layer sizes, T, rows, cols, seed, axons): four hidden layers on three cores (two cores load a
 # second piece); six on a 2 x 2 array (three cores load a second piece); a fan-in of 40 over 16
@@ -55,7 +48,7 @@ def swap_program(case: str):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus  # skipped without iverilog, fails under SPIKEFORGE_REQUIRE_PEERS (conftest)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_swap_program_loads_its_pieces_from_dram_and_matches_the_simulator(case):
     program, x = swap_program(case)
@@ -80,7 +73,7 @@ def test_a_swap_program_loads_its_pieces_from_dram_and_matches_the_simulator(cas
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_stalled_step():
     program, x = swap_program("1x3")
     run = Simulator(program).run(x)
@@ -93,7 +86,7 @@ def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_stalled_step():
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_bit_in_a_dram_image_is_reported_where_the_piece_is_loaded():
     """v0 of neuron 0 of a core's second piece, bit 4, in the DRAM: its membrane at its first live step."""
     program, x = swap_program("1x3")

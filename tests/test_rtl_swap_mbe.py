@@ -13,9 +13,6 @@ mutation: a flipped table bit in DRAM.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 from test_mbe_vit_hardware import V_BITS, mbe_core, product_indices, runnable, split_pop
@@ -36,10 +33,6 @@ from spikeforge.rtl.piece import piece_init
 from spikeforge.rtl.swap import SEL_MEMBRANE, SEL_SYNAPSE, SEL_TABLE, swap_plan
 from spikeforge.sim import Simulator
 
-HAVE_ICARUS = shutil.which("iverilog") is not None
-if not HAVE_ICARUS and os.environ.get("SPIKEFORGE_REQUIRE_PEERS"):
-    raise RuntimeError("iverilog is missing but SPIKEFORGE_REQUIRE_PEERS is set (scripts/test.sh installs it).")
-needs_icarus = pytest.mark.skipif(not HAVE_ICARUS, reason="iverilog missing (scripts/test.sh installs it)")
 MBE = PIECE_CODES["mbe"]
 
 
@@ -81,7 +74,7 @@ def chain_program(target: str):
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus  # skipped without iverilog, fails under SPIKEFORGE_REQUIRE_PEERS (conftest)
 @pytest.mark.parametrize("target", ["mbe", "neuron"])
 def test_mbe_pieces_and_graded_products_load_from_dram_and_match_the_simulator(target):
     """``mbe``: MBE units fed by a graded product (skewed banks, tables, payload sums, shift words)
@@ -133,7 +126,7 @@ def mbe_chain_graph(rng, T: int) -> SNNGraph:
 
 
 @pytest.mark.rtl
-@needs_icarus
+@pytest.mark.icarus
 def test_a_flipped_bit_in_an_mbe_table_in_dram_is_reported_at_the_pieces_first_output():
     """Bit 1 of basis 0's offset ``C_0`` flipped in the DRAM copy of ``m2``'s tables (loaded over
     ``m0``'s on core 0): ``U = clip(X) - C_0`` differs, so the first mismatch is a basis membrane at
