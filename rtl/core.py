@@ -296,9 +296,9 @@ class Core(wiring.Component):
         hb = vb if (is_mbe or graded_pool) else 1  # a v_bits payload per unit (sections 4.4, 4.5)
         if sh is None:
             m.submodules.hist = hist = Memory(shape=unsigned(c.neurons * hb), depth=hdepth, init=[])
-        else:  # a swap core keeps a spike-bit and a payload history when its pieces need both; a
-            # rounds core position one history as wide as the hardware's rows (hist_bits)
-            hist = sh["hist_g"] if hb != 1 and "hist_g" in sh else sh["hist"]
+        else:  # a swap core keeps a spike-bit and a payload history when its pieces need both (a
+            # rounds core position names its one history, hist_bits wide, both ways)
+            hist = sh["hist" if hb == 1 else "hist_g"]
 
         if is_product or p.kind == PIECE_CODES["maxpool"]:  # running counts or sums: read-modify-write
             syn_cnt_w = syn.write_port()
