@@ -365,7 +365,13 @@ class Core(wiring.Component):
         cyc = Signal(CYCLE_BITS)
         m.d.comb += now.eq(Mux(self.start, 0, cyc))
         m.d.sync += cyc.eq(now + 1)
-        rem = Signal(range(gmax + self.extra_dense_cycles + 2))  # issue cycles left of the current event
+        # issue cycles left of the current event: a dense event's groups, or a conv event's reached taps
+        # times its channel groups (up to kh * kw * ceil(cb/lanes), more than gmax on a small core)
+        conv_sl = next((sl for sl in p.slots if sl.kind == SLOT_CODES["conv"]), None)
+        conv_max = 0
+        if conv_sl is not None:
+            conv_max = conv_sl.kernel * conv_sl.kernel_w * -(-(p.geometry["c1"] - p.geometry["c0"]) // lanes)
+        rem = Signal(range(max(gmax + self.extra_dense_cycles + 2, conv_max + 1)))
         g = Signal(range(gmax + 1))
         cur_addr = Signal(range(syn_words + gmax + 1))  # synapse word of the next group
         cur_val = Signal(signed(vb))
