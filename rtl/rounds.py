@@ -166,11 +166,13 @@ def _refuse(program: Program, pid: int) -> None:
     """What the rounds-mode RTL does not run, one sentence each."""
     piece = program.pieces[pid]
     chunks = [p for p in program.pieces if p.kind == "partial" and p.root == pid]
-    if chunks and piece.kind not in ("neuron", "output"):
+    if chunks and piece.kind not in ("neuron", "output", "mbe"):
+        # mapping/pieces.py sizes max-pool and product slices (mbe and output units fed by a product too)
+        # to fit one core and never gives them chunks, so only a program not made by compile() gets here
         raise RtlError(
-            f"piece {pid} ({piece.population!r}, kind {piece.kind!r}) is split into partial chunks; the rounds-mode "
-            "RTL adds chunks into the accumulators of neuron and output pieces only, so it does not run it: give "
-            "the core more axons so the slice is one piece."
+            f"piece {pid} ({piece.population!r}, kind {piece.kind!r}) is split into partial chunks; the compiler "
+            "(mapping/pieces.py) splits the fan-ins of neuron, output and mbe slices only, and the rounds-mode RTL "
+            "adds chunks into the accumulators of those only, so it does not run it."
         )
     w = program.round_steps(piece)
     for q in chunks:
@@ -181,8 +183,9 @@ def _refuse(program: Program, pid: int) -> None:
                 f"its root's {w.start}..{w.stop - 1}; the rounds-mode RTL loads a slice's chunks after its root, "
                 "so it does not run it."
             )
-    # every other piece kind (neuron, output, max-pool, product, mbe), partial chunks of neuron and
-    # output slices, and every source population (the host, spikes, MBE and graded max-pool payloads)
+    # every other piece kind (neuron, output, max-pool, product, mbe), partial chunks of neuron, output
+    # and mbe slices (into whole-word X: an mbe slice with chunks is never fed by a product), and every
+    # source population (the host, spikes, MBE and graded max-pool payloads)
     # run in rounds
 
 

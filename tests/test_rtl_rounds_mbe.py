@@ -182,3 +182,85 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
     regions.sort()
     assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
     assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
+
+
+def mbe_split_program():
+    """``in -> m0 -> m1 -> out`` (``split_graph``: ``inv`` and ``exp2`` splits, ``in -> m1`` early,
+    ``T = 2``) on one core of 16 units, 4 lanes and one axon (4 synapse words, a row of up to 4
+    units a word): m0's first slice is an ``mbe`` root and a chunk of host values; each slice of m1
+    a root (m0's first four payloads) and two chunks, the first with m0's fifth payload and host
+    values; the output a root and a chunk of m1's payloads."""
+    rng = np.random.default_rng(1)
+    graph, x = runnable(lambda r: split_graph(r, 2, ("inv", "exp2"), width=5), rng, (1, 5))
+    program = compile(graph, hw_of(1, 1, neurons=16, lanes=4, axons=1, **mbe_core()))
+    assert program.plan.mode == "rounds"
+    return program, x[0]
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_an_mbe_slice_split_into_chunks_adds_them_into_x_and_matches_the_simulator():
+    """Section 7 with MBE roots: the root's round loads its tables, ``X``, basis blocks and shift
+    words and integrates; each chunk (its synapse and source words only) adds its events, graded
+    payloads of m0 and host values, into the root's ``X`` (membrane words ``0 .. ceil(n/lanes) - 1``,
+    whole words: a split slice of MBE units is never fed by a product); then the root's passes run
+    and the slice writes its state and payload row back once. Every step's cycles, every membrane
+    (``X`` and both basis blocks), shift word, payload row and busy count match."""
+    program, x = mbe_split_program()
+    plan = rounds_plan(program)
+    units = [u for us in plan.units.values() for u in us]
+    by_piece = {u.piece: u for u in units}
+    chunks = [u for u in units if u.root >= 0]
+    roots = {u.root for u in chunks}
+    assert sorted(program.pieces[r].kind for r in roots) == ["mbe", "mbe", "mbe", "output"]
+    lanes = program.hardware.core.lanes
+    for r in roots:
+        if program.pieces[r].kind == "mbe":  # the slice's state is its root's: X, bases, shifts
+            root = by_piece[r]
+            assert not root.banked and root.n_mem == 3 * -(-root.init.n // lanes) and root.n_shift > 0
+            assert sum(d[0] == SEL_SHIFT for d in root.load) == root.n_shift and root.n_lut > 0
+    for u in chunks:  # no parameters, tables or state of its own, nothing written back
+        assert u.n_wb == u.n_mem == u.n_shift == u.n_lut == 0 and u.piece not in plan.state_base
+        assert not any(d[0] in (SEL_PARAMS, SEL_LUT, SEL_MEMBRANE, SEL_SHIFT, SEL_SUMS) for d in u.load)
+    # m1's first chunks read m0's payload rows (graded events, v_bits values) beside host values
+    m0 = [f for u in chunks for f in u.feed if program.pieces[u.piece].slots[f[0]].src == "m0"]
+    assert m0 and all(f[2] for f in m0)
+    run = Simulator(program, trace=True).run(x)
+    steps = len(run.trace)
+    report = cosim_rounds(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == steps
+    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
+    assert report.rounds == sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+    kept = [p for p in program.pieces if p.kind != "partial"]
+    assert report.membranes == steps * sum(len(run.trace[0].membranes[p.id]) for p in kept)
+    assert report.spikes == sum(p.n for tr in run.trace for p in kept if tr.spikes[p.id] is not None) > 0
+    assert report.counts == steps * sum(u.n_shift for u in units) > 0
+    assert report.logits == program.graph.output.size
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_an_mbe_chunk_that_reads_no_payload_row_is_reported_at_the_roots_x():
+    """The descriptors of m0's payload rows left out of the first m1 chunk that reads them (its host
+    words stay): at the first step a non-zero payload of its m0 units arrives, that step's cycles and
+    the root's ``X`` (and what its passes make of it) differ, nothing else there (later steps differ
+    through what follows)."""
+    program, x = mbe_split_program()
+    plan = rounds_plan(program)
+    chunk = next(
+        u for us in plan.units.values() for u in us if u.root >= 0 and program.pieces[u.piece].slots[0].src == "m0"
+    )
+    chunk.load = [d for d in chunk.load if d[0] != SEL_SPIKES]  # its host words stay
+    srcs = [f[1] for f in chunk.feed if program.pieces[chunk.piece].slots[f[0]].src == "m0"]
+    raster = Simulator(program).run(x, record=True).rasters["m0"][:, srcs]
+    arrive = int(np.flatnonzero(raster.any(axis=1))[0]) + 1  # delay 0
+    report = cosim_rounds(program, x, plan=plan)
+    assert not report.ok
+    assert min(m["step"] for m in report.mismatches) == arrive
+    first = [m for m in report.mismatches if m["step"] == arrive]
+    assert any(m["what"].startswith("cycles of the step") for m in first)
+    v = [m for m in first if "piece" in m]
+    assert {m["piece"] for m in v} == {chunk.root} and {m["what"] for m in v} == {"membrane (DRAM state)"}
+    groups = -(-program.pieces[chunk.root].n // program.hardware.core.lanes)
+    assert any(m["neuron"] < groups * program.hardware.core.lanes for m in v)  # X (then the basis blocks)
