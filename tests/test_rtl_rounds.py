@@ -9,6 +9,7 @@ at every barrier, every core's busy cycles and the logits.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -239,6 +240,55 @@ def test_a_chunk_loaded_late_or_integrated_with_its_roots_weights_is_reported():
     assert {m["what"] for m in v} <= {"membrane (DRAM state)", "spike (DRAM row)"}
 
 
+def conv_split_program(case: str):
+    """The residual conv block with ``h1 -> conv -> h2`` split at channel boundaries, on one core.
+    ``banked``: 2 channels of 4 x 4 on 32 neurons and 8 lanes, 3 axons (12 synapse words: one input
+    channel's 3 x 3 kernel each): h1 and h2 one 2 x 4 x 4 tile each, its channel block of 2 on the
+    lane banks, an event reaching all 9 taps; h2 a root (identity slot, input channel 0) and a chunk
+    (channel 1). ``whole``: 4 channels of 2 x 2 on 16 neurons and 4 lanes, 5 axons: whole words, h2 a
+    root (identity, channels 0-1) and a chunk (channels 2-3)."""
+    ch, side, neurons, lanes, axons = (2, 4, 32, 8, 3) if case == "banked" else (4, 2, 16, 4, 5)
+    graph = residual_conv_network(2, channels=ch, side=side)
+    program = dense_program(graph, 1, 1, neurons=neurons, lanes=lanes, axons=axons)
+    assert program.plan.mode == "rounds"
+    x = np.random.default_rng(1).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    return program, x
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+@pytest.mark.parametrize("case", ["banked", "whole"])
+def test_a_conv_slice_split_at_channel_boundaries_matches_the_simulator(case):
+    """Section 2's conv chunks in rounds mode: a chunk holds the kernels of a run of input channels
+    and adds the events of those channels, tap by tap, into its root's accumulators (on the lane banks
+    when the channel block is not a multiple of the lanes), the root's identity slot and first
+    channels before it; the root fires and writes back once."""
+    program, x = conv_split_program(case)
+    plan = rounds_plan(program)
+    chunks = chunk_units(plan)
+    assert len(chunks) == 1
+    (chunk,) = chunks
+    root = next(u for us in plan.units.values() for u in us if u.piece == chunk.root)
+    rp, cp = program.pieces[root.piece], program.pieces[chunk.piece]
+    assert [s.kind for s in rp.slots] == ["identity", "conv"] and [s.kind for s in cp.slots] == ["conv"]
+    # the chunk takes the channels after the root's, up to the last
+    assert rp.slots[1].lo == 0 and rp.slots[1].hi == cp.slots[0].lo and cp.slots[0].hi == rp.geometry["c1"]
+    hw_size = int(np.prod(program.graph.population("h1").shape[1:]))
+    assert {f[1] // hw_size for f in chunk.feed} == set(range(cp.slots[0].lo, cp.slots[0].hi))
+    assert root.banked == chunk.banked == (case == "banked")
+    report = cosim_rounds(program, x)
+    assert report.ok, report.format()
+    steps = program.graph.total_steps
+    assert report.step_cycles == report.steps == steps
+    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
+    assert report.rounds == sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+    assert report.membranes == steps * sum(p.n for p in program.pieces if p.kind != "partial")
+    run = Simulator(program, trace=True).run(x)
+    assert report.spikes == sum(p.n for tr in run.trace for p in program.pieces if tr.spikes[p.id] is not None)
+    assert any(tr.spikes[root.piece] is not None and tr.spikes[root.piece].any() for tr in run.trace)
+    assert report.busy_checks == steps and report.logits == program.graph.output.size
+
+
 def test_rounds_programs_are_exported_with_their_dram(tmp_path):
     program, _ = rounds_program("deep")
     manifest = export_rtl(program.hardware, tmp_path, program)
@@ -273,18 +323,23 @@ def test_rounds_programs_are_exported_with_their_dram(tmp_path):
 
 
 def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
-    # an mbe slice split into a root and a partial chunk (fan-in 96 over 16 axons): the RTL adds chunks
-    # into neuron and output accumulators only (split dense slices run: the tests above)
+    # the compiler splits neuron, output and mbe slices only (mapping/pieces.py); a program whose max-pool
+    # or product piece has partial chunks is not one it makes, and the RTL names the piece and refuses it
+    program, _ = split_program(1)
+    root = chunk_units(rounds_plan(program))[0].root
+    for kind in ("maxpool", "product"):
+        pieces = tuple(dataclasses.replace(p, kind=kind) if p.id == root else p for p in program.pieces)
+        with pytest.raises(RtlError, match=rf"piece {root} \('h1', kind '{kind}'\) is split into partial chunks; the "):
+            rounds_plan(dataclasses.replace(program, pieces=pieces))
+    # MBE pieces are run (tests/test_rtl_rounds_mbe.py): the bundled MBE MLP on one core of 16 axons is
+    # planned with its mbe slices split (fan-in 96: a root and chunks), each chunk after its root, and
+    # each mbe round loading its table words and X and basis blocks, and writing a payload row
     hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(axons=16, neuron_models=("if", "mbe")))
     program = compile(mbe_mlp8, hw)
-    assert program.plan.mode == "rounds" and any(p.kind == "partial" for p in program.pieces)
-    with pytest.raises(RtlError, match=r"kind 'mbe'\) is split into partial chunks; .* give the core more axons"):
-        rounds_plan(program)
-    # MBE pieces are run (tests/test_rtl_rounds_mbe.py): the bundled MBE MLP on one core is planned, each
-    # mbe round loading its table words and X and basis blocks, and writing a payload row of v_bits per unit
-    program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "mbe"))))
     assert program.plan.mode == "rounds"
-    mbe = [u for us in rounds_plan(program).units.values() for u in us if program.pieces[u.piece].kind == "mbe"]
+    plan = rounds_plan(program)
+    assert any(program.pieces[u.root].kind == "mbe" for u in chunk_units(plan))
+    mbe = [u for us in plan.units.values() for u in us if program.pieces[u.piece].kind == "mbe"]
     lanes = program.hardware.core.lanes
     assert mbe and all(u.n_mem == (u.init.bases + 1) * -(-u.init.n // lanes) and u.n_lut > 0 for u in mbe)
     # a chunk keeps no state in the RTL: a trace with a chunk's sums left at a barrier cannot be compared
