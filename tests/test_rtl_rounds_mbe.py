@@ -130,13 +130,16 @@ def test_a_flipped_bit_in_a_payload_row_is_reported_and_read_by_the_next_round()
     split=st.sampled_from(SPLITS),
     lanes=st.sampled_from([1, 2, 4]),
     cols=st.integers(1, 2),
+    axons=st.sampled_from([1, 256]),
 )
-def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(seed, kind, split, lanes, cols):
+def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(seed, kind, split, lanes, cols, axons):
     """The plan alone (no Icarus): payload sources (MBE units, graded max-pools, the host) are read
     as ``v_bits`` values, ``width // v_bits`` to a word, spike sources as bits, each slot's sources
     exactly once; an mbe piece loads its table words and ``(N + 1) * ceil(n/lanes)`` membrane words,
     then its sums and shift words, from where its write-back writes them, and its row is ``v_bits``
-    per unit; state, rows and images do not overlap; the transfers take section 7's cycles."""
+    per unit; state, rows and images do not overlap; the transfers take section 7's cycles. With one
+    axon the chain's slices split into chunks: a chunk reads its sources only (no parameters, tables
+    or state) and writes nothing back; its slice writes back its pieces' bytes together."""
     rng = np.random.default_rng(seed)
     if kind == "chain":
         graph, _ = runnable(lambda r: split_graph(r, 2, (split, "inv"), width=4), rng, (1, 5))
@@ -144,9 +147,13 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
         graph, _ = runnable(lambda r: product_graph(r, 2, "neuron", "elementwise", False, split, False), rng, (1, 4))
     else:
         graph, _ = runnable(lambda r: pool_graph(r, 2, 2, 1, split), rng, (1, 5))
-    program = compile(graph, hw_of(1, cols, neurons=32, lanes=lanes, **mbe_core()))
+    axons = axons if kind == "chain" else 256  # products and pools keep their sums in the synapse SRAM
+    program = compile(graph, hw_of(1, cols, neurons=32, lanes=lanes, axons=axons, **mbe_core()))
     assume(program.plan.mode == "rounds")
     plan = rounds_plan(program)
+    # one axon holds fewer rows than m1's fan-in of 9 sources: its slices split, an mbe root each
+    split_roots = {program.pieces[u.root].kind for us in plan.units.values() for u in us if u.root >= 0}
+    assert ("mbe" in split_roots) == (axons == 1)
     mem, vb = program.hardware.memory, program.hardware.core.v_bits
     payload = {p.name for p in graph.populations if p.kind in ("input", "mbe") or graph.graded(p.name)}
     regions = []
@@ -161,6 +168,14 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
                     f[2] == graded and f[3] < (plan.width // vb if graded else plan.width) for f in u.feed if f[0] == k
                 )
             assert len([d for d in u.load if d[0] in (SEL_SPIKES, SEL_HOST)]) == len(u.chunks)
+            b_in, b_out = program.round_traffic(piece)
+            assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
+            if u.root >= 0:  # a partial chunk: sources and synapse words only, after its root
+                assert piece.kind == "partial" and b_out == 0 and u.n_wb == 0 and u.piece not in plan.state_base
+                assert {d[0] for d in u.load} <= {SEL_SYNAPSE, SEL_SPIKES, SEL_HOST}
+                continue
+            slice_out = sum(program.round_traffic(q)[1] for q in program.pieces if q.root == u.piece)
+            assert u.wb_cycles == mem.dram_latency_cycles + -(-slice_out // mem.dram_bytes_per_cycle)
             groups = -(-piece.n // lanes)
             assert u.n_mem == (u.init.bases + 1) * groups
             assert u.row_bits == (vb if piece.population in payload else 1)
@@ -170,9 +185,6 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
             assert sorted(state) == list(range(u.state_base, u.state_base + u.n_mem + u.n_count + u.n_shift))
             rows = -(-piece.n * u.row_bits // plan.width) if u.spike_base >= 0 else 0
             assert u.n_wb == u.n_mem + u.n_count + u.n_shift + rows
-            b_in, b_out = program.round_traffic(piece)
-            assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
-            assert u.wb_cycles == mem.dram_latency_cycles + -(-b_out // mem.dram_bytes_per_cycle)
             regions.append((u.state_base, u.state_base + u.n_mem + u.n_count + u.n_shift))
             if u.spike_base >= 0:
                 assert rows <= 1 << plan.spike_shift  # a row fits its step's slot
