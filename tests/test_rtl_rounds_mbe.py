@@ -199,9 +199,10 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
 def mbe_split_program():
     """``in -> m0 -> m1 -> out`` (``split_graph``: ``inv`` and ``exp2`` splits, ``in -> m1`` early,
     ``T = 2``) on one core of 16 units, 4 lanes and one axon (4 synapse words, a row of up to 4
-    units a word): m0's first slice is an ``mbe`` root and a chunk of host values; each slice of m1
-    a root (m0's first four payloads) and two chunks, the first with m0's fifth payload and host
-    values; the output a root and a chunk of m1's payloads."""
+    units a word): m0's first slice is an ``mbe`` root and a chunk of host values; m1's first slice a
+    root (m0's first four payloads) and two chunks, the first with m0's fifth payload and host
+    values, its second a root and two chunks of host values; the output a root and a chunk of m1's
+    payloads."""
     rng = np.random.default_rng(1)
     graph, x = runnable(lambda r: split_graph(r, 2, ("inv", "exp2"), width=5), rng, (1, 5))
     program = compile(graph, hw_of(1, 1, neurons=16, lanes=4, axons=1, **mbe_core()))
