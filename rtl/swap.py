@@ -53,11 +53,52 @@ from .core import (
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
 
-__all__ = ["SwapPlan", "swap_plan", "SwapCore", "DmaEngine", "SEL_SYNAPSE", "SEL_PARAMS", "SEL_MEMBRANE", "SEL_TABLE"]
+__all__ = [
+    "SwapPlan",
+    "swap_plan",
+    "SwapCore",
+    "DmaEngine",
+    "dma_ports",
+    "MAX_DMA_PORTS",
+    "SEL_SYNAPSE",
+    "SEL_PARAMS",
+    "SEL_MEMBRANE",
+    "SEL_TABLE",
+]
 
 #: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
 #: words, the parameter image's words after its ``n`` unit words, section 4.5).
 SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE = 0, 1, 2, 3
+#: The most DRAM words the DMA engine moves per cycle (read ports on the DRAM, write ports on each
+#: core memory, swap and rounds mode alike): its area grows with them.
+MAX_DMA_PORTS = 16
+
+
+def dma_ports(transfers: list[tuple[str, int, int]], latency: int) -> int:
+    """The DRAM words per cycle the DMA engine needs so that each transfer's words fit its cycles.
+
+    ``transfers``: ``(what, words, cycles)`` each. A word lands a cycle after it is read, so ``p``
+    words per cycle fit a transfer when ``ceil(words / p) < cycles``: ``p = max ceil(words / (cycles
+    - 1))`` over the transfers with words (1 when none has any).
+
+    Raises
+    ------
+    RtlError
+        When that exceeds :data:`MAX_DMA_PORTS` (or a transfer with words lasts one cycle), naming the
+        first such transfer (``what``, e.g. "piece 3 ('h1') loads") and the ``dram_latency_cycles``
+        (now ``latency``) with which every transfer fits.
+    """
+    moved = [(what, w, c) for what, w, c in transfers if w > 0]
+    bad = [(what, w, c) for what, w, c in moved if c < 2 or -(-w // (c - 1)) > MAX_DMA_PORTS]
+    if bad:
+        what, w, c = bad[0]
+        fit = max(latency + -(-w_ // MAX_DMA_PORTS) + 1 - c_ for _, w_, c_ in moved)
+        raise RtlError(
+            f"{what} {w} DRAM words in a transfer of {c} cycle{'s' * (c != 1)}, but the DMA engine moves at most "
+            f"{MAX_DMA_PORTS} words per cycle and each lands a cycle after it is read, so a transfer must last "
+            f"more than ceil(words / {MAX_DMA_PORTS}) cycles; raise [memory] dram_latency_cycles to at least {fit}."
+        )
+    return max([-(-w // (c - 1)) for _, w, c in moved] + [1])
 
 
 @dataclass
@@ -106,8 +147,8 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     Raises
     ------
     RtlError
-        When the program is not in swap mode, or when a piece's transfer takes a single cycle
-        (``dram_latency_cycles = 0`` and its bytes within one cycle's), too short for any record to land.
+        When the program is not in swap mode, or when a piece's records would need more than
+        :data:`MAX_DMA_PORTS` per cycle (:func:`dma_ports`).
     """
     hw = program.hardware
     check_hardware(hw)
@@ -153,13 +194,6 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             recs += [(SEL_TABLE, a, w) for a, w in enumerate(words.get("lut", []))]
             nbytes = program.image_bytes(program.pieces[pid])
             dur = mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle) + int(latency_delta)
-            if dur < 2:  # its records are read from the grant and land a cycle later: at least 2 cycles
-                raise RtlError(
-                    f"piece {pid} ({p.population!r}) writes {len(recs)} memory words when it is loaded, but its "
-                    f"transfer takes {dur} cycle, and the DMA engine needs at least 2 (read, then write); raise "
-                    f"[memory] dram_latency_cycles to at least {2 - dur + mem.dram_latency_cycles}."
-                )
-            plan.ports = max(plan.ports, -(-len(recs) // (dur - 1)))
             plan.live_start[k].append(int(live[pid, 0]))
             plan.live_end[k].append(int(live[pid, 1]))
             plan.first_rec[k].append(len(plan.records))
@@ -167,6 +201,12 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             plan.duration[k].append(dur)
             plan.nbytes[k].append(nbytes)
             plan.records += [sel | a << 2 | d << (2 + abits) for sel, a, d in recs]
+    loads = [
+        (f"piece {p.piece_id} ({p.population!r}) loads", plan.n_rec[k][j], plan.duration[k][j])
+        for k, ps in plan.contexts.items()
+        for j, p in enumerate(ps)
+    ]
+    plan.ports = dma_ports(loads, mem.dram_latency_cycles)
     return plan
 
 
