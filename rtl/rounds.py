@@ -5,8 +5,8 @@ each core position runs the rounds of its timeline (``Program.plan.timeline``) w
 its round window (``Program.round_steps``), one after another, through one DRAM channel:
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
-   descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
-   words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
+   descriptors, ``RoundsPlan.ports`` per cycle from the grant: the synapse words the piece uses, its
+   parameter words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
    maxima, an ``mbe`` piece's ``X`` and basis blocks, as written back at its last round, ``v0``
    before the first; a product's or a spiking max-pool's running-count words after them, into the
    synapse SRAM where the core keeps them, or a graded product's or max-pool's running payload
@@ -28,7 +28,7 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
    piece's ``i_done`` rises); a chunk's context adds its events into the root's accumulators (the
    shared membrane SRAM), and after the last piece the root's context fires;
 3. *write back* (``b_out`` bytes; a split slice's pieces' together): one cycle after the grant,
-   one word per cycle, the membrane words, the count or payload-sum words, the shift words and
+   ``RoundsPlan.ports`` words per cycle, the membrane words, the count or payload-sum words, the shift words and
    (for a neuron, product, max-pool or ``mbe`` piece) its row of step ``t`` (``n`` spike bits or
    ``v_bits`` payloads, zero when it did not emit at ``t``) into the DRAM.
 
@@ -665,7 +665,7 @@ class RoundsArray(wiring.Component):
                 m.d.sync += st.eq(ST_RUN_I)
             with m.Elif(s["wb_finish"] | self.start):
                 m.d.sync += st.eq(ST_DONE)
-        # the channel's transfer: descriptors (loads) or write-back words, one per cycle
+        # the channel's transfer: descriptors (loads) or write-back words, R per cycle
         idx = Signal.like(g_n)  # next record of the transfer
         n_rec = Signal.like(g_n)
         first_r = Signal.like(g_first)

@@ -11,11 +11,12 @@ write records, and the one DRAM channel: each core's loader requests its next pi
 previous piece's last live step has ended (the first piece at reset), the channel serves one
 transfer at a time, oldest request first and simultaneous ones lower core index first, and a
 transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
-dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
-into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
-context becomes the core's active one. A piece's records restore what the simulator starts it with:
-its synapse words (or zeroed running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece:
-its ``X`` and basis blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
+dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records
+(``SwapPlan.ports`` per cycle) into the core's memories through the loader's write ports. When a
+transfer ends, the loaded piece's context becomes the core's active one. A piece's records
+restore what the simulator starts it with: its synapse words (or zeroed running counts and payload
+sums), parameters, ``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero)
+and an ``mbe`` piece's table words. ``ready``
 says whether every piece that becomes live at the next step is loaded: the barrier controller
 starts the step only then, and the wait is the step's DRAM stall.
 
