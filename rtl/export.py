@@ -298,6 +298,7 @@ def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dic
             "file": "dram.hex",
             "words": len(plan.dram),
             "bits": plan.width,
+            "words_per_cycle": plan.ports,
             "format": (
                 f"images ({plan.syn_per_word} synapse words per DRAM word, then parameter words, then MBE table "
                 "words), state (membranes, running counts or payload sums, MBE shift words), spike or payload "

@@ -294,6 +294,7 @@ def test_rounds_programs_are_exported_with_their_dram(tmp_path):
     manifest = export_rtl(program.hardware, tmp_path, program)
     plan = rounds_plan(program)
     assert manifest["mode"] == "rounds" and manifest["dram"]["words"] == len(plan.dram)
+    assert manifest["dram"]["words_per_cycle"] == plan.ports == 1
     lines = (tmp_path / "dram.hex").read_text().split()
     assert [int(v, 16) for v in lines] == plan.dram
     rounds = [r for c in manifest["cores"] for r in c["rounds"]]
