@@ -119,7 +119,9 @@ class CoreArray(wiring.Component):
             for x in range(cols):
                 k = y * cols + x
                 if self.swap is not None and k in self.swap.contexts:
-                    core = SwapCore(hw, self.swap.contexts[k], self.swap.data_bits, self.swap.addr_bits)
+                    core = SwapCore(
+                        hw, self.swap.contexts[k], self.swap.data_bits, self.swap.addr_bits, self.swap.ports
+                    )
                 else:
                     core = Core(hw, self.inits.get(k, empty_piece(hw)))
                 router = Router(hw, x, y)

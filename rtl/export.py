@@ -96,8 +96,9 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     With a ``swap`` program the cores' memories start empty and the DMA engine loads them at run
     time (``rtl/swap.py``): ``dram.hex`` holds the DRAM's records (``sel | addr << 2 | data << (2 +
     addr_bits)``: sel 0 synapse, 1 parameters, 2 membrane word), the manifest's ``dram`` says their
-    format and ``cores`` each core's pieces in load order with their records, bytes and transfer
-    cycles; no core module is written alone (``modules`` is empty).
+    format and how many the DMA engine writes per cycle (``records_per_cycle``) and ``cores`` each
+    core's pieces in load order with their records, bytes and transfer cycles; no core module is
+    written alone (``modules`` is empty).
 
     With a ``rounds`` program ``core_array.sv`` is the rounds-mode array (``rtl/rounds.py``: every
     core runs its pieces in turn at every step through the DMA engine); ``dram.hex`` holds the
@@ -250,6 +251,7 @@ def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> di
             "file": "dram.hex",
             "words": len(plan.records),
             "bits": bits,
+            "records_per_cycle": plan.ports,
             "format": (
                 f"sel | addr << 2 | data << {2 + plan.addr_bits}; sel 0 synapse, 1 params, 2 membrane "
                 "(its bits past lanes * v_bits: MBE output-shift words), 3 MBE tables"
@@ -296,6 +298,7 @@ def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dic
             "file": "dram.hex",
             "words": len(plan.dram),
             "bits": plan.width,
+            "words_per_cycle": plan.ports,
             "format": (
                 f"images ({plan.syn_per_word} synapse words per DRAM word, then parameter words, then MBE table "
                 "words), state (membranes, running counts or payload sums, MBE shift words), spike or payload "

@@ -5,8 +5,8 @@ each core position runs the rounds of its timeline (``Program.plan.timeline``) w
 its round window (``Program.round_steps``), one after another, through one DRAM channel:
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
-   descriptors, one per cycle from the grant: the synapse words the piece uses, its parameter
-   words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
+   descriptors, ``RoundsPlan.ports`` per cycle from the grant: the synapse words the piece uses, its
+   parameter words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
    maxima, an ``mbe`` piece's ``X`` and basis blocks, as written back at its last round, ``v0``
    before the first; a product's or a spiking max-pool's running-count words after them, into the
    synapse SRAM where the core keeps them, or a graded product's or max-pool's running payload
@@ -28,7 +28,7 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
    piece's ``i_done`` rises); a chunk's context adds its events into the root's accumulators (the
    shared membrane SRAM), and after the last piece the root's context fires;
 3. *write back* (``b_out`` bytes; a split slice's pieces' together): one cycle after the grant,
-   one word per cycle, the membrane words, the count or payload-sum words, the shift words and
+   ``RoundsPlan.ports`` words per cycle, the membrane words, the count or payload-sum words, the shift words and
    (for a neuron, product, max-pool or ``mbe`` piece) its row of step ``t`` (``n`` spike bits or
    ``v_bits`` payloads, zero when it did not emit at ``t``) into the DRAM.
 
@@ -71,6 +71,7 @@ from .core import (
 )
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
+from .swap import dma_ports
 
 __all__ = [
     "RoundsPlan",
@@ -146,7 +147,9 @@ class RoundsPlan:
     unit), host values ``host_per_word`` of ``v_bits`` per word; parameter, table, membrane, sum
     and shift words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
     membranes and spike rows lie (the row of step ``t`` at ``spike_base[p] + (t << spike_shift)``);
-    ``host_base`` and ``host_words`` the input's words.
+    ``host_base`` and ``host_words`` the input's words. ``ports``: the descriptors a load and the
+    words a write-back move per cycle (one DRAM port and one port on each core memory each), the
+    fewest with which every round's fit its transfer (``rtl.swap.dma_ports``).
     """
 
     units: dict[int, list[RoundUnit]]
@@ -160,6 +163,7 @@ class RoundsPlan:
     host_base: int = 0
     host_words: int = 0
     steps: int = 0
+    ports: int = 1  # descriptors (loads) and words (write-backs) the DMA engine moves per cycle
 
 
 def _refuse(program: Program, pid: int) -> None:
@@ -199,7 +203,8 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     ------
     RtlError
         When the program is not in rounds mode, when a piece is of a kind the rounds-mode RTL does
-        not run, or when a round's descriptors or write-back words do not fit its transfer.
+        not run, or when a round's descriptors or write-back words would need more than
+        ``rtl.swap.MAX_DMA_PORTS`` per cycle to fit its transfer.
     """
     hw = program.hardware
     check_hardware(hw)
@@ -272,6 +277,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     plan.host_base, plan.host_words = len(words), -(-inp.size // hpw)
     words += [0] * plan.host_words
     plan.dram = words
+    transfers = []  # (what, DRAM words, cycles) of every round's load and write-back
     for k, timeline in enumerate(program.plan.timeline):
         if not timeline:
             continue
@@ -335,13 +341,8 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
             row_bits = vb if _payloads(graph, p.population) else 1
             n_row = -(-p.n * row_bits // width) if piece.kind in SPIKING else 0
             n_wb = 0 if chunk else nmem[pid] + ncount[pid] + nshift[pid] + n_row
-            if len(load) + 1 > dl or n_wb + 1 > dw:
-                what, n, d = ("reads", len(load), dl) if len(load) + 1 > dl else ("writes back", n_wb, dw)
-                raise RtlError(
-                    f"a round of piece {pid} ({p.population!r}) {what} {n} DRAM words, one per cycle, but its "
-                    f"transfer takes {d} cycles; raise [memory] dram_latency_cycles to at least "
-                    f"{n + 1 - d + mem.dram_latency_cycles}."
-                )
+            transfers.append((f"a round of piece {pid} ({p.population!r}) reads", len(load), dl))
+            transfers.append((f"a round of piece {pid} ({p.population!r}) writes back", n_wb, dw))
             w = program.round_steps(piece)
             plan.units[k].append(
                 RoundUnit(
@@ -370,6 +371,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                     root=piece.root if chunk else -1,
                 )
             )
+    plan.ports = dma_ports(transfers, mem.dram_latency_cycles)
     return plan
 
 
@@ -460,8 +462,9 @@ class RoundsArray(wiring.Component):
         if self.dram_flip is not None:
             words[self.dram_flip[0]] ^= 1 << self.dram_flip[1]
         m.submodules.dram = dram = Memory(shape=unsigned(width), depth=len(words), init=words)
-        d_rd = dram.read_port(domain="comb")  # the channel's reads (a load's descriptor of the cycle)
-        d_wr = dram.write_port()  # write-backs
+        R = plan.ports  # descriptors (loads) and words (write-backs) per cycle
+        d_rds = [dram.read_port(domain="comb") for _ in range(R)]  # the channel's reads (a load's descriptors)
+        d_wrs = [dram.write_port() for _ in range(R)]  # write-backs
         h_wr = dram.write_port()  # the host's input words, before the run
         d_dbg = dram.read_port(domain="comb")
         m.d.comb += [h_wr.addr.eq(self.hw_addr), h_wr.data.eq(self.hw_data), h_wr.en.eq(self.hw_en)]
@@ -478,6 +481,7 @@ class RoundsArray(wiring.Component):
 
         # the descriptor ROM: every round's load descriptors, concatenated
         descs = [d for k in cores for u in plan.units[k] for d in u.load] or [(0, 0, 0, 0, 0, 0)]
+        descs += [(0, 0, 0, 0, 0, 0)] * (R - 1)  # read (never used) when a load's last cycle has fewer than R
         abits = index_bits(len(words))
         nchunk = max([len(u.chunks) for k in cores for u in plan.units[k]] + [1])
         nlut = max([u.n_lut for k in cores for u in plan.units[k]] + [1])
@@ -493,7 +497,7 @@ class RoundsArray(wiring.Component):
             return w
 
         m.submodules.desc = drom = Memory(shape=unsigned(def_w), depth=len(descs), init=[pack(d) for d in descs])
-        dsc = drom.read_port(domain="comb")
+        dscs = [drom.read_port(domain="comb") for _ in range(R)]
         first_desc, pos = {}, 0
         for k in cores:
             for j, u in enumerate(plan.units[k]):
@@ -664,7 +668,7 @@ class RoundsArray(wiring.Component):
                 m.d.sync += st.eq(ST_RUN_I)
             with m.Elif(s["wb_finish"] | self.start):
                 m.d.sync += st.eq(ST_DONE)
-        # the channel's transfer: descriptors (loads) or write-back words, one per cycle
+        # the channel's transfer: descriptors (loads) or write-back words, R per cycle
         idx = Signal.like(g_n)  # next record of the transfer
         n_rec = Signal.like(g_n)
         first_r = Signal.like(g_first)
@@ -672,36 +676,38 @@ class RoundsArray(wiring.Component):
         wb_on = Signal()
         with m.If(grant):
             m.d.sync += [busy.eq(1), who.eq(g_who), is_wb.eq(g_wb), rem.eq(g_dur), first_r.eq(g_first), n_rec.eq(g_n)]
-            m.d.sync += [idx.eq(Mux(g_wb, 0, 1)), wb_on.eq(g_wb & (g_n > 0)), wb_i.eq(0)]
+            m.d.sync += [idx.eq(Mux(g_wb, 0, R)), wb_on.eq(g_wb & (g_n > 0)), wb_i.eq(0)]
         with m.Else():
             with m.If(finishing):
                 m.d.sync += busy.eq(0)
             with m.Elif(busy):
                 m.d.sync += rem.eq(rem_now)
             with m.If(busy & ~is_wb & (idx < n_rec)):
-                m.d.sync += idx.eq(idx + 1)
+                m.d.sync += idx.eq(idx + R)
             with m.If(wb_on):
-                m.d.sync += [wb_i.eq(wb_i + 1), wb_on.eq(wb_i + 1 < n_rec)]
-        # the load record of this cycle: the grant's first, then one per cycle
-        ld_valid = Signal()
-        m.d.comb += ld_valid.eq(Mux(grant, ~g_wb & (g_n > 0), busy & ~is_wb & (idx < n_rec)))
+                m.d.sync += [wb_i.eq(wb_i + R), wb_on.eq(wb_i + R < n_rec)]
+        # the load records of this cycle: the grant's first R, then R per cycle; record q of the
+        # cycle is (sel, tgt, delay, en, data) in lds[q]
         ld_who = Mux(grant, g_who, who)
-        m.d.comb += dsc.addr.eq(Mux(grant, g_first, first_r + idx))
-        sel, tgt, base, delay, wlo, whi = [], [], [], [], [], []
-        off = 0
-        for f in fields:
-            sel.append(dsc.data[off : off + f])
-            off += f
-        sel, tgt, base, delay, wlo, whi = sel
-        src_step = Signal(STEP_BITS + 1)
-        m.d.comb += src_step.eq(step - 1 - delay)
-        spk = sel == SEL_SPIKES
-        gated = (sel == SEL_SPIKES) | (sel == SEL_HOST)
-        in_win = (step >= delay + 1) & (src_step >= wlo) & (src_step < whi)
-        m.d.comb += d_rd.addr.eq(base + Mux(spk, src_step[:STEP_BITS] << plan.spike_shift, 0))
-        ld_en = Signal()
-        m.d.comb += ld_en.eq(ld_valid & (~gated | in_win))
-        ld_data = d_rd.data
+        lds = []
+        for q, (dsc, d_rd) in enumerate(zip(dscs, d_rds)):
+            ld_valid = Signal(name=f"ld_valid_{q}")
+            m.d.comb += ld_valid.eq(Mux(grant, ~g_wb & (g_n > q), busy & ~is_wb & (idx + q < n_rec)))
+            m.d.comb += dsc.addr.eq(Mux(grant, g_first, first_r + idx) + q)
+            parts, off = [], 0
+            for f in fields:
+                parts.append(dsc.data[off : off + f])
+                off += f
+            sel, tgt, base, delay, wlo, whi = parts
+            src_step = Signal(STEP_BITS + 1, name=f"src_step_{q}")
+            m.d.comb += src_step.eq(step - 1 - delay)
+            spk = sel == SEL_SPIKES
+            gated = (sel == SEL_SPIKES) | (sel == SEL_HOST)
+            in_win = (step >= delay + 1) & (src_step >= wlo) & (src_step < whi)
+            m.d.comb += d_rd.addr.eq(base + Mux(spk, src_step[:STEP_BITS] << plan.spike_shift, 0))
+            ld_en = Signal(name=f"ld_en_{q}")
+            m.d.comb += ld_en.eq(ld_valid & (~gated | in_win))
+            lds.append({"sel": sel, "tgt": tgt, "delay": delay, "en": ld_en, "data": d_rd.data})
 
         # ---- each core position: shared memories, one context and one feeder per round
         sbits = lanes * wb
@@ -735,32 +741,13 @@ class RoundsArray(wiring.Component):
             ctxs = [Core(hw, x.init, shared=shared) for x in units]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
-            mine_ld = ld_en & (ld_who == i)
-            # the loader: a synapse descriptor writes its `delay` (count) words, one write port each
-            for q in range(plan.syn_per_word):
-                syn_w = shared["syn"].write_port()
-                m.d.comb += [
-                    syn_w.addr.eq(tgt + q),
-                    syn_w.data.eq(ld_data[q * sbits : (q + 1) * sbits]),
-                    syn_w.en.eq(mine_ld & (sel == SEL_SYNAPSE) & (delay > q)),
-                ]
-            par_w = shared["par"].write_port()
-            m.d.comb += [
-                par_w.addr.eq(tgt),
-                par_w.data.eq(ld_data[: lanes * 2 * vb]),
-                par_w.en.eq(mine_ld & (sel == SEL_PARAMS)),
-            ]
-            for name, code in (("sums", SEL_SUMS), ("lut", SEL_LUT), ("shift", SEL_SHIFT)):
-                if name in shared:
-                    wp = shared[name].write_port()
-                    bits = shared[name].shape.width
-                    m.d.comb += [wp.addr.eq(tgt), wp.data.eq(ld_data[:bits]), wp.en.eq(mine_ld & (sel == code))]
+            mine = [ld["en"] & (ld_who == i) for ld in lds]
             # a membrane word goes to every organisation (lane l of it to word `tgt` of bank l)
             mem_ports = [(shared["mem"], slice(0, lanes * vb))] if "mem" in shared else []
             mem_ports += [(b, slice(q * vb, (q + 1) * vb)) for q, b in enumerate(shared.get("banks", []))]
-            for mm, part in mem_ports:
-                w = mm.write_port()
-                m.d.comb += [w.addr.eq(tgt), w.data.eq(ld_data[part]), w.en.eq(mine_ld & (sel == SEL_MEMBRANE))]
+            # the loader: write ports for each record of the cycle (a round's records write distinct words)
+            for ld, mine_ld in zip(lds, mine):
+                self._loader_port(m, shared, mem_ports, ld, mine_ld)
             # the write-back's reads: a membrane word (of the piece's organisation), a count or sum word, a
             # shift word, a word of the step's history row
             groups_now = Array(Const(x.n_mem, range(gmax + 1)) for x in units)[s["u"]]
@@ -768,25 +755,6 @@ class RoundsArray(wiring.Component):
             shifts_now = Array(Const(x.n_shift, range(gmax + 1)) for x in units)[s["u"]]
             sums_now = Array(Const(int(x.graded_sums), 1) for x in units)[s["u"]]
             banked_now = Array(Const(int(x.banked), 1) for x in units)[s["u"]]
-            mem_words = []
-            for mm, _ in mem_ports:
-                r = mm.read_port(domain="comb")
-                m.d.comb += r.addr.eq(wb_i)
-                mem_words.append(r.data)
-            whole = mem_words[0] if "mem" in shared else Const(0, lanes * vb)
-            banked_word = Cat(*mem_words[1:] if "mem" in shared else mem_words) if "banks" in shared else whole
-            mword_rd = Mux(banked_now, banked_word, whole)
-            syn_rd = shared["syn"].read_port(domain="comb")
-            m.d.comb += syn_rd.addr.eq(wb_i - groups_now)
-            state_rd = syn_rd.data
-            if "sums" in shared:
-                sums_rd = shared["sums"].read_port(domain="comb")
-                m.d.comb += sums_rd.addr.eq(wb_i - groups_now)
-                state_rd = Mux(sums_now, sums_rd.data, syn_rd.data)
-            if "shift" in shared:
-                shift_rd = shared["shift"].read_port(domain="comb")
-                m.d.comb += shift_rd.addr.eq(wb_i - groups_now - counts_now)
-                state_rd = Mux(wb_i < groups_now + counts_now, state_rd, shift_rd.data)
             hist_rd = shared["hist"].read_port(domain="comb")
             m.d.comb += hist_rd.addr.eq(step % c.spike_history_steps)
             for name in ("syn", "par", "hist", "mem", "sums", "lut", "shift"):
@@ -803,27 +771,50 @@ class RoundsArray(wiring.Component):
             # the row's bits past the piece's n units (1 or v_bits each) may be another piece's: masked
             hbits = c.neurons * hist_bits(hw)
             nmask = Array(Const((1 << x.init.n * x.row_bits) - 1, hbits) for x in units)[s["u"]]
-            grp = Signal(range(2 * gmax + syn_words + 1), name=f"wb_grp_{k}")
-            m.d.comb += grp.eq(wb_i - groups_now - counts_now - shifts_now)
-            spike_word = Mux(fired_now, ((hist_rd.data & nmask) >> (grp * width))[:width], 0)
             state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
             spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
-            with m.If(wb_on & (who == i)):
-                is_mem = wb_i < groups_now
-                is_state = wb_i < groups_now + counts_now + shifts_now
-                wword = Signal(width, name=f"wb_word_{k}")
-                m.d.comb += wword.eq(Mux(is_mem, mword_rd, Mux(is_state, state_rd, spike_word)))
-                if self.wb_flip is not None:
-                    hits = [j for j, x in enumerate(units) if x.piece == self.wb_flip[0]]
-                    if hits:
-                        at = self.wb_flip[2] if len(self.wb_flip) > 2 else 0
-                        flip = (s["u"] == hits[0]) & (wb_i == at)
-                        wword = wword ^ Mux(flip, Const(1 << self.wb_flip[1], width), 0)
-                m.d.comb += [
-                    d_wr.en.eq(1),
-                    d_wr.addr.eq(Mux(is_state, state_base + wb_i, spike_base + (step << plan.spike_shift) + grp)),
-                    d_wr.data.eq(wword),
-                ]
+            # the write-back's words of this cycle: word wb_i + q on DRAM write port q
+            for q, d_wr in enumerate(d_wrs):
+                wi = Signal.like(wb_i, name=f"wb_i_{k}_{q}")
+                m.d.comb += wi.eq(wb_i + q)
+                mem_words = []
+                for mm, _ in mem_ports:
+                    r = mm.read_port(domain="comb")
+                    m.d.comb += r.addr.eq(wi)
+                    mem_words.append(r.data)
+                whole = mem_words[0] if "mem" in shared else Const(0, lanes * vb)
+                banked_word = Cat(*mem_words[1:] if "mem" in shared else mem_words) if "banks" in shared else whole
+                mword_rd = Mux(banked_now, banked_word, whole)
+                syn_rd = shared["syn"].read_port(domain="comb")
+                m.d.comb += syn_rd.addr.eq(wi - groups_now)
+                state_rd = syn_rd.data
+                if "sums" in shared:
+                    sums_rd = shared["sums"].read_port(domain="comb")
+                    m.d.comb += sums_rd.addr.eq(wi - groups_now)
+                    state_rd = Mux(sums_now, sums_rd.data, syn_rd.data)
+                if "shift" in shared:
+                    shift_rd = shared["shift"].read_port(domain="comb")
+                    m.d.comb += shift_rd.addr.eq(wi - groups_now - counts_now)
+                    state_rd = Mux(wi < groups_now + counts_now, state_rd, shift_rd.data)
+                grp = Signal(range(2 * gmax + syn_words + 1), name=f"wb_grp_{k}_{q}")
+                m.d.comb += grp.eq(wi - groups_now - counts_now - shifts_now)
+                spike_word = Mux(fired_now, ((hist_rd.data & nmask) >> (grp * width))[:width], 0)
+                with m.If(wb_on & (who == i) & (wi < n_rec)):
+                    is_mem = wi < groups_now
+                    is_state = wi < groups_now + counts_now + shifts_now
+                    wword = Signal(width, name=f"wb_word_{k}_{q}")
+                    m.d.comb += wword.eq(Mux(is_mem, mword_rd, Mux(is_state, state_rd, spike_word)))
+                    if self.wb_flip is not None:
+                        hits = [j for j, x in enumerate(units) if x.piece == self.wb_flip[0]]
+                        if hits:
+                            at = self.wb_flip[2] if len(self.wb_flip) > 2 else 0
+                            flip = (s["u"] == hits[0]) & (wi == at)
+                            wword = wword ^ Mux(flip, Const(1 << self.wb_flip[1], width), 0)
+                    m.d.comb += [
+                        d_wr.en.eq(1),
+                        d_wr.addr.eq(Mux(is_state, state_base + wi, spike_base + (step << plan.spike_shift) + grp)),
+                        d_wr.data.eq(wword),
+                    ]
             # contexts and feeders
             i_dones, f_dones = [], []
             for j, (x, ctx) in enumerate(zip(units, ctxs)):
@@ -846,11 +837,11 @@ class RoundsArray(wiring.Component):
                         s,
                         on,
                         grant & wins[i] & ~g_wb & (req_unit[i] == j),
-                        # the grant cycle's record is already the new round's (u changes a cycle later)
-                        mine_ld & Mux(grant & wins[i], req_unit[i] == j, on),
-                        sel,
-                        tgt,
-                        ld_data,
+                        # the grant cycle's records are already the new round's (u changes a cycle later)
+                        [
+                            (mine_ld & Mux(grant & wins[i], req_unit[i] == j, on), ld["sel"], ld["tgt"], ld["data"])
+                            for ld, mine_ld in zip(lds, mine)
+                        ],
                     )
                 else:
                     m.d.comb += ctx.events.valid.eq(0)
@@ -872,10 +863,36 @@ class RoundsArray(wiring.Component):
                 m.d.comb += self.dbg_busy.eq(busy_count[k])
         return m
 
-    def _feeder(self, m: Module, x: RoundUnit, ctx: Core, tag: str, s: dict, on, new_round, ld, sel, tgt, data) -> None:
+    def _loader_port(self, m: Module, shared: dict, mem_ports: list, ld: dict, mine) -> None:
+        """One load record's write ports: a synapse descriptor writes its ``delay`` (count) words, one
+        port each; the others one word of the memory ``sel`` names (a membrane word to every organisation)."""
+        c = self.hw.core
+        lanes, vb = c.lanes, c.v_bits
+        sbits = lanes * c.weight_bits
+        sel, tgt, delay, data = ld["sel"], ld["tgt"], ld["delay"], ld["data"]
+        for q in range(self.plan.syn_per_word):
+            syn_w = shared["syn"].write_port()
+            m.d.comb += [
+                syn_w.addr.eq(tgt + q),
+                syn_w.data.eq(data[q * sbits : (q + 1) * sbits]),
+                syn_w.en.eq(mine & (sel == SEL_SYNAPSE) & (delay > q)),
+            ]
+        par_w = shared["par"].write_port()
+        m.d.comb += [par_w.addr.eq(tgt), par_w.data.eq(data[: lanes * 2 * vb]), par_w.en.eq(mine & (sel == SEL_PARAMS))]
+        for name, code in (("sums", SEL_SUMS), ("lut", SEL_LUT), ("shift", SEL_SHIFT)):
+            if name in shared:
+                wp = shared[name].write_port()
+                bits = shared[name].shape.width
+                m.d.comb += [wp.addr.eq(tgt), wp.data.eq(data[:bits]), wp.en.eq(mine & (sel == code))]
+        for mm, part in mem_ports:
+            w = mm.write_port()
+            m.d.comb += [w.addr.eq(tgt), w.data.eq(data[part]), w.en.eq(mine & (sel == SEL_MEMBRANE))]
+
+    def _feeder(self, m: Module, x: RoundUnit, ctx: Core, tag: str, s: dict, on, new_round, records) -> None:
         """The feeder of round ``x``: one pending bit (and host value) per source position, filled by
-        the round's spike and host words; from the cycle before the load ends it offers the core's
-        event FIFO the lowest pending position, one per cycle, and clears it when taken."""
+        the round's spike and host words (``records``: ``(this round's, sel, tgt, data)`` of each record
+        of the cycle); from the cycle before the load ends it offers the core's event FIFO the lowest
+        pending position, one per cycle, and clears it when taken."""
         vb = self.hw.core.v_bits
         ne = len(x.feed)
         pend = Signal(ne, name=f"pend_{tag}")
@@ -903,18 +920,20 @@ class RoundsArray(wiring.Component):
             m.d.comb += nxt.eq(0)  # a new round of this piece: nothing pending yet
         with m.Elif(valid & ctx.events.ready):
             m.d.comb += nxt.eq(pend & ~(Const(1, ne) << e_sel)[:ne])
-        # the round's spike and host words, in descriptor order: chunk c fills its positions
-        with m.If(ld & ((sel == SEL_SPIKES) | (sel == SEL_HOST))):
-            for ch, (e0, cnt) in enumerate(x.chunks):
-                with m.If(tgt == ch):
-                    bits = []
-                    for e in range(e0, e0 + cnt):
-                        b = x.feed[e][3]
-                        if x.feed[e][2]:
-                            v = data[b * vb : (b + 1) * vb].as_signed()
-                            m.d.sync += vals[e].eq(v)
-                            bits.append(v != 0)
-                        else:
-                            bits.append(data[b])
-                    m.d.comb += nxt[e0 : e0 + cnt].eq(Cat(*bits))
+        # the round's spike and host words, in descriptor order: chunk c fills its positions (the
+        # records of one cycle are different chunks', so they fill disjoint positions)
+        for ld, sel, tgt, data in records:
+            with m.If(ld & ((sel == SEL_SPIKES) | (sel == SEL_HOST))):
+                for ch, (e0, cnt) in enumerate(x.chunks):
+                    with m.If(tgt == ch):
+                        bits = []
+                        for e in range(e0, e0 + cnt):
+                            b = x.feed[e][3]
+                            if x.feed[e][2]:
+                                v = data[b * vb : (b + 1) * vb].as_signed()
+                                m.d.sync += vals[e].eq(v)
+                                bits.append(v != 0)
+                            else:
+                                bits.append(data[b])
+                        m.d.comb += nxt[e0 : e0 + cnt].eq(Cat(*bits))
         m.d.sync += pend.eq(nxt)

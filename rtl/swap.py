@@ -11,11 +11,12 @@ write records, and the one DRAM channel: each core's loader requests its next pi
 previous piece's last live step has ended (the first piece at reset), the channel serves one
 transfer at a time, oldest request first and simultaneous ones lower core index first, and a
 transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
-dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
-into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
-context becomes the core's active one. A piece's records restore what the simulator starts it with:
-its synapse words (or zeroed running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece:
-its ``X`` and basis blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
+dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records
+(``SwapPlan.ports`` per cycle) into the core's memories through the loader's write ports. When a
+transfer ends, the loaded piece's context becomes the core's active one. A piece's records
+restore what the simulator starts it with: its synapse words (or zeroed running counts and payload
+sums), parameters, ``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero)
+and an ``mbe`` piece's table words. ``ready``
 says whether every piece that becomes live at the next step is loaded: the barrier controller
 starts the step only then, and the wait is the step's DRAM stall.
 
@@ -53,11 +54,52 @@ from .core import (
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
 
-__all__ = ["SwapPlan", "swap_plan", "SwapCore", "DmaEngine", "SEL_SYNAPSE", "SEL_PARAMS", "SEL_MEMBRANE", "SEL_TABLE"]
+__all__ = [
+    "SwapPlan",
+    "swap_plan",
+    "SwapCore",
+    "DmaEngine",
+    "dma_ports",
+    "MAX_DMA_PORTS",
+    "SEL_SYNAPSE",
+    "SEL_PARAMS",
+    "SEL_MEMBRANE",
+    "SEL_TABLE",
+]
 
 #: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
 #: words, the parameter image's words after its ``n`` unit words, section 4.5).
 SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE = 0, 1, 2, 3
+#: The most DRAM words the DMA engine moves per cycle (read ports on the DRAM, write ports on each
+#: core memory, swap and rounds mode alike): its area grows with them.
+MAX_DMA_PORTS = 16
+
+
+def dma_ports(transfers: list[tuple[str, int, int]], latency: int) -> int:
+    """The DRAM words per cycle the DMA engine needs so that each transfer's words fit its cycles.
+
+    ``transfers``: ``(what, words, cycles)`` each. A word lands a cycle after it is read, so ``p``
+    words per cycle fit a transfer when ``ceil(words / p) < cycles``: ``p = max ceil(words / (cycles
+    - 1))`` over the transfers with words (1 when none has any).
+
+    Raises
+    ------
+    RtlError
+        When that exceeds :data:`MAX_DMA_PORTS` (or a transfer with words lasts one cycle), naming the
+        first such transfer (``what``, e.g. "piece 3 ('h1') loads") and the ``dram_latency_cycles``
+        (now ``latency``) with which every transfer fits.
+    """
+    moved = [(what, w, c) for what, w, c in transfers if w > 0]
+    bad = [(what, w, c) for what, w, c in moved if c < 2 or -(-w // (c - 1)) > MAX_DMA_PORTS]
+    if bad:
+        what, w, c = bad[0]
+        fit = max(latency + -(-w_ // MAX_DMA_PORTS) + 1 - c_ for _, w_, c_ in moved)
+        raise RtlError(
+            f"{what} {w} DRAM words in a transfer of {c} cycle{'s' * (c != 1)}, but the DMA engine moves at most "
+            f"{MAX_DMA_PORTS} words per cycle and each lands a cycle after it is read, so a transfer must last "
+            f"more than ceil(words / {MAX_DMA_PORTS}) cycles; raise [memory] dram_latency_cycles to at least {fit}."
+        )
+    return max([-(-w // (c - 1)) for _, w, c in moved] + [1])
 
 
 @dataclass
@@ -68,7 +110,10 @@ class SwapPlan:
     step of its ``j``-th piece and ``live_end[k][j]`` the step after its last; ``first_rec[k][j]``,
     ``n_rec[k][j]`` its records in ``records``; ``duration[k][j]`` its transfer's cycles
     (``dram_latency_cycles + ceil(image_bytes / dram_bytes_per_cycle)``); ``nbytes[k][j]`` its bytes.
-    ``records``: the DRAM's words, each ``sel | addr << 2 | data << (2 + addr_bits)``.
+    ``records``: the DRAM's words, each ``sel | addr << 2 | data << (2 + addr_bits)``. ``ports``: the
+    records the DMA engine reads and the loader writes per cycle (one write port each on every core
+    memory), the fewest with which every piece's records fit its transfer,
+    ``ceil(n_rec / ports) < duration``.
     """
 
     contexts: dict[int, list[PieceInit]]
@@ -81,6 +126,7 @@ class SwapPlan:
     records: list[int] = field(default_factory=list)
     addr_bits: int = 1
     data_bits: int = 1
+    ports: int = 1
 
     def record(self, core: int, j: int, i: int) -> tuple[int, int, int]:
         """``(sel, addr, data)`` of record ``i`` of core ``core``'s ``j``-th piece."""
@@ -94,10 +140,16 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     ``latency_delta`` (test hook, 0 in generated hardware) adds cycles to every transfer: a DRAM
     channel whose latency differs from the hardware file's.
 
+    The DMA engine writes ``ports`` records per cycle, the fewest that let every piece's ``n`` records
+    land within its transfer of ``d`` cycles (``ceil(n / ports) < d``, i.e. ``ports = max ceil(n /
+    (d - 1))``; 1 on the tests' and the bundled files' defaults, more when ``dram_bytes_per_cycle``
+    outgrows a record or the latency is short), so the transfer keeps section 7's cycles.
+
     Raises
     ------
     RtlError
-        When the program is not in swap mode, or when a piece's records do not fit its transfer.
+        When the program is not in swap mode, or when a piece's records would need more than
+        :data:`MAX_DMA_PORTS` per cycle (:func:`dma_ports`).
     """
     hw = program.hardware
     check_hardware(hw)
@@ -143,12 +195,6 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             recs += [(SEL_TABLE, a, w) for a, w in enumerate(words.get("lut", []))]
             nbytes = program.image_bytes(program.pieces[pid])
             dur = mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle) + int(latency_delta)
-            if len(recs) >= dur:
-                raise RtlError(
-                    f"piece {pid} ({p.population!r}) writes {len(recs)} memory words when it is loaded, one per cycle, "
-                    f"but its transfer takes {dur} cycles; raise [memory] dram_latency_cycles to at least "
-                    f"{len(recs) + 1 - dur + mem.dram_latency_cycles}."
-                )
             plan.live_start[k].append(int(live[pid, 0]))
             plan.live_end[k].append(int(live[pid, 1]))
             plan.first_rec[k].append(len(plan.records))
@@ -156,6 +202,12 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             plan.duration[k].append(dur)
             plan.nbytes[k].append(nbytes)
             plan.records += [sel | a << 2 | d << (2 + abits) for sel, a, d in recs]
+    loads = [
+        (f"piece {p.piece_id} ({p.population!r}) loads", plan.n_rec[k][j], plan.duration[k][j])
+        for k, ps in plan.contexts.items()
+        for j, p in enumerate(ps)
+    ]
+    plan.ports = dma_ports(loads, mem.dram_latency_cycles)
     return plan
 
 
@@ -184,9 +236,12 @@ class SwapCore(wiring.Component):
     context per piece on one shared set of memories, the context ``active`` connected to the router and
     the controls, and the loader's write ports (``ld_en``, ``ld_sel``, ``ld_addr``, ``ld_data``)."""
 
-    def __init__(self, hw: HardwareConfig, contexts: list[PieceInit], data_bits: int, addr_bits: int) -> None:
+    def __init__(
+        self, hw: HardwareConfig, contexts: list[PieceInit], data_bits: int, addr_bits: int, ports: int = 1
+    ) -> None:
         self.hw = hw
         self.contexts = list(contexts)
+        self.ports = ports
         c = hw.core
         gmax = c.neurons // c.lanes
         # membrane organisations its pieces use: lane banks (products, conv blocks that are not a
@@ -216,10 +271,10 @@ class SwapCore(wiring.Component):
                 "rd_data": Out(c.lanes * c.v_bits),
                 "flits": Out(stream.Signature(out_flit_layout(hw))),
                 "active": In(range(max(2, len(self.contexts)))),
-                "ld_en": In(1),
-                "ld_sel": In(2),
-                "ld_addr": In(addr_bits),
-                "ld_data": In(data_bits),
+                "ld_en": In(ports),
+                "ld_sel": In(2 * ports),
+                "ld_addr": In(addr_bits * ports),
+                "ld_data": In(data_bits * ports),
             }
         )
 
@@ -256,53 +311,18 @@ class SwapCore(wiring.Component):
         # the contexts first: they ask for their ports before the memories are elaborated
         for j, ctx in enumerate(ctxs):
             m.submodules[f"ctx{j}"] = ctx
-        # the loader: one write port per memory, one record per cycle from the DMA engine
-        syn_w = shared["syn"].write_port()
-        par_w = shared["par"].write_port()
-        m.d.comb += [
-            syn_w.addr.eq(self.ld_addr),
-            syn_w.data.eq(self.ld_data[: lanes * wb]),
-            syn_w.en.eq(self.ld_en & (self.ld_sel == SEL_SYNAPSE)),
-            par_w.addr.eq(self.ld_addr),
-            par_w.data.eq(self.ld_data[: lanes * 2 * vb]),
-            par_w.en.eq(self.ld_en & (self.ld_sel == SEL_PARAMS)),
-        ]
-        if "banks" in shared:  # lane l of a membrane record is word addr of bank l
-            for lane, bank in enumerate(shared["banks"]):
-                w = bank.write_port()
-                m.d.comb += [
-                    w.addr.eq(self.ld_addr),
-                    w.data.eq(self.ld_data[lane * vb : (lane + 1) * vb]),
-                    w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE)),
-                ]
-        if "mem" in shared:  # (a core with both organisations writes the record to both)
-            w = shared["mem"].write_port()
-            m.d.comb += [
-                w.addr.eq(self.ld_addr),
-                w.data.eq(self.ld_data[: lanes * vb]),
-                w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE)),
-            ]
-        if "sums" in shared:  # synapse records also land in the sums' view of the SRAM's bits
-            w = shared["sums"].write_port()
-            m.d.comb += [
-                w.addr.eq(self.ld_addr),
-                w.data.eq(self.ld_data[: lanes * vb]),
-                w.en.eq(self.ld_en & (self.ld_sel == SEL_SYNAPSE) & (self.ld_addr < shared["sums"].depth)),
-            ]
-        if "shift" in shared:  # (the bits of a membrane record past its lanes * v_bits)
-            w = shared["shift"].write_port()
-            m.d.comb += [
-                w.addr.eq(self.ld_addr),
-                w.data.eq(self.ld_data[lanes * vb : lanes * (vb + SHIFT_BITS)]),
-                w.en.eq(self.ld_en & (self.ld_sel == SEL_MEMBRANE) & (self.ld_addr < gmax)),
-            ]
-        if "lut" in shared:
-            w = shared["lut"].write_port()
-            m.d.comb += [
-                w.addr.eq(self.ld_addr),
-                w.data.eq(self.ld_data[: 3 * vb]),
-                w.en.eq(self.ld_en & (self.ld_sel == SEL_TABLE)),
-            ]
+        # the loader: per record of the cycle (ports of them), one write port on every memory; a
+        # piece's records write distinct words, so the ports never collide
+        abits, dbits = len(self.ld_addr) // self.ports, len(self.ld_data) // self.ports
+        for q in range(self.ports):
+            self._loader_port(
+                m,
+                shared,
+                self.ld_en[q],
+                self.ld_sel.word_select(q, 2),
+                self.ld_addr.word_select(q, abits),
+                self.ld_data.word_select(q, dbits),
+            )
         for name in ("syn", "par", "hist", "hist_g", "sums", "lut", "shift"):
             if name in shared:
                 m.submodules[name] = shared[name]
@@ -343,15 +363,68 @@ class SwapCore(wiring.Component):
                 ]
         return m
 
+    def _loader_port(self, m: Module, shared: dict, en, sel, addr, data) -> None:
+        """One record's write ports: ``data`` into the memory ``sel`` names (and its other views)."""
+        c = self.hw.core
+        lanes, vb, wb = c.lanes, c.v_bits, c.weight_bits
+        gmax = c.neurons // lanes
+        syn_w = shared["syn"].write_port()
+        par_w = shared["par"].write_port()
+        m.d.comb += [
+            syn_w.addr.eq(addr),
+            syn_w.data.eq(data[: lanes * wb]),
+            syn_w.en.eq(en & (sel == SEL_SYNAPSE)),
+            par_w.addr.eq(addr),
+            par_w.data.eq(data[: lanes * 2 * vb]),
+            par_w.en.eq(en & (sel == SEL_PARAMS)),
+        ]
+        if "banks" in shared:  # lane l of a membrane record is word addr of bank l
+            for lane, bank in enumerate(shared["banks"]):
+                w = bank.write_port()
+                m.d.comb += [
+                    w.addr.eq(addr),
+                    w.data.eq(data[lane * vb : (lane + 1) * vb]),
+                    w.en.eq(en & (sel == SEL_MEMBRANE)),
+                ]
+        if "mem" in shared:  # (a core with both organisations writes the record to both)
+            w = shared["mem"].write_port()
+            m.d.comb += [
+                w.addr.eq(addr),
+                w.data.eq(data[: lanes * vb]),
+                w.en.eq(en & (sel == SEL_MEMBRANE)),
+            ]
+        if "sums" in shared:  # synapse records also land in the sums' view of the SRAM's bits
+            w = shared["sums"].write_port()
+            m.d.comb += [
+                w.addr.eq(addr),
+                w.data.eq(data[: lanes * vb]),
+                w.en.eq(en & (sel == SEL_SYNAPSE) & (addr < shared["sums"].depth)),
+            ]
+        if "shift" in shared:  # (the bits of a membrane record past its lanes * v_bits)
+            w = shared["shift"].write_port()
+            m.d.comb += [
+                w.addr.eq(addr),
+                w.data.eq(data[lanes * vb : lanes * (vb + SHIFT_BITS)]),
+                w.en.eq(en & (sel == SEL_MEMBRANE) & (addr < gmax)),
+            ]
+        if "lut" in shared:
+            w = shared["lut"].write_port()
+            m.d.comb += [
+                w.addr.eq(addr),
+                w.data.eq(data[: 3 * vb]),
+                w.en.eq(en & (sel == SEL_TABLE)),
+            ]
+
 
 class DmaEngine(wiring.Component):
     """The DRAM, its one channel and every core's loader (section 7, ``swap``).
 
     Inputs: ``tick`` (the cycle is one of the contract's: no phase starts in it), ``step_end`` (the
     barrier of a phase F has just closed: the step ``nxt - 1`` is over), ``nxt`` (the next step to
-    run). Outputs: per core ``k`` its write port (``ld_en_k``; ``ld_sel``, ``ld_addr``, ``ld_data``
-    are common) and ``active_k`` (the context of its last loaded piece); ``ready`` (every piece
-    live from ``nxt`` on is loaded); ``busy`` (a transfer under way).
+    run). Outputs: per core ``k`` its write ports (``ld_en_k``, one bit per record of the cycle;
+    ``ld_sel``, ``ld_addr``, ``ld_data`` are common, ``plan.ports`` records side by side) and
+    ``active_k`` (the context of its last loaded piece); ``ready`` (every piece live from ``nxt`` on
+    is loaded); ``busy`` (a transfer under way).
     """
 
     def __init__(self, hw: HardwareConfig, plan: SwapPlan, flip: tuple[int, int] | None = None) -> None:
@@ -364,12 +437,12 @@ class DmaEngine(wiring.Component):
             "nxt": In(STEP_BITS),
             "ready": Out(1),
             "busy": Out(1),
-            "ld_sel": Out(2),
-            "ld_addr": Out(plan.addr_bits),
-            "ld_data": Out(plan.data_bits),
+            "ld_sel": Out(2 * plan.ports),
+            "ld_addr": Out(plan.addr_bits * plan.ports),
+            "ld_data": Out(plan.data_bits * plan.ports),
         }
         for k in self.cores:
-            members[f"ld_en_{k}"] = Out(1)
+            members[f"ld_en_{k}"] = Out(plan.ports)
             members[f"active_{k}"] = Out(range(max(2, len(plan.contexts[k]))))
         super().__init__(members)
 
@@ -381,8 +454,12 @@ class DmaEngine(wiring.Component):
             rec, bit = self.flip
             words[rec] ^= 1 << bit
         width = 2 + plan.addr_bits + plan.data_bits
+        ports = plan.ports
+        # one read port per record of the cycle; the zero words past the records are read (not
+        # written anywhere) when a piece's last cycle holds fewer than `ports` records
+        words += [0] * (ports - 1)
         m.submodules.dram = dram = Memory(shape=unsigned(width), depth=len(words), init=words)
-        rd = dram.read_port()
+        rds = [dram.read_port() for _ in range(ports)]
         maxdur = max(d for k in self.cores for d in plan.duration[k])
         ncores = len(self.cores)
 
@@ -456,27 +533,29 @@ class DmaEngine(wiring.Component):
         with m.Elif(busy):
             m.d.sync += rem.eq(rem_now)
 
-        # the records: read one per cycle from the grant on, written into the core one cycle later
-        ptr = Signal.like(g_first)
+        # the records: `ports` read per cycle from the grant on, written into the core one cycle later
+        ptr = Signal(range(len(words) + ports))
         left = Signal.like(g_n)
-        w_valid = Signal()
+        w_valid = Signal(range(ports + 1))  # records of the cycle being written
         w_who = Signal.like(who)
-        m.d.comb += rd.addr.eq(Mux(grant, g_first, ptr))
+        base = Mux(grant, g_first, ptr)
+        for q, rd in enumerate(rds):
+            m.d.comb += rd.addr.eq(base + q)
+        now = Mux(grant, g_n, left)  # records still to read
+        take = Mux(now > ports, ports, now)
         with m.If(grant):
-            m.d.sync += [busy.eq(1), who.eq(g_who), rem.eq(g_dur), ptr.eq(g_first + 1), left.eq(g_n - (g_n > 0))]
-            m.d.sync += [w_valid.eq(g_n > 0), w_who.eq(g_who)]
-        with m.Elif(left > 0):
-            m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1), w_valid.eq(1)]
-        with m.Else():
-            m.d.sync += w_valid.eq(0)
-        m.d.comb += [
-            self.ld_sel.eq(rd.data[:2]),
-            self.ld_addr.eq(rd.data[2 : 2 + plan.addr_bits]),
-            self.ld_data.eq(rd.data[2 + plan.addr_bits :]),
-        ]
+            m.d.sync += [busy.eq(1), who.eq(g_who), rem.eq(g_dur), w_who.eq(g_who)]
+        m.d.sync += [ptr.eq(base + take), left.eq(now - take), w_valid.eq(take)]
+        for q, rd in enumerate(rds):
+            m.d.comb += [
+                self.ld_sel.word_select(q, 2).eq(rd.data[:2]),
+                self.ld_addr.word_select(q, plan.addr_bits).eq(rd.data[2 : 2 + plan.addr_bits]),
+                self.ld_data.word_select(q, plan.data_bits).eq(rd.data[2 + plan.addr_bits :]),
+            ]
         ready = Const(1)
         for i, k in enumerate(self.cores):
-            m.d.comb += getattr(self, f"ld_en_{k}").eq(w_valid & (w_who == i))
+            en = Cat(*[(w_valid > q) & (w_who == i) for q in range(ports)])
+            m.d.comb += getattr(self, f"ld_en_{k}").eq(en)
             m.d.comb += getattr(self, f"active_{k}").eq(Mux(loaded[i] > 0, loaded[i] - 1, 0))
             done_now = loaded[i] + (finishing & (who == i))  # a transfer ending now counts
             for j, s in enumerate(plan.live_start[k]):

@@ -102,6 +102,55 @@ def test_a_rounds_program_matches_the_simulator_at_every_step(case):
     assert "rounds through DRAM: match" in report.format()
 
 
+def wide_rounds_program(case: str):
+    """A rounds case on a short, wide DRAM channel (64 bytes per cycle, 2 cycles of latency), whose
+    rounds' words outnumber their transfers' cycles, so one word per cycle cannot move them."""
+    program, x = rounds_program(case)
+    memory = MemoryConfig(dram_bytes_per_cycle=64, dram_latency_cycles=2)
+    program = compile(program.graph, dataclasses.replace(program.hardware, memory=memory))
+    assert program.plan.mode == "rounds"
+    return program, x
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+@pytest.mark.parametrize("case", ["residual", "pool"])
+def test_a_short_wide_dram_channel_moves_several_words_per_cycle_and_matches_the_simulator(case):
+    """``residual``: loads of 18 to 21 descriptors in 9 or 10 cycles, 3 a cycle; ``pool``: the
+    max-pool's write-back of 11 words (maxima, counts, row) in 3 cycles, 6 a cycle."""
+    program, x = wide_rounds_program(case)
+    plan = rounds_plan(program)
+    units = [u for us in plan.units.values() for u in us]
+    pairs = [(len(u.load), u.load_cycles) for u in units] + [(u.n_wb, u.wb_cycles) for u in units]
+    assert any(n >= d for n, d in pairs if n)  # refused by one word per cycle
+    assert plan.ports == max(-(-n // (d - 1)) for n, d in pairs if n) == {"residual": 3, "pool": 6}[case]
+    run = Simulator(program, trace=True).run(x)
+    steps = len(run.trace)
+    report = cosim_rounds(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == steps
+    assert report.rounds == sum(u.lo <= t < u.hi for t in range(steps) for u in units) > steps
+    assert report.membranes == steps * sum(p.n for p in program.pieces)
+    assert report.spikes == sum(p.n for tr in run.trace for p in program.pieces if tr.spikes[p.id] is not None) > 0
+    assert report.counts == steps * sum(u.n_count for u in units) and (report.counts > 0) == (case == "pool")
+    assert report.busy_checks == steps and report.logits == program.graph.output.size
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_dma_engine_one_port_short_on_a_wide_channel_is_reported():
+    """Two descriptors a cycle where 3 are needed: a load's last descriptors are still unread when
+    its transfer ends, so the round integrates without their sources (step 1's cycles, then its
+    membranes)."""
+    program, x = wide_rounds_program("residual")
+    plan = rounds_plan(program)
+    plan.ports -= 1
+    report = cosim_rounds(program, x, plan=plan)
+    assert not report.ok
+    m = report.mismatches[0]
+    assert m["step"] == 1 and "cycles of the step" in m["what"], report.format()
+
+
 @pytest.mark.rtl
 @pytest.mark.icarus
 def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_round():
@@ -294,6 +343,7 @@ def test_rounds_programs_are_exported_with_their_dram(tmp_path):
     manifest = export_rtl(program.hardware, tmp_path, program)
     plan = rounds_plan(program)
     assert manifest["mode"] == "rounds" and manifest["dram"]["words"] == len(plan.dram)
+    assert manifest["dram"]["words_per_cycle"] == plan.ports == 1
     lines = (tmp_path / "dram.hex").read_text().split()
     assert [int(v, 16) for v in lines] == plan.dram
     rounds = [r for c in manifest["cores"] for r in c["rounds"]]
@@ -350,13 +400,20 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     run.trace[2].membranes[chunk.piece][3] = 1
     with pytest.raises(RtlError, match=rf"non-zero partial sums of piece {chunk.piece} at the barrier of step 2;"):
         rounds_spec(program, rounds_plan(program), run, x)
-    # one word per cycle: a round whose descriptors outnumber its transfer's cycles
+    # at most MAX_DMA_PORTS (16) words per cycle: h1's 70 descriptors in a transfer of 1 cycle (no
+    # latency, a channel wider than the round) do not fit; 5 cycles of latency fit every round
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
-    hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=MemoryConfig(dram_latency_cycles=0))
-    program = compile(dense_network(6, (12, 16, 16), timesteps=2), hw)
-    assert program.plan.mode == "rounds"
-    with pytest.raises(RtlError, match=r"raise \[memory\] dram_latency_cycles to at least"):
-        rounds_plan(program)
+    for latency in (0, 5):
+        memory = MemoryConfig(dram_latency_cycles=latency, dram_bytes_per_cycle=4096)
+        hw = HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=memory)
+        program = compile(dense_network(6, (12, 16, 16), timesteps=2), hw)
+        assert program.plan.mode == "rounds"
+        if latency == 0:
+            msg = r"reads 70 DRAM words in a transfer of 1 cycle, .* dram_latency_cycles to at least 5\."
+            with pytest.raises(RtlError, match=msg):
+                rounds_plan(program)
+        else:
+            assert rounds_plan(program).ports == 16
     # rounds_plan is for rounds programs; the one-core bench points rounds programs to the array bench
     resident = dense_program(dense_network(1, (12, 16)), 2, 2)
     with pytest.raises(RtlError, match=r"rounds_plan needs a program in 'rounds' mode; this one is 'resident'"):

@@ -155,6 +155,7 @@ def test_swap_programs_are_exported_with_their_dram_and_rounds_pieces_the_rtl_la
     manifest = export_rtl(program.hardware, tmp_path, program)
     plan = swap_plan(program)
     assert manifest["mode"] == "swap" and manifest["dram"]["words"] == len(plan.records)
+    assert manifest["dram"]["records_per_cycle"] == plan.ports == 1
     lines = (tmp_path / "dram.hex").read_text().split()
     assert [int(v, 16) for v in lines] == plan.records
     loads = [p for c in manifest["cores"] for p in c["pieces"]]
@@ -188,14 +189,126 @@ def test_swap_programs_are_exported_with_their_dram_and_rounds_pieces_the_rtl_la
         cosim(program, np.zeros(12, np.int64))
 
 
-def test_a_piece_whose_records_do_not_fit_its_transfer_is_refused():
+#: A hardware file with a wide, short DRAM channel: 64 bytes per cycle, 20 cycles of latency (the
+#: 1 x 3 case's cores). A piece's 56 to 72 records outnumber its transfer's 22 to 27 cycles, which
+#: the DMA engine of one record per cycle refused; it now writes 3 a cycle.
+WIDE_DRAM = """
+[array]
+rows = 1
+cols = 3
+
+[core]
+axons = 16
+neurons = 16
+lanes = 4
+slots = 4
+routing_entries = 64
+spike_history_steps = 8
+
+[memory]
+dram_bytes_per_cycle = 64
+dram_latency_cycles = 20
+"""
+
+
+def wide_dram_program(tmp_path):
+    from spikeforge.mapping import compile
+    from spikeforge.mapping.hardware import load_hardware
+
+    (tmp_path / "wide.toml").write_text(WIDE_DRAM)
+    hw = load_hardware(tmp_path / "wide.toml")
+    program, x = swap_program("1x3")
+    assert hw.core == program.hardware.core  # the 1 x 3 case, on the wide channel
+    program = compile(program.graph, hw)
+    assert program.plan.mode == "swap"
+    return program, x
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_wide_short_dram_channel_loads_several_records_per_cycle_and_matches_the_simulator(tmp_path):
+    program, x = wide_dram_program(tmp_path)
+    plan = swap_plan(program)
+    pairs = [(n, d) for k in plan.contexts for n, d in zip(plan.n_rec[k], plan.duration[k])]
+    assert any(n >= d for n, d in pairs)  # refused by one record per cycle
+    assert plan.ports == max(-(-n // (d - 1)) for n, d in pairs) == 3
+    assert any(-(-n // (plan.ports - 1)) >= d for n, d in pairs)  # no fewer would do
+    run = Simulator(program, trace=True).run(x)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == len(run.trace)
+    assert report.stall_cycles == int(run.step_stall.sum()) > 0 and report.stalled_steps >= 3
+    assert report.spikes > 0 and report.logits == program.graph.output.size
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_dma_engine_one_write_port_short_lands_words_after_the_transfer_and_is_reported(tmp_path):
+    """With 2 records a cycle, a piece's last records land after its transfer has ended, where its
+    context (active from then on) reads them: reported as membranes (core 1's first piece, 72
+    records in 36 cycles against 27, at its first step with events)."""
+    program, x = wide_dram_program(tmp_path)
+    plan = swap_plan(program)
+    plan.ports -= 1
+    report = cosim_array(program, x, inits=plan)
+    assert not report.ok
+    first = report.mismatches[0]
+    assert (first["step"], first["core"], first["what"]) == (2, 1, "membrane"), report.format()
+
+
+def test_the_dma_engine_writes_several_records_a_cycle_by_hand():
+    """Two write ports: core 0's three records land at cycle 1 (two) and 2 (one), its transfer of 3
+    cycles ends at 3, where core 1 is granted; its two records land together at cycle 4."""
+    plan = SwapPlan(
+        contexts={0: [None], 1: [None]},
+        live_start={0: [0], 1: [0]},
+        live_end={0: [2], 1: [2]},
+        first_rec={0: [0], 1: [3]},
+        n_rec={0: [3], 1: [2]},
+        duration={0: [3], 1: [2]},
+        nbytes={0: [0], 1: [0]},
+        records=[(w << 4 | a << 2 | 0) for a, w in ((1, 11), (2, 12), (3, 13), (0, 14), (1, 15))],
+        addr_bits=2,
+        data_bits=8,
+        ports=2,
+    )
+    dut = DmaEngine(HardwareConfig(array=ArrayConfig(1, 2)), plan)
+    seen = {"ready": [], "writes": []}
+
+    async def bench(ctx):
+        ctx.set(dut.tick, 1)
+        for c in range(8):
+            seen["ready"].append(ctx.get(dut.ready))
+            for k in range(2):
+                en = ctx.get(getattr(dut, f"ld_en_{k}"))
+                addr, data = ctx.get(dut.ld_addr), ctx.get(dut.ld_data)
+                for q in range(2):
+                    if en >> q & 1:
+                        seen["writes"].append((c, k, addr >> (2 * q) & 3, data >> (8 * q) & 255))
+            await ctx.tick()
+
+    sim = AmaranthSim(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["writes"] == [(1, 0, 1, 11), (1, 0, 2, 12), (2, 0, 3, 13), (4, 1, 0, 14), (4, 1, 1, 15)]
+    assert seen["ready"] == [0] * 5 + [1] * 3  # core 1's transfer (cycles 3-4) ends at 5
+
+
+def test_a_piece_whose_transfer_is_too_short_for_any_record_is_refused():
+    """No latency and a channel wider than every piece: each transfer takes one cycle, in which a
+    record can be read but not yet written. The first piece is named; the latency fits every piece:
+    the largest, 288 records at 16 a cycle, needs 18 + 1 cycles, 18 of latency beside its one."""
     graph = dense_network(3, CASES["1x3"][0], timesteps=2)
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
     from spikeforge.mapping import compile
     from spikeforge.mapping.hardware import MemoryConfig
 
-    hw = HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=MemoryConfig(dram_latency_cycles=0))
-    program = compile(graph, hw)
+    memory = MemoryConfig(dram_latency_cycles=0, dram_bytes_per_cycle=4096)
+    program = compile(graph, HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=memory))
     assert program.plan.mode == "swap"
-    with pytest.raises(RtlError, match=r"raise \[memory\] dram_latency_cycles to at least"):
+    msg = r"piece 0 \('h1'\) loads 224 DRAM words in a transfer of 1 cycle, .* dram_latency_cycles to at least 18\."
+    with pytest.raises(RtlError, match=msg):
         swap_plan(program)
+    memory = MemoryConfig(dram_latency_cycles=18, dram_bytes_per_cycle=4096)  # the latency named: 16 a cycle
+    assert swap_plan(compile(graph, HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=memory))).ports == 16

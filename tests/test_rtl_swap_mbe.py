@@ -8,10 +8,13 @@ their ``X`` and basis blocks and output shifts (zeros) over whatever the previou
 step's cycles and DRAM stall, every piece's membranes (MBE blocks included), payloads or spikes,
 running sums and shift words at every barrier, and the logits must equal the simulator's. A
 chain of MBE layers on a 1 x 2 array (one MBE piece loaded over another's memories) carries the
-mutation: a flipped table bit in DRAM.
+mutation: a flipped table bit in DRAM. A graded max-pool (payload sums, section 4.4) loaded over an MBE
+piece on a 2 x 2 array carries another: its load without its zeroed payload-sum records.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -23,8 +26,10 @@ from spikeforge.mapping.images import PIECE_CODES
 from spikeforge.models.graph import (
     DenseProjection,
     InputPopulation,
+    MaxPoolPopulation,
     NeuronPopulation,
     OutputPopulation,
+    PoolProjection,
     ProductProjection,
     SNNGraph,
 )
@@ -172,4 +177,87 @@ def test_the_dram_records_of_mbe_and_graded_pieces(which):
             if p.graded_sums:  # the payload sums start at zero
                 syn = [d for s, _, d in recs if s == SEL_SYNAPSE]
                 assert len(syn) > 0 and not any(syn)
-            assert len(recs) < plan.duration[k][j]  # one record per cycle within the transfer
+            assert -(-len(recs) // plan.ports) < plan.duration[k][j]  # ports records a cycle within the transfer
+
+
+def pooled_graph(rng, T: int) -> SNNGraph:
+    """``in -> m0 -> m (1, 4, 4) -> mx`` (a graded 2 x 2 max-pool of ``m``'s payloads, four outputs)
+    ``-> m2 -> out``; ``m0``, ``m`` and ``m2`` MBE units (no split), ``m``'s payloads beyond int8."""
+    m0, base, m2 = split_pop("m0", 4, T, rng), split_pop("m", 16, T, rng), split_pop("m2", 4, T, rng)
+    gain = int(rng.integers(20, 60))
+    m = dataclasses.replace(base, shape=(1, 4, 4), intensity=base.intensity * gain, out_bias=base.out_bias * gain)
+    pops = (
+        InputPopulation("in", (5,), value_bits=3),
+        m0,
+        m,
+        MaxPoolPopulation("mx", (1, 2, 2)),
+        m2,
+        OutputPopulation("out", (3,), bias=rng.integers(-5, 5, 3)),
+    )
+    projs = (
+        DenseProjection("in", "m0", rng.integers(-2, 4, (4, 5))),
+        DenseProjection("m0", "m", rng.integers(-2, 4, (16, 4))),
+        PoolProjection("m", "mx", kernel=2, stride=2),
+        DenseProjection("mx", "m2", rng.integers(-2, 3, (4, 4))),
+        DenseProjection("m2", "out", rng.integers(-2, 3, (3, 4))),
+    )
+    return SNNGraph(pops, projs, timesteps=T, v_bits=V_BITS)
+
+
+def pooled_program():
+    """The pooled chain at T = 2 on a 2 x 2 array of 32-neuron, 4-lane cores (seed 2): core 0 loads
+    ``m0`` then ``mx`` over it, so ``mx``'s payload sums start as ``m0``'s synapse words unless its
+    load writes them to zero."""
+    rng = np.random.default_rng(2)
+    graph, x = runnable(lambda r: pooled_graph(r, 2), rng, (1, 5))
+    program = compile(graph, hw_of(2, 2, neurons=32, lanes=4, **mbe_core()))
+    assert program.plan.mode == "swap"
+    pops = [[program.pieces[pid].population for pid in tl] for tl in program.plan.timeline]
+    assert pops == [["m0", "mx"], ["m", "out"], ["m"], ["m2"]]
+    return program, x[0]
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_graded_max_pool_loaded_over_an_mbe_piece_matches_the_simulator():
+    """Every step's cycles and DRAM stall, the max-pool's ``M_prev`` (its membranes), payload rows and
+    running payload sums at every barrier while it is loaded, and the logits."""
+    program, x = pooled_program()
+    (pool,) = [p for p in program.pieces if p.population == "mx"]
+    init = piece_init(program, pool.id)
+    assert pool.kind == "maxpool" and init.graded_sums
+    run = Simulator(program, trace=True).run(x)
+    live = program.plan.live
+    steps = range(int(live[pool.id, 0]), int(live[pool.id, 1]))
+    assert any(np.any(run.trace[t].sums[pool.id]) for t in steps)  # non-zero sums to compare
+    assert any(np.any(run.trace[t].spikes[pool.id]) for t in steps if run.trace[t].spikes[pool.id] is not None)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == len(run.trace)
+    assert report.stall_cycles == int(run.step_stall.sum()) > 0
+    loaded = [(tr, p.id) for tr in run.trace for p in program.pieces if live[p.id, 0] <= tr.step < live[p.id, 1]]
+    assert report.membranes == sum(len(tr.membranes[pid]) for tr, pid in loaded)
+    assert report.sums == sum(len(tr.sums[pid]) for tr, pid in loaded if tr.sums[pid] is not None)
+    assert report.spikes == sum(len(tr.spikes[pid]) for tr, pid in loaded if tr.spikes[pid] is not None)
+    assert report.logits == 3
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_max_pool_loaded_without_zeroing_its_payload_sums_is_reported_at_its_first_step():
+    """The max-pool's load without its zero payload-sum records (the plan's records start past them):
+    its sums keep ``m0``'s synapse words, so its first live step reports them, and nothing before."""
+    program, x = pooled_program()
+    plan = swap_plan(program)
+    p = plan.contexts[0][1]
+    assert p.population == "mx"
+    zeros = [plan.record(0, 1, i) for i in range(plan.n_rec[0][1])]
+    zeros = [r for r in zeros if r[0] == SEL_SYNAPSE]
+    assert len(zeros) == 4 and not any(d for *_, d in zeros)  # kernel**2 words of lanes sums, zero
+    plan.first_rec[0][1] += len(zeros)
+    plan.n_rec[0][1] -= len(zeros)
+    report = cosim_array(program, x, inits=plan)
+    assert not report.ok
+    first = report.mismatches[0]
+    assert (first["step"], first["core"]) == (plan.live_start[0][1], 0), report.format()
+    assert any(m["what"].startswith("running sum") for m in report.mismatches if m["step"] == first["step"])
