@@ -36,7 +36,16 @@ from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
-from .piece import PieceInit, bank_shifts, check_hardware, empty_piece, membrane_order, product_banks
+from .piece import (
+    REGISTER_BITS,
+    PieceInit,
+    bank_shifts,
+    check_hardware,
+    empty_piece,
+    membrane_order,
+    product_banks,
+    register_values,
+)
 
 __all__ = [
     "Core",
@@ -187,6 +196,13 @@ class Core(wiring.Component):
         rows, MBE tables and output shifts), used instead of memories of its own initialised from the
         piece; a swap core's loader (:class:`~spikeforge.rtl.swap.SwapCore`) or the rounds-mode DMA
         engine (:mod:`~spikeforge.rtl.rounds`) fills them.
+    cfg_ports : int
+        Swap mode: the register writes per cycle the context takes (ports ``cfg_en``, one bit each,
+        ``cfg_addr`` and ``cfg_data``, side by side). The registers of
+        :func:`~spikeforge.rtl.piece.register_values` (context, slot and routing-entry values) start
+        at ``piece``'s, and ``cfg_en[q]`` sets register ``cfg_addr[q]`` to the low bits of
+        ``cfg_data[q]`` at the next clock edge. 0 (resident cores): no write ports, the registers
+        keep ``piece``'s values.
     """
 
     def __init__(
@@ -197,6 +213,7 @@ class Core(wiring.Component):
         extra_dense_cycles: int = 0,
         product_fault: str = "",
         shared: dict | None = None,
+        cfg_ports: int = 0,
     ) -> None:
         check_hardware(hw)
         self.hw = hw
@@ -211,8 +228,15 @@ class Core(wiring.Component):
         self.product_fault = product_fault
         c = hw.core
         self.groups_max = c.neurons // c.lanes
+        self.cfg_ports = int(cfg_ports)
+        self.reg_bits = index_bits(len(register_values(self.piece)))
+        cfg = {}
+        if self.cfg_ports:  # the swap loader's register writes
+            q = self.cfg_ports
+            cfg = {"cfg_en": In(q), "cfg_addr": In(self.reg_bits * q), "cfg_data": In(REGISTER_BITS * q)}
         super().__init__(
             {
+                **cfg,
                 "events": In(stream.Signature(out_flit_layout(hw))),  # x, y unused: the router's business
                 "step": In(STEP_BITS),
                 "start": In(1),
@@ -346,10 +370,52 @@ class Core(wiring.Component):
         s_rw = Array(
             reg(f"slot{k}_row_words", range(gmax + 1), s.row_words if s else 0) for k, s in enumerate(slot_list)
         )
+        # the context registers (a swap core's loader rewrites them with a piece of the same structure)
+        hw_ = self.hw
+        r = self.regs = {
+            "in_start": reg("in_start", STEP_BITS, p.in_start),
+            "out_start": reg("out_start", STEP_BITS, p.out_start),
+            "timesteps": reg("timesteps", STEP_BITS, p.timesteps),
+            "first": reg("first", 24, p.first),
+            "acc_start": reg("acc_start", STEP_BITS, p.in_start if p.acc_start < 0 else p.acc_start),
+            "root_x": reg("root_x", index_bits(hw_.array.cols), p.root_x),
+            "root_y": reg("root_y", index_bits(hw_.array.rows), p.root_y),
+        }
+        routes = [
+            [
+                reg(f"route{k}_{f}", shape, int(v))
+                for f, shape, v in zip(
+                    ("first", "last", "x", "y", "slot"),
+                    (
+                        range(c.neurons),
+                        range(c.neurons),
+                        index_bits(hw_.array.cols),
+                        index_bits(hw_.array.rows),
+                        index_bits(c.slots),
+                    ),
+                    e[:5],
+                )
+            ]
+            for k, e in enumerate(np.asarray(p.routing, np.int64).tolist())
+        ]
+        self.routes = routes
+        # register_values' order: context, then per slot lo, base, weight, row_words, then per entry
+        self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k]) for k in range(len(p.slots))]
+        loadable = list(r.values()) + [x for regs in self.slot_regs for x in regs]
+        loadable += [x for e in routes for x in e]
+        assert len(loadable) == len(register_values(p))
+        for q in range(self.cfg_ports):  # the loader's writes: distinct registers per cycle
+            addr = self.cfg_addr.word_select(q, self.reg_bits)
+            value = self.cfg_data.word_select(q, REGISTER_BITS)
+            with m.If(self.cfg_en[q]):
+                with m.Switch(addr):
+                    for a, x in enumerate(loadable):
+                        with m.Case(a):
+                            m.d.sync += x.eq(value[: len(x)])
         is_neuron = p.kind in (PIECE_CODES["neuron"], PIECE_CODES["product"])  # IF/DIF units
         is_maxpool = p.kind == PIECE_CODES["maxpool"]
         mp = self._pool_state(m) if is_maxpool and not graded_pool else {}
-        in_start, out_start, T = p.in_start, p.out_start, p.timesteps
+        in_start, out_start, T = r["in_start"], r["out_start"], r["timesteps"]
 
         # ---- event FIFO
         m.submodules.fifo = q = fifo.SyncFIFO(width=len(self.events.payload.as_value()), depth=c.input_fifo_events)
@@ -404,13 +470,13 @@ class Core(wiring.Component):
             if sl.kind == SLOT_CODES["pool_dense"]:
                 _, sh, sw = sl.src_shape
                 with m.If(head.slot == k):
-                    m.d.comb += row.eq((head.index // (sh * sw) - sl.lo).as_unsigned()[:24])
+                    m.d.comb += row.eq((head.index // (sh * sw) - s_lo[k]).as_unsigned()[:24])
         local = Signal(signed(26))
         if "c0" in p.geometry and any(sl.kind == SLOT_CODES["identity"] for sl in p.slots):
             # channel x tile slice: identity source (ch, y, x) -> local, -1 outside
             m.d.comb += local.eq(Mux(is_psum, head.index, self._tile_local(head.index)))
         else:
-            m.d.comb += local.eq(Mux(is_psum, head.index, head.index - p.first))
+            m.d.comb += local.eq(Mux(is_psum, head.index, head.index - r["first"]))
         clear_busy = self.start & ~self.pphase  # busy counts the whole step: phases I, P and F
         f_active = Signal()  # phase F in progress
         idle = rem == 0
@@ -418,7 +484,7 @@ class Core(wiring.Component):
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
         if any(sl.kind == SLOT_CODES["conv"] for sl in p.slots):
             conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum)
-        prod = self._product_unit(m, head, pop, idle, kind, is_psum, val) if is_product else None
+        prod = self._product_unit(m, head, pop, idle, kind, is_psum, val, s_weight) if is_product else None
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
             m.d.sync += [last_end.eq(0), had.eq(0)]
@@ -766,8 +832,9 @@ class Core(wiring.Component):
         vb, nb, T = c.v_bits, p.bases, p.timesteps
         groups = -(-p.n // c.lanes)
         step = self.step
-        bias_now = (step >= p.in_start) & (step < p.in_start + T)
-        out_now = (step >= p.out_start) & (step < p.out_start + T)
+        r = self.regs  # T stays the piece's: it shapes the table's addresses (structure_key)
+        bias_now = (step >= r["in_start"]) & (step < r["in_start"] + T)
+        out_now = (step >= r["out_start"]) & (step < r["out_start"] + T)
         m.d.comb += f_len.eq(Mux(bias_now, groups, 0) + Mux(out_now, nb * groups, 0))
         sh = self.shared or {}
         if "lut" in sh:  # swap and rounds mode: the loader writes the piece's table words when it is loaded
@@ -781,7 +848,7 @@ class Core(wiring.Component):
         cur_g = Signal(range(groups + 1), name="mbe_cur_group")
         m.d.comb += [cur_pass.eq(Mux(first, Mux(bias_now, 0, 1), mpass)), cur_g.eq(Mux(first, 0, mg))]
         k = Signal(signed(STEP_BITS + 2), name="mbe_k")
-        m.d.comb += k.eq(f_t - p.out_start)
+        m.d.comb += k.eq(f_t - r["out_start"])
         k0 = k == 0
         word = cur_pass * groups + cur_g
         with m.If(f_iss):
@@ -998,7 +1065,7 @@ class Core(wiring.Component):
             "lanes": lane_ports,
         }
 
-    def _product_unit(self, m: Module, head, pop, idle, kind, is_psum, val) -> dict:
+    def _product_unit(self, m: Module, head, pop, idle, kind, is_psum, val, s_weight) -> dict:
         """The running-count mode (section 4.3) on the skewed membrane banks. An ``a`` spike ``(i, c)``
         adds ``w * Bbar[c, j]`` to ``out[i, j]`` for every ``j`` of the piece, then ``Abar[i, c] += 1``;
         a ``b`` spike ``(c, j)`` adds ``w * Abar[i, c]`` to ``out[i, j]`` for every ``i``, then
@@ -1026,7 +1093,7 @@ class Core(wiring.Component):
         g = p.geometry
         ni, nj, nc = g["i1"] - g["i0"], g["j1"] - g["j0"], p.contraction
         gi, gj = -(-ni // lanes), -(-nj // lanes)
-        w = next(sl.weight for sl in p.slots if sl.kind == SLOT_CODES["product_a"])
+        w = s_weight[next(k for k, sl in enumerate(p.slots) if sl.kind == SLOT_CODES["product_a"])]
         is_a = kind == SLOT_CODES["product_a"]
         # decode the operand: (row, col) of a (i, c) or of b (c, j)
         row, col = Signal(range(max(2, ni, nc) + 1)), Signal(range(max(2, nc, nj) + 1))
@@ -1279,8 +1346,9 @@ class Core(wiring.Component):
         scan_data = Cat(*(r.data for r in scan_rds))
         scan_k = Signal(range(groups + 1))
         scan_on = Signal()
-        first = p.in_start if p.acc_start < 0 else p.acc_start  # early inputs (section 4.5): from the first arrival
-        win = (self.step >= first) & (self.step < p.in_start + p.timesteps)
+        r = self.regs
+        first = r["acc_start"]  # early inputs (section 4.5): from the first arrival
+        win = (self.step >= first) & (self.step < r["in_start"] + r["timesteps"])
         begin = self.start & self.pphase & win
         sk = Signal(range(groups + 1))
         m.d.comb += sk.eq(Mux(begin, 0, scan_k))
@@ -1313,8 +1381,8 @@ class Core(wiring.Component):
                 flit_v.slot.eq(0),
                 flit_v.index.eq(pick),
                 flit_v.payload.eq(Array(accs)[pick]),
-                flit_v.x.eq(p.root_x),
-                flit_v.y.eq(p.root_y),
+                flit_v.x.eq(r["root_x"]),
+                flit_v.y.eq(r["root_y"]),
             ]
         with m.If(sending & out.ready):
             m.d.sync += nz.eq(nz & ~(Const(1, n) << pick)[:n])
@@ -1325,12 +1393,15 @@ class Core(wiring.Component):
 
         For each routing entry in table order whose step ``t - 1 - delay`` is in the piece's firing
         window, each neuron of its range that fired then, ascending. The entries are the piece's
-        (constant while it is loaded), so the generator builds one history read port per distinct
-        delay and one masked priority encoder per entry: the contract skips silent neurons and
-        entries at no cost, which a sequential scan of the table could not do.
+        (their number and delays fixed while it is loaded), so the generator builds one history
+        read port per distinct delay and one masked priority encoder per entry: the contract skips
+        silent neurons and entries at no cost, which a sequential scan of the table could not do. An
+        entry's range, destination and slot are registers; a resident core's encoder spans only the
+        range (constant), a swap context's spans all ``neurons`` (the loader rewrites the range).
         """
         c, p = self.hw.core, self.piece
-        T, out_start, H = p.timesteps, p.out_start, c.spike_history_steps
+        r = self.regs
+        T, out_start, H = r["timesteps"], r["out_start"], c.spike_history_steps
         entries = [tuple(int(v) for v in e) for e in p.routing]
         e_cur = Signal(range(max(2, len(entries) + 1)))  # entry being sent
         j_cur = Signal(range(c.neurons + 1))  # next local neuron to consider in it
@@ -1355,6 +1426,11 @@ class Core(wiring.Component):
         for k, (first, last, _x, _y, _slot, delay) in enumerate(entries):
             row, in_win = rows[delay]
             span = sum(1 << j for j in range(first, last + 1))
+            if self.cfg_ports:  # the range from the entry's registers: i in first .. last
+                lo_k, hi_k = self.routes[k][0], self.routes[k][1]
+                span = Signal(c.neurons, name=f"enc_span{k}")
+                m.d.comb += span.eq(Cat((lo_k <= j) & (j <= hi_k) for j in range(c.neurons)))
+                first, last = 0, c.neurons - 1
             mask = Signal(c.neurons, name=f"enc_mask{k}")
             ge = Signal(c.neurons, name=f"enc_ge{k}")  # neurons at or after the resume point
             ones = Const((1 << c.neurons) - 1, c.neurons)
@@ -1372,7 +1448,8 @@ class Core(wiring.Component):
         found = Signal()
         for k in reversed(range(len(entries))):
             pend, low = cands[k]
-            first, last, x, y, slot, delay = entries[k]
+            delay = entries[k][5]
+            _, _, x, y, slot = self.routes[k]
             with m.If(pend):
                 m.d.comb += [
                     found.eq(1),
@@ -1390,7 +1467,7 @@ class Core(wiring.Component):
             rom = Array(Const(v, 24) for v in p.neurons)  # tile slices: local -> global source index
             m.d.comb += flit_v.index.eq(rom[chosen_j])
         else:
-            m.d.comb += flit_v.index.eq(chosen_j + p.first)
+            m.d.comb += flit_v.index.eq(chosen_j + r["first"])
         m.d.comb += out.valid.eq(send)
         sent = Signal(CYCLE_BITS)  # spike flits sent since phase I began
         m.d.comb += self.sent.eq(sent)

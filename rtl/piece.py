@@ -28,6 +28,12 @@ __all__ = [
     "MIN_PIPELINE",
     "SlotInit",
     "PieceInit",
+    "CONTEXT_REGISTERS",
+    "SLOT_REGISTERS",
+    "ROUTE_REGISTERS",
+    "REGISTER_BITS",
+    "register_values",
+    "structure_key",
     "check_hardware",
     "piece_init",
     "empty_piece",
@@ -102,6 +108,71 @@ class PieceInit:
     #: the running counts are v_bits payload sums: a product with an MBE operand (section 4.3) or a
     #: max-pool of MBE payloads (section 4.4)
     graded_sums: bool = False
+
+
+#: The registers of a piece that a swap core's loader writes (``docs/rtl.md``, "Swap mode"), in
+#: address order: the context registers, then per slot, then per routing entry. Everything else of a
+#: :class:`PieceInit` shapes the logic (:func:`structure_key`).
+CONTEXT_REGISTERS = ("in_start", "out_start", "timesteps", "first", "acc_start", "root_x", "root_y")
+SLOT_REGISTERS = ("lo", "base", "weight", "row_words")
+ROUTE_REGISTERS = ("first", "last", "x", "y", "slot")
+#: Bits of a register record's value (two's complement: a slot's weight may be negative).
+REGISTER_BITS = 32
+
+
+def register_values(p: PieceInit) -> list[int]:
+    """The values of ``p``'s loadable registers in address order (:data:`CONTEXT_REGISTERS`, then
+    :data:`SLOT_REGISTERS` of slot 0, 1, .., then :data:`ROUTE_REGISTERS` of entry 0, 1, ..).
+
+    ``acc_start`` is the resolved first arrival (``in_start`` where ``p.acc_start`` is -1). A slot's
+    ``hi`` is not a register of the datapath: the router delivers only the slot's rows.
+    """
+    acc = p.in_start if p.acc_start < 0 else p.acc_start
+    ctx = [p.in_start, p.out_start, p.timesteps, p.first, acc, p.root_x, p.root_y]
+    slots = [v for s in p.slots for v in (s.lo, s.base, s.weight, s.row_words)]
+    routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:5]]
+    return [int(v) for v in ctx + slots + routes]
+
+
+def structure_key(p: PieceInit) -> tuple:
+    """Everything of ``p`` that shapes a core's logic; pieces with equal keys can share one context.
+
+    The key holds the piece kind, ``n`` (its lane groups set the phase-F and dense-event lengths), the
+    slot kinds, the source shapes of the slots that decode ``(ch, y, x)`` and their convolution or
+    pooling geometry, the piece's geometry (a
+    range slice's ``lo``/``hi`` aside: ``first`` is a register), product index tables and
+    contraction, MBE bases and table structure (``T`` and the constants read from the parameter
+    image at elaboration), whether the counts are payload sums, the routing entries' delays (one
+    history read port each, one priority encoder per entry) and the encoder's index ROM of a tile
+    slice. The values :func:`register_values` lists are not in it.
+    """
+    contiguous = list(p.neurons) == list(range(p.first, p.first + len(p.neurons)))
+    shaped = {SLOT_CODES[k] for k in ("conv", "pool", "pool_dense", "identity")}  # decode (ch, y, x)
+    slots = tuple(
+        (s.kind, tuple(int(v) for v in s.src_shape) if s.kind in shaped else (), s.kernel, s.kernel_w, s.stride, s.pad)
+        for s in p.slots
+    )
+    geometry = tuple(sorted((k, int(v)) for k, v in p.geometry.items() if k not in ("lo", "hi")))
+    operands = tuple(tuple(sorted(d.items())) for d in p.operands)
+    mbe = ()
+    if p.kind == PIECE_CODES["mbe"]:  # the table constants Core reads at elaboration (section 4.5)
+        last = tuple(int(v) for v in p.params[-1][:3])
+        code = tuple(int(v) for v in p.params[p.n + p.bases * p.timesteps][1:3])
+        mbe = (p.timesteps, len(p.params), last, code)
+    delays = tuple(int(e[5]) for e in np.asarray(p.routing, np.int64).tolist())
+    return (
+        p.kind,
+        p.n,
+        slots,
+        geometry,
+        operands,
+        p.contraction,
+        p.bases,
+        p.graded_sums,
+        mbe,
+        delays,
+        None if contiguous else tuple(p.neurons),
+    )
 
 
 def check_hardware(hw: HardwareConfig) -> None:
