@@ -20,7 +20,7 @@ from .core import Core, memory_words
 from .errors import RtlError, ToolMissingError
 from .piece import check_hardware, empty_piece
 from .rounds import RoundsPlan
-from .swap import SwapPlan
+from .swap import SEL_BITS, SwapPlan
 
 __all__ = ["to_sv", "ports_of", "export_rtl"]
 
@@ -94,8 +94,9 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     ``.params.hex`` (threshold and bias per lane) and ``.membrane.hex`` (``v0``).
 
     With a ``swap`` program the cores' memories start empty and the DMA engine loads them at run
-    time (``rtl/swap.py``): ``dram.hex`` holds the DRAM's records (``sel | addr << 2 | data << (2 +
-    addr_bits)``: sel 0 synapse, 1 parameters, 2 membrane word), the manifest's ``dram`` says their
+    time (``rtl/swap.py``): ``dram.hex`` holds the DRAM's records (``sel | addr << 3 | data << (3 +
+    addr_bits)``: sel 0 synapse, 1 parameters, 2 membrane, 3 MBE table word, 4 a context register),
+    the manifest's ``dram`` says their
     format and how many the DMA engine writes per cycle (``records_per_cycle``) and ``cores`` each
     core's pieces in load order with their records, bytes and transfer cycles; no core module is
     written alone (``modules`` is empty).
@@ -226,7 +227,7 @@ def _manifest_head(hardware: HardwareConfig, top) -> dict:
 
 def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> dict:
     """Swap mode: the top, the DRAM's records and a manifest of what each core loads."""
-    bits = 2 + plan.addr_bits + plan.data_bits
+    bits = SEL_BITS + plan.addr_bits + plan.data_bits
     (out / "dram.hex").write_text(_hex_lines(plan.records, bits))
     cores = []
     for k in range(hardware.array.cores):
@@ -246,15 +247,16 @@ def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> di
         cores.append({"instance": f"core_x{x}_y{y}", "core": k, "x": x, "y": y, "pieces": pieces})
     manifest = _manifest_head(hardware, top) | {
         "mode": "swap",
-        "submodules": ["swap core (one context per piece on shared SRAMs, loader write ports)", "router", "dma"],
+        "submodules": ["swap core (a context per piece structure, shared SRAMs, loader)", "router", "dma"],
         "dram": {
             "file": "dram.hex",
             "words": len(plan.records),
             "bits": bits,
             "records_per_cycle": plan.ports,
             "format": (
-                f"sel | addr << 2 | data << {2 + plan.addr_bits}; sel 0 synapse, 1 params, 2 membrane "
-                "(its bits past lanes * v_bits: MBE output-shift words), 3 MBE tables"
+                f"sel | addr << {SEL_BITS} | data << {SEL_BITS + plan.addr_bits}; sel 0 synapse, 1 params, "
+                "2 membrane (its bits past lanes * v_bits: MBE output-shift words), 3 MBE tables, 4 a register "
+                "(addr: context << register_bits | index, rtl.piece.register_values)"
             ),
         },
         "modules": [],

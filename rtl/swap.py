@@ -2,8 +2,9 @@
 
 A core position whose timeline holds several pieces is a :class:`SwapCore`: one set of core
 memories (synapse, membrane, parameter SRAMs and the spike history), empty at reset, shared by one
-*context* per piece of its timeline (the piece's datapath, slot and context registers and routing
-entries, which the generator builds per piece, as for a resident core). A core whose pieces keep
+*context* per piece structure of its timeline (:func:`~spikeforge.rtl.piece.structure_key`: the
+datapath, with the slot, context and routing-entry values in registers that the loader rewrites
+from each piece's register records, :func:`~spikeforge.rtl.piece.register_values`). A core whose pieces keep
 their membranes in lane banks (products, conv blocks that are not a multiple of the lanes) and in
 whole words has one membrane SRAM of each organisation (the loader writes membrane records to
 both). The :class:`DmaEngine` holds the DRAM, a memory initialised with every piece's images as
@@ -14,9 +15,9 @@ transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + 
 dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records
 (``SwapPlan.ports`` per cycle) into the core's memories through the loader's write ports. When a
 transfer ends, the loaded piece's context becomes the core's active one. A piece's records
-restore what the simulator starts it with: its synapse words (or zeroed running counts and payload
-sums), parameters, ``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero)
-and an ``mbe`` piece's table words. ``ready``
+restore what the simulator starts it with: its registers (first), its synapse words (or zeroed
+running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece: its ``X`` and basis
+blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
 says whether every piece that becomes live at the next step is loaded: the barrier controller
 starts the step only then, and the wait is the step's DRAM stall.
 
@@ -52,7 +53,7 @@ from .core import (
     sum_words,
 )
 from .errors import RtlError
-from .piece import PieceInit, check_hardware, piece_init
+from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_values, structure_key
 
 __all__ = [
     "SwapPlan",
@@ -65,11 +66,17 @@ __all__ = [
     "SEL_PARAMS",
     "SEL_MEMBRANE",
     "SEL_TABLE",
+    "SEL_REGS",
+    "SEL_BITS",
+    "context_of",
+    "register_bits",
 ]
 
 #: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
-#: words, the parameter image's words after its ``n`` unit words, section 4.5).
-SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE = 0, 1, 2, 3
+#: words, the parameter image's words after its ``n`` unit words, section 4.5; SEL_REGS: one
+#: register of a context, :func:`~spikeforge.rtl.piece.register_values`), in a ``SEL_BITS`` field.
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE, SEL_REGS = 0, 1, 2, 3, 4
+SEL_BITS = 3
 #: The most DRAM words the DMA engine moves per cycle (read ports on the DRAM, write ports on each
 #: core memory, swap and rounds mode alike): its area grows with them.
 MAX_DMA_PORTS = 16
@@ -102,6 +109,19 @@ def dma_ports(transfers: list[tuple[str, int, int]], latency: int) -> int:
     return max([-(-w // (c - 1)) for _, w, c in moved] + [1])
 
 
+def context_of(pieces: list[PieceInit]) -> list[int]:
+    """The context of each of a core's pieces: pieces with equal
+    :func:`~spikeforge.rtl.piece.structure_key` share one, numbered in order of first appearance."""
+    keys: dict = {}
+    return [keys.setdefault(structure_key(p), len(keys)) for p in pieces]
+
+
+def register_bits(pieces: list[PieceInit]) -> int:
+    """Bits of a register's index in a core's register records: a record's ``addr`` is ``context <<
+    register_bits | index`` (``index`` in :func:`~spikeforge.rtl.piece.register_values`)."""
+    return index_bits(max(len(register_values(p)) for p in pieces))
+
+
 @dataclass
 class SwapPlan:
     """What the swap-mode array is generated from.
@@ -110,7 +130,8 @@ class SwapPlan:
     step of its ``j``-th piece and ``live_end[k][j]`` the step after its last; ``first_rec[k][j]``,
     ``n_rec[k][j]`` its records in ``records``; ``duration[k][j]`` its transfer's cycles
     (``dram_latency_cycles + ceil(image_bytes / dram_bytes_per_cycle)``); ``nbytes[k][j]`` its bytes.
-    ``records``: the DRAM's words, each ``sel | addr << 2 | data << (2 + addr_bits)``. ``ports``: the
+    ``records``: the DRAM's words, each ``sel | addr << SEL_BITS | data << (SEL_BITS + addr_bits)``
+    (a piece's register records first: ``addr = context << register_bits | index``). ``ports``: the
     records the DMA engine reads and the loader writes per cycle (one write port each on every core
     memory), the fewest with which every piece's records fit its transfer,
     ``ceil(n_rec / ports) < duration``.
@@ -131,7 +152,7 @@ class SwapPlan:
     def record(self, core: int, j: int, i: int) -> tuple[int, int, int]:
         """``(sel, addr, data)`` of record ``i`` of core ``core``'s ``j``-th piece."""
         w = self.records[self.first_rec[core][j] + i]
-        return w & 3, (w >> 2) & ((1 << self.addr_bits) - 1), w >> (2 + self.addr_bits)
+        return w & 7, (w >> SEL_BITS) & ((1 << self.addr_bits) - 1), w >> (SEL_BITS + self.addr_bits)
 
 
 def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
@@ -160,10 +181,14 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     syn_words = max(1, c.axons * c.neurons // lanes)
     inits = {k: [piece_init(program, pid) for pid in tl] for k, tl in enumerate(program.plan.timeline) if tl}
     every = [p for ps in inits.values() for p in ps]
-    # addresses: synapse words, payload-sum words, MBE table words (the membrane's are fewer)
-    depth = max([syn_words] + [sum_words(hw, p) for p in every if p.graded_sums] + [_table_rows(p) for p in every])
+    # addresses: synapse words, payload-sum words, MBE table words (the membrane's are fewer), and the
+    # registers of every context
+    regs = [max(context_of(ps)) + 1 << register_bits(ps) for ps in inits.values()]
+    depth = max(
+        [syn_words] + [sum_words(hw, p) for p in every if p.graded_sums] + [_table_rows(p) for p in every] + regs
+    )
     abits = index_bits(depth)
-    dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits, 3 * c.v_bits)
+    dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits, 3 * c.v_bits, REGISTER_BITS)
     if any(_output_shifts(p) for p in every):  # membrane records carry the shift words beside them
         dbits = max(dbits, lanes * (c.v_bits + SHIFT_BITS))
     plan = SwapPlan({}, {}, {}, {}, {}, {}, {}, [], abits, dbits)
@@ -174,7 +199,8 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
         plan.contexts[k] = inits[k]
         for key in ("live_start", "live_end", "first_rec", "n_rec", "duration", "nbytes"):
             getattr(plan, key)[k] = []
-        for pid, p in zip(timeline, inits[k]):
+        ctx_of, rbits = context_of(inits[k]), register_bits(inits[k])
+        for j, (pid, p) in enumerate(zip(timeline, inits[k])):
             words = {name: w for name, w, _ in memory_words(hw, p)}
             groups = -(-p.n // lanes)
             used = len(p.synapse)
@@ -189,7 +215,11 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             # the records of X's words also write the units' output-shift words beside them (zeros
             # above the membrane word's bits): the simulator loads a piece with no shift yet
             state = groups * (p.bases + 1 if p.kind == PIECE_CODES["mbe"] else 1)
-            recs = [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
+            # the registers first: their windows (in_start, out_start, acc_start) are in the future
+            # once written, so the context, active while it is rewritten, stays quiet
+            mask = (1 << REGISTER_BITS) - 1
+            recs = [(SEL_REGS, ctx_of[j] << rbits | a, v & mask) for a, v in enumerate(register_values(p))]
+            recs += [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
             recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
             recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(state)]
             recs += [(SEL_TABLE, a, w) for a, w in enumerate(words.get("lut", []))]
@@ -201,7 +231,7 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             plan.n_rec[k].append(len(recs))
             plan.duration[k].append(dur)
             plan.nbytes[k].append(nbytes)
-            plan.records += [sel | a << 2 | d << (2 + abits) for sel, a, d in recs]
+            plan.records += [sel | a << SEL_BITS | d << (SEL_BITS + abits) for sel, a, d in recs]
     loads = [
         (f"piece {p.piece_id} ({p.population!r}) loads", plan.n_rec[k][j], plan.duration[k][j])
         for k, ps in plan.contexts.items()
@@ -233,8 +263,10 @@ def _output_shifts(p: PieceInit) -> bool:
 
 class SwapCore(wiring.Component):
     """A core position holding several pieces one after another: one :class:`~spikeforge.rtl.core.Core`
-    context per piece on one shared set of memories, the context ``active`` connected to the router and
-    the controls, and the loader's write ports (``ld_en``, ``ld_sel``, ``ld_addr``, ``ld_data``)."""
+    context per structure of its pieces (:func:`context_of`) on one shared set of memories, the
+    context of piece ``active`` connected to the router and the controls, and the loader's write ports
+    (``ld_en``, ``ld_sel``, ``ld_addr``, ``ld_data``): memory records into the shared memories,
+    register records (``SEL_REGS``) into the registers of the context their ``addr`` names."""
 
     def __init__(
         self, hw: HardwareConfig, contexts: list[PieceInit], data_bits: int, addr_bits: int, ports: int = 1
@@ -272,7 +304,7 @@ class SwapCore(wiring.Component):
                 "flits": Out(stream.Signature(out_flit_layout(hw))),
                 "active": In(range(max(2, len(self.contexts)))),
                 "ld_en": In(ports),
-                "ld_sel": In(2 * ports),
+                "ld_sel": In(SEL_BITS * ports),
                 "ld_addr": In(addr_bits * ports),
                 "ld_data": In(data_bits * ports),
             }
@@ -307,7 +339,11 @@ class SwapCore(wiring.Component):
             shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
         if False in self.organisations:
             shared["mem"] = Memory(shape=unsigned(lanes * vb), depth=gmax, init=[])
-        ctxs = [Core(hw, p, shared=shared) for p in self.contexts]
+        # one context per structure: the first piece of each at reset, its registers rewritten by the
+        # loader with every piece loaded into it
+        ctx_of = context_of(pieces)
+        reps = [pieces[ctx_of.index(j)] for j in range(max(ctx_of) + 1)]
+        ctxs = [Core(hw, p, shared=shared, cfg_ports=self.ports) for p in reps]
         # the contexts first: they ask for their ports before the memories are elaborated
         for j, ctx in enumerate(ctxs):
             m.submodules[f"ctx{j}"] = ctx
@@ -319,10 +355,21 @@ class SwapCore(wiring.Component):
                 m,
                 shared,
                 self.ld_en[q],
-                self.ld_sel.word_select(q, 2),
+                self.ld_sel.word_select(q, SEL_BITS),
                 self.ld_addr.word_select(q, abits),
                 self.ld_data.word_select(q, dbits),
             )
+        # register records: addr = context << rbits | register
+        rbits = register_bits(pieces)
+        for j, ctx in enumerate(ctxs):
+            en, addr, data = [], [], []
+            for q in range(self.ports):
+                a = self.ld_addr.word_select(q, abits)
+                sel = self.ld_sel.word_select(q, SEL_BITS)
+                en.append(self.ld_en[q] & (sel == SEL_REGS) & (a >> rbits == j) & (a[:rbits] >> ctx.reg_bits == 0))
+                addr.append(a[: ctx.reg_bits])
+                data.append(self.ld_data.word_select(q, dbits)[:REGISTER_BITS])
+            m.d.comb += [ctx.cfg_en.eq(Cat(*en)), ctx.cfg_addr.eq(Cat(*addr)), ctx.cfg_data.eq(Cat(*data))]
         for name in ("syn", "par", "hist", "hist_g", "sums", "lut", "shift"):
             if name in shared:
                 m.submodules[name] = shared[name]
@@ -331,9 +378,11 @@ class SwapCore(wiring.Component):
                 m.submodules[f"mem_bank{lane}"] = bank
         if "mem" in shared:
             m.submodules.mem = shared["mem"]
-        # the active context: connected to the router, the controls and the outputs; the others idle
+        # the active piece's context: connected to the router, the controls and the outputs; the others idle
+        active = Signal(range(max(2, len(ctxs))))
+        m.d.comb += active.eq(Array(Const(j, len(active)) for j in ctx_of)[self.active])
         for j, ctx in enumerate(ctxs):
-            on = self.active == j
+            on = active == j
             m.d.comb += [
                 ctx.events.payload.eq(self.events.payload),
                 ctx.events.valid.eq(self.events.valid & on),
@@ -437,7 +486,7 @@ class DmaEngine(wiring.Component):
             "nxt": In(STEP_BITS),
             "ready": Out(1),
             "busy": Out(1),
-            "ld_sel": Out(2 * plan.ports),
+            "ld_sel": Out(SEL_BITS * plan.ports),
             "ld_addr": Out(plan.addr_bits * plan.ports),
             "ld_data": Out(plan.data_bits * plan.ports),
         }
@@ -453,7 +502,7 @@ class DmaEngine(wiring.Component):
         if self.flip is not None:
             rec, bit = self.flip
             words[rec] ^= 1 << bit
-        width = 2 + plan.addr_bits + plan.data_bits
+        width = SEL_BITS + plan.addr_bits + plan.data_bits
         ports = plan.ports
         # one read port per record of the cycle; the zero words past the records are read (not
         # written anywhere) when a piece's last cycle holds fewer than `ports` records
@@ -548,9 +597,9 @@ class DmaEngine(wiring.Component):
         m.d.sync += [ptr.eq(base + take), left.eq(now - take), w_valid.eq(take)]
         for q, rd in enumerate(rds):
             m.d.comb += [
-                self.ld_sel.word_select(q, 2).eq(rd.data[:2]),
-                self.ld_addr.word_select(q, plan.addr_bits).eq(rd.data[2 : 2 + plan.addr_bits]),
-                self.ld_data.word_select(q, plan.data_bits).eq(rd.data[2 + plan.addr_bits :]),
+                self.ld_sel.word_select(q, SEL_BITS).eq(rd.data[:SEL_BITS]),
+                self.ld_addr.word_select(q, plan.addr_bits).eq(rd.data[SEL_BITS : SEL_BITS + plan.addr_bits]),
+                self.ld_data.word_select(q, plan.data_bits).eq(rd.data[SEL_BITS + plan.addr_bits :]),
             ]
         ready = Const(1)
         for i, k in enumerate(self.cores):

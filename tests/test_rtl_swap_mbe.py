@@ -35,7 +35,7 @@ from spikeforge.models.graph import (
 )
 from spikeforge.rtl.cosim import cosim_array
 from spikeforge.rtl.piece import piece_init
-from spikeforge.rtl.swap import SEL_MEMBRANE, SEL_SYNAPSE, SEL_TABLE, swap_plan
+from spikeforge.rtl.swap import SEL_BITS, SEL_MEMBRANE, SEL_REGS, SEL_SYNAPSE, SEL_TABLE, swap_plan
 from spikeforge.sim import Simulator
 
 MBE = PIECE_CODES["mbe"]
@@ -146,7 +146,7 @@ def test_a_flipped_bit_in_an_mbe_table_in_dram_is_reported_at_the_pieces_first_o
     offset = table[p.bases * p.timesteps]  # the offset words follow the (basis, step) rows
     mask = (1 << V_BITS) - 1
     assert recs[offset][2] & mask == int(p.params[p.n + p.bases * p.timesteps][0]) & mask
-    report = cosim_array(program, x, dram_flip=(plan.first_rec[0][1] + offset, 2 + plan.addr_bits + 1))
+    report = cosim_array(program, x, dram_flip=(plan.first_rec[0][1] + offset, SEL_BITS + plan.addr_bits + 1))
     assert not report.ok
     m = report.mismatches[0]
     first_out = program.graph.schedule()["m2"].out_start
@@ -245,17 +245,20 @@ def test_a_graded_max_pool_loaded_over_an_mbe_piece_matches_the_simulator():
 @pytest.mark.rtl
 @pytest.mark.icarus
 def test_a_max_pool_loaded_without_zeroing_its_payload_sums_is_reported_at_its_first_step():
-    """The max-pool's load without its zero payload-sum records (the plan's records start past them):
-    its sums keep ``m0``'s synapse words, so its first live step reports them, and nothing before."""
+    """The max-pool's load without its zero payload-sum records (each replaced by a repeat of its
+    first register record, so the transfer keeps its records and cycles): its sums keep ``m0``'s
+    synapse words, so its first live step reports them, and nothing before."""
     program, x = pooled_program()
     plan = swap_plan(program)
     p = plan.contexts[0][1]
     assert p.population == "mx"
-    zeros = [plan.record(0, 1, i) for i in range(plan.n_rec[0][1])]
-    zeros = [r for r in zeros if r[0] == SEL_SYNAPSE]
-    assert len(zeros) == 4 and not any(d for *_, d in zeros)  # kernel**2 words of lanes sums, zero
-    plan.first_rec[0][1] += len(zeros)
-    plan.n_rec[0][1] -= len(zeros)
+    recs = [plan.record(0, 1, i) for i in range(plan.n_rec[0][1])]
+    zeros = [i for i, r in enumerate(recs) if r[0] == SEL_SYNAPSE]
+    assert len(zeros) == 4 and not any(recs[i][2] for i in zeros)  # kernel**2 words of lanes sums, zero
+    assert recs[0][0] == SEL_REGS  # the registers come first
+    first = plan.first_rec[0][1]
+    for i in zeros:
+        plan.records[first + i] = plan.records[first]
     report = cosim_array(program, x, inits=plan)
     assert not report.ok
     first = report.mismatches[0]
