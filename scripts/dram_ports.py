@@ -5,9 +5,10 @@
 For the bundled models on the bundled hardware files that map them in ``swap`` or ``rounds`` mode,
 each ``[memory]`` channel of a grid (``dram_bytes_per_cycle`` 16 to 128, ``dram_latency_cycles`` 0
 to 100) is compiled and planned (``swap_plan``, ``rounds_plan``: no simulation). Prints, per point,
-the plan's mode and the DMA engine's records (swap) or words (rounds) per cycle, or the generator's
-refusal. A transfer of ``b`` bytes takes ``latency + ceil(b / bytes_per_cycle)`` cycles (section 7);
-the engine needs as many records per cycle as make every piece's or round's words fit those cycles.
+the plan's mode and the DMA engine's records (swap, with the swap cores' contexts, one per piece
+structure, against their pieces) or words (rounds) per cycle, or the generator's refusal. A
+transfer of ``b`` bytes takes ``latency + ceil(b / bytes_per_cycle)`` cycles (section 7); the
+engine needs as many records per cycle as make every piece's or round's words fit those cycles.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from spikeforge.mapping import compile
 from spikeforge.mapping.hardware import load_hardware
 from spikeforge.rtl import RtlError
 from spikeforge.rtl.rounds import rounds_plan
-from spikeforge.rtl.swap import swap_plan
+from spikeforge.rtl.swap import context_of, swap_plan
 from spikeforge.workflow import graph_for
 
 CASES = (
@@ -42,6 +43,9 @@ def main() -> None:
                 try:
                     plan = swap_plan(program) if mode == "swap" else rounds_plan(program)
                     got = f"{plan.ports} per cycle"
+                    if mode == "swap":  # the swap cores' contexts: one per piece structure (rtl.swap.context_of)
+                        ctxs = sum(max(context_of(ps)) + 1 for ps in plan.contexts.values())
+                        got += f", {ctxs} contexts for {sum(len(ps) for ps in plan.contexts.values())} pieces"
                 except RtlError as e:
                     got = f"refused: {e}"
                 print(f"{model:16} {path:28} bytes/cycle {bpc:3} latency {lat:3} {mode:6} {got}", flush=True)
