@@ -266,7 +266,8 @@ class SwapCore(wiring.Component):
     context per structure of its pieces (:func:`context_of`) on one shared set of memories, the
     context of piece ``active`` connected to the router and the controls, and the loader's write ports
     (``ld_en``, ``ld_sel``, ``ld_addr``, ``ld_data``): memory records into the shared memories,
-    register records (``SEL_REGS``) into the registers of the context their ``addr`` names."""
+    register records (``SEL_REGS``) into the registers of the context their ``addr`` names.
+    ``cores``: the contexts, once elaborated."""
 
     def __init__(
         self, hw: HardwareConfig, contexts: list[PieceInit], data_bits: int, addr_bits: int, ports: int = 1
@@ -343,7 +344,7 @@ class SwapCore(wiring.Component):
         # loader with every piece loaded into it
         ctx_of = context_of(pieces)
         reps = [pieces[ctx_of.index(j)] for j in range(max(ctx_of) + 1)]
-        ctxs = [Core(hw, p, shared=shared, cfg_ports=self.ports) for p in reps]
+        ctxs = self.cores = [Core(hw, p, shared=shared, cfg_ports=self.ports) for p in reps]
         # the contexts first: they ask for their ports before the memories are elaborated
         for j, ctx in enumerate(ctxs):
             m.submodules[f"ctx{j}"] = ctx

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator as AmaranthSim
 from test_rtl_swap import swap_program
 
@@ -19,7 +20,7 @@ from spikeforge.rtl.piece import (
     register_values,
     structure_key,
 )
-from spikeforge.rtl.swap import context_of, swap_plan
+from spikeforge.rtl.swap import SwapCore, context_of, swap_plan
 
 
 def shared_pair():
@@ -45,6 +46,18 @@ def test_pieces_of_one_structure_share_a_key_and_differ_only_in_register_values(
     assert structure_key(dataclasses.replace(b, routing=routing)) != structure_key(a)
     assert structure_key(dataclasses.replace(b, neurons=tuple(reversed(b.neurons)))) != structure_key(a)
     assert context_of([a, dataclasses.replace(b, n=b.n - 4), b]) == [0, 1, 0]
+
+
+def test_a_swap_core_builds_one_context_for_pieces_of_one_structure():
+    """Core 0 of the 1 x 3 case holds two pieces and elaborates one context with loadable registers;
+    with a piece of another structure between them, two."""
+    program, a, b = shared_pair()
+    plan = swap_plan(program)
+    for pieces, n in (([a, b], 1), ([a, dataclasses.replace(b, n=b.n - 4), b], 2)):
+        core = SwapCore(program.hardware, pieces, plan.data_bits, plan.addr_bits, plan.ports)
+        Fragment.get(core, None)  # the contexts are elaborated too
+        assert len(core.cores) == n < len(pieces)
+        assert all(ctx.cfg_ports == plan.ports for ctx in core.cores)
 
 
 def test_a_context_built_for_one_piece_takes_anothers_registers_from_its_write_ports():
