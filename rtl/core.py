@@ -356,7 +356,7 @@ class Core(wiring.Component):
             self.dbg_h.eq(dbg_hist.data),
         ]
 
-        # ---- slot and context registers (constant while a piece is loaded)
+        # ---- slot and context registers (written only by a swap core's loader, between pieces)
         nslot = 1 << index_bits(c.slots)
         slot_list = list(p.slots) + [None] * (nslot - len(p.slots))
 
@@ -371,15 +371,15 @@ class Core(wiring.Component):
             reg(f"slot{k}_row_words", range(gmax + 1), s.row_words if s else 0) for k, s in enumerate(slot_list)
         )
         # the context registers (a swap core's loader rewrites them with a piece of the same structure)
-        hw_ = self.hw
+        cols, rows = self.hw.array.cols, self.hw.array.rows
         r = self.regs = {
             "in_start": reg("in_start", STEP_BITS, p.in_start),
             "out_start": reg("out_start", STEP_BITS, p.out_start),
             "timesteps": reg("timesteps", STEP_BITS, p.timesteps),
             "first": reg("first", 24, p.first),
             "acc_start": reg("acc_start", STEP_BITS, p.in_start if p.acc_start < 0 else p.acc_start),
-            "root_x": reg("root_x", index_bits(hw_.array.cols), p.root_x),
-            "root_y": reg("root_y", index_bits(hw_.array.rows), p.root_y),
+            "root_x": reg("root_x", index_bits(cols), p.root_x),
+            "root_y": reg("root_y", index_bits(rows), p.root_y),
         }
         routes = [
             [
@@ -389,8 +389,8 @@ class Core(wiring.Component):
                     (
                         range(c.neurons),
                         range(c.neurons),
-                        index_bits(hw_.array.cols),
-                        index_bits(hw_.array.rows),
+                        index_bits(cols),
+                        index_bits(rows),
                         index_bits(c.slots),
                     ),
                     e[:5],
