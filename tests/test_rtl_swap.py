@@ -101,8 +101,9 @@ def test_a_flipped_bit_in_a_dram_image_is_reported_where_the_piece_is_loaded():
 
 
 def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
-    """Hand-computed: three cores request at reset (served 0, 1, 2: 5, 3 and 2 cycles); a start
-    cycle does not count; core 0's second piece is requested when its first piece's last step ends."""
+    """Hand-computed: three cores request when the inference starts (served 0, 1, 2: 5, 3 and 2
+    cycles), none before; every cycle counts (the sequencer repeats none); core 0's second piece is
+    requested when its first piece's last step ends."""
     plan = SwapPlan(
         contexts={0: [None, None], 1: [None], 2: [None]},
         live_start={0: [1, 3], 1: [1], 2: [0]},
@@ -119,10 +120,9 @@ def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
     seen = {"ready": [], "busy": [], "writes": [], "active0": []}
 
     async def bench(ctx):
-        ctx.set(dut.tick, 1)
         for c in range(26):
-            ctx.set(dut.tick, 0 if c in (14, 15) else 1)  # two cycles in which a phase starts
-            if c == 12:  # step 2 is over: core 0's first piece (live until 3) ended; the next is step 3
+            ctx.set(dut.launch, int(c == 2))  # go: the loaders' first requests
+            if c == 12 + 2:  # step 2 is over: core 0's first piece (live until 3) ended; the next is step 3
                 ctx.set(dut.nxt, 3)
                 ctx.set(dut.step_end, 1)
             else:
@@ -139,15 +139,18 @@ def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    # core 0: cycles 0-4, core 1: 5-7, core 2: 8-9 (step 0's piece): ready for step 0 at cycle 10
+    # nothing before go (cycle 2); then core 0: cycles 0-4 after it, core 1: 5-7, core 2: 8-9 (step
+    # 0's piece): ready for step 0 at cycle 10 after go
+    assert seen["busy"][:3] == [0, 0, 0] and seen["ready"][:2] == [0, 0] and min(w[0] for w in seen["writes"]) == 3
+    seen = {key: v[2:] for key, v in seen.items()} | {"writes": [(c - 2, *w) for c, *w in seen["writes"]]}
     assert seen["ready"][:11] == [0] * 10 + [1]
     assert seen["busy"][:11] == [0] + [1] * 10  # busy is the registered state: from the cycle after the grant
     assert seen["writes"][:4] == [(1, 0, 1, 11), (2, 0, 2, 12), (6, 1, 3, 14), (9, 2, 0, 15)]
-    # core 0's second piece: requested at cycle 12, 4 contract cycles, two of them not counted (14, 15)
+    # core 0's second piece: requested at cycle 12, 4 cycles
     assert seen["writes"][4] == (13, 0, 0, 13)
-    assert seen["busy"][12:19] == [0, 1, 1, 1, 1, 1, 1] and seen["busy"][19] == 0
-    assert seen["ready"][12:19] == [0] * 6 + [1]  # step 3 needs it: ready at cycle 18 = 12 + 4 + 2
-    assert seen["active0"][18] == 0 and seen["active0"][19] == 1
+    assert seen["busy"][12:17] == [0, 1, 1, 1, 1] and seen["busy"][17] == 0
+    assert seen["ready"][12:17] == [0] * 4 + [1]  # step 3 needs it: ready at cycle 16 = 12 + 4
+    assert seen["active0"][16] == 0 and seen["active0"][17] == 1
 
 
 def test_swap_programs_are_exported_with_their_dram_and_rounds_pieces_the_rtl_lacks_are_named(tmp_path, mbe_mlp8):
