@@ -23,9 +23,11 @@ class Sequencer(wiring.Component):
     previous phase's barrier closes.
 
     Ports: ``go`` (start an inference; taken when none is under way), ``done`` (the barrier unit's:
-    the phase under way and its barrier are over), ``ready`` (swap mode: the step ``step`` would
-    start's pieces are loaded; tie to 1 otherwise), ``plive`` (some core holds a partial piece live
-    at ``step``, OR-ed over the cores). Outputs, all of the current cycle: ``step``, ``phase`` (a
+    the phase under way and its barrier are over), ``ready`` (swap mode: the pieces of the step
+    to start next are loaded; tie to 1 otherwise), ``plive`` (some core holds a partial piece live
+    at ``step``, OR-ed over the cores). Outputs, all of the current cycle: ``step`` (the step
+    under way; it changes in the cycle the next one starts, also for the cores, whose encoders
+    send a step's spikes whenever ``step`` names it), ``phase`` (a
     ``PH_*`` code), ``start`` (with ``pphase``: phase I or P starts now, this is its cycle 0),
     ``pphase``, ``fire`` (phase F starts now), ``restart`` (``start | fire``: the barrier unit counts
     from 0), ``step_end`` (the barrier of step ``step - 1``'s phase F closed now, swap mode's DMA),
@@ -35,12 +37,12 @@ class Sequencer(wiring.Component):
 
     With ``ph``, ``t`` the registered phase and step, each cycle's phase is (``rounds=False``)::
 
-        IDLE, go:            LOAD at step 0, or I when ready (start)
-        LOAD, ready:         I (start)
+        IDLE, go:            step 0: I when ready (start), else LOAD (step 0 waiting)
+        LOAD, ready:         I of the step waiting (start)
         I, done:             P when plive (start, pphase), else F (fire)
         P, done:             F (fire)
-        F, done:             IDLE and finished when t + 1 = steps, else step t + 1:
-                             I when ready (start), else LOAD
+        F, done:             IDLE and finished when t + 1 = steps, else step t + 1: I when
+                             ready (start), else LOAD (step t + 1 waiting; ``step`` stays t)
 
     and with ``rounds=True`` every step is one ``ROUNDS`` phase: ``IDLE, go`` and ``ROUNDS, done``
     (unless the last step) start step 0 or ``t + 1`` (``start``). Otherwise the phase and step hold.
@@ -88,29 +90,32 @@ class Sequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        first = PH_ROUNDS if self.rounds else PH_I  # a step's first phase
         ph = Signal(3, init=PH_IDLE)
         t = Signal(STEP_BITS)
+        t_wait = Signal(STEP_BITS)  # in LOAD: the step waiting for its pieces
         fin = Signal()
-        ph_now, t_now, fin_now = Signal.like(ph), Signal.like(t), Signal()
+        ph_now, t_now, t_wait_now, fin_now = Signal.like(ph), Signal.like(t), Signal.like(t_wait), Signal()
         done = self.done
         if self.late:  # test hook: `done` seen `late` cycles after it rose (it stays high until a restart)
             held = Signal(range(self.late + 1))
             m.d.sync += held.eq(Mux(self.restart | ~done, 0, Mux(held < self.late, held + 1, held)))
             done = self.done & (held == self.late)
         last = t == self.steps - 1
-        first = PH_ROUNDS if self.rounds else PH_I
-        m.d.comb += [ph_now.eq(ph), t_now.eq(t), fin_now.eq(fin)]
-        begin = Mux(self.ready | self.rounds, first, PH_LOAD)  # a step starts once its pieces are loaded
+        m.d.comb += [ph_now.eq(ph), t_now.eq(t), t_wait_now.eq(t_wait), fin_now.eq(fin)]
+        # a step starts once its pieces are loaded; until then `step` (and the cores' step) stays the
+        # step before: the cores' encoders send a step's spikes whenever `step` names it
+        go_on = self.ready | self.rounds
 
         enter = Signal()  # a phase starts in this cycle (its cycle 0)
         with m.Switch(ph):
             with m.Case(PH_IDLE):
                 with m.If(self.go):
-                    m.d.comb += [ph_now.eq(begin), t_now.eq(0), fin_now.eq(0), enter.eq(self.ready | self.rounds)]
-                    m.d.comb += self.launch.eq(1)
+                    m.d.comb += [self.launch.eq(1), fin_now.eq(0), t_now.eq(0), t_wait_now.eq(0)]
+                    m.d.comb += [ph_now.eq(Mux(go_on, first, PH_LOAD)), enter.eq(go_on)]
             with m.Case(PH_LOAD):
                 with m.If(self.ready):
-                    m.d.comb += [ph_now.eq(PH_I), enter.eq(1)]
+                    m.d.comb += [ph_now.eq(PH_I), t_now.eq(t_wait), enter.eq(1)]
             with m.Case(PH_I):
                 with m.If(done):
                     p_runs = self.plive if not self.skip_p else 0
@@ -123,8 +128,11 @@ class Sequencer(wiring.Component):
                     m.d.comb += self.step_end.eq(ph == PH_F)
                     with m.If(last):
                         m.d.comb += [ph_now.eq(PH_IDLE), fin_now.eq(1)]
+                    with m.Elif(go_on):
+                        m.d.comb += [ph_now.eq(first), t_now.eq(t + 1), enter.eq(1)]
                     with m.Else():
-                        m.d.comb += [ph_now.eq(begin), t_now.eq(t + 1), enter.eq(self.ready | self.rounds)]
+                        m.d.comb += [ph_now.eq(PH_LOAD), t_wait_now.eq(t + 1)]
+        m.d.sync += t_wait.eq(t_wait_now)
         m.d.sync += [ph.eq(ph_now), t.eq(t_now), fin.eq(fin_now)]
 
         m.d.comb += [

@@ -12,8 +12,8 @@ previous piece's last live step has ended (the first piece at reset), the channe
 transfer at a time, oldest request first and simultaneous ones lower core index first, and a
 transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
 dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (one per cycle)
-into the core's memories through the loader's write ports. When a transfer ends, the loaded piece's
-context becomes the core's active one. A piece's records restore what the simulator starts it with:
+into the core's memories through the loader's write ports. In the cycle a transfer ends, the loaded
+piece's context becomes the core's active one. A piece's records restore what the simulator starts it with:
 its synapse words (or zeroed running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece:
 its ``X`` and basis blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
 says whether every piece that becomes live at the next step is loaded: the barrier controller
@@ -479,8 +479,11 @@ class DmaEngine(wiring.Component):
         ready = Const(1)
         for i, k in enumerate(self.cores):
             m.d.comb += getattr(self, f"ld_en_{k}").eq(w_valid & (w_who == i))
-            m.d.comb += getattr(self, f"active_{k}").eq(Mux(loaded[i] > 0, loaded[i] - 1, 0))
-            done_now = loaded[i] + (finishing & (who == i))  # a transfer ending now counts
+            done_now = Signal.like(loaded[i], name=f"done_now_{k}")
+            m.d.comb += done_now.eq(loaded[i] + (finishing & (who == i)))  # a transfer ending now counts
+            # the loaded piece's context is active from the cycle its transfer ends (its records are
+            # all written by then): the sequencer may start its first step in that very cycle
+            m.d.comb += getattr(self, f"active_{k}").eq(Mux(done_now > 0, done_now - 1, 0))
             for j, s in enumerate(plan.live_start[k]):
                 ready = ready & ((self.nxt != s) | (done_now > j))
         m.d.comb += self.ready.eq(ready)

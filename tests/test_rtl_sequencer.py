@@ -35,16 +35,17 @@ def outputs_per_cycle(seq: Sequencer, inputs: list[tuple[int, int, int, int]]) -
 
 
 def reference(steps: int, rounds: bool, inputs: list[tuple[int, int, int, int]]) -> list[dict]:
-    """The docstring's table, cycle by cycle (``ph``, ``t``, ``fin``: the registered state)."""
-    ph, t, fin, out = PH_IDLE, 0, 0, []
+    """The docstring's table, cycle by cycle (``ph``, ``t``, ``fin``: the registered state; ``wait``:
+    the step a load phase waits to start)."""
+    ph, t, wait, fin, out = PH_IDLE, 0, 0, 0, []
     first = PH_ROUNDS if rounds else PH_I
     for go, done, ready, plive in inputs:
         ph_n, t_n, fin_n, enter, step_end, launch = ph, t, fin, 0, 0, 0
-        begin = first if (ready or rounds) else PH_LOAD
+        on = bool(ready or rounds)
         if ph == PH_IDLE and go:
-            ph_n, t_n, fin_n, enter, launch = begin, 0, 0, int(bool(ready or rounds)), 1
+            ph_n, t_n, wait, fin_n, enter, launch = (first if on else PH_LOAD), 0, 0, 0, int(on), 1
         elif ph == PH_LOAD and ready:
-            ph_n, enter = PH_I, 1
+            ph_n, t_n, enter = PH_I, wait, 1
         elif ph == PH_I and done:
             ph_n, enter = (PH_P if plive else PH_F), 1
         elif ph == PH_P and done:
@@ -53,8 +54,10 @@ def reference(steps: int, rounds: bool, inputs: list[tuple[int, int, int, int]])
             step_end = int(ph == PH_F)
             if t == steps - 1:
                 ph_n, fin_n = PH_IDLE, 1
+            elif on:
+                ph_n, t_n, enter = first, t + 1, 1
             else:
-                ph_n, t_n, enter = begin, t + 1, int(bool(ready or rounds))
+                ph_n, wait = PH_LOAD, t + 1  # `step` stays t until step t + 1 starts
         out.append(
             {
                 "step": t_n,
@@ -96,9 +99,9 @@ class _Loop(Elaboratable):
         return m
 
 
-def phase_starts(ends: dict, plive: set, ready_at: dict, bar: int = 2, **hooks) -> tuple[list, int]:
+def phase_starts(ends: dict, plive: set, unready: tuple, bar: int = 2, **hooks) -> tuple[list, int]:
     """Run 3 steps: phase ``(t, code)`` ends ``ends[t, code]`` cycles after its cycle 0, a partial
-    piece is live at the steps in ``plive``, step ``t``'s pieces are loaded from cycle ``ready_at[t]``.
+    piece is live at the steps in ``plive``, ``ready`` is low in the cycles ``unready`` (lo, hi).
     Returns ``(cycle, phase, step)`` of every cycle a phase starts and the cycle ``finished`` rises."""
     dut = _Loop(3, bar, **hooks)
     seq = dut.seq
@@ -108,9 +111,9 @@ def phase_starts(ends: dict, plive: set, ready_at: dict, bar: int = 2, **hooks) 
         s, cur = 0, None
         for c in range(200):
             ctx.set(seq.go, int(c == 0))
-            t = ctx.get(seq.step)
+            ctx.set(seq.ready, int(not unready[0] <= c < unready[1]))
+            t = ctx.get(seq.step)  # plive depends on the step, not the step on plive
             ctx.set(seq.plive, int(t in plive))
-            ctx.set(seq.ready, int(c >= ready_at.get(t, 0)))
             if ctx.get(seq.restart):
                 s, cur = c, (t, ctx.get(seq.phase))
                 seen.append((c, cur[1], t))
@@ -130,7 +133,7 @@ def test_each_phase_starts_in_the_cycle_the_last_barrier_closes_by_hand():
     # step 0: I ends at 3, F at 1; step 1: I at 0, P at 2 (a partial piece is live), F at 4; step 2:
     # I at 5, F at 0 and its pieces loaded only at cycle 30; barrier 2 cycles
     ends = {(0, PH_I): 3, (0, PH_F): 1, (1, PH_I): 0, (1, PH_P): 2, (1, PH_F): 4, (2, PH_I): 5, (2, PH_F): 0}
-    seen, fin = phase_starts(ends, plive={1}, ready_at={2: 30})
+    seen, fin = phase_starts(ends, plive={1}, unready=(20, 30))
     # 0 + 3 + 2 = 5, 5 + 1 + 2 = 8 (step 1), +2 = 10 (P), +4 = 14 (F), +6 = 20: step 2 waits for its
     # pieces until 30 (a stall of 10), +7 = 37 (F), +2 = 39: finished
     assert seen == [
@@ -144,8 +147,8 @@ def test_each_phase_starts_in_the_cycle_the_last_barrier_closes_by_hand():
     ]
     assert fin == 39
     # the hooks a mutation test uses: phase P left out, or every phase one cycle late
-    assert [p for _, p, _ in phase_starts(ends, {1}, {2: 30}, skip_p=True)[0]].count(PH_P) == 0
-    late, fin_late = phase_starts(ends, plive={1}, ready_at={}, late=1)
+    assert [p for _, p, _ in phase_starts(ends, {1}, (20, 30), skip_p=True)[0]].count(PH_P) == 0
+    late, fin_late = phase_starts(ends, plive={1}, unready=(0, 0), late=1)
     assert [c for c, _, _ in late] == [0, 6, 10, 13, 18, 25, 33] and fin_late == 36
 
 

@@ -150,7 +150,7 @@ def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
     assert seen["writes"][4] == (13, 0, 0, 13)
     assert seen["busy"][12:17] == [0, 1, 1, 1, 1] and seen["busy"][17] == 0
     assert seen["ready"][12:17] == [0] * 4 + [1]  # step 3 needs it: ready at cycle 16 = 12 + 4
-    assert seen["active0"][16] == 0 and seen["active0"][17] == 1
+    assert seen["active0"][15] == 0 and seen["active0"][16] == 1  # active in the cycle its transfer ends
 
 
 def test_swap_programs_are_exported_with_their_dram_and_rounds_pieces_the_rtl_lacks_are_named(tmp_path, mbe_mlp8):
