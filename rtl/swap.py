@@ -16,7 +16,7 @@ into the core's memories through the loader's write ports. In the cycle a transf
 piece's context becomes the core's active one. A piece's records restore what the simulator starts it with:
 its synapse words (or zeroed running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece:
 its ``X`` and basis blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
-says whether every piece that becomes live at the next step is loaded: the barrier controller
+says whether every piece that becomes live at the next step is loaded: the array's sequencer
 starts the step only then, and the wait is the step's DRAM stall.
 
 Cycles of the contract: the array's :class:`~spikeforge.rtl.sequencer.Sequencer` starts each phase
@@ -352,7 +352,8 @@ class DmaEngine(wiring.Component):
     Inputs: ``launch`` (the inference starts: every loader requests its first piece), ``step_end``
     (the barrier of a phase F has just closed: the step ``nxt - 1`` is over), ``nxt`` (the next step
     to run). Outputs: per core ``k`` its write port (``ld_en_k``; ``ld_sel``, ``ld_addr``, ``ld_data``
-    are common) and ``active_k`` (the context of its last loaded piece); ``ready`` (every piece
+    are common) and ``active_k`` (the context of its last loaded piece, from the cycle its transfer
+    ends); ``ready`` (every piece
     live from ``nxt`` on is loaded); ``busy`` (a transfer under way).
     """
 

@@ -2,9 +2,10 @@
 
 A network deeper than the array: its pieces share cores over time, so every core's memories start
 empty and the DMA engine loads each piece from DRAM over one channel when the previous piece on its
-core has finished. The array bench waits for the array's ``ready`` before every step; that wait must
-equal the simulator's DRAM stall of the step, and everything the resident benches compare (phase
-ends, barriers, step cycles, membranes, spikes, busy and sent counts, logits) must match as well.
+core has finished. The array's sequencer starts a step only when its pieces are loaded; the cycles
+the bench sees it wait (``phase`` load) must equal the simulator's DRAM stall of the step, and
+everything the resident benches compare (phase ends, barriers, step cycles, membranes, spikes,
+busy and sent counts, logits) must match as well.
 """
 
 from __future__ import annotations
