@@ -101,9 +101,10 @@ class _ArrayBench(BenchBase):
             st = steps[self.host_t]
             self.compared["host_flits"] += 1
             got = self.now - self.i_start.get(st["t"], self.now)
-            if t != st["t"] or got != flits[self.host_i][0]:
-                where = "" if t == st["t"] else f" (in step {t}'s phase I)"
-                self.mismatch(st["t"], f"host flit taken at cycle{where}", flits[self.host_i][0], got)
+            if (t, ph) != (st["t"], PH_I):  # outside the step's phase I: say where
+                got = f"cycle {self.now} of the run, step {t}, phase {PHASE_NAMES.get(ph, '?')}"
+            if got != flits[self.host_i][0]:
+                self.mismatch(st["t"], "host flit taken at cycle", flits[self.host_i][0], got)
             self.host_i += 1
 
     async def advance(self, k: int = 1) -> None:
