@@ -218,6 +218,7 @@ class Core(wiring.Component):
                 "start": In(1),
                 "fire": In(1),
                 "pphase": In(1),  # with `start`: the event phase that begins is phase P (partial sums)
+                "plive": Out(1),  # a partial piece with sums to scan at `step`: phase P runs (the sequencer)
                 "i_done": Out(1),
                 "f_done": Out(1),
                 "last_end": Out(CYCLE_BITS),
@@ -729,8 +730,8 @@ class Core(wiring.Component):
         self._encoder(m, hist, pmode_now)
         if p.kind == PIECE_CODES["partial"] and groups > 0:
             self._partial_sums(m, banks if banked else [mem], bank_wr if banked else [mem_wr], pmode_now, p_busy)
-        else:
-            m.d.comb += p_busy.eq(0)
+        else:  # no sums to scan: phase P does not run for this core
+            m.d.comb += [p_busy.eq(0), self.plive.eq(0)]
         self._dbg_state(m, dbg_sources)
         return m
 
@@ -1281,6 +1282,7 @@ class Core(wiring.Component):
         scan_on = Signal()
         first = p.in_start if p.acc_start < 0 else p.acc_start  # early inputs (section 4.5): from the first arrival
         win = (self.step >= first) & (self.step < p.in_start + p.timesteps)
+        m.d.comb += self.plive.eq(win)  # the simulator's phase P: a partial piece in this window (section 4.2)
         begin = self.start & self.pphase & win
         sk = Signal(range(groups + 1))
         m.d.comb += sk.eq(Mux(begin, 0, scan_k))
