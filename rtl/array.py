@@ -2,18 +2,22 @@
 
 Router ``(x, y)`` sits beside core ``(x, y)``: its local output feeds the core's event FIFO, the
 core's encoder feeds its local input, east/west and south/north ports join neighbours (``y``
-grows southwards), and the host drives router ``(0, 0)``'s west input (section 5). ``step``,
-``start`` and ``fire`` go to every core. ``i_done`` is phase I's end (section 4.1): every core
-done, every router buffer empty, no encoder holding a flit and the host finished (``host_done``);
-``f_done`` is every core done with phase F; ``done`` (the barrier unit) rises ``barrier_cycles``
-after the phase's done condition holds, ending the phase's barrier (section 4). After the last
-step the host reads the output accumulators (section 5): ``rd_core``, ``rd_addr`` in one cycle,
-that core's membrane word on ``rd_data`` in the next. The debug ports select one core (``dbg_core``).
+grows southwards), and the host drives router ``(0, 0)``'s west input (section 5), which the array
+opens in phase I only (the host may offer a step's first flit before its phase I starts). The
+:class:`~spikeforge.rtl.sequencer.Sequencer` runs the steps after ``go``: it gives every core
+``step``, ``start``, ``pphase`` and ``fire``, and the array shows ``step``, ``phase``, ``running``
+and ``finished``. ``i_done`` is phase I's end (section 4.1): every core done, every router buffer
+empty, no encoder holding a flit and, in phase I, the host finished (``host_done``); ``f_done`` is
+every core done with phase F; ``done`` (the barrier unit) rises ``barrier_cycles`` after the
+phase's done condition holds, ending the phase's barrier (section 4), and the sequencer starts the
+next phase in that cycle. After the last step the host reads the output accumulators (section 5):
+``rd_core``, ``rd_addr`` in one cycle, that core's membrane word on ``rd_data`` in the next. The
+debug ports select one core (``dbg_core``).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,6 +29,7 @@ from .core import CYCLE_BITS, STEP_BITS, Core, hist_bits, out_flit_layout
 from .piece import PieceInit, check_hardware, empty_piece, piece_init
 from .rounds import RoundsPlan, rounds_plan
 from .router import Router
+from .sequencer import PH_F, PH_I, Sequencer
 from .swap import DmaEngine, SwapCore, SwapPlan, swap_plan
 
 __all__ = ["CoreArray", "array_inits"]
@@ -51,17 +56,21 @@ class CoreArray(wiring.Component):
         The hardware file's description.
     inits : dict of int to PieceInit
         The piece of each core index ``y * cols + x`` (missing: idle core).
+    steps : int
+        The steps of an inference (the program's ``graph.total_steps``).
     readout_fault : bool
         Test hook: the read-out addresses the word after the one asked for (a wrong accumulator).
     extra_barrier_cycles : int
         Test hook: the barrier unit waits this many cycles more than ``barrier_cycles``.
     dram_flip : (int, int), optional
         Test hook (swap mode): flips bit ``b`` of DRAM record ``r``.
+    skip_p, late_phase : bool, int
+        Test hooks of the :class:`~spikeforge.rtl.sequencer.Sequencer` (``skip_p``, ``late``).
 
     With a :class:`~spikeforge.rtl.swap.SwapPlan` for ``inits`` (a ``swap`` program) the cores that
     hold pieces are :class:`~spikeforge.rtl.swap.SwapCore` positions, empty at reset and loaded at run
-    time by the :class:`~spikeforge.rtl.swap.DmaEngine`; ``ready`` then says whether the next step's
-    pieces are loaded (the controller starts the step when it is high).
+    time by the :class:`~spikeforge.rtl.swap.DmaEngine` from ``go`` on; the sequencer starts a step
+    only when its pieces are loaded (``phase`` is ``PH_LOAD`` until then: the step's DRAM stall).
     """
 
     def __init__(
@@ -69,12 +78,16 @@ class CoreArray(wiring.Component):
         hw: HardwareConfig,
         inits: dict[int, PieceInit] | SwapPlan | None = None,
         *,
+        steps: int,
         readout_fault: bool = False,
         extra_barrier_cycles: int = 0,
         dram_flip: tuple[int, int] | None = None,
+        skip_p: bool = False,
+        late_phase: int = 0,
     ) -> None:
         check_hardware(hw)
         self.hw = hw
+        self.sequencer = Sequencer(steps, skip_p=skip_p, late=late_phase)
         self.readout_fault = bool(readout_fault)
         self.extra_barrier_cycles = int(extra_barrier_cycles)
         self.swap = inits if isinstance(inits, SwapPlan) else None
@@ -85,11 +98,12 @@ class CoreArray(wiring.Component):
         super().__init__(
             {
                 "host": In(stream.Signature(out_flit_layout(hw))),
-                "host_done": In(1),
-                "step": In(STEP_BITS),
-                "start": In(1),
-                "fire": In(1),
-                "pphase": In(1),
+                "host_done": In(1),  # the host sent every flit of the step (read in phase I)
+                "go": In(1),  # start an inference: the sequencer runs its steps
+                "step": Out(STEP_BITS),
+                "phase": Out(3),  # the sequencer's PH_* code of this cycle
+                "running": Out(1),
+                "finished": Out(1),
                 "i_done": Out(1),
                 "f_done": Out(1),
                 "done": Out(1),  # the phase's barrier is over: barrier_cycles after i_done / f_done rose
@@ -106,7 +120,6 @@ class CoreArray(wiring.Component):
                 "rd_core": In(index_bits(n)),
                 "rd_addr": In(index_bits(c.neurons // c.lanes)),
                 "rd_data": Out(c.lanes * c.v_bits),
-                "ready": Out(1),  # the next step's pieces are loaded (always 1 unless swap mode)
             }
         )
 
@@ -115,6 +128,14 @@ class CoreArray(wiring.Component):
         hw = self.hw
         rows, cols = hw.array.rows, hw.array.cols
         cores, routers = {}, {}
+        m.submodules.sequencer = seq = self.sequencer
+        m.d.comb += [
+            seq.go.eq(self.go),
+            self.step.eq(seq.step),
+            self.phase.eq(seq.phase),
+            self.running.eq(seq.running),
+            self.finished.eq(seq.finished),
+        ]
         for y in range(rows):
             for x in range(cols):
                 k = y * cols + x
@@ -129,12 +150,12 @@ class CoreArray(wiring.Component):
                 m.submodules[f"router_x{x}_y{y}"] = routers[k] = router
                 wiring.connect(m, router.out_l, core.events)
                 wiring.connect(m, core.flits, router.in_l)
-                m.d.comb += router.start.eq(self.start)
+                m.d.comb += router.start.eq(seq.start)
                 m.d.comb += [
-                    core.step.eq(self.step),
-                    core.start.eq(self.start),
-                    core.pphase.eq(self.pphase),
-                    core.fire.eq(self.fire),
+                    core.step.eq(seq.step),
+                    core.start.eq(seq.start),
+                    core.pphase.eq(seq.pphase),
+                    core.fire.eq(seq.fire),
                 ]
         for y in range(rows):
             for x in range(cols):
@@ -145,7 +166,13 @@ class CoreArray(wiring.Component):
                 if y + 1 < rows:
                     wiring.connect(m, r.out_s, routers[(y + 1) * cols + x].in_n)
                     wiring.connect(m, routers[(y + 1) * cols + x].out_n, r.in_s)
-        wiring.connect(m, wiring.flipped(self.host), routers[0].in_w)
+        # the host's port is open in phase I only: a flit offered early waits for the step's phase I
+        in_i = seq.phase == PH_I
+        m.d.comb += [
+            routers[0].in_w.payload.eq(self.host.payload),
+            routers[0].in_w.valid.eq(self.host.valid & in_i),
+            self.host.ready.eq(routers[0].in_w.ready & in_i),
+        ]
         # ports at the edge of the mesh: nothing arrives, nothing is routed out (XY never points off the mesh)
         for y in range(rows):
             for x in range(cols):
@@ -163,11 +190,13 @@ class CoreArray(wiring.Component):
                 if y + 1 >= rows:
                     m.d.comb += r.out_s.ready.eq(0)
         all_i, all_f = Signal(), Signal()
-        terms_i = [self.host_done]
+        terms_i = [self.host_done | ~in_i]  # phase P has no host flits (the host may be offering the next step's)
         terms_f = []
+        plive = Const(0)
         for k in cores:
             terms_i += [cores[k].i_done, routers[k].empty, ~cores[k].flits.valid]
             terms_f.append(cores[k].f_done)
+            plive = plive | cores[k].plive
         acc_i = terms_i[0]
         for t in terms_i[1:]:
             acc_i = acc_i & t
@@ -176,32 +205,29 @@ class CoreArray(wiring.Component):
             acc_f = acc_f & t
         m.d.comb += [all_i.eq(acc_i), all_f.eq(acc_f), self.i_done.eq(all_i), self.f_done.eq(all_f)]
         # the barrier unit (section 4): `done` rises barrier_cycles after the phase's done condition
-        # (phase I and P: i_done; phase F: f_done) holds, and stays high while it holds
+        # (phase I and P: i_done; phase F: f_done) holds; the sequencer starts the next phase then
         bar = hw.barrier_cycles + self.extra_barrier_cycles
-        firing = Signal()  # the phase under way is F (set by fire, cleared by start)
-        with m.If(self.fire):
-            m.d.sync += firing.eq(1)
-        with m.Elif(self.start):
-            m.d.sync += firing.eq(0)
-        in_f = self.fire | (firing & ~self.start)
-        cond = Signal()
-        m.d.comb += cond.eq(Mux(in_f, all_f, all_i))
         m.submodules.barrier = barrier = BarrierUnit(bar)
-        # a phase starts at 0
-        m.d.comb += [barrier.cond.eq(cond), barrier.restart.eq(self.start | self.fire), self.done.eq(barrier.done)]
-        # swap mode (section 7): the DMA engine loads each core's pieces; a step waits for `ready`
+        m.d.comb += [
+            barrier.cond.eq(Mux(seq.phase == PH_F, all_f, all_i)),
+            barrier.restart.eq(seq.restart),  # a phase starts at 0
+            self.done.eq(barrier.done),
+            seq.done.eq(barrier.done),
+            seq.plive.eq(plive),
+        ]
+        # swap mode (section 7): the DMA engine loads each core's pieces; a step waits until they are loaded
         if self.swap is None:
-            m.d.comb += self.ready.eq(1)
+            m.d.comb += seq.ready.eq(1)
         else:
             m.submodules.dma = dma = DmaEngine(hw, self.swap, flip=self.dram_flip)
             nxt = Signal(STEP_BITS)  # the next step to run: one after the step last fired
-            with m.If(self.fire):
-                m.d.sync += nxt.eq(self.step + 1)
+            with m.If(seq.fire):
+                m.d.sync += nxt.eq(seq.step + 1)
             m.d.comb += [
-                dma.tick.eq(~(self.start | self.fire)),  # a phase's first cycle repeats the contract's cycle 0
-                dma.step_end.eq(self.done & in_f),
+                dma.launch.eq(seq.launch),
+                dma.step_end.eq(seq.step_end),
                 dma.nxt.eq(nxt),
-                self.ready.eq(dma.ready),
+                seq.ready.eq(dma.ready),
             ]
             for k in self.swap.contexts:
                 core = cores[k]

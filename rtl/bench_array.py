@@ -1,27 +1,30 @@
 """cocotb bench of the whole core array (started by :func:`spikeforge.rtl.cosim.cosim_array`).
 
-The bench is the host and the barrier controller; everything between (encoders, routers, event
-FIFOs, cores) is the RTL's own. Per step ``t``, from the simulator's trace (``$SPIKEFORGE_COSIM_IN``):
+The array runs its steps itself (its :class:`~spikeforge.rtl.sequencer.Sequencer`); the bench gives
+``go`` once, drives the host and watches. Cycle 0 is the cycle ``go`` is high. From the
+simulator's trace (``$SPIKEFORGE_COSIM_IN``), per step ``t``, with ``S`` the step's cycle 0 (``go``'s
+cycle, or the cycle the last barrier of step ``t - 1`` closed):
 
-* phase I: ``start`` at cycle 0; the host driver offers its flits one per cycle from cycle 0 on
-  router (0, 0)'s west port, and each must be taken at the cycle the simulator's host injected it;
-  the array's ``i_done`` must be low at ``I(t) - 1`` and high at ``I(t)``;
-* phase P, at the steps the simulator has one: ``start`` with ``pphase`` at cycle 0; partial
-  pieces scan and send their sums through the mesh to their roots; ``i_done`` low at
-  ``P(t) - 1``, high at ``P(t)``;
-* phase F: ``fire`` at cycle 0; ``f_done`` low at ``F(t) - 1``, high at ``F(t)``;
-* after each phase, the array's barrier unit: ``done`` low at ``end + barrier_cycles - 1`` and
-  high at ``end + barrier_cycles``; the phases and their barriers add up to the simulator's
-  ``step_cycles[t]``;
-* swap mode, before every step: the array's ``ready`` (its DRAM loads of the step's pieces done)
-  must rise after exactly the simulator's DRAM stall of the step;
-* barrier: for every core, every membrane, the spike row of ``t`` where its piece fired, its
-  running payload sums, max-pool counts and MBE shift words (``dbg_saddr``), its busy cycles and
-  the number of flits its encoder sent, exactly.
+* swap mode: the array's ``phase`` is ``load`` (waiting for the step's pieces from DRAM) from ``S``
+  for exactly the simulator's DRAM stall of the step; the step's phase I starts at ``a``, after it;
+* each phase (I; P at the steps the simulator has one; F) with end ``E`` starting at cycle ``s``:
+  ``phase`` and ``step`` say so at ``s``; the phase's done (``i_done`` for I and P, ``f_done`` for
+  F) is low at ``s + E - 1`` and high at ``s + E`` (high at ``s`` when ``E = 0``); the barrier
+  unit's ``done`` first rises (after ``s``) at ``s + E + barrier_cycles``, and the next phase (or
+  step, or the end of the inference: ``finished``) starts in that same cycle; the phases and their
+  barriers add up to the simulator's ``step_cycles[t]``;
+* the host driver offers the step's flits from the cycle the previous step's phase I is over (the
+  array opens its port in phase I only): each must be taken at the cycle (from ``a``) the
+  simulator's host injected it, and ``host_done`` rises after the last;
+* in the cycle the step's last barrier closes (its state is the step's; the next step starts in it,
+  changing nothing before the clock edge): for every core, every membrane, the spike row of ``t``
+  where its piece fired, its running payload sums, max-pool counts and MBE shift words
+  (``dbg_saddr``), its busy cycles and the number of flits its encoder sent, exactly.
 
 After the last step the host reads the logits (section 5): for each output piece in piece order,
 one membrane word per cycle over ``rd_core``/``rd_addr``, each arriving on ``rd_data`` in the next
-cycle; every logit must equal the simulator's.
+cycle; every logit must equal the simulator's. The bench steps the clock itself (``manual``: reads
+through the debug ports take no clock edge).
 
 Results go to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
 """
@@ -33,14 +36,17 @@ import os
 import time
 
 import cocotb
+from cocotb.triggers import Timer
 
 from .bench_common import BenchBase, signed, start, write_results
+from .phases import PH_F, PH_I, PH_IDLE, PH_LOAD, PH_P, PHASE_NAMES
 
 __all__ = ["array_bench"]
 
 
 class _ArrayBench(BenchBase):
     where = "array "
+    manual = True
 
     def __init__(self, dut, spec: dict) -> None:
         super().__init__(
@@ -49,6 +55,11 @@ class _ArrayBench(BenchBase):
             ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps", "sums")
             + ("logits", "readout_cycles", "step_cycles", "stall_cycles", "stalled_steps"),
         )
+        self.now = 0  # the cycle under way (0: go's)
+        self.host_t, self.host_i = 0, 0  # the step whose flits the host offers, and its next flit
+        self.i_start: dict[int, int] = {}  # the cycle each step's phase I started
+        n = sum(st["stall"] + st["cycles"] for st in spec["steps"])
+        self.limit = n + 4 * (spec["barrier"] + 2) * (len(spec["steps"]) + 1) + 1000  # a hung array stops here
 
     def pack(self, fields: list[int]) -> int:
         word, shift = 0, 0
@@ -57,108 +68,110 @@ class _ArrayBench(BenchBase):
             shift += width
         return word
 
-    async def phase_i(self, st: dict) -> None:
-        dut, t = self.dut, st["t"]
-        dut.step.value = t
-        dut.start.value = 1
-        dut.host_done.value = int(not st["host"])
-        c = 0  # inputs written now apply to cycle c; after the next edge the outputs read are c's
-        for fl in st["host"]:
-            dut.host__payload.value = self.pack(fl[1:])
-            dut.host__valid.value = 1
-            while True:
-                await self.edges(1)
-                dut.start.value = 0
-                taken = int(dut.host__ready.value)
-                c += 1
-                if taken:
-                    break
-                if c > fl[0]:
-                    break
+    def read(self, name: str) -> int:
+        """Output ``name`` in the cycle under way (-1 when X or Z)."""
+        val = getattr(self.dut, name).value
+        return int(val) if val.is_resolvable else -1
+
+    async def settle(self) -> None:
+        """The host's inputs for the cycle under way, then what it takes in this cycle.
+
+        The host moves on to step ``t + 1``'s flits once step ``t``'s are taken and the array is past
+        its phase I (the array opens the port in phase I only, so offering early is safe)."""
+        dut, steps = self.dut, self.spec["steps"]
+        dut.go.value = int(self.now == 0)
+        ph, t = self.read("phase"), self.read("step")
+        while (
+            self.host_t + 1 < len(steps)
+            and self.host_i >= len(steps[self.host_t]["host"])
+            and (t > self.host_t or (t == self.host_t and ph in (PH_P, PH_F)))
+        ):
+            self.host_t, self.host_i = self.host_t + 1, 0
+        flits = steps[self.host_t]["host"] if steps else []
+        offer = self.host_i < len(flits)
+        dut.host__valid.value = int(offer)
+        dut.host_done.value = int(not offer)
+        if offer:
+            dut.host__payload.value = self.pack(flits[self.host_i][1:])
+        await Timer(1, "ps")
+        ph, t = self.read("phase"), self.read("step")
+        if ph == PH_I and t not in self.i_start:
+            self.i_start[t] = self.now
+        if offer and self.read("host__ready") == 1:
+            st = steps[self.host_t]
             self.compared["host_flits"] += 1
-            if c - 1 != fl[0]:
-                self.mismatch(t, "host flit taken at cycle", fl[0], c - 1)
-        dut.host__valid.value = 0
-        dut.host_done.value = 1
-        if c == 0:
-            await self.edges(1)
-            dut.start.value = 0
-            c = 1
-        end = st["phase_i"]
-        if end <= 0:
-            if c == 1:
-                self.check(t, "i_done", 0, 1)
-            return c - 1
-        if end - 1 < c - 1:
-            self.mismatch(t, "phase I ends before the host finished", end, c - 1)
-            return c - 1
-        await self.edges(end - c)
-        self.check(t, "i_done", end - 1, 0)
-        await self.edges(1)
-        self.check(t, "i_done", end, 1)
-        return end
+            got = self.now - self.i_start.get(st["t"], self.now)
+            if (t, ph) != (st["t"], PH_I):  # outside the step's phase I: say where
+                got = f"cycle {self.now} of the run, step {t}, phase {PHASE_NAMES.get(ph, '?')}"
+            if got != flits[self.host_i][0]:
+                self.mismatch(st["t"], "host flit taken at cycle", flits[self.host_i][0], got)
+            self.host_i += 1
 
-    async def barrier_done(self, t: int, now: int, end: int) -> int:
-        """The barrier unit after a phase that ended at ``end`` (outputs of cycle ``now`` readable):
-        ``done`` must first be high at ``end + barrier``; returns the cycle it rose (watched up to
-        ``barrier`` cycles past that), so the step's cycles are the hardware's, not the spec's."""
-        bar = self.spec["barrier"]
-        target = end + bar
-        if now > end:  # the phase's end already differed (reported)
-            return target
-        c = now
-        while True:
-            val = self.dut.done.value
-            if val.is_resolvable and int(val) == 1:
-                break
-            if c >= target + bar:
-                break
+    async def advance(self, k: int = 1) -> None:
+        """``k`` clock edges, the host driven in every cycle."""
+        for _ in range(k):
             await self.edges(1)
-            c += 1
+            self.now += 1
+            await self.settle()
+
+    async def until(self, cycle: int) -> None:
+        if cycle > self.now:
+            await self.advance(cycle - self.now)
+
+    def hung(self) -> bool:
+        return self.now >= self.limit
+
+    def check_phase(self, t: int, code: int, s: int) -> None:
+        """``phase`` and ``step`` in the phase's cycle 0 (``s``)."""
         self.compared["cycle_checks"] += 1
-        if c != target:
-            got = c if c < target + bar else f"not by {c}"
-            self.mismatch(t, f"{self.where}done (the barrier unit) first high at cycle", target, got)
-        return c
+        got = (PHASE_NAMES.get(self.read("phase"), "?"), self.read("step"))
+        if got != (PHASE_NAMES[code], t):
+            self.mismatch(
+                t, f"{self.where}phase and step at the phase's cycle 0 (cycle {s})", [PHASE_NAMES[code], t], list(got)
+            )
 
-    async def phase_p(self, st: dict) -> None:
-        """Phase P (section 4.2): partial pieces scan and send their sums; it ends at ``P(t)``."""
-        dut, t, end = self.dut, st["t"], st["phase_p"]
-        dut.step.value = t
-        dut.start.value = 1
-        dut.pphase.value = 1
-        dut.host_done.value = 1
-        await self.edges(1)
-        dut.start.value = 0
-        dut.pphase.value = 0
-        await self.expect_end(t, "i_done", end)
-        return await self.barrier_done(t, end, end)
+    async def phase(self, t: int, code: int, end: int, done: str) -> int:
+        """One phase from its cycle 0 (the cycle under way) with end ``end`` and its barrier; returns its
+        cycles, the cycle the next phase starts (as the array shows it) less its cycle 0."""
+        s, bar = self.now, self.spec["barrier"]
+        self.check_phase(t, code, s)
+        self.check(t, done, 0, int(end == 0))
+        if end > 1:
+            await self.until(s + end - 1)
+            self.check(t, done, end - 1, 0)
+        if end > 0:
+            await self.until(s + end)
+            self.check(t, done, end, 1)
+        # the barrier unit's done: in the phase's cycle 0 it is still the phase before's
+        target = s + end + bar
+        await self.until(s + 1)
+        while self.read("done") != 1 and self.now < target + bar and not self.hung():
+            await self.advance()
+        self.compared["cycle_checks"] += 1
+        if self.now != target:
+            got = self.now - s if self.read("done") == 1 else f"not by {self.now - s}"
+            self.mismatch(t, f"{self.where}done (the barrier unit) first high at cycle", end + bar, got)
+        # the next phase starts in the cycle done rises
+        rise = self.now
+        while self.read("phase") == code and self.read("step") == t and self.now < rise + bar and not self.hung():
+            await self.advance()
+        self.compared["cycle_checks"] += 1
+        if self.now != rise:
+            what = f"{self.where}cycle the phase after {PHASE_NAMES[code]} starts (the cycle done rises)"
+            self.mismatch(t, what, rise - s, self.now - s)
+        return self.now - s
 
-    async def phase_f(self, st: dict) -> None:
-        dut, t, f = self.dut, st["t"], st["phase_f"]
-        dut.fire.value = 1
-        await self.edges(1)
-        dut.fire.value = 0
-        await self.expect_end(t, "f_done", f)
-        return await self.barrier_done(t, f, f)
-
-    async def wait_loads(self, st: dict, ready: int) -> int:
-        """Swap mode: the controller starts step ``t`` only when the array's ``ready`` is high (its
-        pieces loaded from DRAM); ``ready`` is the value seen at the previous step's end. Returns the
-        cycles waited, which must equal the simulator's DRAM stall of the step."""
-        t, want = st["t"], st["stall"]
-        waited = 0
-        limit = want + 4 * self.spec["barrier"] + 1000
-        while not ready and waited < limit:
-            await self.edges(1)
-            waited += 1
-            val = self.dut.ready.value
-            ready = int(val) if val.is_resolvable else 0
+    async def loads(self, st: dict) -> int:
+        """Swap mode: the cycles the array waits (``phase`` load) for step ``t``'s pieces, which must
+        equal the simulator's DRAM stall of the step; 0 on a resident array."""
+        t, want, s = st["t"], st["stall"], self.now
+        while self.read("phase") == PH_LOAD and not self.hung():  # (`step` still names the step before)
+            await self.advance()
+        waited = self.now - s
         self.compared["stall_cycles"] += waited
         self.compared["stalled_steps"] += int(waited > 0)
-        if waited != want or not ready:
-            got = waited if ready else f"not ready after {waited}"
-            self.mismatch(t, "DRAM stall cycles before the step (array ready)", want, got)
+        if waited != want:
+            self.mismatch(t, "DRAM stall cycles before the step (array phase load)", want, waited)
         return waited
 
     async def barrier(self, st: dict) -> None:
@@ -185,16 +198,11 @@ class _ArrayBench(BenchBase):
         dut, lanes, vb = self.dut, self.spec["lanes"], self.spec["v_bits"]
         reads = [(out, w) for out in self.spec["readout"] for w in range(out["words"])]
         c0 = self.cycles
-        # a value read after an edge is the cycle's before it: word i is seen one edge after the one
-        # that latched its address (the read port's cycle of latency)
-        for i in range(len(reads) + 1):
-            if i < len(reads):
-                dut.rd_core.value = reads[i][0]["core"]
-                dut.rd_addr.value = reads[i][1]
+        # the address of the cycle under way; after the edge (the read port's cycle of latency) its word
+        for out, w in reads:
+            dut.rd_core.value = out["core"]
+            dut.rd_addr.value = w
             await self.edges(1)
-            if i == 0:
-                continue
-            out, w = reads[i - 1]
             word = int(dut.rd_data.value)
             for lane in range(lanes):
                 j = w * lanes + lane
@@ -206,32 +214,40 @@ class _ArrayBench(BenchBase):
                 if got != want:
                     where = {"neuron": out["outputs"][j], "core": out["core"]}
                     self.mismatch(t_end, "logit read by the host", want, got, **where)
-        self.compared["readout_cycles"] = self.cycles - c0
+        self.compared["readout_cycles"] = self.cycles - c0 + 1  # the first address's cycle to the last word's
 
 
 @cocotb.test()
 async def array_bench(dut):
-    """Replay the host's flits of every step on the array and score it against the simulator."""
+    """Give ``go``, replay the host's flits of every step and score the array against the simulator."""
     with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
         spec = json.load(fh)
     bench = _ArrayBench(dut, spec)
-    inputs = ("rst", "start", "pphase", "fire", "host__valid", "host__payload", "host_done", "step")
-    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "dbg_saddr", "rd_core", "rd_addr"))
+    inputs = ("rst", "go", "host__valid", "host__payload", "host_done")
+    await start(dut, (*inputs, "dbg_core", "dbg_maddr", "dbg_haddr", "dbg_saddr", "rd_core", "rd_addr"), clock=False)
     t0 = time.perf_counter()
-    ready = int(dut.ready.value)  # cycle 0: the loaders have just made their first requests
+    await bench.settle()  # cycle 0: go
     for st in spec["steps"]:
-        stall = await bench.wait_loads(st, ready) if spec.get("swap") else 0
-        cycles = await bench.barrier_done(st["t"], await bench.phase_i(st), st["phase_i"])
+        t = st["t"]
+        if bench.hung():
+            bench.mismatch(t, "the array had not started the step by cycle", bench.limit, bench.now)
+            break
+        stall = await bench.loads(st)
+        cycles = await bench.phase(t, PH_I, st["phase_i"], "i_done")
         if st["phase_p"] > 0:
-            cycles += await bench.phase_p(st)
-        cycles += await bench.phase_f(st)
-        ready = int(dut.ready.value) if dut.ready.value.is_resolvable else 0  # at the step's end
+            cycles += await bench.phase(t, PH_P, st["phase_p"], "i_done")
+        cycles += await bench.phase(t, PH_F, st["phase_f"], "f_done")
         bench.compared["step_cycles"] += 1
         if cycles != st["cycles"]:
-            bench.mismatch(st["t"], "cycles of the step (phases and their barriers)", st["cycles"], cycles)
+            bench.mismatch(t, "cycles of the step (phases and their barriers)", st["cycles"], cycles)
         if stall + cycles != st["cycles"] + st["stall"]:
             what = "cycles of the step with its DRAM stall"
-            bench.mismatch(st["t"], what, st["cycles"] + st["stall"], stall + cycles)
-        await bench.barrier(st)
+            bench.mismatch(t, what, st["cycles"] + st["stall"], stall + cycles)
+        await bench.barrier(st)  # the step's state, in the cycle its last barrier closed
+    if spec["steps"]:  # the inference is over in the cycle the last barrier closed
+        bench.compared["cycle_checks"] += 1
+        got = [PHASE_NAMES.get(bench.read("phase"), "?"), bench.read("finished")]
+        if got != [PHASE_NAMES[PH_IDLE], 1]:
+            bench.mismatch(spec["steps"][-1]["t"], "array phase and finished after the last step", ["idle", 1], got)
     await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
     write_results(bench, time.perf_counter() - t0)

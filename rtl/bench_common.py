@@ -3,6 +3,13 @@
 Clock start-up, cycle stepping, the "done low at ``end - 1``, high at ``end``" check of a phase,
 the scoreboard of membranes and spike rows read through the debug ports, and the results file.
 Subclasses say where their mismatches are (:meth:`BenchBase.location`).
+
+Two ways to step the clock: a free-running cocotb clock (the one-core bench: after an edge the
+outputs read are those of the cycle that edge ended), or the bench's own (``manual``: the array
+benches, whose array runs its steps by itself): :meth:`BenchBase.edges` then raises and lowers
+``clk``, and afterwards the bench is inside the next cycle with its register state settled, so
+reads (after a ``Timer`` for inputs just written) are that cycle's, and debug reads through the
+combinational ports may take any simulated time without a clock edge passing.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class BenchBase:
 
     #: Prefix of the signal name in cycle-check mismatches ("array " in the array bench).
     where = ""
+    #: The bench drives ``clk`` itself (see the module's docstring; :func:`start` with ``clock=False``).
+    manual = False
 
     def __init__(self, dut, spec: dict, counters: tuple[str, ...]) -> None:
         self.dut, self.spec = dut, spec
@@ -53,8 +62,16 @@ class BenchBase:
         self.mismatches.append({"step": step, **loc, "what": what, "neuron": neuron, "expected": expected, "got": got})
 
     async def edges(self, k: int) -> None:
-        """Advance ``k`` cycles: afterwards the outputs read are those of the last cycle advanced over."""
-        if k > 0:
+        """Advance ``k`` cycles: afterwards the outputs read are those of the last cycle advanced over
+        (``manual``: those of the cycle after it, the one now under way)."""
+        if k > 0 and self.manual:
+            for _ in range(k):
+                self.dut.clk.value = 1
+                await Timer(5, "ns")
+                self.dut.clk.value = 0
+                await Timer(5, "ns")
+            self.cycles += k
+        elif k > 0:
             await ClockCycles(self.dut.clk, k)
             self.cycles += k
 
@@ -134,10 +151,19 @@ class BenchBase:
                 self.mismatch(t, "running sum, maximum or shift word", e, got, neuron=j, **where)
 
 
-async def start(dut, inputs: tuple[str, ...]) -> None:
-    """Drive ``inputs`` low, start the clock low and wait for its first rising edge."""
+async def start(dut, inputs: tuple[str, ...], clock: bool = True) -> None:
+    """Drive ``inputs`` low, start the clock low and wait for its first rising edge (``clock=False``:
+    raise it once and lower it; the bench steps the clock itself from then on)."""
     for name in inputs:
         getattr(dut, name).value = 0
+    if not clock:
+        dut.clk.value = 0
+        await Timer(1, "ns")
+        dut.clk.value = 1
+        await Timer(5, "ns")
+        dut.clk.value = 0
+        await Timer(5, "ns")
+        return
     await Timer(1, "ns")
     # low first: an X -> 1 clock at time 0 is a posedge that would load X into every register
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start(start_high=False))

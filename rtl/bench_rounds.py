@@ -1,20 +1,24 @@
 """cocotb bench of the rounds-mode array (started by :func:`spikeforge.rtl.cosim.cosim_rounds`).
 
-The bench is the host and the barrier controller of ``rtl/rounds.py``'s array. Before the run it
-writes the input's words into the DRAM (section 5: the host's input); then, per step ``t`` from the
-simulator's trace (``$SPIKEFORGE_COSIM_IN``):
+The bench is the host of ``rtl/rounds.py``'s array, which runs its steps itself (its
+:class:`~spikeforge.rtl.sequencer.Sequencer`). Before the run the bench writes the input's words
+into the DRAM (section 5: the host's input); then it gives ``go`` once (cycle 0, step 0's cycle 0)
+and, per step ``t`` from the simulator's trace (``$SPIKEFORGE_COSIM_IN``), from its cycle 0 ``s``:
 
-* ``start`` with ``step = t`` at cycle 0; the array's ``done`` (every core's last write-back ended,
-  plus ``barrier_cycles``) must be low until cycle ``step_cycles[t] - 1`` and high at
-  ``step_cycles[t]``: the loads, integration, firing and write-backs of every round, on one DRAM
-  channel, take exactly the simulator's cycles;
-* barrier: every piece's membranes (an mbe piece's ``X`` and basis blocks; then a product's or
-  max-pool's running-count or payload-sum words and an mbe piece's shift words) and its row of ``t``
-  (spike bits, or the ``v_bits`` payloads of an mbe piece or graded max-pool), read back from the
-  DRAM (``dbg_daddr`` -> ``dbg_ddata``), and every core's busy cycles of the step.
+* ``phase`` says a rounds step and ``step`` says ``t`` at ``s``; the array's ``done`` (every core's
+  last write-back ended, plus ``barrier_cycles``) must be low until cycle ``s + step_cycles[t] - 1``
+  and high at ``s + step_cycles[t]``: the loads, integration, firing and write-backs of every
+  round, on one DRAM channel, take exactly the simulator's cycles; the next step (after the last:
+  ``finished``) starts in the cycle ``done`` rises;
+* barrier, in that cycle (the next step changes nothing before the clock edge): every piece's
+  membranes (an mbe piece's ``X`` and basis blocks; then a product's or max-pool's running-count or
+  payload-sum words and an mbe piece's shift words) and its row of ``t`` (spike bits, or the
+  ``v_bits`` payloads of an mbe piece or graded max-pool), read back from the DRAM (``dbg_daddr`` ->
+  ``dbg_ddata``), and every core's busy cycles of the step.
 
 After the last step the logits are read from the output pieces' state words in the DRAM. Results go
-to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`.
+to ``$SPIKEFORGE_COSIM_OUT`` as in :mod:`spikeforge.rtl.bench_core`. The bench steps the clock
+itself (``manual``: reads through the debug ports take no clock edge).
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import cocotb
 from cocotb.triggers import Timer
 
 from .bench_common import BenchBase, signed, start, write_results
+from .phases import PH_IDLE, PH_ROUNDS, PHASE_NAMES
 
 __all__ = ["rounds_bench"]
 
 
 class _RoundsBench(BenchBase):
     where = "array "
+    manual = True
 
     def __init__(self, dut, spec: dict) -> None:
         super().__init__(
@@ -65,26 +71,36 @@ class _RoundsBench(BenchBase):
             await self.edges(1)
         dut.hw_en.value = 0
 
-    async def run_step(self, st: dict) -> int:
-        """Start step ``t``; returns the cycle ``done`` first rose (the step's cycles)."""
+    def read(self, name: str) -> int:
+        """Output ``name`` in the cycle under way (-1 when X or Z)."""
+        val = getattr(self.dut, name).value
+        return int(val) if val.is_resolvable else -1
+
+    async def run_step(self, st: dict, last: bool) -> int:
+        """Step ``t`` from its cycle 0 (the cycle under way); returns the cycle ``done`` first rose
+        (the step's cycles). Afterwards the cycle under way is the next step's cycle 0."""
         dut, t, want = self.dut, st["t"], st["cycles"]
-        dut.step.value = t
-        dut.start.value = 1
-        await self.edges(1)  # the outputs read now are cycle 0's
-        dut.start.value = 0
-        c = 0
-        while True:
-            val = dut.done.value
-            if val.is_resolvable and int(val) == 1:
-                break
-            if c > want + 4 * self.spec["barrier"] + 1000:
-                break
+        got = (PHASE_NAMES.get(self.read("phase"), "?"), self.read("step"))
+        self.compared["cycle_checks"] += 1
+        if got != ("rounds", t):
+            self.mismatch(t, f"{self.where}phase and step at the step's cycle 0", ["rounds", t], list(got))
+        await self.edges(1)  # in cycle 0 done is still the step before's
+        dut.go.value = 0
+        c = 1
+        while self.read("done") != 1 and c <= want + 4 * self.spec["barrier"] + 1000:
             await self.edges(1)
             c += 1
         self.compared["cycle_checks"] += 1
         self.compared["step_cycles"] += 1
         if c != want:
             self.mismatch(t, "cycles of the step (its rounds' loads, work and write-backs, and the barrier)", want, c)
+        # the next step (after the last: the end of the inference) starts in the cycle done rises
+        nxt = [PHASE_NAMES[PH_IDLE], t] if last else [PHASE_NAMES[PH_ROUNDS], t + 1]
+        got = [PHASE_NAMES.get(self.read("phase"), "?"), self.read("step")]
+        self.compared["cycle_checks"] += 1
+        if got != nxt or (last and self.read("finished") != 1):
+            what = "finished after the last step" if last else "phase and step of the next step"
+            self.mismatch(t, f"{self.where}{what} in the cycle done rises", nxt, got)
         return c
 
     async def barrier(self, st: dict) -> None:
@@ -137,15 +153,17 @@ class _RoundsBench(BenchBase):
 
 @cocotb.test()
 async def rounds_bench(dut):
-    """Run every step's rounds on the array and score it against the simulator."""
+    """Give ``go``, watch every step's rounds on the array and score it against the simulator."""
     with open(os.environ["SPIKEFORGE_COSIM_IN"]) as fh:
         spec = json.load(fh)
     bench = _RoundsBench(dut, spec)
-    await start(dut, ("rst", "start", "step", "hw_en", "hw_addr", "hw_data", "dbg_daddr", "dbg_core"))
+    await start(dut, ("rst", "go", "hw_en", "hw_addr", "hw_data", "dbg_daddr", "dbg_core"), clock=False)
     t0 = time.perf_counter()
     await bench.host_input()
-    for st in spec["steps"]:
-        await bench.run_step(st)
-        await bench.barrier(st)
+    dut.go.value = 1  # cycle 0: step 0 starts
+    await Timer(1, "ps")
+    for i, st in enumerate(spec["steps"]):
+        await bench.run_step(st, i + 1 == len(spec["steps"]))
+        await bench.barrier(st)  # the step's state, in the cycle its barrier closed
     await bench.readout(spec["steps"][-1]["t"] if spec["steps"] else 0)
     write_results(bench, time.perf_counter() - t0)

@@ -37,6 +37,7 @@ from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .piece import (
+    CONTEXT_REGISTERS,
     REGISTER_BITS,
     PieceInit,
     bank_shifts,
@@ -242,6 +243,7 @@ class Core(wiring.Component):
                 "start": In(1),
                 "fire": In(1),
                 "pphase": In(1),  # with `start`: the event phase that begins is phase P (partial sums)
+                "plive": Out(1),  # a partial piece with sums to scan at `step`: phase P runs (the sequencer)
                 "i_done": Out(1),
                 "f_done": Out(1),
                 "last_end": Out(CYCLE_BITS),
@@ -372,12 +374,12 @@ class Core(wiring.Component):
         )
         # the context registers (a swap core's loader rewrites them with a piece of the same structure)
         cols, rows = self.hw.array.cols, self.hw.array.rows
-        r = self.regs = {
+        r = self.regs = {  # in CONTEXT_REGISTERS' order
+            "acc_start": reg("acc_start", STEP_BITS, p.in_start if p.acc_start < 0 else p.acc_start),
             "in_start": reg("in_start", STEP_BITS, p.in_start),
             "out_start": reg("out_start", STEP_BITS, p.out_start),
             "timesteps": reg("timesteps", STEP_BITS, p.timesteps),
             "first": reg("first", 24, p.first),
-            "acc_start": reg("acc_start", STEP_BITS, p.in_start if p.acc_start < 0 else p.acc_start),
             "root_x": reg("root_x", index_bits(cols), p.root_x),
             "root_y": reg("root_y", index_bits(rows), p.root_y),
         }
@@ -403,7 +405,7 @@ class Core(wiring.Component):
         self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k]) for k in range(len(p.slots))]
         loadable = list(r.values()) + [x for regs in self.slot_regs for x in regs]
         loadable += [x for e in routes for x in e]
-        assert len(loadable) == len(register_values(p))
+        assert tuple(r) == CONTEXT_REGISTERS and len(loadable) == len(register_values(p))
         for q in range(self.cfg_ports):  # the loader's writes: distinct registers per cycle
             addr = self.cfg_addr.word_select(q, self.reg_bits)
             value = self.cfg_data.word_select(q, REGISTER_BITS)
@@ -795,8 +797,8 @@ class Core(wiring.Component):
         self._encoder(m, hist, pmode_now)
         if p.kind == PIECE_CODES["partial"] and groups > 0:
             self._partial_sums(m, banks if banked else [mem], bank_wr if banked else [mem_wr], pmode_now, p_busy)
-        else:
-            m.d.comb += p_busy.eq(0)
+        else:  # no sums to scan: phase P does not run for this core
+            m.d.comb += [p_busy.eq(0), self.plive.eq(0)]
         self._dbg_state(m, dbg_sources)
         return m
 
@@ -1349,6 +1351,7 @@ class Core(wiring.Component):
         r = self.regs
         first = r["acc_start"]  # early inputs (section 4.5): from the first arrival
         win = (self.step >= first) & (self.step < r["in_start"] + r["timesteps"])
+        m.d.comb += self.plive.eq(win)  # the simulator's phase P: a partial piece in this window (section 4.2)
         begin = self.start & self.pphase & win
         sk = Signal(range(groups + 1))
         m.d.comb += sk.eq(Mux(begin, 0, scan_k))

@@ -560,23 +560,34 @@ def cosim_array(
     readout_fault: bool = False,
     extra_barrier_cycles: int = 0,
     dram_flip: tuple[int, int] | None = None,
+    skip_p: bool = False,
+    late_phase: int = 0,
 ) -> ArrayReport:
     """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``
     (a ``rounds`` program goes to :func:`cosim_rounds`, ``inits`` then its plan).
 
-    The bench drives only the host port and the barriers (``rtl/bench_array.py``) and, after the
-    last step, reads the logits over the host's read-out port; ``inits`` replaces the cores' pieces
-    and ``readout_fault``, ``extra_barrier_cycles`` are :class:`~spikeforge.rtl.array.CoreArray`'s
-    hooks (mutation tests), as ``dram_flip`` (a flipped bit of a DRAM record, swap mode).
-    In swap mode the bench also waits for the array's ``ready`` before every step and compares that
-    wait with the simulator's DRAM stall of the step (``SampleRun.step_stall``).
+    The bench (``rtl/bench_array.py``) gives ``go`` once, then drives only the host port, watches
+    the array's sequencer (``step``, ``phase``) and barriers, reads the state at every barrier and,
+    after the last step, the logits over the host's read-out port; ``inits`` replaces the cores'
+    pieces and ``readout_fault``, ``extra_barrier_cycles``, ``skip_p``, ``late_phase`` are
+    :class:`~spikeforge.rtl.array.CoreArray`'s hooks (mutation tests), as ``dram_flip`` (a flipped
+    bit of a DRAM record, swap mode). In swap mode the bench also compares the cycles the array
+    waits for a step's pieces (``phase`` load) with the simulator's DRAM stall of the step
+    (``SampleRun.step_stall``).
     Returns an :class:`ArrayReport`.
+
+    Raises
+    ------
+    RtlError
+        When ``skip_p`` is given for a ``rounds`` program (it has no phase P).
     """
     from .array import CoreArray, array_inits
     from .rounds import RoundsPlan
 
     if program.plan.mode == "rounds" or isinstance(inits, RoundsPlan):
-        return cosim_rounds(program, x, workdir, plan=inits, dram_flip=dram_flip)
+        if skip_p:
+            raise RtlError("a rounds-mode array has no phase P to skip (partial sums move through DRAM); drop skip_p.")
+        return cosim_rounds(program, x, workdir, plan=inits, dram_flip=dram_flip, late_phase=late_phase)
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
@@ -585,9 +596,12 @@ def cosim_array(
         "core_array",
         program.hardware,
         inits,
+        steps=program.graph.total_steps,
         readout_fault=readout_fault,
         extra_barrier_cycles=extra_barrier_cycles,
         dram_flip=dram_flip,
+        skip_p=skip_p,
+        late_phase=late_phase,
     )
     res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_array")
     cmp_ = res["compared"]
@@ -823,6 +837,7 @@ def cosim_rounds(
     plan=None,
     dram_flip: tuple[int, int] | None = None,
     wb_flip: tuple[int, ...] | None = None,
+    late_phase: int = 0,
 ) -> ArrayReport:
     """Co-simulate a ``rounds`` program (``rtl/rounds.py``) on input ``x`` against the simulator.
 
@@ -831,7 +846,7 @@ def cosim_rounds(
     channel, and the barrier), every piece's membranes and spike rows as written back to the DRAM,
     every core's busy cycles and the logits. ``plan`` replaces the program's
     :class:`~spikeforge.rtl.rounds.RoundsPlan` (the mutation tests pass ``latency_delta``);
-    ``dram_flip`` and ``wb_flip`` are :class:`~spikeforge.rtl.rounds.RoundsArray`'s hooks.
+    ``dram_flip``, ``wb_flip`` and ``late_phase`` are :class:`~spikeforge.rtl.rounds.RoundsArray`'s hooks.
 
     Raises
     ------
@@ -843,7 +858,8 @@ def cosim_rounds(
     plan = plan if plan is not None else rounds_plan(program)
     run = Simulator(program, trace=True).run(x, record=True)
     spec = rounds_spec(program, plan, run, x)
-    sv = to_sv(RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip), "core_array")
+    top = RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip, late_phase=late_phase)
+    sv = to_sv(top, "core_array")
     res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_rounds")
     cmp_ = res["compared"]
     return ArrayReport(

@@ -147,7 +147,8 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(inits, RoundsPlan):
         return _export_rounds(hardware, out, inits)
-    top = CoreArray(hardware, inits)
+    # without a program the array holds no piece: one (empty) step per go
+    top = CoreArray(hardware, inits, steps=program.graph.total_steps if program is not None else 1)
     (out / "core_array.sv").write_text(to_sv(top, "core_array"))
     if isinstance(inits, SwapPlan):
         return _export_swap(hardware, out, top, inits)

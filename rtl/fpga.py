@@ -358,7 +358,11 @@ def fpga_design(hw: HardwareConfig, program: Program | None = None) -> tuple[wir
     what = "the given program" if program is not None else "the demonstration network (rtl.fpga.demonstration_program)"
     if hw.array.cores == 1:
         if program is not None:
-            return CoreArray(hw, array_inits(prog)), f"1 x 1 array (core and router) holding {what}"
+            return CoreArray(
+                hw, array_inits(prog), steps=prog.graph.total_steps
+            ), f"1 x 1 array (core and router) holding {what}"
         return Core(hw, piece_init(prog, 0)), f"one core (no router) holding piece h1 of {what}"
     shape = f"{hw.array.rows} x {hw.array.cols}"
-    return CoreArray(hw, array_inits(prog)), f"{shape} array of cores and routers holding {what}"
+    return CoreArray(
+        hw, array_inits(prog), steps=prog.graph.total_steps
+    ), f"{shape} array of cores and routers holding {what}"

@@ -113,7 +113,10 @@ class PieceInit:
 #: The registers of a piece that a swap core's loader writes (``docs/rtl.md``, "Swap mode"), in
 #: address order: the context registers, then per slot, then per routing entry. Everything else of a
 #: :class:`PieceInit` shapes the logic (:func:`structure_key`).
-CONTEXT_REGISTERS = ("in_start", "out_start", "timesteps", "first", "acc_start", "root_x", "root_y")
+#: The step registers come first, acc_start (the earliest) before in_start, out_start and T: the loader
+#: rewrites a shared context that is still active, and with the starts written before the lengths
+#: every window read in between is either the old piece's (over) or the new one's (not begun).
+CONTEXT_REGISTERS = ("acc_start", "in_start", "out_start", "timesteps", "first", "root_x", "root_y")
 SLOT_REGISTERS = ("lo", "base", "weight", "row_words")
 ROUTE_REGISTERS = ("first", "last", "x", "y", "slot")
 #: Bits of a register record's value (two's complement: a slot's weight may be negative).
@@ -128,7 +131,7 @@ def register_values(p: PieceInit) -> list[int]:
     ``hi`` is not a register of the datapath: the router delivers only the slot's rows.
     """
     acc = p.in_start if p.acc_start < 0 else p.acc_start
-    ctx = [p.in_start, p.out_start, p.timesteps, p.first, acc, p.root_x, p.root_y]
+    ctx = [acc, p.in_start, p.out_start, p.timesteps, p.first, p.root_x, p.root_y]
     slots = [v for s in p.slots for v in (s.lo, s.base, s.weight, s.row_words)]
     routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:5]]
     return [int(v) for v in ctx + slots + routes]

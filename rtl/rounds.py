@@ -71,6 +71,7 @@ from .core import (
 )
 from .errors import RtlError
 from .piece import PieceInit, check_hardware, piece_init
+from .sequencer import Sequencer
 from .swap import dma_ports
 
 __all__ = [
@@ -410,17 +411,20 @@ class RoundsArray(wiring.Component):
     """The rounds-mode array: per core position one :class:`~spikeforge.rtl.core.Core` context per
     piece of its timeline on shared memories, a feeder per piece, and the DMA engine with the DRAM.
 
-    Ports: ``start`` (with ``step``: run step ``step``'s rounds from this cycle, its cycle 0),
-    ``done`` (the last write-back of the step ended ``barrier_cycles`` ago, high until the next
-    ``start``), the host's DRAM write port (``hw_en``, ``hw_addr``, ``hw_data``: the input words,
-    before the run), the DRAM read port of the bench (``dbg_daddr`` -> ``dbg_ddata``, combinational)
-    and the busy cycles of the step of core ``dbg_core`` (``dbg_busy``: cycles its rounds integrate
-    and fire, ``pipeline_cycles`` included, as the simulator counts them in rounds mode).
+    Ports: ``go`` (run the inference: the :class:`~spikeforge.rtl.sequencer.Sequencer` starts step 0
+    in this cycle and each next step in the cycle ``done`` rises), ``step``, ``phase`` (``PH_ROUNDS``
+    while a step runs), ``running``, ``finished``, ``done`` (the last write-back of the step ended
+    ``barrier_cycles`` ago; the next step's cycle 0), the host's DRAM write port (``hw_en``,
+    ``hw_addr``, ``hw_data``: the input words, before the run), the DRAM read port of the bench
+    (``dbg_daddr`` -> ``dbg_ddata``, combinational) and the busy cycles of the step of core
+    ``dbg_core`` (``dbg_busy``: cycles its rounds integrate and fire, ``pipeline_cycles`` included,
+    as the simulator counts them in rounds mode).
 
     ``dram_flip = (word, bit)`` (test hook) flips a bit of the DRAM's initial contents;
     ``wb_flip = (piece, bit)`` or ``(piece, bit, word)`` flips a bit of the word (default 0, the
     first membrane word; then the running-count or payload-sum words, the shift words, then the row)
-    the piece writes back at every round.
+    the piece writes back at every round; ``late_phase`` (test hook) starts each step that many
+    cycles after ``done`` rises.
     """
 
     def __init__(
@@ -430,15 +434,20 @@ class RoundsArray(wiring.Component):
         *,
         dram_flip: tuple[int, int] | None = None,
         wb_flip: tuple[int, ...] | None = None,
+        late_phase: int = 0,
     ) -> None:
         check_hardware(hw)
         self.hw, self.plan = hw, plan
         self.dram_flip, self.wb_flip = dram_flip, wb_flip
+        self.sequencer = Sequencer(plan.steps, rounds=True, late=late_phase)
         depth = max(1, len(plan.dram))
         super().__init__(
             {
-                "step": In(STEP_BITS),
-                "start": In(1),
+                "go": In(1),
+                "step": Out(STEP_BITS),
+                "phase": Out(3),
+                "running": Out(1),
+                "finished": Out(1),
                 "done": Out(1),
                 "hw_en": In(1),
                 "hw_addr": In(range(depth)),
@@ -472,11 +481,21 @@ class RoundsArray(wiring.Component):
 
         cores = sorted(plan.units)
         ncores = len(cores)
-        step = self.step
+        m.submodules.sequencer = seq = self.sequencer
+        start, step = seq.start, seq.step  # step `step`'s rounds run from its cycle 0 (`start`)
+        m.d.comb += [
+            seq.go.eq(self.go),
+            seq.ready.eq(1),
+            seq.plive.eq(0),  # partial sums move through DRAM: no phase P
+            self.step.eq(seq.step),
+            self.phase.eq(seq.phase),
+            self.running.eq(seq.running),
+            self.finished.eq(seq.finished),
+        ]
         # the step's cycle counter: requests are stamped with the cycle they are made
         cyc = Signal(CYCLE_BITS)
         now = Signal(CYCLE_BITS)
-        m.d.comb += now.eq(Mux(self.start, 0, cyc))
+        m.d.comb += now.eq(Mux(start, 0, cyc))
         m.d.sync += cyc.eq(now + 1)
 
         # the descriptor ROM: every round's load descriptors, concatenated
@@ -574,7 +593,7 @@ class RoundsArray(wiring.Component):
                 fire_now.eq(i_end & ~has_chunk),
                 f_now.eq(fire_now | (st == ST_RUN_F)),
                 wb_new.eq(f_now & ctx_f_done),
-                ld_new.eq(Mux(self.start, has_first, (wb_finish & has_after) | chunk_now)),
+                ld_new.eq(Mux(start, has_first, (wb_finish & has_after) | chunk_now)),
             ]
             r = Signal(name=f"req_{k}")
             rw = Signal(name=f"req_wb_{k}")
@@ -582,13 +601,11 @@ class RoundsArray(wiring.Component):
             rs = Signal(CYCLE_BITS, name=f"req_stamp_{k}")
             waiting = (st == ST_REQ_LOAD) | (st == ST_REQ_WB)
             m.d.comb += [
-                r.eq((waiting & ~self.start) | ld_new | wb_new),
-                rw.eq(Mux(waiting & ~self.start, st == ST_REQ_WB, wb_new)),
+                r.eq((waiting & ~start) | ld_new | wb_new),
+                rw.eq(Mux(waiting & ~start, st == ST_REQ_WB, wb_new)),
                 # a load: the first round, the next chunk or the next slice; a write-back: the slice's root
-                ru.eq(
-                    Mux(ld_new, Mux(self.start, first_u, Mux(chunk_now, chunk_u, after_u)), Mux(wb_new, root_now, u))
-                ),
-                rs.eq(Mux(waiting & ~self.start, stamp, now)),
+                ru.eq(Mux(ld_new, Mux(start, first_u, Mux(chunk_now, chunk_u, after_u)), Mux(wb_new, root_now, u))),
+                rs.eq(Mux(waiting & ~start, stamp, now)),
             ]
             req.append(r)
             req_wb.append(rw)
@@ -612,10 +629,10 @@ class RoundsArray(wiring.Component):
                 ctx_i_done=ctx_i_done,
                 ctx_f_done=ctx_f_done,
             )
-            idle_terms.append(Mux(self.start, ~has_first, ((st == ST_DONE) & ~ld_new) | (wb_finish & ~has_after)))
+            idle_terms.append(Mux(start, ~has_first, ((st == ST_DONE) & ~ld_new) | (wb_finish & ~has_after)))
             bc = Signal(CYCLE_BITS, name=f"busy_{k}")
             # a chunk's integration ends in the cycle its successor's load is requested: not counted
-            m.d.sync += bc.eq(Mux(self.start, 0, bc) + ((i_now | f_now) & ~wb_new & ~chunk_now))
+            m.d.sync += bc.eq(Mux(start, 0, bc) + ((i_now | f_now) & ~wb_new & ~chunk_now))
             busy_count[k] = bc
 
         # ---- the arbiter: the oldest request, then the lowest core
@@ -666,7 +683,7 @@ class RoundsArray(wiring.Component):
                 m.d.sync += st.eq(ST_RUN_F)
             with m.Elif(s["i_now"]):
                 m.d.sync += st.eq(ST_RUN_I)
-            with m.Elif(s["wb_finish"] | self.start):
+            with m.Elif(s["wb_finish"] | start):
                 m.d.sync += st.eq(ST_DONE)
         # the channel's transfer: descriptors (loads) or write-back words, R per cycle
         idx = Signal.like(g_n)  # next record of the transfer
@@ -857,7 +874,12 @@ class RoundsArray(wiring.Component):
             acc = acc & t_
         m.d.comb += cond.eq(acc)
         m.submodules.barrier = barrier = BarrierUnit(hw.barrier_cycles)
-        m.d.comb += [barrier.cond.eq(cond), barrier.restart.eq(self.start), self.done.eq(barrier.done)]
+        m.d.comb += [
+            barrier.cond.eq(cond),
+            barrier.restart.eq(seq.restart),
+            self.done.eq(barrier.done),
+            seq.done.eq(barrier.done),  # the sequencer starts the next step in the cycle it rises
+        ]
         for k in cores:
             with m.If(self.dbg_core == k):
                 m.d.comb += self.dbg_busy.eq(busy_count[k])

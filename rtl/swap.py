@@ -12,19 +12,18 @@ write records, and the one DRAM channel: each core's loader requests its next pi
 previous piece's last live step has ended (the first piece at reset), the channel serves one
 transfer at a time, oldest request first and simultaneous ones lower core index first, and a
 transfer of ``b`` bytes (``Program.image_bytes``) takes ``dram_latency_cycles + ceil(b /
-dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records
-(``SwapPlan.ports`` per cycle) into the core's memories through the loader's write ports. When a
-transfer ends, the loaded piece's context becomes the core's active one. A piece's records
-restore what the simulator starts it with: its registers (first), its synapse words (or zeroed
-running counts and payload sums), parameters, ``v0`` (an ``mbe`` piece: its ``X`` and basis
-blocks and output shifts, zero) and an ``mbe`` piece's table words. ``ready``
-says whether every piece that becomes live at the next step is loaded: the barrier controller
-starts the step only then, and the wait is the step's DRAM stall.
+dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's records (``SwapPlan.ports``
+per cycle) into the core's memories through the loader's write ports. In the cycle a transfer ends, the loaded
+piece's context becomes the core's active one. A piece's records restore what the simulator starts it with:
+its registers (first), its synapse words (or zeroed running counts and payload sums), parameters,
+``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero) and an ``mbe``
+piece's table words. ``ready`` says whether every piece that becomes live at the next step is
+loaded: the array's sequencer starts the step only then, and the wait is the step's DRAM stall.
 
-Cycles of the contract: the bench starts each phase one cycle after it sees the barrier unit's
-``done`` (``docs/rtl.md``), so a phase's first cycle repeats the contract's cycle 0 of that phase.
-The channel therefore counts the cycles in which no phase starts (``start`` and ``fire`` low), which
-are exactly the contract's cycles, phases and stalls alike.
+Cycles of the contract: the array's :class:`~spikeforge.rtl.sequencer.Sequencer` starts each phase
+in the cycle the barrier of the one before closes, so every clock cycle is one of the contract's
+(phases and stalls alike) and the channel counts every cycle. The loaders make their first requests
+in the cycle the inference starts (``go``), the contract's cycle 0.
 """
 
 from __future__ import annotations
@@ -290,6 +289,7 @@ class SwapCore(wiring.Component):
                 "start": In(1),
                 "fire": In(1),
                 "pphase": In(1),
+                "plive": Out(1),
                 "i_done": Out(1),
                 "f_done": Out(1),
                 "busy": Out(CYCLE_BITS),
@@ -404,6 +404,7 @@ class SwapCore(wiring.Component):
                     self.flits.payload.eq(ctx.flits.payload),
                     self.i_done.eq(ctx.i_done),
                     self.f_done.eq(ctx.f_done),
+                    self.plive.eq(ctx.plive),
                     self.busy.eq(ctx.busy),
                     self.sent.eq(ctx.sent),
                     self.dbg_v.eq(ctx.dbg_v),
@@ -469,12 +470,12 @@ class SwapCore(wiring.Component):
 class DmaEngine(wiring.Component):
     """The DRAM, its one channel and every core's loader (section 7, ``swap``).
 
-    Inputs: ``tick`` (the cycle is one of the contract's: no phase starts in it), ``step_end`` (the
-    barrier of a phase F has just closed: the step ``nxt - 1`` is over), ``nxt`` (the next step to
-    run). Outputs: per core ``k`` its write ports (``ld_en_k``, one bit per record of the cycle;
+    Inputs: ``launch`` (the inference starts: every loader requests its first piece), ``step_end``
+    (the barrier of a phase F has just closed: the step ``nxt - 1`` is over), ``nxt`` (the next step
+    to run). Outputs: per core ``k`` its write ports (``ld_en_k``, one bit per record of the cycle;
     ``ld_sel``, ``ld_addr``, ``ld_data`` are common, ``plan.ports`` records side by side) and
-    ``active_k`` (the context of its last loaded piece); ``ready`` (every piece live from ``nxt`` on
-    is loaded); ``busy`` (a transfer under way).
+    ``active_k`` (the context of its last loaded piece, from the cycle its transfer ends); ``ready``
+    (every piece live from ``nxt`` on is loaded); ``busy`` (a transfer under way).
     """
 
     def __init__(self, hw: HardwareConfig, plan: SwapPlan, flip: tuple[int, int] | None = None) -> None:
@@ -482,7 +483,7 @@ class DmaEngine(wiring.Component):
         self.flip = flip  # test hook: (record, bit) flipped in the DRAM's contents
         self.cores = sorted(plan.contexts)
         members = {
-            "tick": In(1),
+            "launch": In(1),
             "step_end": In(1),
             "nxt": In(STEP_BITS),
             "ready": Out(1),
@@ -516,9 +517,9 @@ class DmaEngine(wiring.Component):
         # the channel: one transfer at a time
         busy = Signal()
         who = Signal(range(max(2, ncores)))  # position in self.cores of the core being served
-        rem = Signal(range(maxdur + 1))  # contract cycles left of the transfer
+        rem = Signal(range(maxdur + 1))  # cycles left of the transfer
         rem_now = Signal.like(rem)
-        m.d.comb += rem_now.eq(rem - self.tick)
+        m.d.comb += rem_now.eq(rem - 1)
         finishing = Signal()
         m.d.comb += finishing.eq(busy & (rem_now == 0))
         free = ~busy | finishing
@@ -534,8 +535,8 @@ class DmaEngine(wiring.Component):
             nw = Signal(name=f"new_{k}")
             rq = Signal(name=f"req_{k}")
             ends = plan.live_end[k]
-            # the first piece at reset; piece j once piece j - 1's last live step is over
-            cond = ak == 0
+            # the first piece when the inference starts; piece j once piece j - 1's last live step is over
+            cond = (ak == 0) & self.launch
             for j in range(1, nctx):
                 cond = cond | ((ak == j) & self.step_end & (self.nxt == ends[j - 1]))
             m.d.comb += nw.eq((ak < nctx) & cond)
@@ -606,8 +607,11 @@ class DmaEngine(wiring.Component):
         for i, k in enumerate(self.cores):
             en = Cat(*[(w_valid > q) & (w_who == i) for q in range(ports)])
             m.d.comb += getattr(self, f"ld_en_{k}").eq(en)
-            m.d.comb += getattr(self, f"active_{k}").eq(Mux(loaded[i] > 0, loaded[i] - 1, 0))
-            done_now = loaded[i] + (finishing & (who == i))  # a transfer ending now counts
+            done_now = Signal.like(loaded[i], name=f"done_now_{k}")
+            m.d.comb += done_now.eq(loaded[i] + (finishing & (who == i)))  # a transfer ending now counts
+            # the loaded piece's context is active from the cycle its transfer ends (its records are
+            # all written by then): the sequencer may start its first step in that very cycle
+            m.d.comb += getattr(self, f"active_{k}").eq(Mux(done_now > 0, done_now - 1, 0))
             for j, s in enumerate(plan.live_start[k]):
                 ready = ready & ((self.nxt != s) | (done_now > j))
         m.d.comb += self.ready.eq(ready)

@@ -245,6 +245,28 @@ def test_partial_sums_of_a_split_fan_in_match_the_simulator(lanes):
 
 @pytest.mark.rtl
 @pytest.mark.icarus
+def test_a_sequencer_that_skips_phase_p_or_starts_a_phase_late_is_reported():
+    """The array runs its own phases: a sequencer that never runs phase P is reported at the first
+    step with one, at that phase's cycle 0 (phase F under way instead); one that starts each phase a
+    cycle after the barrier closes is reported at step 0, in the cycle phase P should have started."""
+    graph = dense_network(4, (40, 16, 16), dif=True)
+    program = dense_program(graph, 2, 3, axons=16, lanes=1)
+    x = np.random.default_rng(4).integers(0, 16, 40)
+    run = Simulator(program, trace=True).run(x)
+    first_p = next(tr.step for tr in run.trace if tr.phase_p > 0)
+    m = cosim_array(program, x, skip_p=True).mismatches[0]
+    assert m["what"].startswith("array phase and step at the phase's cycle 0")
+    assert (m["step"], m["expected"], m["got"]) == (first_p, ["P", first_p], ["F", first_p])
+    late = cosim_array(program, x, late_phase=1)
+    m = late.mismatches[0]
+    end = run.trace[0].phase_i + program.hardware.barrier_cycles
+    assert m["what"] == "array cycle the phase after I starts (the cycle done rises)"
+    assert (m["step"], m["expected"], m["got"]) == (0, end, end + 1)
+    assert any(m["what"].startswith("cycles of the step") for m in late.mismatches)
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
 def test_max_pool_pieces_match_the_simulator_in_the_array_and_alone():
     """``h (2, 4, 4) -> 2 x 2 max-pool -> out``: running counts, window maxima and marks; the pool
     piece is a channel x tile slice, so its encoder sends global indices out of local order."""

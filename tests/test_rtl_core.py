@@ -157,7 +157,11 @@ def test_export_writes_the_array_init_files_and_manifest(tmp_path, small):
     sv = (tmp_path / manifest["file"]).read_text()
     assert "module core_array(" in sv and "always_ff" in sv and "always_comb" not in sv
     names = {p["name"] for p in manifest["ports"]}
-    assert {"host__valid", "host__ready", "host__payload", "step", "start", "fire", "i_done", "f_done"} <= names
+    assert {"host__valid", "host__ready", "host__payload", "go", "step", "phase", "i_done", "f_done"} <= names
+    # the array sequences its own phases: go in, step and phase out, no phase controls from outside
+    dirs = {p["name"]: p["dir"] for p in manifest["ports"]}
+    assert (dirs["go"], dirs["step"], dirs["phase"]) == ("input", "output", "output")
+    assert not {"start", "fire", "pphase"} & names
     for port in manifest["ports"]:
         assert port["name"] in sv
     assert len(manifest["cores"]) == program.hardware.array.cores

@@ -169,6 +169,20 @@ def test_a_dram_channel_one_cycle_slow_is_reported_at_the_first_step_with_a_roun
 
 @pytest.mark.rtl
 @pytest.mark.icarus
+def test_a_sequencer_that_starts_a_step_late_is_reported():
+    """The array starts each step in the cycle the last one's barrier closes; a sequencer one cycle
+    late is reported at step 0, in that cycle (step 0 still under way)."""
+    program, x = rounds_program("deep")
+    report = cosim_array(program, x, late_phase=1)
+    m = report.mismatches[0]
+    assert m["what"] == "array phase and step of the next step in the cycle done rises"
+    assert (m["step"], m["expected"], m["got"]) == (0, ["rounds", 1], ["rounds", 0])
+    with pytest.raises(RtlError, match=r"a rounds-mode array has no phase P to skip .*; drop skip_p\."):
+        cosim_array(program, x, skip_p=True)
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
 def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_lands():
     """Both in one run, on piece 0 (h1) at its first round: bit 2 of its first synapse word in the
     DRAM (the weight of input 0 onto neuron 0) puts neuron 0 off by ``4 * x[0]``; bit 3 of lane 1

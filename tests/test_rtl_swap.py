@@ -2,9 +2,10 @@
 
 A network deeper than the array: its pieces share cores over time, so every core's memories start
 empty and the DMA engine loads each piece from DRAM over one channel when the previous piece on its
-core has finished. The array bench waits for the array's ``ready`` before every step; that wait must
-equal the simulator's DRAM stall of the step, and everything the resident benches compare (phase
-ends, barriers, step cycles, membranes, spikes, busy and sent counts, logits) must match as well.
+core has finished. The array's sequencer starts a step only when its pieces are loaded; the cycles
+the bench sees it wait (``phase`` load) must equal the simulator's DRAM stall of the step, and
+everything the resident benches compare (phase ends, barriers, step cycles, membranes, spikes,
+busy and sent counts, logits) must match as well.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ def test_a_flipped_bit_in_a_register_record_is_reported_where_the_shared_context
 
 
 def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
-    """Hand-computed: three cores request at reset (served 0, 1, 2: 5, 3 and 2 cycles); a start
-    cycle does not count; core 0's second piece is requested when its first piece's last step ends."""
+    """Hand-computed: three cores request when the inference starts (served 0, 1, 2: 5, 3 and 2
+    cycles), none before; every cycle counts (the sequencer repeats none); core 0's second piece is
+    requested when its first piece's last step ends."""
     plan = SwapPlan(
         contexts={0: [None, None], 1: [None], 2: [None]},
         live_start={0: [1, 3], 1: [1], 2: [0]},
@@ -144,10 +146,9 @@ def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
     seen = {"ready": [], "busy": [], "writes": [], "active0": []}
 
     async def bench(ctx):
-        ctx.set(dut.tick, 1)
         for c in range(26):
-            ctx.set(dut.tick, 0 if c in (14, 15) else 1)  # two cycles in which a phase starts
-            if c == 12:  # step 2 is over: core 0's first piece (live until 3) ended; the next is step 3
+            ctx.set(dut.launch, int(c == 2))  # go: the loaders' first requests
+            if c == 12 + 2:  # step 2 is over: core 0's first piece (live until 3) ended; the next is step 3
                 ctx.set(dut.nxt, 3)
                 ctx.set(dut.step_end, 1)
             else:
@@ -164,15 +165,18 @@ def test_the_dma_engine_serves_one_transfer_at_a_time_in_request_order():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    # core 0: cycles 0-4, core 1: 5-7, core 2: 8-9 (step 0's piece): ready for step 0 at cycle 10
+    # nothing before go (cycle 2); then core 0: cycles 0-4 after it, core 1: 5-7, core 2: 8-9 (step
+    # 0's piece): ready for step 0 at cycle 10 after go
+    assert seen["busy"][:3] == [0, 0, 0] and seen["ready"][:2] == [0, 0] and min(w[0] for w in seen["writes"]) == 3
+    seen = {key: v[2:] for key, v in seen.items()} | {"writes": [(c - 2, *w) for c, *w in seen["writes"]]}
     assert seen["ready"][:11] == [0] * 10 + [1]
     assert seen["busy"][:11] == [0] + [1] * 10  # busy is the registered state: from the cycle after the grant
     assert seen["writes"][:4] == [(1, 0, 1, 11), (2, 0, 2, 12), (6, 1, 3, 14), (9, 2, 0, 15)]
-    # core 0's second piece: requested at cycle 12, 4 contract cycles, two of them not counted (14, 15)
+    # core 0's second piece: requested at cycle 12, 4 cycles
     assert seen["writes"][4] == (13, 0, 0, 13)
-    assert seen["busy"][12:19] == [0, 1, 1, 1, 1, 1, 1] and seen["busy"][19] == 0
-    assert seen["ready"][12:19] == [0] * 6 + [1]  # step 3 needs it: ready at cycle 18 = 12 + 4 + 2
-    assert seen["active0"][18] == 0 and seen["active0"][19] == 1
+    assert seen["busy"][12:17] == [0, 1, 1, 1, 1] and seen["busy"][17] == 0
+    assert seen["ready"][12:17] == [0] * 4 + [1]  # step 3 needs it: ready at cycle 16 = 12 + 4
+    assert seen["active0"][15] == 0 and seen["active0"][16] == 1  # active in the cycle its transfer ends
 
 
 def test_swap_programs_are_exported_with_their_dram_and_rounds_pieces_the_rtl_lacks_are_named(tmp_path, mbe_mlp8):
@@ -271,9 +275,9 @@ def test_a_wide_short_dram_channel_loads_several_records_per_cycle_and_matches_t
 @pytest.mark.rtl
 @pytest.mark.icarus
 def test_a_dma_engine_one_write_port_short_lands_words_after_the_transfer_and_is_reported(tmp_path):
-    """With 3 records a cycle, a piece's last records land after its transfer has ended, where its
-    context (active from then on) reads them: reported as membranes (core 1's first piece, 88
-    records in 30 cycles against 27, at its first step with events)."""
+    """With 3 records a cycle instead of 4, a piece's last records land after its transfer has ended,
+    where its context (active from the cycle its transfer ends) reads them: reported as membranes
+    at the first step with events (core 1's first piece, step 2)."""
     program, x = wide_dram_program(tmp_path)
     plan = swap_plan(program)
     plan.ports -= 1
@@ -303,8 +307,8 @@ def test_the_dma_engine_writes_several_records_a_cycle_by_hand():
     seen = {"ready": [], "writes": []}
 
     async def bench(ctx):
-        ctx.set(dut.tick, 1)
         for c in range(8):
+            ctx.set(dut.launch, int(c == 0))  # go: the loaders' first requests
             seen["ready"].append(ctx.get(dut.ready))
             for k in range(2):
                 en = ctx.get(getattr(dut, f"ld_en_{k}"))
