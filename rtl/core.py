@@ -1141,11 +1141,12 @@ class Core(wiring.Component):
 
     def _tile_local(self, index):
         """Local index of population neuron ``index = (ch, y, x)`` in this channel x tile slice:
-        ``((y - y0) * tw + (x - x0)) * cb + (ch - c0)``, or -1 when it is not in the slice."""
+        ``((y - y0) * tw + (x - x0)) * cb + (ch - c0)``, or -1 when it is not in the slice. The index
+        is decoded in the piece's own population shape: an identity source has the same size, not
+        necessarily the same shape (a flat ``(C*H*W,)`` source feeds neuron ``index`` all the same)."""
         p = self.piece
         g = p.geometry
-        sl = next(x for x in p.slots if x.kind == SLOT_CODES["identity"])
-        _, hh, ww = sl.src_shape
+        _, hh, ww = p.shape
         ch, rem = index // (hh * ww), index % (hh * ww)
         y, x = rem // ww, rem % ww
         inside = (ch >= g["c0"]) & (ch < g["c1"]) & (y >= g["y0"]) & (y < g["y1"]) & (x >= g["x0"]) & (x < g["x1"])

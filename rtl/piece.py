@@ -102,6 +102,9 @@ class PieceInit:
     #: the running counts are v_bits payload sums: a product with an MBE operand (section 4.3) or a
     #: max-pool of MBE payloads (section 4.4)
     graded_sums: bool = False
+    #: (C, H, W) of the piece's population ((size, 1, 1) when it is not 3-D): an identity event names
+    #: the neuron it reaches by its index in this shape, whatever the source's shape
+    shape: tuple[int, int, int] = (1, 1, 1)
 
 
 def check_hardware(hw: HardwareConfig) -> None:
@@ -232,6 +235,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         for f in images["slots"].fields.tolist()
     )
     first = int(piece.geometry.get("lo", 0))
+    pop_shape = tuple(program.graph.population(piece.population).shape)
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
     return PieceInit(
         kind=PIECE_CODES[piece.kind],
@@ -255,6 +259,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         bases=bases,
         acc_start=int(first_arrivals(program.graph)[piece.population]),
         graded_sums=graded_sums,
+        shape=pop_shape if len(pop_shape) == 3 else (int(np.prod(pop_shape)), 1, 1),
     )
 
 
