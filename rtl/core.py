@@ -485,7 +485,7 @@ class Core(wiring.Component):
         pop = Signal()
         m.d.comb += pop.eq(idle & q.r_rdy & ~f_active & ~self.fire)
         if any(sl.kind == SLOT_CODES["conv"] for sl in p.slots):
-            conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum)
+            conv = self._conv_unit(m, head, pop, idle, cur_dense, s_lo, s_base, s_rw, kind, is_psum)
         prod = self._product_unit(m, head, pop, idle, kind, is_psum, val, s_weight) if is_product else None
         m.d.comb += q.r_en.eq(pop)
         with m.If(self.start):
@@ -975,11 +975,11 @@ class Core(wiring.Component):
         m.d.comb += u.eq(Mux(amt >= 0, left, xc >> (-amt).as_unsigned()[:6]))
         return u, sh
 
-    def _conv_unit(self, m: Module, head, pop, idle, cur_dense, s_lo, s_base, kind, is_psum) -> dict:
+    def _conv_unit(self, m: Module, head, pop, idle, cur_dense, s_lo, s_base, s_rw, kind, is_psum) -> dict:
         """Address generation of ``conv`` slots (section 2): an event from ``s = (ch, y, x)`` reaches
         every local position ``(oy, ox)`` with ``oy * stride + u - pad = y``, ``ox * stride + v - pad =
         x`` for a tap ``(u, v)``; each reached tap takes ``G = ceil(cb/lanes)`` cycles (synapse word
-        ``base + (((ch - lo) * kh + u) * kw + v) * G + g``, membrane word ``pos * G + g``), taps in
+        ``base + (((ch - lo) * kh + u) * kw + v) * row_words + g``, membrane word ``pos * G + g``), taps in
         ``(u, v)`` order, at least one cycle per event. With ``cb`` a multiple of ``lanes`` (the
         membrane words then hold whole channel groups of one position), or else per-lane banks: the
         group's channels are locals ``pos * cb + g * lanes ..``, consecutive, so each is in its own
@@ -1001,12 +1001,16 @@ class Core(wiring.Component):
         ch_h, rem_h = s_in // (hh * ww), s_in % (hh * ww)
         y_h, x_h = rem_h // ww, rem_h % ww
         y_r, x_r, base_r = Signal(16), Signal(16), Signal(24)
+        # the synapse row stride is the slot's row_words: sized for the population's full channel
+        # block, it exceeds G on the last, narrower block (section 2)
+        rw_r = Signal.like(s_rw[0])
+        rw = Mux(pop, s_rw[head.slot], rw_r)
         mask_r = Signal(ntap)
         g_r = Signal(range(gc + 1))
         y = Mux(pop, y_h, y_r)
         x = Mux(pop, x_h, x_r)
         base = Signal(24)
-        m.d.comb += base.eq(Mux(pop, s_base[head.slot] + (ch_h - s_lo[head.slot]) * (ntap * gc), base_r))
+        m.d.comb += base.eq(Mux(pop, s_base[head.slot] + (ch_h - s_lo[head.slot]) * ntap * rw, base_r))
         hits, poss = [], []
         for u in range(kh):
             for v in range(kw):
@@ -1038,7 +1042,7 @@ class Core(wiring.Component):
         cost = Signal(range(max(2, ntap * gc + 1)))
         m.d.comb += cost.eq(Mux(r == 0, 1, r * gc))
         maddr = Array(poss)[tap] * gc + g_now
-        saddr = base + tap * gc + g_now
+        saddr = base + tap * rw + g_now
         lane_ports = []
         if cb % lanes:  # the position's channels start mid-word: each bank its own word, weights rotated
             first = Signal(range(max(2, c.neurons + lanes)), name="conv_first")  # local of the group's channel 0
@@ -1057,6 +1061,7 @@ class Core(wiring.Component):
                 y_r.eq(y),
                 x_r.eq(x),
                 base_r.eq(base),
+                rw_r.eq(rw),
             ]
         return {
             "any": mask.any(),
@@ -1210,11 +1215,12 @@ class Core(wiring.Component):
 
     def _tile_local(self, index):
         """Local index of population neuron ``index = (ch, y, x)`` in this channel x tile slice:
-        ``((y - y0) * tw + (x - x0)) * cb + (ch - c0)``, or -1 when it is not in the slice."""
+        ``((y - y0) * tw + (x - x0)) * cb + (ch - c0)``, or -1 when it is not in the slice. The index
+        is decoded in the piece's own population shape: an identity source has the same size, not
+        necessarily the same shape (a flat ``(C*H*W,)`` source feeds neuron ``index`` all the same)."""
         p = self.piece
         g = p.geometry
-        sl = next(x for x in p.slots if x.kind == SLOT_CODES["identity"])
-        _, hh, ww = sl.src_shape
+        _, hh, ww = p.shape
         ch, rem = index // (hh * ww), index % (hh * ww)
         y, x = rem // ww, rem % ww
         inside = (ch >= g["c0"]) & (ch < g["c1"]) & (y >= g["y0"]) & (y < g["y1"]) & (x >= g["x0"]) & (x < g["x1"])

@@ -108,6 +108,9 @@ class PieceInit:
     #: the running counts are v_bits payload sums: a product with an MBE operand (section 4.3) or a
     #: max-pool of MBE payloads (section 4.4)
     graded_sums: bool = False
+    #: (C, H, W) of the piece's population ((size, 1, 1) when it is not 3-D): an identity event names
+    #: the neuron it reaches by its index in this shape, whatever the source's shape
+    shape: tuple[int, int, int] = (1, 1, 1)
 
 
 #: The registers of a piece that a swap core's loader writes (``docs/rtl.md``, "Swap mode"), in
@@ -146,8 +149,8 @@ def structure_key(p: PieceInit) -> tuple:
     range slice's ``lo``/``hi`` aside: ``first`` is a register), product index tables and
     contraction, MBE bases and table structure (``T`` and the constants read from the parameter
     image at elaboration), whether the counts are payload sums, the routing entries' delays (one
-    history read port each, one priority encoder per entry) and the encoder's index ROM of a tile
-    slice. The values :func:`register_values` lists are not in it.
+    history read port each, one priority encoder per entry) and the encoder's index ROM and the
+    population shape of a tile slice. The values :func:`register_values` lists are not in it.
     """
     contiguous = list(p.neurons) == list(range(p.first, p.first + len(p.neurons)))
     shaped = {SLOT_CODES[k] for k in ("conv", "pool", "pool_dense", "identity")}  # decode (ch, y, x)
@@ -175,6 +178,7 @@ def structure_key(p: PieceInit) -> tuple:
         mbe,
         delays,
         None if contiguous else tuple(p.neurons),
+        p.shape if "c0" in p.geometry else (),  # a tile slice decodes identity sources in this shape
     )
 
 
@@ -306,6 +310,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         for f in images["slots"].fields.tolist()
     )
     first = int(piece.geometry.get("lo", 0))
+    pop_shape = tuple(program.graph.population(piece.population).shape)
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
     return PieceInit(
         kind=PIECE_CODES[piece.kind],
@@ -329,6 +334,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         bases=bases,
         acc_start=int(first_arrivals(program.graph)[piece.population]),
         graded_sums=graded_sums,
+        shape=pop_shape if len(pop_shape) == 3 else (int(np.prod(pop_shape)), 1, 1),
     )
 
 
