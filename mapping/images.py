@@ -42,6 +42,23 @@ class MemoryImage:
     fields: np.ndarray
     widths: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        # a value wider than its field would be packed with its high bits cut off (to_bytes), and a
+        # core reading the image would see another number: refuse instead of losing it
+        f = np.asarray(self.fields)
+        if f.size == 0:
+            return
+        for k, width in enumerate(self.widths):
+            col = f[:, k]
+            lo, hi = int(col.min()), int(col.max())
+            if lo < -(1 << (width - 1)) or hi >= 1 << width:
+                bad = lo if lo < -(1 << (width - 1)) else hi
+                raise ValueError(
+                    f"the {self.name} image's field {k} holds {bad}, which does not fit its {width} bits "
+                    "(docs/architecture.md section 3); a smaller core ([core] axons, neurons) or a smaller "
+                    "layer keeps it in range."
+                )
+
     @property
     def word_bits(self) -> int:
         """Bits per word."""

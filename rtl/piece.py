@@ -196,10 +196,13 @@ def check_hardware(hw: HardwareConfig) -> None:
             f"[core] pipeline_cycles = {core.pipeline_cycles} is shorter than the RTL datapath "
             f"(a group is written back {MIN_PIPELINE} cycle after it is issued); set it to >= {MIN_PIPELINE}."
         )
-    if core.neurons > 1 << 16 or core.axons * core.neurons // core.lanes > 1 << 20:
+    words = core.axons * core.neurons // core.lanes
+    if core.neurons > 1 << 16 or words > 1 << 16:
+        # a slot's first word `base` is a 16-bit register (docs/architecture.md section 3)
         raise RtlError(
-            f"[core] axons x neurons = {core.axons} x {core.neurons} makes a synapse SRAM of more than 2^20 words; "
-            "the RTL generator stops there: lower axons or neurons, or raise lanes."
+            f"[core] axons x neurons / lanes = {core.axons} x {core.neurons} / {core.lanes} makes a synapse SRAM of "
+            f"{words} words, more than the 2^16 a slot register's 16-bit base addresses: lower axons or neurons, "
+            "or raise lanes."
         )
 
 

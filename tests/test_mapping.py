@@ -301,3 +301,17 @@ def test_product_operand_named_twice_is_refused(tiny_graph):
     graph = dataclasses.replace(tiny_graph, projections=tuple(projs))
     with pytest.raises(MappingError, match=rf"population {projs[k].dst!r}: operand a of its product names a source"):
         compile(graph, HardwareConfig())
+
+
+def test_an_image_value_wider_than_its_field_is_refused_not_cut():
+    """A slot register's ``base`` is 16 bits (section 3): word 65536 would be packed as 0 and a core
+    would read another slot's rows, so the image refuses it; the widest values that fit (unsigned
+    ``2^w - 1``, two's complement ``-2^(w-1)``) are kept and round-trip through the bytes."""
+    widths = (3, 24, 24, 16, 8)
+    ok = MemoryImage("slots", np.array([[1, 0, 5, (1 << 16) - 1, -128]]), widths)
+    back = MemoryImage.from_bytes("slots", ok.to_bytes(), widths, (False, False, False, False, True))
+    assert back.fields.tolist() == ok.fields.tolist()
+    with pytest.raises(ValueError, match=r"slots image's field 3 holds 65536, which does not fit its 16 bits"):
+        MemoryImage("slots", np.array([[1, 0, 5, 1 << 16, 0]]), widths)
+    with pytest.raises(ValueError, match=r"field 4 holds -129, which does not fit its 8 bits"):
+        MemoryImage("slots", np.array([[1, 0, 5, 0, -129]]), widths)

@@ -222,6 +222,10 @@ def test_a_core_the_generator_cannot_build_is_refused(tmp_path):
     hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(pipeline_cycles=0))
     with pytest.raises(RtlError, match=r"pipeline_cycles = 0 .* set it to >= 1"):
         export_rtl(hw, tmp_path)
+    # a slot's base is a 16-bit register: a synapse SRAM of 2^17 words cannot be addressed
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(axons=8192, neurons=16, lanes=1))
+    with pytest.raises(RtlError, match=r"synapse SRAM of 131072 words, more than the 2\^16 .* 16-bit base"):
+        export_rtl(hw, tmp_path)
 
 
 def test_a_program_for_another_hardware_file_is_refused(tmp_path, small):
