@@ -66,13 +66,35 @@ def shared_rounds():
 @pytest.mark.rtl
 @pytest.mark.icarus
 def test_rounds_in_a_shared_context_match_the_simulator_at_every_step():
+    """The deep case at the plan's one descriptor per cycle: core 0 runs ``h2`` and ``h4`` in one
+    context, core 1 ``h1`` and ``h3`` in one and the output in another."""
     program, x, plan, k, later = shared_rounds()
     contexts = {k: len({u.context for u in us}) for k, us in plan.units.items()}
     assert contexts == {0: 1, 1: 2} and {k: len(us) for k, us in plan.units.items()} == {0: 2, 1: 3}
+    assert plan.ports == 1
     report = cosim_rounds(program, x, plan=plan)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == program.graph.total_steps
     assert report.membranes == report.steps * sum(p.n for p in program.pieces) and report.spikes > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_registers_landing_in_the_grant_cycle_go_to_the_new_rounds_context():
+    """The max-pool case (two ``h`` slices in one context, the max-pool and the output in their own)
+    with 16 descriptors per cycle, more than its transfers need (the loads end earlier, the transfers
+    do not): a round's 11 registers all land in its grant cycle, when a round granted in the cycle it
+    is requested is not yet the core's current one. Exact at every step (written into the previous
+    round's context instead, a membrane differs at step 3)."""
+    program, x = rounds_program("pool")
+    plan = rounds_plan(program)
+    check_registers(plan)
+    (units,) = plan.units.values()
+    assert [u.context for u in units] == [0, 0, 1, 2] and {len(register_values(u.init)) for u in units} == {11}
+    plan.ports = 16
+    report = cosim_rounds(program, x, plan=plan)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == program.graph.total_steps
 
 
 @pytest.mark.rtl
