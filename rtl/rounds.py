@@ -5,7 +5,8 @@ each core position runs the rounds of its timeline (``Program.plan.timeline``) w
 its round window (``Program.round_steps``), one after another, through one DRAM channel:
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
-   descriptors, ``RoundsPlan.ports`` per cycle from the grant: the synapse words the piece uses, its
+   descriptors, ``RoundsPlan.ports`` per cycle from the grant: the piece's register values (into its
+   context's registers, ``Core(..., cfg_ports=ports)``), the synapse words the piece uses, its
    parameter words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
    maxima, an ``mbe`` piece's ``X`` and basis blocks, as written back at its last round, ``v0``
    before the first; a product's or a spiking max-pool's running-count words after them, into the
@@ -19,7 +20,8 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
 2. *integrate*: from the cycle before the transfer ends, the feeder hands the core's event FIFO one
    event per cycle (the lowest pending position: its slot, global source index, and a payload or
    host value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
-   piece on shared memories as in :mod:`~spikeforge.rtl.swap`) pops them back to back from the
+   piece structure on shared memories as in :mod:`~spikeforge.rtl.swap`, its registers written by
+   the load) pops them back to back from the
    cycle the transfer ends; its ``i_done`` (``pipeline_cycles`` after the last event) starts
    phase F in the same cycle, and its ``f_done`` (its phase-F cycles later: ``ceil(n/lanes)``, an
    ``mbe`` piece's passes, a graded max-pool's ``kernel**2`` per group) makes the write-back
@@ -428,7 +430,8 @@ def _lowest(m: Module, bits: Signal, name: str) -> Signal:
 
 class RoundsArray(wiring.Component):
     """The rounds-mode array: per core position one :class:`~spikeforge.rtl.core.Core` context per
-    piece of its timeline on shared memories, a feeder per piece, and the DMA engine with the DRAM.
+    piece structure of its timeline (``RoundUnit.context``) on shared memories, its registers written
+    by each round's load, a feeder per piece, and the DMA engine with the DRAM.
 
     Ports: ``go`` (run the inference: the :class:`~spikeforge.rtl.sequencer.Sequencer` starts step 0
     in this cycle and each next step in the cycle ``done`` rises), ``step``, ``phase`` (``PH_ROUNDS``

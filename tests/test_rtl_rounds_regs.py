@@ -119,6 +119,7 @@ def test_a_flipped_bit_of_a_register_word_in_the_dram_is_reported_at_its_first_e
         return any(run.trace[t].spikes[q] is not None and run.trace[t].spikes[q].any() for q in sources)
 
     first = next(t for t in range(max(later.lo, delay + 1), later.hi) if emitted(t - 1 - delay))
+    assert (first, k, later.init.population) == (4, 0, "h4")
     report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
     assert not report.ok
     step = min(m["step"] for m in report.mismatches)
