@@ -296,7 +296,11 @@ def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dic
         cores.append({"instance": f"core{k}", "core": k, "x": x, "y": y, "rounds": rounds})
     manifest = _manifest_head(hardware, top) | {
         "mode": "rounds",
-        "submodules": ["core contexts (one per piece on shared SRAMs)", "feeders", "dma (descriptors, one channel)"],
+        "submodules": [
+            "core contexts (one per piece structure on shared SRAMs, registers loaded per round)",
+            "feeders",
+            "dma (descriptors, one channel)",
+        ],
         "dram": {
             "file": "dram.hex",
             "words": len(plan.dram),

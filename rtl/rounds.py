@@ -5,7 +5,8 @@ each core position runs the rounds of its timeline (``Program.plan.timeline``) w
 its round window (``Program.round_steps``), one after another, through one DRAM channel:
 
 1. *load* (``b_in`` bytes of ``Program.round_traffic``): the DMA engine walks the round's
-   descriptors, ``RoundsPlan.ports`` per cycle from the grant: the synapse words the piece uses, its
+   descriptors, ``RoundsPlan.ports`` per cycle from the grant: the piece's register values (into its
+   context's registers, ``Core(..., cfg_ports=ports)``), the synapse words the piece uses, its
    parameter words, an ``mbe`` piece's table words (section 4.5), its state (membranes, a max-pool's window
    maxima, an ``mbe`` piece's ``X`` and basis blocks, as written back at its last round, ``v0``
    before the first; a product's or a spiking max-pool's running-count words after them, into the
@@ -19,7 +20,8 @@ its round window (``Program.round_steps``), one after another, through one DRAM 
 2. *integrate*: from the cycle before the transfer ends, the feeder hands the core's event FIFO one
    event per cycle (the lowest pending position: its slot, global source index, and a payload or
    host value as a graded payload), so the core (:class:`~spikeforge.rtl.core.Core`, one context per
-   piece on shared memories as in :mod:`~spikeforge.rtl.swap`) pops them back to back from the
+   piece structure on shared memories as in :mod:`~spikeforge.rtl.swap`, its registers written by
+   the load) pops them back to back from the
    cycle the transfer ends; its ``i_done`` (``pipeline_cycles`` after the last event) starts
    phase F in the same cycle, and its ``f_done`` (its phase-F cycles later: ``ceil(n/lanes)``, an
    ``mbe`` piece's passes, a graded max-pool's ``kernel**2`` per group) makes the write-back
@@ -70,9 +72,9 @@ from .core import (
     sum_words,
 )
 from .errors import RtlError
-from .piece import PieceInit, check_hardware, piece_init
+from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_values
 from .sequencer import Sequencer
-from .swap import dma_ports
+from .swap import context_of, dma_ports
 
 __all__ = [
     "RoundsPlan",
@@ -87,11 +89,16 @@ __all__ = [
     "SEL_SUMS",
     "SEL_LUT",
     "SEL_SHIFT",
+    "SEL_REGS",
+    "SEL_FIELD_BITS",
 ]
 
 #: Descriptor targets: a core memory, or the feeder (a source's spike or payload word, a word of
-#: host values); then the running payload sums, an MBE piece's table words and its shift words.
-SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST, SEL_SUMS, SEL_LUT, SEL_SHIFT = range(8)
+#: host values); then the running payload sums, an MBE piece's table words and its shift words;
+#: then one register of the round's context (:func:`~spikeforge.rtl.piece.register_values`), in a
+#: ``SEL_FIELD_BITS`` field of the descriptor.
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST, SEL_SUMS, SEL_LUT, SEL_SHIFT, SEL_REGS = range(9)
+SEL_FIELD_BITS = 4
 #: Piece kinds whose rounds write a spike row (MBE units, graded max-pools: a payload row) back.
 SPIKING = ("neuron", "maxpool", "product", "mbe")
 
@@ -100,7 +107,9 @@ SPIKING = ("neuron", "maxpool", "product", "mbe")
 class RoundUnit:
     """One round of a core: its piece, round window ``lo <= t < hi``, DMA descriptors and feeder.
 
-    ``load``: descriptors ``(sel, target, dram address, delay, window lo, window hi)``. A synapse
+    ``load``: descriptors ``(sel, target, dram address, delay, window lo, window hi)``, the piece's
+    registers first (``SEL_REGS``: ``target`` is the register's index in
+    :func:`~spikeforge.rtl.piece.register_values`, written into the round's ``context``). A synapse
     descriptor writes ``delay`` (reused as a count) consecutive synapse words from ``target`` on; a
     spike descriptor adds ``(t - 1 - delay) << spike_shift`` to the address; spike and host words
     are read only when ``t - 1 - delay`` is in the source's firing window ``[window lo, window hi)``
@@ -135,6 +144,9 @@ class RoundUnit:
     graded_sums: bool = False  # its running sums are v_bits payload sums (the sums memory)
     n_lut: int = 0  # an mbe piece's table words (its image, loaded into the table memory)
     root: int = -1  # a partial chunk: its root piece, whose round it continues (-1: a slice's root)
+    #: the core's context the round runs in: rounds of pieces with equal structure keys share one
+    #: (``rtl.swap.context_of``), its registers written by the round's SEL_REGS descriptors
+    context: int = 0
 
 
 @dataclass
@@ -228,8 +240,9 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     used = [q for tl in program.plan.timeline for pid in tl for q in members[pid]]
     inits = {pid: piece_init(program, pid) for pid in used}
     has_mbe = any(p.kind == PIECE_CODES["mbe"] for p in inits.values())
-    # a DRAM word holds a synapse word, a parameter word, a membrane or sum word and (MBE) a table row
-    width = max(lanes * c.weight_bits, lanes * 2 * vb, lanes * vb, 3 * vb if has_mbe else 0)
+    # a DRAM word holds a synapse word, a parameter word, a membrane or sum word, (MBE) a table row
+    # and a register value
+    width = max(lanes * c.weight_bits, lanes * 2 * vb, lanes * vb, 3 * vb if has_mbe else 0, REGISTER_BITS)
     plan = RoundsPlan({}, width=width, syn_per_word=width // (lanes * c.weight_bits), host_per_word=width // vb)
     # a row is `neurons` spikes, or `neurons` payloads of v_bits on an MBE core (hist_bits)
     plan.spike_shift = max(0, (-(-c.neurons * hist_bits(hw) // width) - 1).bit_length())
@@ -247,7 +260,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         for pid, p in inits.items()
     }
     # the DRAM: images, then state, then spike and payload rows, then the host's input words
-    image_base: dict[int, tuple[int, int, int]] = {}
+    image_base: dict[int, tuple[int, int, int, int]] = {}
     words: list[int] = []
     mwords: dict[int, dict[str, list[int]]] = {}
     sbits = lanes * c.weight_bits
@@ -261,8 +274,11 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         packed = [sum(w << (i * sbits) for i, w in enumerate(syn[r : r + spm])) for r in range(0, len(syn), spm)]
         # a partial chunk never fires: it needs no parameters (its root's stay in the parameter SRAM)
         params = [] if p.kind == PIECE_CODES["partial"] else mw["params"][:groups]
-        image_base[pid] = (len(words), len(words) + len(packed), len(words) + len(packed) + len(params))
-        words += packed + params + mw.get("lut", [])
+        # the image starts with the piece's register values (two's complement, one a word)
+        regs = [v & ((1 << REGISTER_BITS) - 1) for v in register_values(p)]
+        syn0 = len(words) + len(regs)
+        image_base[pid] = (len(words), syn0, syn0 + len(packed), syn0 + len(packed) + len(params))
+        words += regs + packed + params + mw.get("lut", [])
     for pid in used:
         if inits[pid].kind == PIECE_CODES["partial"]:
             continue  # no state of its own: its events go into the root's accumulators (below)
@@ -283,15 +299,19 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         if not timeline:
             continue
         plan.units[k] = []
-        for pid in (q for root in timeline for q in members[root]):
+        order = [q for root in timeline for q in members[root]]
+        ctx_of = context_of([inits[q] for q in order])
+        for j_unit, pid in enumerate(order):
             piece, p = program.pieces[pid], inits[pid]
             chunk = piece.kind == "partial"
             groups = -(-p.n // lanes)
-            syn0, par0, lut0 = image_base[pid]
+            reg0, syn0, par0, lut0 = image_base[pid]
             nsyn = 0 if p.graded_sums else len(p.synapse)
             nlut = len(mwords[pid].get("lut", []))
             base = plan.state_base.get(pid, 0)
-            load = [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
+            # the registers first: written in the load's first cycles, long before the core starts
+            load = [(SEL_REGS, a, reg0 + a, 0, 0, 0) for a in range(len(register_values(p)))]
+            load += [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
             load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(0 if chunk else groups)]
             load += [(SEL_LUT, a, lut0 + a, 0, 0, 0) for a in range(nlut)]
             load += [(SEL_MEMBRANE, a, base + a, 0, 0, 0) for a in range(nmem[pid])]
@@ -370,6 +390,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                     graded_sums=p.graded_sums,
                     n_lut=nlut,
                     root=piece.root if chunk else -1,
+                    context=ctx_of[j_unit],
                 )
             )
     plan.ports = dma_ports(transfers, mem.dram_latency_cycles)
@@ -409,7 +430,8 @@ def _lowest(m: Module, bits: Signal, name: str) -> Signal:
 
 class RoundsArray(wiring.Component):
     """The rounds-mode array: per core position one :class:`~spikeforge.rtl.core.Core` context per
-    piece of its timeline on shared memories, a feeder per piece, and the DMA engine with the DRAM.
+    piece structure of its timeline (``RoundUnit.context``) on shared memories, its registers written
+    by each round's load, a feeder per piece, and the DMA engine with the DRAM.
 
     Ports: ``go`` (run the inference: the :class:`~spikeforge.rtl.sequencer.Sequencer` starts step 0
     in this cycle and each next step in the cycle ``done`` rises), ``step``, ``phase`` (``PH_ROUNDS``
@@ -504,8 +526,9 @@ class RoundsArray(wiring.Component):
         abits = index_bits(len(words))
         nchunk = max([len(u.chunks) for k in cores for u in plan.units[k]] + [1])
         nlut = max([u.n_lut for k in cores for u in plan.units[k]] + [1])
-        tbits = max(index_bits(syn_words), index_bits(nchunk), index_bits(nlut), index_bits(gmax))
-        fields = [3, tbits, abits, STEP_BITS, STEP_BITS, STEP_BITS]
+        nregs = max([len(register_values(u.init)) for k in cores for u in plan.units[k]] + [1])
+        tbits = max(index_bits(syn_words), index_bits(nchunk), index_bits(nlut), index_bits(gmax), index_bits(nregs))
+        fields = [SEL_FIELD_BITS, tbits, abits, STEP_BITS, STEP_BITS, STEP_BITS]
         def_w = sum(fields)
 
         def pack(d):
@@ -755,10 +778,24 @@ class RoundsArray(wiring.Component):
                 shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(x.n_lut for x in units), init=[])
             if any(x.n_shift for x in units):
                 shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
-            ctxs = [Core(hw, x.init, shared=shared) for x in units]
+            # one context per piece structure (RoundUnit.context), built from its first round's piece;
+            # each round's load rewrites its registers (only the running round's context is used)
+            ctx_of = [x.context for x in units]
+            ctxs = [Core(hw, units[ctx_of.index(c_)].init, shared=shared, cfg_ports=R) for c_ in range(max(ctx_of) + 1)]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
             mine = [ld["en"] & (ld_who == i) for ld in lds]
+            # the round the records of this cycle load: the grant cycle's are the new round's (u
+            # changes a cycle later)
+            ld_unit = Mux(grant & wins[i], req_unit[i], s["u"])
+            ld_ctx = Array(Const(c_, range(len(ctxs))) for c_ in ctx_of)[ld_unit]
+            for c_, ctx in enumerate(ctxs):
+                en = [mine_ld & (ld["sel"] == SEL_REGS) & (ld_ctx == c_) for ld, mine_ld in zip(lds, mine)]
+                m.d.comb += [
+                    ctx.cfg_en.eq(Cat(*en)),
+                    ctx.cfg_addr.eq(Cat(*[ld["tgt"][: ctx.reg_bits] for ld in lds])),
+                    ctx.cfg_data.eq(Cat(*[ld["data"][:REGISTER_BITS] for ld in lds])),
+                ]
             # a membrane word goes to every organisation (lane l of it to word `tgt` of bank l)
             mem_ports = [(shared["mem"], slice(0, lanes * vb))] if "mem" in shared else []
             mem_ports += [(b, slice(q * vb, (q + 1) * vb)) for q, b in enumerate(shared.get("banks", []))]
@@ -832,19 +869,21 @@ class RoundsArray(wiring.Component):
                         d_wr.addr.eq(Mux(is_state, state_base + wi, spike_base + (step << plan.spike_shift) + grp)),
                         d_wr.data.eq(wword),
                     ]
-            # contexts and feeders
-            i_dones, f_dones = [], []
-            for j, (x, ctx) in enumerate(zip(units, ctxs)):
-                on = s["u"] == j
+            # contexts: the running round's starts, the slice root's fires (after its chunks)
+            ctx_now = Array(Const(c_, range(len(ctxs))) for c_ in ctx_of)[s["u"]]
+            root_ctx = Array(Const(c_, range(len(ctxs))) for c_ in ctx_of)[s["root_now"]]
+            for c_, ctx in enumerate(ctxs):
                 m.d.comb += [
                     ctx.step.eq(step),
-                    ctx.start.eq(s["ld_finish"] & on),
-                    ctx.fire.eq(s["fire_now"] & (s["root_now"] == j)),  # the slice's root fires after its chunks
+                    ctx.start.eq(s["ld_finish"] & (ctx_now == c_)),
+                    ctx.fire.eq(s["fire_now"] & (root_ctx == c_)),
                     ctx.pphase.eq(0),
                     ctx.flits.ready.eq(0),  # no flit crosses the mesh in rounds mode
                 ]
-                i_dones.append(ctx.i_done)
-                f_dones.append(ctx.f_done)
+            # feeders: one per round, the running round's drives its context's event port
+            for j, x in enumerate(units):
+                on = s["u"] == j
+                ctx = ctxs[ctx_of[j]]
                 if x.feed:
                     self._feeder(
                         m,
@@ -860,11 +899,9 @@ class RoundsArray(wiring.Component):
                             for ld, mine_ld in zip(lds, mine)
                         ],
                     )
-                else:
-                    m.d.comb += ctx.events.valid.eq(0)
             m.d.comb += [
-                s["ctx_i_done"].eq(Array(i_dones)[s["u"]]),
-                s["ctx_f_done"].eq(Array(f_dones)[s["root_now"]]),
+                s["ctx_i_done"].eq(Array(ctx.i_done for ctx in ctxs)[ctx_now]),
+                s["ctx_f_done"].eq(Array(ctx.f_done for ctx in ctxs)[root_ctx]),
             ]
 
         # ---- the barrier: every core's last write-back ended, then barrier_cycles
@@ -926,16 +963,17 @@ class RoundsArray(wiring.Component):
         with m.If(s["i_end"] & on):
             m.d.sync += feeding.eq(0)
         e_sel = _lowest(m, pend, f"esel_{tag}")
-        valid = feed_now & pend.any()
+        valid = feed_now & pend.any() & on
         graded = Array(Const(f[2], 1) for f in x.feed)[e_sel]
         value = Array(vals.get(e, Const(0, signed(vb))) for e in range(ne))[e_sel]
-        m.d.comb += [
-            ctx.events.valid.eq(valid),
-            ctx.events.payload.type.eq(Mux(graded, TYPE_GRADED, TYPE_SPIKE)),
-            ctx.events.payload.slot.eq(Array(Const(f[0], index_bits(self.hw.core.slots)) for f in x.feed)[e_sel]),
-            ctx.events.payload.index.eq(Array(Const(f[1], 24) for f in x.feed)[e_sel]),
-            ctx.events.payload.payload.eq(Mux(graded, value, 0)),
-        ]
+        with m.If(on):  # the context may be shared with other rounds' feeders: the running round's drives it
+            m.d.comb += [
+                ctx.events.valid.eq(valid),
+                ctx.events.payload.type.eq(Mux(graded, TYPE_GRADED, TYPE_SPIKE)),
+                ctx.events.payload.slot.eq(Array(Const(f[0], index_bits(self.hw.core.slots)) for f in x.feed)[e_sel]),
+                ctx.events.payload.index.eq(Array(Const(f[1], 24) for f in x.feed)[e_sel]),
+                ctx.events.payload.payload.eq(Mux(graded, value, 0)),
+            ]
         nxt = Signal(ne, name=f"pend_next_{tag}")
         m.d.comb += nxt.eq(pend)
         with m.If(new_round):

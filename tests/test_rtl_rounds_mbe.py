@@ -25,6 +25,7 @@ from spikeforge.rtl.rounds import (
     SEL_LUT,
     SEL_MEMBRANE,
     SEL_PARAMS,
+    SEL_REGS,
     SEL_SHIFT,
     SEL_SPIKES,
     SEL_SUMS,
@@ -151,9 +152,10 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
     program = compile(graph, hw_of(1, cols, neurons=32, lanes=lanes, axons=axons, **mbe_core()))
     assume(program.plan.mode == "rounds")
     plan = rounds_plan(program)
-    # one axon holds fewer rows than m1's fan-in of 9 sources: its slices split, an mbe root each
+    # only one axon can hold fewer synapse words than m1's fan-in of 9 sources needs: then its slices
+    # split, an mbe root each (not always: on one lane m1's 9 rows of 2 words fit 32 words, seed 14)
     split_roots = {program.pieces[u.root].kind for us in plan.units.values() for u in us if u.root >= 0}
-    assert ("mbe" in split_roots) == (axons == 1)
+    assert "mbe" not in split_roots or axons == 1
     mem, vb = program.hardware.memory, program.hardware.core.v_bits
     payload = {p.name for p in graph.populations if p.kind in ("input", "mbe") or graph.graded(p.name)}
     regions = []
@@ -170,9 +172,9 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
             assert len([d for d in u.load if d[0] in (SEL_SPIKES, SEL_HOST)]) == len(u.chunks)
             b_in, b_out = program.round_traffic(piece)
             assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
-            if u.root >= 0:  # a partial chunk: sources and synapse words only, after its root
+            if u.root >= 0:  # a partial chunk: registers, sources and synapse words only, after its root
                 assert piece.kind == "partial" and b_out == 0 and u.n_wb == 0 and u.piece not in plan.state_base
-                assert {d[0] for d in u.load} <= {SEL_SYNAPSE, SEL_SPIKES, SEL_HOST}
+                assert {d[0] for d in u.load} <= {SEL_REGS, SEL_SYNAPSE, SEL_SPIKES, SEL_HOST}
                 continue
             slice_out = sum(program.round_traffic(q)[1] for q in program.pieces if q.root == u.piece)
             assert u.wb_cycles == mem.dram_latency_cycles + -(-slice_out // mem.dram_bytes_per_cycle)
