@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator as AmaranthSim
 from hypothesis import given, settings
@@ -19,9 +20,11 @@ from spikeforge.rtl.piece import (
     REGISTER_BITS,
     ROUTE_REGISTERS,
     SLOT_REGISTERS,
+    piece_init,
     register_values,
     structure_key,
 )
+from spikeforge.rtl.scenarios import dense_network, dense_program
 from spikeforge.rtl.swap import SwapCore, context_of, swap_plan
 
 
@@ -101,3 +104,41 @@ def test_a_context_built_for_one_piece_takes_any_register_values_from_its_write_
     sim.add_testbench(bench)
     sim.run()
     assert seen["regs"] == want
+
+
+@pytest.mark.parametrize("ports", [1, 2, 3])
+def test_a_partial_context_rewritten_while_active_never_reports_a_live_window(ports):
+    """A swap core rewrites a shared context while it is still the active one, and the sequencer
+    reads its ``plive`` (phase P) at any cycle. Written in ``CONTEXT_REGISTERS``' order, starts before
+    ``T``, the window ``[acc_start, in_start + T)`` never holds the current step between two writes:
+    the old piece's (steps 0-1) is over, the new one's (from step 4) not begun. (With ``in_start``
+    written before ``acc_start``, ``[0, 5 + 2)`` would hold step 3 for a cycle.)"""
+    program = dense_program(dense_network(3, (40, 16, 8)), 1, 3, neurons=16, lanes=4, axons=16)
+    (pid,) = [p.id for p in program.pieces if p.kind == "partial"][:1]
+    base = piece_init(program, pid)
+    old = dataclasses.replace(base, in_start=0, out_start=0, timesteps=2, acc_start=0)
+    new = dataclasses.replace(base, in_start=5, out_start=5, timesteps=6, acc_start=4)
+    dut = Core(program.hardware, old, cfg_ports=ports)
+    want = register_values(new)
+    seen = []
+
+    async def bench(ctx):
+        mask = (1 << REGISTER_BITS) - 1
+        ctx.set(dut.step, 3)
+        for i in range(0, len(want), ports):
+            batch = list(range(i, min(i + ports, len(want))))
+            ctx.set(dut.cfg_en, (1 << len(batch)) - 1)
+            ctx.set(dut.cfg_addr, sum(r << (q * dut.reg_bits) for q, r in enumerate(batch)))
+            ctx.set(dut.cfg_data, sum((want[r] & mask) << (q * REGISTER_BITS) for q, r in enumerate(batch)))
+            seen.append(ctx.get(dut.plive))
+            await ctx.tick()
+        ctx.set(dut.cfg_en, 0)
+        seen.append(ctx.get(dut.plive))
+        ctx.set(dut.step, 4)
+        seen.append(ctx.get(dut.plive))  # the new window has begun
+
+    sim = AmaranthSim(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen[:-1] == [0] * (len(seen) - 1) and seen[-1] == 1
