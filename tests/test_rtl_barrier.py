@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The barrier unit (``rtl/barrier.py``, section 4) on Amaranth's simulator: ``done`` rises
 ``barrier_cycles`` after the done condition first holds, stays high while it holds, and restarts
 with every phase or step; it is a register, so a restart in the cycle it rises does not lower it there."""

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The array's sequencer (``rtl/sequencer.py``, section 4) on Amaranth's simulator: after ``go`` it runs
 every step's phases, each starting in the cycle the barrier of the one before closes; phase P only
 where a core reports a live partial piece; a swap-mode step only once its pieces are loaded."""
