@@ -244,6 +244,13 @@ def chunk_units(plan):
     return [u for us in plan.units.values() for u in us if u.root >= 0]
 
 
+def expected_rounds(program, steps: int) -> int:
+    """Rounds a rounds program runs in ``steps`` steps: one per slice (timeline entry) and step of its
+    window (a split slice's chunks load and integrate within its root's round)."""
+    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
+    return sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+
+
 @pytest.mark.rtl
 @pytest.mark.icarus
 @pytest.mark.parametrize("cols", [1, 2])
@@ -274,9 +281,7 @@ def test_a_slice_split_into_chunks_loads_them_one_at_a_time_and_matches_the_simu
     assert report.ok, report.format()
     steps = program.graph.total_steps
     assert report.step_cycles == report.steps == steps
-    # one round per slice and step: a chunk's load and integration are part of its root's round
-    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
-    assert report.rounds == sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+    assert report.rounds == expected_rounds(program, steps)
     assert report.membranes == steps * sum(p.n for p in program.pieces if p.kind != "partial")
     assert report.busy_checks == steps * cols and report.logits == program.graph.output.size
 
@@ -346,8 +351,7 @@ def test_a_conv_slice_split_at_channel_boundaries_matches_the_simulator(case):
     assert report.ok, report.format()
     steps = program.graph.total_steps
     assert report.step_cycles == report.steps == steps
-    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
-    assert report.rounds == sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+    assert report.rounds == expected_rounds(program, steps)
     assert report.membranes == steps * sum(p.n for p in program.pieces if p.kind != "partial")
     run = Simulator(program, trace=True).run(x)
     assert report.spikes == sum(p.n for tr in run.trace for p in program.pieces if tr.spikes[p.id] is not None)

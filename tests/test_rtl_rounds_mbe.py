@@ -15,6 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_mbe_vit_hardware import SPLITS, mbe_core, pool_graph, product_graph, runnable, split_graph
+from test_rtl_rounds import expected_rounds
 
 from conftest import hw_of
 from spikeforge.mapping import compile
@@ -245,8 +246,7 @@ def test_an_mbe_slice_split_into_chunks_adds_them_into_x_and_matches_the_simulat
     report = cosim_rounds(program, x)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == steps
-    windows = [program.round_steps(program.pieces[r]) for tl in program.plan.timeline for r in tl]
-    assert report.rounds == sum(len(range(w.start, min(w.stop, steps))) for w in windows)
+    assert report.rounds == expected_rounds(program, steps)
     kept = [p for p in program.pieces if p.kind != "partial"]
     assert report.membranes == steps * sum(len(run.trace[0].membranes[p.id]) for p in kept)
     assert report.spikes == sum(p.n for tr in run.trace for p in kept if tr.spikes[p.id] is not None) > 0
