@@ -38,14 +38,21 @@ from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
 from .piece import (
     CONTEXT_REGISTERS,
+    MBE_REGISTERS,
+    OPERAND_REGISTERS,
     REGISTER_BITS,
+    ROUTE_REGISTERS,
+    TILE_REGISTERS,
     PieceInit,
     bank_shifts,
     check_hardware,
     empty_piece,
+    is_tile,
     membrane_order,
+    operand_bases,
     product_banks,
     register_values,
+    slice_extent,
 )
 
 __all__ = [
@@ -387,24 +394,34 @@ class Core(wiring.Component):
             [
                 reg(f"route{k}_{f}", shape, int(v))
                 for f, shape, v in zip(
-                    ("first", "last", "x", "y", "slot"),
+                    ROUTE_REGISTERS,
                     (
                         range(c.neurons),
                         range(c.neurons),
                         index_bits(cols),
                         index_bits(rows),
                         index_bits(c.slots),
+                        range(c.spike_history_steps),
                     ),
-                    e[:5],
+                    e[:6],
                 )
             ]
             for k, e in enumerate(np.asarray(p.routing, np.int64).tolist())
         ]
         self.routes = routes
-        # register_values' order: context, then per slot lo, base, weight, row_words, then per entry
+        # a tile slice's origin (its extent shapes the logic): channels c0 .., positions (y0 .., x0 ..)
+        self.origin = {k: reg(k, 16, int(p.geometry[k])) for k in TILE_REGISTERS} if is_tile(p) else {}
+        # a piece fed by a product: each operand table's lowest source index (the tables are offsets)
+        self.operand_base = [reg(k, 24, v) for k, v in zip(OPERAND_REGISTERS, operand_bases(p))]
+        # an mbe piece: X's clip range and the payload's start B (section 4.5)
+        mbe_values = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
+        self.mbe_regs = [reg(k, signed(vb), v) for k, v in zip(MBE_REGISTERS, mbe_values)]
+        # register_values' order: context, then per slot lo, base, weight, row_words, then per entry,
+        # then a tile slice's origin, a product's operand bases, an mbe piece's constants
         self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k]) for k in range(len(p.slots))]
         loadable = list(r.values()) + [x for regs in self.slot_regs for x in regs]
-        loadable += [x for e in routes for x in e]
+        loadable += [x for e in routes for x in e] + list(self.origin.values()) + self.operand_base
+        loadable += self.mbe_regs
         assert tuple(r) == CONTEXT_REGISTERS and len(loadable) == len(register_values(p))
         for q in range(self.cfg_ports):  # the loader's writes: distinct registers per cycle
             addr = self.cfg_addr.word_select(q, self.reg_bits)
@@ -438,7 +455,7 @@ class Core(wiring.Component):
         conv_sl = next((sl for sl in p.slots if sl.kind == SLOT_CODES["conv"]), None)
         conv_max = 0
         if conv_sl is not None:
-            conv_max = conv_sl.kernel * conv_sl.kernel_w * -(-(p.geometry["c1"] - p.geometry["c0"]) // lanes)
+            conv_max = conv_sl.kernel * conv_sl.kernel_w * -(-slice_extent(p)[0] // lanes)
         rem = Signal(range(max(gmax + self.extra_dense_cycles + 2, conv_max + 1)))
         g = Signal(range(gmax + 1))
         cur_addr = Signal(range(syn_words + gmax + 1))  # synapse word of the next group
@@ -474,7 +491,7 @@ class Core(wiring.Component):
                 with m.If(head.slot == k):
                     m.d.comb += row.eq((head.index // (sh * sw) - s_lo[k]).as_unsigned()[:24])
         local = Signal(signed(26))
-        if "c0" in p.geometry and any(sl.kind == SLOT_CODES["identity"] for sl in p.slots):
+        if is_tile(p) and any(sl.kind == SLOT_CODES["identity"] for sl in p.slots):
             # channel x tile slice: identity source (ch, y, x) -> local, -1 outside
             m.d.comb += local.eq(Mux(is_psum, head.index, self._tile_local(head.index)))
         else:
@@ -870,7 +887,7 @@ class Core(wiring.Component):
         acc = Array(Signal(c.lanes * vb, name=f"mbe_p{g}") for g in range(groups))  # payloads of the step
         acc_now = Signal(c.lanes * vb, name="mbe_p_now")
         m.d.comb += acc_now.eq(acc[w_g])
-        x_lo, x_hi, out_bias = (int(v) for v in p.params[-1][:3])
+        x_lo, x_hi, out_bias = self.mbe_regs  # MBE_REGISTERS: the table's last word, loaded with the piece
         code, shift_base = (int(v) for v in p.params[p.n + nb * T][1:3])  # basis 0's offset word (section 4.5)
         split, split_bits, exp_bias = code & 3, (code >> 2) & 63, code >> 8
         shm = None
@@ -991,8 +1008,8 @@ class Core(wiring.Component):
         sl = next(x for x in p.slots if x.kind == SLOT_CODES["conv"])
         _, hh, ww = sl.src_shape
         kh, kw, st, pad = sl.kernel, sl.kernel_w, sl.stride, sl.pad
-        geo = p.geometry
-        cb, tw = geo["c1"] - geo["c0"], geo["x1"] - geo["x0"]
+        cb, th, tw = slice_extent(p)
+        y0, x0 = self.origin["y0"], self.origin["x0"]
         gc = -(-cb // lanes)
         ntap = kh * kw
         is_conv = ~is_psum & (kind == SLOT_CODES["conv"])
@@ -1022,10 +1039,10 @@ class Core(wiring.Component):
                 ok = (ny >= 0) & (nx >= 0)
                 if st > 1:
                     ok = ok & (ny.as_unsigned() % st == 0) & (nx.as_unsigned() % st == 0)
-                ok = ok & (oy >= geo["y0"]) & (oy < geo["y1"]) & (ox >= geo["x0"]) & (ox < geo["x1"])
+                ok = ok & (oy >= y0) & (oy < y0 + th) & (ox >= x0) & (ox < x0 + tw)
                 hit = Signal(name=f"conv_hit{u}_{v}")
                 pos = Signal(range(max(2, c.neurons)), name=f"conv_pos{u}_{v}")
-                m.d.comb += [hit.eq(ok), pos.eq((oy - geo["y0"]) * tw + (ox - geo["x0"]))]
+                m.d.comb += [hit.eq(ok), pos.eq((oy - y0) * tw + (ox - x0))]
                 hits.append(hit)
                 poss.append(pos)
         mask_h = Signal(ntap)
@@ -1105,13 +1122,17 @@ class Core(wiring.Component):
         # decode the operand: (row, col) of a (i, c) or of b (c, j)
         row, col = Signal(range(max(2, ni, nc) + 1)), Signal(range(max(2, nc, nj) + 1))
         a_map, b_map = p.operands
+        a_lo, b_lo = operand_bases(p)
+        a_rel = Signal(signed(26), name="prod_a_off")  # the source's offset in its operand's table
+        b_rel = Signal(signed(26), name="prod_b_off")
+        m.d.comb += [a_rel.eq(head.index - self.operand_base[0]), b_rel.eq(head.index - self.operand_base[1])]
         with m.If(is_a):
             for src, (i, k) in a_map.items():
-                with m.If(head.index == src):
+                with m.If(a_rel == src - a_lo):
                     m.d.comb += [row.eq(i), col.eq(k)]
         with m.Else():
             for src, (k, j) in b_map.items():
-                with m.If(head.index == src):
+                with m.If(b_rel == src - b_lo):
                     m.d.comb += [row.eq(k), col.eq(j)]
         side_r = Signal()  # 1: an a event
         row_r, col_r = Signal.like(row), Signal.like(col)
@@ -1219,13 +1240,13 @@ class Core(wiring.Component):
         is decoded in the piece's own population shape: an identity source has the same size, not
         necessarily the same shape (a flat ``(C*H*W,)`` source feeds neuron ``index`` all the same)."""
         p = self.piece
-        g = p.geometry
+        c0, y0, x0 = (self.origin[k] for k in TILE_REGISTERS)
+        cb, th, tw = slice_extent(p)
         _, hh, ww = p.shape
         ch, rem = index // (hh * ww), index % (hh * ww)
         y, x = rem // ww, rem % ww
-        inside = (ch >= g["c0"]) & (ch < g["c1"]) & (y >= g["y0"]) & (y < g["y1"]) & (x >= g["x0"]) & (x < g["x1"])
-        cb, tw = g["c1"] - g["c0"], g["x1"] - g["x0"]
-        return Mux(inside, ((y - g["y0"]) * tw + (x - g["x0"])) * cb + (ch - g["c0"]), -1)
+        inside = (ch >= c0) & (ch < c0 + cb) & (y >= y0) & (y < y0 + th) & (x >= x0) & (x < x0 + tw)
+        return Mux(inside, ((y - y0) * tw + (x - x0)) * cb + (ch - c0), -1)
 
     def _pool_state(self, m: Module) -> dict:
         """Max-pool unit state (section 4.4) beside its SRAMs: the marks of the outputs whose maximum rose
@@ -1263,15 +1284,15 @@ class Core(wiring.Component):
         ``s = (ch, y, x)`` (``o = (ch, y // k, x // k)``) and its place ``(y % k) * k + x % k`` in the window."""
         p = self.piece
         _, hh, ww = p.slots[0].src_shape
-        g = p.geometry
-        cb, tw = g["c1"] - g["c0"], g["x1"] - g["x0"]
+        c0, y0, x0 = (self.origin[k] for k in TILE_REGISTERS)
+        cb, _, tw = slice_extent(p)
         s = head.index
         ch, rem = s // (hh * ww), s % (hh * ww)
         y, x = rem // ww, rem % ww
         local = Signal(range(max(2, p.n + 1)), name="pool_out")
         win = Signal(range(max(2, k * k)), name="pool_win")
         m.d.comb += [
-            local.eq(((y // k - g["y0"]) * tw + (x // k - g["x0"])) * cb + (ch - g["c0"])),
+            local.eq(((y // k - y0) * tw + (x // k - x0)) * cb + (ch - c0)),
             win.eq((y % k) * k + (x % k)),
         ]
         return local, win
@@ -1401,11 +1422,11 @@ class Core(wiring.Component):
         """Output encoder (section 4.1): from cycle 0 of phase I, one flit per cycle the router took.
 
         For each routing entry in table order whose step ``t - 1 - delay`` is in the piece's firing
-        window, each neuron of its range that fired then, ascending. The entries are the piece's
-        (their number and delays fixed while it is loaded), so the generator builds one history
-        read port per distinct delay and one masked priority encoder per entry: the contract skips
+        window, each neuron of its range that fired then, ascending. The number of entries is the
+        piece's (fixed while it is loaded), so the generator builds one history read port (at the
+        entry's ``delay`` register) and one masked priority encoder per entry: the contract skips
         silent neurons and entries at no cost, which a sequential scan of the table could not do. An
-        entry's range, destination and slot are registers; a resident core's encoder spans only the
+        entry's range, destination, slot and delay are registers; a resident core's encoder spans only the
         range (constant), a swap context's spans all ``neurons`` (the loader rewrites the range).
         """
         c, p = self.hw.core, self.piece
@@ -1417,23 +1438,22 @@ class Core(wiring.Component):
         with m.If(self.start):
             m.d.sync += [e_cur.eq(0), j_cur.eq(0)]
         t = self.step
-        rows, words = {}, {}
-        for delay in sorted({e[5] for e in entries}):
-            rp = hist.read_port(domain="comb")
-            src_step = Signal(signed(STEP_BITS + 2), name=f"enc_step_d{delay}")
-            m.d.comb += [src_step.eq(t - 1 - delay), rp.addr.eq(src_step.as_unsigned() % H)]
-            in_win = (src_step >= out_start) & (src_step < out_start + T)
-            rows[delay] = (rp.data, in_win)
-            if p.kind == PIECE_CODES["mbe"] or (p.graded_sums and p.kind == PIECE_CODES["maxpool"]):
-                # payload rows (an mbe piece, a graded max-pool): a unit is pending when its payload is not 0
-                nz = Signal(c.neurons, name=f"enc_nz_d{delay}")
-                m.d.comb += nz.eq(Cat(rp.data.word_select(j, c.v_bits).any() for j in range(c.neurons)))
-                rows[delay], words[delay] = (nz, in_win), rp.data
-        cands = []  # per entry: (pending?, lowest pending local index)
+        graded = p.kind == PIECE_CODES["mbe"] or (p.graded_sums and p.kind == PIECE_CODES["maxpool"])
+        cands, words = [], []  # per entry: (pending?, lowest pending local index), its payload row
         e_now = Mux(self.start, 0, e_cur)
         j_now = Mux(self.start, 0, j_cur)
-        for k, (first, last, _x, _y, _slot, delay) in enumerate(entries):
-            row, in_win = rows[delay]
+        for k, (first, last, *_rest) in enumerate(entries):
+            # the entry's delay is a register: its own history read port, at row (t - 1 - delay) mod H
+            rp = hist.read_port(domain="comb")
+            src_step = Signal(signed(STEP_BITS + 2), name=f"enc_step{k}")
+            m.d.comb += [src_step.eq(t - 1 - self.routes[k][5]), rp.addr.eq(src_step.as_unsigned() % H)]
+            in_win = (src_step >= out_start) & (src_step < out_start + T)
+            row = rp.data
+            if graded:
+                # payload rows (an mbe piece, a graded max-pool): a unit is pending when its payload is not 0
+                row = Signal(c.neurons, name=f"enc_nz{k}")
+                m.d.comb += row.eq(Cat(rp.data.word_select(j, c.v_bits).any() for j in range(c.neurons)))
+                words.append(rp.data)
             span = sum(1 << j for j in range(first, last + 1))
             if self.cfg_ports:  # the range from the entry's registers: i in first .. last
                 lo_k, hi_k = self.routes[k][0], self.routes[k][1]
@@ -1457,8 +1477,7 @@ class Core(wiring.Component):
         found = Signal()
         for k in reversed(range(len(entries))):
             pend, low = cands[k]
-            delay = entries[k][5]
-            _, _, x, y, slot = self.routes[k]
+            _, _, x, y, slot, _ = self.routes[k]
             with m.If(pend):
                 m.d.comb += [
                     found.eq(1),
@@ -1470,11 +1489,12 @@ class Core(wiring.Component):
                     flit_v.y.eq(y),
                 ]
                 if words:
-                    m.d.comb += flit_v.payload.eq(words[delay].word_select(low, c.v_bits))
+                    m.d.comb += flit_v.payload.eq(words[k].word_select(low, c.v_bits))
         send = found & ~pmode_now  # phase P: the spikes were sent in phase I
         if p.neurons and list(p.neurons) != list(range(p.first, p.first + len(p.neurons))):
-            rom = Array(Const(v, 24) for v in p.neurons)  # tile slices: local -> global source index
-            m.d.comb += flit_v.index.eq(rom[chosen_j])
+            # tile slices: local -> global source index, `first` (local 0's) plus an offset the extent fixes
+            rom = Array(Const(v - p.first, 24) for v in p.neurons)
+            m.d.comb += flit_v.index.eq(rom[chosen_j] + r["first"])
         else:
             m.d.comb += flit_v.index.eq(chosen_j + r["first"])
         m.d.comb += out.valid.eq(send)

@@ -31,8 +31,14 @@ __all__ = [
     "CONTEXT_REGISTERS",
     "SLOT_REGISTERS",
     "ROUTE_REGISTERS",
+    "TILE_REGISTERS",
+    "OPERAND_REGISTERS",
+    "MBE_REGISTERS",
+    "operand_bases",
     "REGISTER_BITS",
     "register_values",
+    "is_tile",
+    "slice_extent",
     "structure_key",
     "check_hardware",
     "piece_init",
@@ -121,14 +127,27 @@ class PieceInit:
 #: every window read in between is either the old piece's (over) or the new one's (not begun).
 CONTEXT_REGISTERS = ("acc_start", "in_start", "out_start", "timesteps", "first", "root_x", "root_y")
 SLOT_REGISTERS = ("lo", "base", "weight", "row_words")
-ROUTE_REGISTERS = ("first", "last", "x", "y", "slot")
+ROUTE_REGISTERS = ("first", "last", "x", "y", "slot", "delay")
+#: A channel x tile slice's origin (section 2: channels ``c0 ..``, positions ``(y0 .., x0 ..)``), after the
+#: routing entries; its extent ``(cb, th, tw)`` shapes the logic. Range slices have none.
+TILE_REGISTERS = ("c0", "y0", "x0")
+#: A piece fed by a product (section 4.3): the lowest source index of each operand's table, after the
+#: routing entries (and a tile's origin); the tables' offsets from them shape the logic (the heads of
+#: an attention block share them).
+OPERAND_REGISTERS = ("a_base", "b_base")
+#: An ``mbe`` piece (section 4.5): the clip range of ``X`` and the payload's start ``B`` (the table's
+#: last word), after the operand bases; the table's other constants (the split's code, the shift
+#: base) and ``T`` shape the logic.
+MBE_REGISTERS = ("x_lo", "x_hi", "out_bias")
 #: Bits of a register record's value (two's complement: a slot's weight may be negative).
 REGISTER_BITS = 32
 
 
 def register_values(p: PieceInit) -> list[int]:
     """The values of ``p``'s loadable registers in address order (:data:`CONTEXT_REGISTERS`, then
-    :data:`SLOT_REGISTERS` of slot 0, 1, .., then :data:`ROUTE_REGISTERS` of entry 0, 1, ..).
+    :data:`SLOT_REGISTERS` of slot 0, 1, .., then :data:`ROUTE_REGISTERS` of entry 0, 1, .., then, for a
+    channel x tile slice, :data:`TILE_REGISTERS`, for a piece fed by a product, :data:`OPERAND_REGISTERS`,
+    and for an ``mbe`` piece, :data:`MBE_REGISTERS`).
 
     ``acc_start`` is the resolved first arrival (``in_start`` where ``p.acc_start`` is -1). A slot's
     ``hi`` is not a register of the datapath: the router delivers only the slot's rows.
@@ -136,8 +155,32 @@ def register_values(p: PieceInit) -> list[int]:
     acc = p.in_start if p.acc_start < 0 else p.acc_start
     ctx = [acc, p.in_start, p.out_start, p.timesteps, p.first, p.root_x, p.root_y]
     slots = [v for s in p.slots for v in (s.lo, s.base, s.weight, s.row_words)]
-    routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:5]]
-    return [int(v) for v in ctx + slots + routes]
+    routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:6]]
+    tile = [p.geometry[k] for k in TILE_REGISTERS] if is_tile(p) else []
+    mbe = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
+    return [int(v) for v in ctx + slots + routes + tile + list(operand_bases(p)) + mbe]
+
+
+def operand_bases(p: PieceInit) -> tuple[int, ...]:
+    """The values of :data:`OPERAND_REGISTERS`: each operand table's lowest source index (``()``
+    when ``p`` is not fed by a product)."""
+    return tuple(min(t) for t in p.operands) if p.operands[0] else ()
+
+
+def is_tile(p: PieceInit) -> bool:
+    """Whether ``p`` is a channel x tile slice (its origin is in :data:`TILE_REGISTERS`)."""
+    return "c0" in p.geometry
+
+
+def slice_extent(p: PieceInit) -> tuple:
+    """The extent of ``p``'s slice, without its origin: ``(cb, th, tw)`` of a channel x tile slice,
+    ``(|I|, |J|)`` of a product block, ``()`` for a range slice (its ``first`` is a register)."""
+    g = p.geometry
+    if is_tile(p):
+        return (g["c1"] - g["c0"], g["y1"] - g["y0"], g["x1"] - g["x0"])
+    if "i0" in g:
+        return (g["i1"] - g["i0"], g["j1"] - g["j0"])
+    return ()
 
 
 def structure_key(p: PieceInit) -> tuple:
@@ -145,39 +188,41 @@ def structure_key(p: PieceInit) -> tuple:
 
     The key holds the piece kind, ``n`` (its lane groups set the phase-F and dense-event lengths), the
     slot kinds, the source shapes of the slots that decode ``(ch, y, x)`` and their convolution or
-    pooling geometry, the piece's geometry (a
-    range slice's ``lo``/``hi`` aside: ``first`` is a register), product index tables and
+    pooling geometry, the slice's extent (:func:`slice_extent`: its origin and a range slice's
+    ``first`` are registers), the product index tables (as offsets from :func:`operand_bases`) and
     contraction, MBE bases and table structure (``T`` and the constants read from the parameter
-    image at elaboration), whether the counts are payload sums, the routing entries' delays (one
-    history read port each, one priority encoder per entry) and the encoder's index ROM and the
+    image at elaboration), whether the counts are payload sums, the number of routing entries (one
+    history read port and one priority encoder each) and the encoder's index offsets and the
     population shape of a tile slice. The values :func:`register_values` lists are not in it.
     """
     contiguous = list(p.neurons) == list(range(p.first, p.first + len(p.neurons)))
+    # a tile slice's encoder index is `first` (its local neuron 0) plus a ROM of offsets that only the
+    # extent and the population shape fix
     shaped = {SLOT_CODES[k] for k in ("conv", "pool", "pool_dense", "identity")}  # decode (ch, y, x)
     slots = tuple(
         (s.kind, tuple(int(v) for v in s.src_shape) if s.kind in shaped else (), s.kernel, s.kernel_w, s.stride, s.pad)
         for s in p.slots
     )
-    geometry = tuple(sorted((k, int(v)) for k, v in p.geometry.items() if k not in ("lo", "hi")))
-    operands = tuple(tuple(sorted(d.items())) for d in p.operands)
+    operands = tuple(
+        tuple(sorted((src - base, rc) for src, rc in d.items())) for d, base in zip(p.operands, operand_bases(p))
+    )
     mbe = ()
     if p.kind == PIECE_CODES["mbe"]:  # the table constants Core reads at elaboration (section 4.5)
-        last = tuple(int(v) for v in p.params[-1][:3])
         code = tuple(int(v) for v in p.params[p.n + p.bases * p.timesteps][1:3])
-        mbe = (p.timesteps, len(p.params), last, code)
-    delays = tuple(int(e[5]) for e in np.asarray(p.routing, np.int64).tolist())
+        mbe = (p.timesteps, len(p.params), code)
+    entries = len(p.routing)
     return (
         p.kind,
         p.n,
         slots,
-        geometry,
+        slice_extent(p),
         operands,
         p.contraction,
         p.bases,
         p.graded_sums,
         mbe,
-        delays,
-        None if contiguous else tuple(p.neurons),
+        entries,
+        None if contiguous else tuple(v - p.first for v in p.neurons),
         p.shape if "c0" in p.geometry else (),  # a tile slice decodes identity sources in this shape
     )
 
@@ -312,7 +357,8 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         SlotInit(*(int(v) for v in f[:5]), int(f[12]), tuple(f[5:8]), *(int(v) for v in f[8:12]))
         for f in images["slots"].fields.tolist()
     )
-    first = int(piece.geometry.get("lo", 0))
+    # global index of local neuron 0: a range slice's lo, a tile slice's (c0, y0, x0)
+    first = int(piece.neurons[0]) if len(piece.neurons) else int(piece.geometry.get("lo", 0))
     pop_shape = tuple(program.graph.population(piece.population).shape)
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
     return PieceInit(

@@ -4,13 +4,26 @@ read from its DRAM image, into that context before the round's first event."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_rtl_rounds import rounds_program, split_program
 
+from spikeforge.mapping import compile
 from spikeforge.rtl.cosim import cosim_rounds
-from spikeforge.rtl.piece import CONTEXT_REGISTERS, REGISTER_BITS, SLOT_REGISTERS, register_values, structure_key
+from spikeforge.rtl.piece import (
+    CONTEXT_REGISTERS,
+    MBE_REGISTERS,
+    OPERAND_REGISTERS,
+    REGISTER_BITS,
+    SLOT_REGISTERS,
+    TILE_REGISTERS,
+    is_tile,
+    operand_bases,
+    register_values,
+    structure_key,
+)
 from spikeforge.rtl.rounds import SEL_REGS, rounds_plan
 from spikeforge.rtl.scenarios import dense_network, dense_program
 
@@ -83,14 +96,16 @@ def test_rounds_in_a_shared_context_match_the_simulator_at_every_step():
 def test_registers_landing_in_the_grant_cycle_go_to_the_new_rounds_context():
     """The max-pool case (two ``h`` slices in one context, the max-pool and the output in their own)
     with 16 descriptors per cycle, more than its transfers need (the loads end earlier, the transfers
-    do not): a round's 11 registers all land in its grant cycle, when a round granted in the cycle it
+    do not): a round's 11 registers (14 for the max-pool: its tile's origin too) all land in its grant
+    cycle, when a round granted in the cycle it
     is requested is not yet the core's current one. Exact at every step (written into the previous
     round's context instead, a membrane differs at step 3)."""
     program, x = rounds_program("pool")
     plan = rounds_plan(program)
     check_registers(plan)
     (units,) = plan.units.values()
-    assert [u.context for u in units] == [0, 0, 1, 2] and {len(register_values(u.init)) for u in units} == {11}
+    assert [u.context for u in units] == [0, 0, 1, 2]
+    assert [len(register_values(u.init)) for u in units] == [11, 11, 14, 11]
     plan.ports = 16
     report = cosim_rounds(program, x, plan=plan)
     assert report.ok, report.format()
@@ -127,3 +142,114 @@ def test_a_flipped_bit_of_a_register_word_in_the_dram_is_reported_at_its_first_e
     at_first = [m for m in report.mismatches if m["step"] == first]
     assert {(m["core"], m["piece"]) for m in at_first} == {(k, later.piece)}
     assert any(m["what"] == "membrane (DRAM state)" for m in at_first)
+
+
+def test_the_tiles_of_a_layer_share_a_context_and_load_their_origin():
+    """The residual conv block on two cores: each core runs two 4-channel tiles of ``h1`` and two of
+    ``h2`` (rows 0-1 and 2-3 of one column half) in one context per layer; a tile's origin
+    ``(c0, y0, x0)`` is a register each round's load writes (its extent shapes the logic)."""
+    program, _ = rounds_program("conv")
+    plan = rounds_plan(program)
+    check_registers(plan)
+    for us in plan.units.values():
+        layers = {}
+        for u in us:
+            if is_tile(u.init):
+                layers.setdefault(u.context, []).append(tuple(u.init.geometry[k] for k in TILE_REGISTERS))
+        assert sorted(len(o) for o in layers.values()) == [2, 2]
+        assert all(len(set(o)) == 2 and {y0 for _, y0, _ in o} == {0, 2} for o in layers.values())
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_flipped_bit_of_a_tiles_origin_in_the_dram_is_reported_at_its_first_event_step():
+    """Bit 0 of ``y0`` (2 -> 3) of the second ``h1`` tile on core 0, in its round's DRAM register
+    words: the tile's context places its positions a row lower, so its membranes, spikes and the
+    core's busy cycles are off at the first step the host's values reach it; nothing before."""
+    program, x = rounds_program("conv")
+    plan = rounds_plan(program)
+    later = [u for u in plan.units[0] if u.init.population == "h1"][1]
+    values = register_values(later.init)
+    at = len(values) - len(TILE_REGISTERS) + TILE_REGISTERS.index("y0")
+    word = later.load[at][2]
+    assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 2
+    report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
+    assert not report.ok
+    first = min(m["step"] for m in report.mismatches)
+    at_first = [m for m in report.mismatches if m["step"] == first]
+    # its membranes and spike row, and core 0's busy cycles (the taps an event reaches moved too)
+    assert {m["core"] for m in at_first} == {0} and {m.get("piece", later.piece) for m in at_first} == {later.piece}
+    assert {m["what"] for m in at_first} == {"membrane (DRAM state)", "spike (DRAM row)", "busy cycles of the step"}
+    assert first == later.lo == program.graph.schedule()["h1"].in_start
+
+
+def test_the_heads_of_an_attention_block_share_a_context_and_load_their_operand_bases():
+    """The attention score block on two cores: core 1 runs ``att`` of head 0 and of head 1 in one
+    context; the operand tables are offsets from ``a_base`` and ``b_base`` (0 and 16: head 1's ``q`` and
+    ``k`` rows are head 0's, 16 sources on), registers each round's load writes."""
+    program, _ = rounds_program("attention")
+    plan = rounds_plan(program)
+    check_registers(plan)
+    heads = [u for u in plan.units[1] if u.init.population == "att"]
+    assert len({u.context for u in heads}) == 1
+    assert [operand_bases(u.init) for u in heads] == [(0, 0), (16, 16)]
+    assert [register_values(u.init)[-len(OPERAND_REGISTERS) :] for u in heads] == [[0, 0], [16, 16]]
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_flipped_bit_of_an_operand_base_in_the_dram_is_reported_at_its_first_event_step():
+    """Bit 0 of head 1's ``a_base`` (16 -> 17) in its round's DRAM register words: each ``q`` spike is
+    counted as the next source's, so head 1's running counts (and from them its membranes) are off
+    at the first step a ``q`` spike reaches it, on core 1 only; nothing before."""
+    from spikeforge.sim import Simulator
+
+    program, x = rounds_program("attention")
+    plan = rounds_plan(program)
+    later = [u for u in plan.units[1] if u.init.population == "att"][1]
+    values = register_values(later.init)
+    at = len(values) - len(OPERAND_REGISTERS) + OPERAND_REGISTERS.index("a_base")
+    word = later.load[at][2]
+    assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 16
+    run = Simulator(program, trace=True).run(x)
+    slot = program.pieces[later.piece].slots[0]  # product_a: q
+    delay = int(program.graph.projections[slot.proj].delay_a)
+    qs = [q.id for q in program.pieces if q.population == slot.src]
+    # the first step whose q spikes (emitted 1 + delay steps before) include one of head 1's rows
+    rows = set(later.init.operands[0])
+    first = next(
+        t
+        for t in range(later.lo, later.hi)
+        if t - 1 - delay >= 0
+        and any(
+            run.trace[t - 1 - delay].spikes[q] is not None
+            and rows & {int(program.pieces[q].neurons[j]) for j in np.flatnonzero(run.trace[t - 1 - delay].spikes[q])}
+            for q in qs
+        )
+    )
+    report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
+    assert not report.ok
+    step = min(m["step"] for m in report.mismatches)
+    assert step == first, report.format()
+    at_first = [m for m in report.mismatches if m["step"] == step]
+    assert {m["core"] for m in at_first} == {1} and {m.get("piece", later.piece) for m in at_first} == {later.piece}
+
+
+def test_the_mlps_two_gelu_layers_share_a_context_and_load_their_clip_ranges(mbe_mlp8):
+    """The bundled MBE MLP on one default core: ``gelu0`` (two slices) and ``gelu1`` run in one
+    context; each round loads its ``X`` clip range and payload start (``MBE_REGISTERS``: the table's
+    last word, the only table constants that differ between the layers)."""
+    from spikeforge.mapping import HardwareConfig
+    from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
+
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neuron_models=("if", "mbe")))
+    program = compile(mbe_mlp8, hw)
+    assert program.plan.mode == "rounds"
+    plan = rounds_plan(program)
+    check_registers(plan)
+    (units,) = plan.units.values()
+    mbe = [u for u in units if program.pieces[u.piece].kind == "mbe"]
+    assert [u.init.population for u in mbe] == ["gelu0", "gelu0", "gelu1"] and len({u.context for u in mbe}) == 1
+    consts = [tuple(register_values(u.init)[-len(MBE_REGISTERS) :]) for u in mbe]
+    assert consts == [tuple(int(v) for v in u.init.params[-1][:3]) for u in mbe]
+    assert consts[0] == consts[1] != consts[2]

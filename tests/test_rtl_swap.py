@@ -10,6 +10,8 @@ busy and sent counts, logits) must match as well.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator as AmaranthSim
@@ -343,3 +345,42 @@ def test_a_piece_whose_transfer_is_too_short_for_any_record_is_refused():
         swap_plan(program)
     memory = MemoryConfig(dram_latency_cycles=19, dram_bytes_per_cycle=4096)  # the latency named: 16 a cycle
     assert swap_plan(compile(graph, HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=memory))).ports == 16
+
+
+def delayed_swap_program():
+    """The 1 x 3 case with ``h1 -> h2`` one step late (a projection delay of 1): core 0 runs ``h1``,
+    whose routing entry has delay 1, then ``h4``, whose entry has delay 0, in one context (seed 11:
+    ``h4`` sends the output 6 spikes)."""
+    sizes, timesteps, rows, cols, _, axons = CASES["1x3"]
+    seed = 11
+    graph = dense_network(seed, sizes, timesteps=timesteps)
+    late = tuple(dataclasses.replace(p, delay=1) if p.dst == "h2" else p for p in graph.projections)
+    graph = dataclasses.replace(graph, projections=late)
+    program = dense_program(graph, rows, cols, neurons=16, lanes=4, axons=axons)
+    assert program.plan.mode == "swap"
+    a, b = swap_plan(program).contexts[0]
+    assert (a.population, b.population) == ("h1", "h4") and context_of([a, b]) == [0, 0]
+    assert [int(e[5]) for e in a.routing] == [1] and [int(e[5]) for e in b.routing] == [0]
+    return program, np.random.default_rng(seed).integers(0, 16, sizes[0]), b
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_shared_context_sends_each_pieces_spikes_after_its_own_delay():
+    """An entry's delay is a register: the context reads the history row ``t - 1 - delay`` of the
+    delay its loader wrote (1 for ``h1``, then 0 for ``h4``). Exact at every step; with bit 0 of
+    ``h4``'s delay record flipped (0 -> 1) its spikes reach the output a step late, and the first
+    step they should have arrived at is reported."""
+    program, x, b = delayed_swap_program()
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == program.graph.total_steps
+    plan = swap_plan(program)
+    delay = len(register_values(b)) - 1  # the one routing entry's last register
+    assert plan.record(0, 1, delay) == (SEL_REGS, delay, 0)
+    run = Simulator(program, trace=True).run(x)
+    out = next(p.id for p in program.pieces if p.population == "out")
+    first = next(tr.step for tr in run.trace if (np.asarray(tr.flit_piece) == out).any())
+    report = cosim_array(program, x, dram_flip=(plan.first_rec[0][1] + delay, SEL_BITS + plan.addr_bits))
+    assert not report.ok
+    assert report.mismatches[0]["step"] == first, report.format()

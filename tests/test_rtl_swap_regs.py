@@ -44,11 +44,16 @@ def test_pieces_of_one_structure_share_a_key_and_differ_only_in_register_values(
     per = len(CONTEXT_REGISTERS), len(SLOT_REGISTERS) * len(a.slots), len(ROUTE_REGISTERS) * len(a.routing)
     assert len(va) == sum(per)
     assert va != vb  # another layer: other windows, another slot row space and route
-    # what shapes the logic separates contexts: a lane group more, another delay, a tile's index ROM
+    # what shapes the logic separates contexts: a lane group more, a routing entry more, a tile's
+    # index ROM; an entry's delay is a register (its history read port's row)
     assert structure_key(dataclasses.replace(b, n=b.n - 4)) != structure_key(a)
     routing = np.array(b.routing)
+    assert structure_key(dataclasses.replace(b, routing=np.concatenate([routing, routing]))) != structure_key(a)
     routing[0, 5] += 1
-    assert structure_key(dataclasses.replace(b, routing=routing)) != structure_key(a)
+    later = dataclasses.replace(b, routing=routing)
+    assert structure_key(later) == structure_key(a)
+    assert register_values(later)[-1] == register_values(b)[-1] + 1  # the last entry's last register: delay
+    assert ROUTE_REGISTERS[-1] == "delay"
     assert structure_key(dataclasses.replace(b, neurons=tuple(reversed(b.neurons)))) != structure_key(a)
     assert context_of([a, dataclasses.replace(b, n=b.n - 4), b]) == [0, 1, 0]
 
@@ -76,6 +81,7 @@ def test_a_context_built_for_one_piece_takes_any_register_values_from_its_write_
     dut = Core(program.hardware, a, cfg_ports=ports)
     sim = AmaranthSim(dut)  # elaborates the context: its register signals exist from here on
     regs = list(dut.regs.values()) + [x for sl in dut.slot_regs for x in sl] + [x for e in dut.routes for x in e]
+    regs += list(dut.origin.values())  # none: a range slice
     if data.draw(st.booleans(), label="h4's values"):
         want = register_values(b)
     else:
