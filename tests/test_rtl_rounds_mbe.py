@@ -153,8 +153,14 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
     program = compile(graph, hw_of(1, cols, neurons=32, lanes=lanes, axons=axons, **mbe_core()))
     assume(program.plan.mode == "rounds")
     plan = rounds_plan(program)
-    # only one axon can hold fewer synapse words than m1's fan-in of 9 sources needs: then its slices
-    # split, an mbe root each (not always: on one lane m1's 9 rows of 2 words fit 32 words, seed 14)
+    # an mbe slice splits into chunks exactly when its slots' synapse words exceed one SRAM's
+    # `axons * neurons / lanes` (only with one axon here, and not always: on one lane m1's 9 rows of 2
+    # words fit 32 words), and every chunk fits
+    capacity = axons * 32 // lanes
+    for p in program.pieces:
+        if p.kind == "mbe":
+            words = [len(program.images(q.id)["synapse"].fields) for q in program.pieces if q.root == p.id]
+            assert max(words) <= capacity and (len(words) > 1) == (sum(words) > capacity)
     split_roots = {program.pieces[u.root].kind for us in plan.units.values() for u in us if u.root >= 0}
     assert "mbe" not in split_roots or axons == 1
     mem, vb = program.hardware.memory, program.hardware.core.v_bits
