@@ -117,6 +117,11 @@ class CoreArray(wiring.Component):
                 "dbg_s": Out(c.lanes * c.v_bits),
                 "dbg_busy": Out(CYCLE_BITS),
                 "dbg_sent": Out(CYCLE_BITS),
+                # every core's output packets as its router takes them (the benches' packet monitor):
+                # bit k set when core k's encoder put a flit into its router this cycle, that flit at
+                # word k of dbg_flits (out_flit_layout, core 0 low)
+                "dbg_taken": Out(n),
+                "dbg_flits": Out(n * out_flit_layout(hw).size),
                 "rd_core": In(index_bits(n)),
                 "rd_addr": In(index_bits(c.neurons // c.lanes)),
                 "rd_data": Out(c.lanes * c.v_bits),
@@ -150,6 +155,11 @@ class CoreArray(wiring.Component):
                 m.submodules[f"router_x{x}_y{y}"] = routers[k] = router
                 wiring.connect(m, router.out_l, core.events)
                 wiring.connect(m, core.flits, router.in_l)
+                w = len(core.flits.payload.as_value())
+                m.d.comb += [
+                    self.dbg_taken[k].eq(core.flits.valid & core.flits.ready),
+                    self.dbg_flits[k * w : (k + 1) * w].eq(core.flits.payload.as_value()),
+                ]
                 m.d.comb += router.start.eq(seq.start)
                 m.d.comb += [
                     core.step.eq(seq.step),

@@ -19,7 +19,12 @@ cycle, or the cycle the last barrier of step ``t - 1`` closed):
 * in the cycle the step's last barrier closes (its state is the step's; the next step starts in it,
   changing nothing before the clock edge): for every core, every membrane, the spike row of ``t``
   where its piece fired, its running payload sums, max-pool counts and MBE shift words
-  (``dbg_saddr``), its busy cycles and the number of flits its encoder sent, exactly.
+  (``dbg_saddr``), its busy cycles and the number of flits its encoder sent, exactly;
+* the packet monitor: in every cycle of phases I and P, each packet a core's router takes
+  (``dbg_taken``, ``dbg_flits``) is recorded with its cycle from the phase's cycle 0; at the step's
+  last barrier every core's packets of each phase must equal the simulator's, one by one (cycle,
+  type, slot, index, payload, destination), in order: spikes and payloads in phase I, partial sums
+  in phase P.
 
 After the last step the host reads the logits (section 5): for each output piece in piece order,
 one membrane word per cycle over ``rd_core``/``rd_addr``, each arriving on ``rd_data`` in the next
@@ -53,8 +58,11 @@ class _ArrayBench(BenchBase):
             dut,
             spec,
             ("host_flits", "cycle_checks", "membranes", "spikes", "busy", "packets", "steps", "sums")
-            + ("logits", "readout_cycles", "step_cycles", "stall_cycles", "stalled_steps"),
+            + ("logits", "readout_cycles", "step_cycles", "stall_cycles", "stalled_steps", "out_packets"),
         )
+        # the packet monitor: (step, phase, core) -> the packets its router took, as the simulator lists them
+        self.out_got: dict[tuple[int, int, int], list[list[int]]] = {}
+        self.p_start: dict[int, int] = {}  # the cycle each step's phase P started
         self.now = 0  # the cycle under way (0: go's)
         self.host_t, self.host_i = 0, 0  # the step whose flits the host offers, and its next flit
         self.i_start: dict[int, int] = {}  # the cycle each step's phase I started
@@ -67,6 +75,31 @@ class _ArrayBench(BenchBase):
             word |= (v & ((1 << width) - 1)) << shift
             shift += width
         return word
+
+    def unpack(self, word: int) -> list[int]:
+        """A flit's fields (``out_widths``: type, slot, index, payload, x, y; the payload signed)."""
+        fields = []
+        for k, width in enumerate(self.spec["out_widths"]):
+            v = word & ((1 << width) - 1)
+            fields.append(signed(v, width) if k == 3 else v)
+            word >>= width
+        return fields
+
+    def monitor(self, t: int, ph: int, s: int) -> None:
+        """Phase ``ph`` (I or P) of step ``t``, begun at cycle ``s``: every packet a core's router takes
+        in the cycle under way, with the cycle (from the phase's cycle 0) and its fields."""
+        taken = self.read("dbg_taken")
+        if taken == 0:
+            return
+        if taken < 0:
+            self.mismatch(t, "packet monitor: a core's flits.valid or ready is undefined (X)", 0, "X")
+            return
+        word, width, k = int(self.dut.dbg_flits.value), sum(self.spec["out_widths"]), 0
+        while taken:
+            if taken & 1:
+                packet = [self.now - s, *self.unpack(word >> (k * width))]
+                self.out_got.setdefault((t, ph, k), []).append(packet)
+            taken, k = taken >> 1, k + 1
 
     def read(self, name: str) -> int:
         """Output ``name`` in the cycle under way (-1 when X or Z)."""
@@ -97,6 +130,10 @@ class _ArrayBench(BenchBase):
         ph, t = self.read("phase"), self.read("step")
         if ph == PH_I and t not in self.i_start:
             self.i_start[t] = self.now
+        if ph == PH_P and t not in self.p_start:
+            self.p_start[t] = self.now
+        if ph in (PH_I, PH_P):
+            self.monitor(t, ph, (self.i_start if ph == PH_I else self.p_start)[t])
         if offer and self.read("host__ready") == 1:
             st = steps[self.host_t]
             self.compared["host_flits"] += 1
@@ -190,6 +227,15 @@ class _ArrayBench(BenchBase):
                 if got != core[key]:
                     what = "busy cycles of the step" if key == "busy" else "flits sent in phase I"
                     self.mismatch(t, what, core[key], got, core=k)
+        for ph, key in ((PH_I, "out"), (PH_P, "out_p")):  # every core's packets, one by one
+            for k, want in enumerate(st[key]):
+                got = self.out_got.pop((t, ph, k), [])
+                self.compared["out_packets"] += len(want)
+                if got != want:
+                    both = min(len(want), len(got))
+                    j = next((j for j in range(both) if want[j] != got[j]), both)  # the first that differs
+                    what = f"packet {j} sent in phase {PHASE_NAMES[ph]} (cycle, type, slot, index, payload, x, y)"
+                    self.mismatch(t, what, want[j] if j < len(want) else None, got[j] if j < len(got) else None, core=k)
         self.compared["steps"] += 1
 
     async def readout(self, t_end: int) -> None:

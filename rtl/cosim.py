@@ -26,7 +26,7 @@ from spikeforge.mapping import Program
 from spikeforge.mapping.hardware import index_bits
 from spikeforge.sim import Simulator
 
-from .core import SHIFT_BITS, TYPE_GRADED, TYPE_SPIKE, Core
+from .core import SHIFT_BITS, TYPE_GRADED, TYPE_PARTIAL, TYPE_SPIKE, Core
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
 from .piece import (
@@ -429,6 +429,8 @@ class ArrayReport:
     counts: int = 0
     #: running payload sums, max-pool counts and MBE shift words compared at the barriers (section 8)
     sums: int = 0
+    #: the cores' phase-I packets compared one by one (cycle, type, slot, index, payload, destination)
+    packets: int = 0
 
     @property
     def ok(self) -> bool:
@@ -444,6 +446,8 @@ class ArrayReport:
             f"counts, {self.logits} logits read "
             f"by the host in {self.readout_cycles} cycles"
         )
+        if self.packets:
+            head += f", {self.packets} packets compared one by one"
         if self.sums:
             head += f", {self.sums} running sums, counts and shift words"
         if self.stall_cycles or self.stalled_steps:
@@ -465,8 +469,8 @@ class ArrayReport:
 
 def array_spec(program: Program, run) -> dict:
     """The array bench's transactions from a simulator run with ``trace=True``: the host's flits with
-    their injection cycles, ``I(t)``, ``F(t)``, and per core its membranes, spikes, busy cycles and
-    flits sent."""
+    their injection cycles, ``I(t)``, ``F(t)``, per core its membranes, spikes, busy cycles and flits
+    sent, and every core's packets of phases I and P (injection cycle and content) in order."""
     hw = program.hardware
     c = hw.core
     core_of = np.asarray(program.plan.core)
@@ -491,6 +495,24 @@ def array_spec(program: Program, run) -> dict:
                     y,
                 ]
             )
+        # every core's phase-I packets in the order (and at the cycle) its encoder put them into its router
+        sent = np.flatnonzero(tr.flit_src >= 0)
+        sent = sent[np.argsort(tr.flit_inject[sent], kind="stable")]
+        out: dict[int, list] = {}
+        for i in sent:
+            y, x = divmod(int(core_of[tr.flit_piece[i]]), hw.array.cols)
+            graded = bool(tr.flit_graded[i])  # an mbe piece's (or a graded max-pool's) payload flits
+            ftype, pay = (TYPE_GRADED, int(tr.flit_value[i])) if graded else (TYPE_SPIKE, 0)
+            packet = [int(tr.flit_inject[i]), ftype, int(tr.flit_slot[i]), int(tr.flit_index[i]), pay, x, y]
+            out.setdefault(int(core_of[tr.flit_src[i]]), []).append(packet)
+        # phase P's packets: a partial piece's non-zero sums to its root (section 4.2), the sum in v_bits
+        out_p: dict[int, list] = {}
+        vmask, vsign = (1 << c.v_bits) - 1, 1 << (c.v_bits - 1)
+        for i in np.argsort(tr.psum_inject, kind="stable"):
+            y, x = divmod(int(core_of[tr.psum_piece[i]]), hw.array.cols)
+            value = ((int(tr.psum_value[i]) & vmask) ^ vsign) - vsign
+            packet = [int(tr.psum_inject[i]), TYPE_PARTIAL, 0, int(tr.psum_index[i]), value, x, y]
+            out_p.setdefault(int(core_of[tr.psum_src[i]]), []).append(packet)
         per_core_f = np.bincount(core_of, weights=tr.fire_cycles, minlength=hw.array.cores)
         cores = []
         for p in program.pieces:
@@ -524,6 +546,8 @@ def array_spec(program: Program, run) -> dict:
                 "phase_p": int(tr.phase_p),
                 "phase_f": int(per_core_f.max(initial=0)),
                 "cores": cores,
+                "out": [out.get(k, []) for k in range(hw.array.cores)],
+                "out_p": [out_p.get(k, []) for k in range(hw.array.cores)],
             }
         )
     # the host's read-out after the last step (section 5): each output piece's accumulators, in piece
@@ -623,6 +647,7 @@ def cosim_array(
         stall_cycles=cmp_["stall_cycles"],
         stalled_steps=cmp_["stalled_steps"],
         sums=cmp_.get("sums", 0),
+        packets=cmp_["out_packets"],
     )
 
 

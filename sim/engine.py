@@ -84,6 +84,14 @@ class StepTrace:
     membranes: list[np.ndarray]
     spikes: list[np.ndarray | None]
     sums: list[np.ndarray | None] = field(default_factory=list)
+    #: phase P's packets (section 4.2), in the order the partial pieces send them: source (partial)
+    #: piece, destination (root) piece, local neuron, sum, and the cycle from the phase's cycle 0 its
+    #: encoder injected it
+    psum_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    psum_piece: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    psum_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    psum_value: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    psum_inject: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 class Simulator:
@@ -314,7 +322,9 @@ class Simulator:
                         unsorted = np.empty_like(inject)
                         unsorted[order] = inject
                         inject = unsorted
+                before = state.copy() if self.trace and has_partial and not rounds else None
                 p_src, p_dst, scan = K.partial_sums(t, T, pieces, state, lanes, vb, self.stats)
+                p_inject = np.full(p_src.size, -1, np.int64) if before is not None else None
                 fire_cycles = np.zeros(len(pieces), np.int64)
                 spikes_before = int(self.stats[K.ST_SPK])
                 bad = K.fire(
@@ -349,6 +359,7 @@ class Simulator:
                         start = np.zeros(n_cores + 1, np.int64)
                         np.maximum.at(start, core_of[np.flatnonzero(scan)], scan[scan > 0])
                         order = np.argsort(core_of[p_src], kind="stable")
+                        inj = None if p_inject is None else np.full(p_src.size, -1, np.int64)
                         phase_p = K.mesh_phase(
                             core_of[p_src][order],
                             core_of[p_dst][order],
@@ -361,7 +372,12 @@ class Simulator:
                             hw.core.pipeline_cycles,
                             busy,
                             self.noc,
+                            None,
+                            None,
+                            inj,
                         )
+                        if inj is not None:
+                            p_inject[order] = inj
                         phases[t, 1] = max(phase_p, int(scan.max()))
                         cycles += phases[t, 1] + barrier
                     np.add.at(busy, core_of, fire_cycles)
@@ -378,6 +394,8 @@ class Simulator:
                     if inject is not None:
                         traces[-1].flit_inject[:] = inject
                     traces[-1].fire_cycles[:] = fire_cycles
+                    if before is not None and p_src.size:
+                        self._trace_partial(traces[-1], p_src, p_dst, before, p_inject)
                     traces[-1].phase_p = int(phases[t, 1])
                     traces[-1].core_busy[:] = busy
                     self._trace_state(traces[-1], t, state, ring, counts)
@@ -509,6 +527,22 @@ class Simulator:
             membranes=[],
             spikes=[],
         )
+
+    def _trace_partial(self, tr: StepTrace, p_src, p_dst, before: np.ndarray, inject: np.ndarray) -> None:
+        """Phase P's packets (section 4.2): per partial piece, in piece order, one per non-zero sum in
+        ascending local order (as :func:`~spikeforge.sim.kernels.partial_sums` lists them), from the
+        sums ``before`` the phase moved them."""
+        low = self.low
+        index, value = np.empty(p_src.size, np.int64), np.empty(p_src.size, np.int64)
+        at = 0
+        for p in np.unique(p_src):  # ascending: the kernel's piece order
+            o, n = low.pieces[p, P["off"]], low.pieces[p, P["n"]]
+            nz = np.flatnonzero(before[o : o + n])
+            index[at : at + nz.size], value[at : at + nz.size] = nz, before[o + nz]
+            at += nz.size
+        assert at == p_src.size and (p_src[:-1] <= p_src[1:]).all()
+        tr.psum_src, tr.psum_piece, tr.psum_index, tr.psum_value = p_src.copy(), p_dst.copy(), index, value
+        tr.psum_inject = inject.copy()
 
     def _trace_state(self, tr: StepTrace, t: int, state: np.ndarray, ring: np.ndarray, counts: np.ndarray) -> None:
         low, T = self.low, self.T

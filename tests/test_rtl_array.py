@@ -39,6 +39,9 @@ def check_counts(report, program, x):
     assert report.membranes == len(run.trace) * sum(p.n for p in program.pieces)
     assert report.spikes > 0 and report.packet_counts == report.busy_checks == len(run.trace) * len(program.pieces)
     assert report.step_cycles == len(run.trace)  # the barrier unit's phases add up to every step's cycles
+    # every core's packets, one by one: phase I's (the host's are the host flits) and phase P's partial sums
+    sent = sum(int((tr.flit_src >= 0).sum()) + tr.psum_src.size for tr in run.trace)
+    assert report.packets == sent > 0
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +135,30 @@ def test_a_flipped_weight_bit_in_the_array_is_reported_with_step_core_and_neuron
     assert f"core {k}, neuron {m['neuron']}" in report.format()
 
 
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_packets_with_the_slots_of_two_routing_entries_swapped_are_reported_one_by_one():
+    """``h1`` sends each spike to ``h2``'s identity slot (entry 0) and its dense slot (entry 1). With
+    the two entries' slots swapped, ``h2`` gets the same events in the other order and ends every
+    step with the same membranes, spikes, busy cycles and flit counts: only the packet monitor sees
+    it, at the first step ``h1`` sends (packet 0: slot 1, not 0), and nothing else differs."""
+    program, x = network(1, (12, 16, 16), 2, 2)
+    inits = array_inits(program)
+    routing = np.array(inits[0].routing)
+    assert inits[0].population == "h1" and routing[:, 4].tolist() == [0, 1]
+    routing[:, 4] = [1, 0]
+    inits[0] = dataclasses.replace(inits[0], routing=routing)
+    report = cosim_array(program, x, inits=inits)
+    assert not report.ok
+    run = Simulator(program, trace=True).run(x)
+    first = next(tr.step for tr in run.trace if (tr.flit_src == 0).any())
+    m = report.mismatches[0]
+    assert (m["step"], m["core"]) == (first, 0) and m["what"].startswith("packet 0 sent in phase I")
+    want, got = m["expected"], m["got"]
+    assert want[2] == 0 and got[2] == 1 and want[:2] + want[3:] == got[:2] + got[3:]  # the slot field alone
+    assert all(m["what"].startswith("packet ") and m["core"] == 0 for m in report.mismatches)
+
+
 # --------------------------------------------------------------------------- router on Amaranth's simulator
 HW = HardwareConfig(array=ArrayConfig(2, 4), core=CoreConfig(neurons=16, lanes=4, axons=16), noc=NocConfig(2))
 
@@ -212,8 +239,8 @@ def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(mbe_mlp8):
     program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=memory))
     assert program.plan.mode == "rounds"
     # rounds mode: the DMA engine moves at most 16 words per cycle, too few for a round's words on this
-    # channel (gelu0: 11 register words, then its images and state); refused before anything runs
-    with pytest.raises(RtlError, match=r"reads 100 DRAM words in a transfer of 2 cycles, but .* at most 16 words"):
+    # channel (gelu0: 14 register words, then its images and state); refused before anything runs
+    with pytest.raises(RtlError, match=r"reads 103 DRAM words in a transfer of 2 cycles, but .* at most 16 words"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 
@@ -241,6 +268,9 @@ def test_partial_sums_of_a_split_fan_in_match_the_simulator(lanes):
         bad = cosim_array(program, x, inits=inits)
         root_core = int(program.plan.core[part.root])
         assert not bad.ok and bad.mismatches[0]["core"] == root_core and bad.mismatches[0]["neuron"] % 4 == 0
+        # and the packet monitor names the partial sums it sent (phase P, the partial piece's core)
+        psums = [m for m in bad.mismatches if m["what"].startswith("packet ") and "phase P" in m["what"]]
+        assert psums and {m["core"] for m in psums} == {k} and psums[0]["step"] == bad.mismatches[0]["step"]
 
 
 @pytest.mark.rtl

@@ -117,8 +117,8 @@ def wide_rounds_program(case: str):
 @pytest.mark.parametrize("case", ["residual", "pool"])
 def test_a_short_wide_dram_channel_moves_several_words_per_cycle_and_matches_the_simulator(case):
     """``residual``: the output's load of 17 descriptors (11 of them its registers) in 4 cycles, 6 a
-    cycle; ``pool``: the max-pool's load of 25 descriptors (11 registers) in 5 cycles, 7 a cycle (its
-    write-back of 11 words, maxima, counts and row, in 3 cycles needs 6)."""
+    cycle; ``pool``: the max-pool's load of 28 descriptors (14 registers: its tile's origin too) in 5
+    cycles, 7 a cycle (its write-back of 11 words, maxima, counts and row, in 3 cycles needs 6)."""
     program, x = wide_rounds_program(case)
     plan = rounds_plan(program)
     units = [u for us in plan.units.values() for u in us]
