@@ -121,7 +121,8 @@ class _RoundsBench(BenchBase):
                             t, "running-count word (DRAM state)", e, got_w, neuron=w, core=pc["core"], piece=pc["piece"]
                         )
             if pc["spikes"] is not None:
-                base = pc["spike_base"] + (t << self.spec["spike_shift"])
+                ring = t % (1 << self.spec["ring_shift"])  # the ring's row of step t (RoundsPlan.ring_shift)
+                base = pc["spike_base"] + (ring << self.spec["spike_shift"])
                 rb = pc["row_bits"]  # 1 (a spike) or v_bits (a signed payload) per unit
                 row = 0
                 for g in range(-(-pc["n"] * rb // width)):  # a row is `width` bits per word, unit 0 lowest

@@ -790,6 +790,7 @@ def rounds_spec(program: Program, plan, run, x: np.ndarray) -> dict:
         "v_bits": vb,
         "barrier": hw.barrier_cycles,
         "spike_shift": plan.spike_shift,
+        "ring_shift": plan.ring_shift,
         "width": plan.width,
         "host": host,
         "steps": steps,

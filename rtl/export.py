@@ -309,7 +309,8 @@ def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dic
             "format": (
                 f"images ({plan.syn_per_word} synapse words per DRAM word, then parameter words, then MBE table "
                 "words), state (membranes, running counts or payload sums, MBE shift words), spike or payload "
-                f"rows (step t at row base + (t << {plan.spike_shift})), input words from {plan.host_base} "
+                f"rows (a ring: step t at row base + ((t mod {1 << plan.ring_shift}) << {plan.spike_shift})), input "
+                f"words from {plan.host_base} "
                 f"({plan.host_per_word} values each)"
             ),
         },

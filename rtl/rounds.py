@@ -159,7 +159,9 @@ class RoundsPlan:
     (lane group 0 low), rows ``width`` bits per word (local unit 0 lowest, 1 or ``v_bits`` bits per
     unit), host values ``host_per_word`` of ``v_bits`` per word; parameter, table, membrane, sum
     and shift words one per DRAM word. ``state_base[p]`` and ``spike_base[p]``: where piece ``p``'s
-    membranes and spike rows lie (the row of step ``t`` at ``spike_base[p] + (t << spike_shift)``);
+    membranes and spike rows lie (a ring: the row of step ``t`` at ``spike_base[p] + ((t mod 2^ring_shift)
+    << spike_shift)``, ``2^ring_shift`` at least the largest delay + 2, so no row is overwritten before
+    its last reader has read it);
     ``host_base`` and ``host_words`` the input's words. ``ports``: the descriptors a load and the
     words a write-back move per cycle (one DRAM port and one port on each core memory each), the
     fewest with which every round's fit its transfer (``rtl.swap.dma_ports``).
@@ -171,6 +173,8 @@ class RoundsPlan:
     syn_per_word: int = 1
     host_per_word: int = 1
     spike_shift: int = 0
+    #: a piece's rows are a ring of ``1 << ring_shift`` steps, at least its readers' largest delay + 2
+    ring_shift: int = 1
     state_base: dict[int, int] = field(default_factory=dict)
     spike_base: dict[int, int] = field(default_factory=dict)
     host_base: int = 0
@@ -247,6 +251,12 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     # a row is `neurons` spikes, or `neurons` payloads of v_bits on an MBE core (hist_bits)
     plan.spike_shift = max(0, (-(-c.neurons * hist_bits(hw) // width) - 1).bit_length())
     plan.steps = steps
+    # a row of step t is read at steps t + 1 + delay (section 4.1): a ring of max delay + 2 rows, a
+    # power of two (the address takes the step's low bits), keeps each until its last reader
+    delays = [
+        int(getattr(pr, a)) for pr in graph.projections for a in ("delay", "delay_a", "delay_b") if hasattr(pr, a)
+    ]
+    plan.ring_shift = (max(delays, default=0) + 1).bit_length()
     spm = plan.syn_per_word
     # state after the membranes: a product's or a max-pool's running counts or payload sums (sections
     # 4.3, 4.4), an MBE piece's shift words (4.5), as the simulator's round bytes count them
@@ -288,7 +298,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     for pid in used:
         if program.pieces[pid].kind in SPIKING:
             plan.spike_base[pid] = len(words)
-            words += [0] * (steps << plan.spike_shift)
+            words += [0] * ((1 << plan.ring_shift) << plan.spike_shift)
     inp = graph.input
     hpw = plan.host_per_word
     plan.host_base, plan.host_words = len(words), -(-inp.size // hpw)
@@ -744,7 +754,8 @@ class RoundsArray(wiring.Component):
             spk = sel == SEL_SPIKES
             gated = (sel == SEL_SPIKES) | (sel == SEL_HOST)
             in_win = (step >= delay + 1) & (src_step >= wlo) & (src_step < whi)
-            m.d.comb += d_rd.addr.eq(base + Mux(spk, src_step[:STEP_BITS] << plan.spike_shift, 0))
+            ring_row = src_step[: plan.ring_shift]  # (t - 1 - delay) mod 2^ring_shift: the ring's row
+            m.d.comb += d_rd.addr.eq(base + Mux(spk, ring_row << plan.spike_shift, 0))
             ld_en = Signal(name=f"ld_en_{q}")
             m.d.comb += ld_en.eq(ld_valid & (~gated | in_win))
             lds.append({"sel": sel, "tgt": tgt, "delay": delay, "en": ld_en, "data": d_rd.data})
@@ -827,6 +838,7 @@ class RoundsArray(wiring.Component):
             nmask = Array(Const((1 << x.init.n * x.row_bits) - 1, hbits) for x in units)[s["u"]]
             state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
             spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
+            ring_now = step[: plan.ring_shift]  # the ring's row of this step
             # the write-back's words of this cycle: word wb_i + q on DRAM write port q
             for q, d_wr in enumerate(d_wrs):
                 wi = Signal.like(wb_i, name=f"wb_i_{k}_{q}")
@@ -866,7 +878,13 @@ class RoundsArray(wiring.Component):
                             wword = wword ^ Mux(flip, Const(1 << self.wb_flip[1], width), 0)
                     m.d.comb += [
                         d_wr.en.eq(1),
-                        d_wr.addr.eq(Mux(is_state, state_base + wi, spike_base + (step << plan.spike_shift) + grp)),
+                        d_wr.addr.eq(
+                            Mux(
+                                is_state,
+                                state_base + wi,
+                                spike_base + (ring_now << plan.spike_shift) + grp,
+                            )
+                        ),
                         d_wr.data.eq(wword),
                     ]
             # contexts: the running round's starts, the slice root's fires (after its chunks)

@@ -200,6 +200,12 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
         )
         return 0
     print(f"wrote {len(manifest['modules'])} SystemVerilog modules, init files and {Path(args.out) / 'manifest.json'}")
+    if program is None:
+        # a core's logic is elaborated for the piece structures it runs (docs/rtl.md, "Not yet built")
+        print(
+            "no --program: every core is idle (its logic is generated for the pieces of a program; "
+            "write one with `spikeforge map --out DIR` and pass --program DIR)"
+        )
     return 0
 
 

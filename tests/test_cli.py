@@ -150,6 +150,7 @@ def test_cli_reference_page_is_current():
 @pytest.mark.rtl
 def test_rtl_writes_modules_and_refuses_a_program_for_other_hardware(tmp_path, capsys):
     assert main(["rtl", "--hardware", "configs/array-1x1.toml", "--out", str(tmp_path / "rtl")]) == 0
+    assert "no --program: every core is idle" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "rtl" / "manifest.json").read_text())
     assert [m["module"] for m in manifest["modules"]] == ["core"]
     assert "module core" in (tmp_path / "rtl" / "core.sv").read_text()
@@ -171,7 +172,7 @@ def test_cosim_names_what_the_rtl_cannot_build_yet(tmp_path, capsys):
     )
     assert main(["cosim", "--model", "tiny-digits-mlp", "--hardware", str(hw)]) == 2
     err = capsys.readouterr().err
-    assert "('gelu0') reads 132 DRAM words in a transfer of 2 cycles, but the DMA engine moves at most 16" in err
+    assert "('gelu0') reads 135 DRAM words in a transfer of 2 cycles, but the DMA engine moves at most 16" in err
 
 
 def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):

@@ -451,15 +451,18 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
     lanes=st.sampled_from([2, 4]),
     cols=st.integers(1, 2),
     residual=st.booleans(),
+    delay=st.integers(0, 3),
 )
 def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it_wrote_it(
-    seed, sizes, lanes, cols, residual
+    seed, sizes, lanes, cols, residual, delay
 ):
     """The plan alone (no Icarus): per round and slot, the feeder's positions are the slot's sources
     (``slot_sources``), each once, filled by one spike or host descriptor per chunk in order; the
     membrane descriptors read the words the write-back writes; state and spike regions do not overlap;
     the transfers take section 7's cycles."""
     graph = dense_network(seed, (12, *sizes), timesteps=2, residual=residual)
+    late = tuple(dataclasses.replace(p, delay=delay) if p.dst == "h2" else p for p in graph.projections)
+    graph = dataclasses.replace(graph, projections=late)  # h1 -> h2 `delay` steps late
     program = dense_program(graph, 1, cols, neurons=16, lanes=lanes, axons=32)
     assume(program.plan.mode == "rounds" and all(p.kind != "partial" for p in program.pieces))
     plan = rounds_plan(program)
@@ -486,10 +489,13 @@ def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it
             assert (u.lo, u.hi) == (program.round_steps(piece).start, program.round_steps(piece).stop)
             regions.append((u.state_base, u.state_base + groups))
             if u.spike_base >= 0:
-                regions.append((u.spike_base, u.spike_base + (plan.steps << plan.spike_shift)))
+                regions.append((u.spike_base, u.spike_base + ((1 << plan.ring_shift) << plan.spike_shift)))
     regions.sort()
     assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
     assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
+    # a piece's rows are a ring of the least power of two rows that holds each until its last reader
+    need = max((d[3] for us in plan.units.values() for u in us for d in u.load if d[0] == SEL_SPIKES), default=0) + 2
+    assert 1 << plan.ring_shift >= need > 1 << (plan.ring_shift - 1)
 
 
 def test_spikeforge_rtl_writes_a_rounds_program(tmp_path, capsys):
@@ -510,3 +516,25 @@ def test_spikeforge_rtl_writes_a_rounds_program(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rounds mode: core_array.sv with its DMA engine, dram.hex" in out and "4 rounds per step at most" in out
     assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["mode"] == "rounds"
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_spike_rows_live_in_a_ring_of_the_largest_delay_plus_two():
+    """``h2 -> h3`` two steps late, T = 6, on one core: the rows are a ring of 4 (the least power of
+    two of at least 2 + 2), written at every step of ``h2``'s six-step window and read two steps
+    after; exact at every step. A ring of 2 (the plan's ``ring_shift`` one less) overwrites a row
+    before its reader has read it: reported at step 6."""
+    graph = dense_network(5, (12, 16, 16, 16, 16), timesteps=6)
+    late = tuple(dataclasses.replace(p, delay=2) if p.dst == "h3" else p for p in graph.projections)
+    program = dense_program(dataclasses.replace(graph, projections=late), 1, 1, neurons=16, lanes=4)
+    assert program.plan.mode == "rounds" and program.graph.total_steps == 13
+    plan = rounds_plan(program)
+    assert 1 << plan.ring_shift == 4
+    x = np.random.default_rng(1).integers(0, 16, 12)
+    report = cosim_rounds(program, x, plan=plan)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == 13 and report.spikes > 0
+    plan.ring_shift -= 1
+    report = cosim_rounds(program, x, plan=plan)
+    assert not report.ok and min(m["step"] for m in report.mismatches) == 6, report.format()

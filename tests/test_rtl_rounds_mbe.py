@@ -197,7 +197,7 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
             regions.append((u.state_base, u.state_base + u.n_mem + u.n_count + u.n_shift))
             if u.spike_base >= 0:
                 assert rows <= 1 << plan.spike_shift  # a row fits its step's slot
-                regions.append((u.spike_base, u.spike_base + (plan.steps << plan.spike_shift)))
+                regions.append((u.spike_base, u.spike_base + ((1 << plan.ring_shift) << plan.spike_shift)))
             images = [d[2] for d in u.load if d[0] in (SEL_PARAMS, SEL_LUT)]  # below every piece's state
             assert images and max(images) < min(plan.state_base.values())
     regions.sort()
