@@ -6,7 +6,8 @@ For the bundled models on the bundled hardware files that map them in ``swap`` o
 each ``[memory]`` channel of a grid (``dram_bytes_per_cycle`` 16 to 128, ``dram_latency_cycles`` 0
 to 100) is compiled and planned (``swap_plan``, ``rounds_plan``: no simulation). Prints, per point,
 the plan's mode and the DMA engine's records (swap) or words (rounds) per cycle, with the cores'
-contexts (one per piece structure) against their pieces, or the generator's refusal. A
+contexts (one per piece structure) against their pieces (and, in rounds mode, the DRAM's words with
+its ring of spike rows), or the generator's refusal. A
 transfer of ``b`` bytes takes ``latency + ceil(b / bytes_per_cycle)`` cycles (section 7); the
 engine needs as many records per cycle as make every piece's or round's words fit those cycles.
 """
@@ -49,6 +50,8 @@ def main() -> None:
                     else:  # the rounds cores' contexts, one per structure of their rounds' pieces (RoundUnit.context)
                         ctxs = sum(max(u.context for u in us) + 1 for us in plan.units.values())
                         got += f", {ctxs} contexts for {sum(len(us) for us in plan.units.values())} rounds' pieces"
+                        # the DRAM's words, spike rows in a ring of 2^ring_shift steps (RoundsPlan.ring_shift)
+                        got += f", {len(plan.dram)} DRAM words (rows: a ring of {1 << plan.ring_shift} steps)"
                 except RtlError as e:
                     got = f"refused: {e}"
                 print(f"{model:16} {path:28} bytes/cycle {bpc:3} latency {lat:3} {mode:6} {got}", flush=True)
