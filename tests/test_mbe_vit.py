@@ -153,8 +153,16 @@ def test_training_reproduces_the_bundled_vit(vit):
 
     again, _ = train_vit(epochs=vit.metrics["epochs"], seed=vit.metrics["seed"])
     assert again.metrics == vit.metrics
+    # bit-equal on the machine that trained it; MKL and oneDNN pick their float32 kernels by CPU, so
+    # on another the sums round in another order (an AMD EPYC with AVX-512: within 1.6e-4). The key
+    # bias is the exception: softmax is invariant to it (it adds q . b_k to every score of a query), so
+    # its gradient is rounding noise and it drifts apart (0.06 there); it changes no prediction
     for k, v in vit.params.items():
-        np.testing.assert_array_equal(again.params[k].astype(np.float64), v)
+        got = again.params[k].astype(np.float64)
+        if k.endswith("qkv.bias"):
+            d = v.shape[0] // 3
+            got, v = np.concatenate([got[:d], got[2 * d :]]), np.concatenate([v[:d], v[2 * d :]])
+        np.testing.assert_allclose(got, v, rtol=0, atol=1e-3, err_msg=k)
 
 
 def test_integer_lut_neurons_keep_the_predictions(vit, digits):
