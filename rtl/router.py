@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.mapping import HardwareConfig
 
-from .core import out_flit_layout
+from .flits import out_flit_layout
 
 __all__ = ["Router", "PORTS"]
 

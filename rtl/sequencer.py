@@ -12,7 +12,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .core import STEP_BITS
+from .flits import STEP_BITS
 from .phases import PH_F, PH_I, PH_IDLE, PH_LOAD, PH_P, PH_ROUNDS, PHASE_NAMES
 
 __all__ = ["Sequencer", "PH_IDLE", "PH_LOAD", "PH_I", "PH_P", "PH_F", "PH_ROUNDS", "PHASE_NAMES"]
