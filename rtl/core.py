@@ -31,6 +31,8 @@ combinationally, for the benches only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
@@ -57,6 +59,7 @@ from .memories import banked_membrane, count_words, hist_bits, memory_words, sum
 from .output_unit import encoder, partial_sums
 from .piece import (
     CONTEXT_REGISTERS,
+    CONV_REGISTERS,
     MBE_REGISTERS,
     OPERAND_REGISTERS,
     REGISTER_BITS,
@@ -64,12 +67,15 @@ from .piece import (
     TILE_REGISTERS,
     PieceInit,
     check_hardware,
+    conv_values,
     empty_piece,
+    is_conv,
     is_tile,
     membrane_order,
     operand_bases,
     register_values,
     slice_extent,
+    structure_key,
 )
 from .pool_unit import (
     pool_count_write,
@@ -122,6 +128,10 @@ class Core(wiring.Component):
         rows, MBE tables and output shifts), used instead of memories of its own initialised from the
         piece; a swap core's loader (:class:`~spikeforge.rtl.swap.SwapCore`) or the rounds-mode DMA
         engine (:mod:`~spikeforge.rtl.rounds`) fills them.
+    family : sequence of PieceInit, optional
+        Swap and rounds mode: the pieces that share this context (``piece`` among them); a ``conv``
+        context (:func:`~spikeforge.rtl.piece.is_conv`) is sized for the largest kernel and channel
+        block of them. Default: ``piece`` alone.
     cfg_ports : int
         Swap mode: the register writes per cycle the context takes (ports ``cfg_en``, one bit each,
         ``cfg_addr`` and ``cfg_data``, side by side). The registers of
@@ -140,10 +150,15 @@ class Core(wiring.Component):
         product_fault: str = "",
         shared: dict | None = None,
         cfg_ports: int = 0,
+        family: Sequence[PieceInit] = (),
     ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.piece = piece if piece is not None else empty_piece(hw)
+        self.family = list(family) or [self.piece]
+        keys = {structure_key(q) for q in self.family}
+        if len(keys) != 1 or structure_key(self.piece) not in keys:
+            raise ValueError("a context's family must be pieces of one structure, its piece among them")
         # swap mode (rtl/swap.py): the synapse, membrane, parameter and history memories belong to
         # the core position and are shared by the contexts of its pieces; they start empty and the
         # DMA loader fills them from DRAM (keys syn, par, hist and mem or banks)
@@ -193,8 +208,14 @@ class Core(wiring.Component):
         c, p = self.hw.core, self.piece
         lanes, vb, wb = c.lanes, c.v_bits, c.weight_bits
         gmax = self.groups_max
-        n = p.n
-        groups = -(-n // lanes)  # lane groups of this piece: cycles per dense event and per phase F
+        # n and its lane groups (cycles per dense event and per phase F), a tile's and a conv slot's
+        # geometry: a loadable conv context's registers, else constants (a resident core's registers
+        # never change, and constants keep its logic as small as before); sizes and flags always come
+        # from the piece's constants (groups_c)
+        conv_regs = [Signal(16, name=k, init=v) for k, v in zip(CONV_REGISTERS, conv_values(p))]
+        self.geom = self._geometry(m, conv_regs)
+        n, groups = self.geom["n"], self.geom["groups"]
+        groups_c = -(-p.n // lanes)
 
         dbg_sources = []  # (words, memory, bits per lane) read by dbg_saddr, one after the other
         # ---- memories (section 3), initialised from the piece's images
@@ -222,6 +243,7 @@ class Core(wiring.Component):
         else:
             syn = sh["syn"]
         conv_banked = banked_membrane(self.hw, p) and not is_product  # conv channel groups that start mid-word
+        self.conv_banked = conv_banked
         banked = is_product or conv_banked  # one membrane bank per lane, each with its own address
         order = membrane_order(self.hw, p)
         if banked and sh is not None:
@@ -335,10 +357,10 @@ class Core(wiring.Component):
         mbe_values = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
         self.mbe_regs = [reg(k, signed(vb), v) for k, v in zip(MBE_REGISTERS, mbe_values)]
         # register_values' order: context, then per slot lo, base, weight, row_words, then per entry,
-        # then a tile slice's origin, a product's operand bases, an mbe piece's constants
+        # then a tile slice's origin, a conv piece's geometry, a product's operand bases, an mbe piece's constants
         self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k]) for k in range(len(p.slots))]
         loadable = list(r.values()) + [x for regs in self.slot_regs for x in regs]
-        loadable += [x for e in routes for x in e] + list(self.origin.values()) + self.operand_base
+        loadable += [x for e in routes for x in e] + list(self.origin.values()) + conv_regs + self.operand_base
         loadable += self.mbe_regs
         assert tuple(r) == CONTEXT_REGISTERS and len(loadable) == len(register_values(p))
         for q in range(self.cfg_ports):  # the loader's writes: distinct registers per cycle
@@ -370,10 +392,7 @@ class Core(wiring.Component):
         m.d.sync += cyc.eq(now + 1)
         # issue cycles left of the current event: a dense event's groups, or a conv event's reached taps
         # times its channel groups (up to kh * kw * ceil(cb/lanes), more than gmax on a small core)
-        conv_sl = next((sl for sl in p.slots if sl.kind == SLOT_CODES["conv"]), None)
-        conv_max = 0
-        if conv_sl is not None:
-            conv_max = conv_sl.kernel * conv_sl.kernel_w * -(-slice_extent(p)[0] // lanes)
+        conv_max = self.geom["KH"] * self.geom["KW"] * self.geom["GC"] if "KH" in self.geom else 0
         rem = Signal(range(max(gmax + self.extra_dense_cycles + 2, conv_max + 1)))
         g = Signal(range(gmax + 1))
         cur_addr = Signal(range(syn_words + gmax + 1))  # synapse word of the next group
@@ -504,7 +523,7 @@ class Core(wiring.Component):
 
         # ---- phase-F issue unit
         step = self.step
-        fires = groups > 0 and p.kind in (
+        fires = groups_c > 0 and p.kind in (
             PIECE_CODES["neuron"],
             PIECE_CODES["output"],
             PIECE_CODES["maxpool"],
@@ -513,7 +532,7 @@ class Core(wiring.Component):
         )
         last_update = (in_start + T) if is_maxpool else (out_start + T)  # a max-pool unit emits in its input window
         updating = ((step >= in_start) & (step < last_update)) if fires else Const(0)
-        f_max = max(gmax, groups * k2)  # issue cycles of the longest phase F (a graded max-pool: groups * kernel**2)
+        f_max = max(gmax, groups_c * k2)  # issue cycles of the longest phase F (a graded max-pool: groups * kernel**2)
         fk = Signal(range(f_max + 1))
         f_step = Signal(STEP_BITS)
         m.d.comb += self.f_done.eq(~f_active & ~(self.fire & updating))
@@ -707,7 +726,7 @@ class Core(wiring.Component):
             with m.If(w_f):
                 group = Const((1 << lanes) - 1, c.neurons) << (w_maddr * lanes)
                 m.d.sync += mp["marks"].eq(mp["marks"] & ~group[: len(mp["marks"])])
-            words = max(1, p.slots[0].kernel ** 2 * groups)
+            words = max(1, p.slots[0].kernel ** 2 * groups_c)
             dbg_sources.append((words, syn, (c.count_bits, False)))
         if graded_pool:
             pool_write(
@@ -731,12 +750,42 @@ class Core(wiring.Component):
             m.d.sync += pmode.eq(self.pphase)
         pmode_now = Mux(self.start, self.pphase, pmode)
         encoder(self, m, hist, pmode_now)
-        if p.kind == PIECE_CODES["partial"] and groups > 0:
+        if p.kind == PIECE_CODES["partial"] and groups_c > 0:
             partial_sums(self, m, banks if banked else [mem], bank_wr if banked else [mem_wr], pmode_now, p_busy)
         else:  # no sums to scan: phase P does not run for this core
             m.d.comb += [p_busy.eq(0), self.plive.eq(0)]
         self._dbg_state(m, dbg_sources)
         return m
+
+    def _geometry(self, m: Module, conv_regs: list[Signal]) -> dict:
+        """What of the piece's size the logic reads: ``n`` and its lane groups ``ceil(n/lanes)``, a tile
+        slice's extent ``cb, th, tw`` and population ``pop_h, pop_w``, a conv slot's source ``src_h,
+        src_w``, ``kh, kw``, ``stride`` and ``pad``. In a loadable conv context (``cfg_ports``,
+        :func:`~spikeforge.rtl.piece.is_conv`) they are its :data:`~spikeforge.rtl.piece.CONV_REGISTERS`
+        (``n = cb * th * tw``), else the piece's constants. ``KH``, ``KW``, ``GC``: the largest kernel
+        and ``ceil(cb/lanes)`` of the family, which size the conv unit."""
+        c, p = self.hw.core, self.piece
+        lanes = c.lanes
+        geo: dict = {"n": p.n, "groups": -(-p.n // lanes)}
+        if is_tile(p):
+            cb, th, tw = slice_extent(p)
+            geo.update(cb=cb, th=th, tw=tw, pop_h=p.shape[1], pop_w=p.shape[2])
+        conv = SLOT_CODES["conv"]
+        if any(sl.kind == conv for sl in p.slots):
+            sl = next(x for x in p.slots if x.kind == conv)
+            geo.update(src_h=sl.src_shape[1], src_w=sl.src_shape[2], kh=sl.kernel, kw=sl.kernel_w)
+            geo.update(stride=sl.stride, pad=sl.pad)
+            slots = [next(x for x in q.slots if x.kind == conv) for q in self.family]
+            geo.update(KH=max(x.kernel for x in slots), KW=max(x.kernel_w for x in slots))
+            geo["GC"] = max(-(-slice_extent(q)[0] // lanes) for q in self.family)
+        if self.cfg_ports and is_conv(p):
+            assert p.n == geo["cb"] * geo["th"] * geo["tw"]
+            geo.update(zip(CONV_REGISTERS, conv_regs))
+            n = Signal(range(c.neurons + 1), name="conv_n")
+            groups = Signal(range(c.neurons // lanes + 1), name="conv_groups")
+            m.d.comb += [n.eq(geo["cb"] * geo["th"] * geo["tw"]), groups.eq((n + lanes - 1) // lanes)]
+            geo.update(n=n, groups=groups)
+        return geo
 
     def _dbg_state(self, m: Module, sources: list) -> None:
         """Debug read of the state that section 8 compares beyond membranes and history (benches only):

@@ -14,6 +14,7 @@ from amaranth.lib.memory import Memory
 from spikeforge.mapping.images import PIECE_CODES
 
 from .flits import CYCLE_BITS, STEP_BITS, TYPE_GRADED, TYPE_PARTIAL, TYPE_SPIKE, out_flit_layout
+from .piece import is_conv
 
 if TYPE_CHECKING:
     from .core import Core
@@ -156,7 +157,14 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
             if words:
                 m.d.comb += flit_v.payload.eq(words[k].word_select(low, c.v_bits))
     send = found & ~pmode_now  # phase P: the spikes were sent in phase I
-    if p.neurons and list(p.neurons) != list(range(p.first, p.first + len(p.neurons))):
+    if core.cfg_ports and is_conv(p):
+        # a loadable conv context: local j = (py * tw + px) * cb + ch is ch * H * W + py * W + px after
+        # local 0 (rtl.piece.tile_offsets), from the registers
+        gm = core.geom
+        ch, pos = chosen_j % gm["cb"], chosen_j // gm["cb"]
+        py, px = pos // gm["tw"], pos % gm["tw"]
+        m.d.comb += flit_v.index.eq(ch * gm["pop_h"] * gm["pop_w"] + py * gm["pop_w"] + px + r["first"])
+    elif p.neurons and list(p.neurons) != list(range(p.first, p.first + len(p.neurons))):
         # tile slices: local -> global source index, `first` (local 0's) plus an offset the extent fixes
         rom = Array(Const(v - p.first, 24) for v in p.neurons)
         m.d.comb += flit_v.index.eq(rom[chosen_j] + r["first"])

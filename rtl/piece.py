@@ -40,6 +40,10 @@ __all__ = [
     "is_tile",
     "slice_extent",
     "structure_key",
+    "CONV_REGISTERS",
+    "is_conv",
+    "conv_values",
+    "tile_offsets",
     "check_hardware",
     "piece_init",
     "empty_piece",
@@ -131,6 +135,12 @@ ROUTE_REGISTERS = ("first", "last", "x", "y", "slot", "delay")
 #: A channel x tile slice's origin (section 2: channels ``c0 ..``, positions ``(y0 .., x0 ..)``), after the
 #: routing entries; its extent ``(cb, th, tw)`` shapes the logic. Range slices have none.
 TILE_REGISTERS = ("c0", "y0", "x0")
+#: A ``conv`` piece (a neuron tile slice with a ``conv`` slot, section 2), after the tile's origin: its
+#: extent (``cb, th, tw``), its population's ``H, W`` (the encoder's index and identity sources are
+#: positions in it), the ``conv`` slot's source ``H, W``, kernel ``kh, kw``, stride and padding. The
+#: context is sized for the largest kernel and channel block of the pieces that share it; only
+#: whether the channel block is a multiple of ``lanes`` (per-lane membrane banks) shapes the logic.
+CONV_REGISTERS = ("cb", "th", "tw", "pop_h", "pop_w", "src_h", "src_w", "kh", "kw", "stride", "pad")
 #: A piece fed by a product (section 4.3): the lowest source index of each operand's table, after the
 #: routing entries (and a tile's origin); the tables' offsets from them shape the logic (the heads of
 #: an attention block share them).
@@ -158,7 +168,28 @@ def register_values(p: PieceInit) -> list[int]:
     routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:6]]
     tile = [p.geometry[k] for k in TILE_REGISTERS] if is_tile(p) else []
     mbe = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
-    return [int(v) for v in ctx + slots + routes + tile + list(operand_bases(p)) + mbe]
+    return [int(v) for v in ctx + slots + routes + tile + conv_values(p) + list(operand_bases(p)) + mbe]
+
+
+def is_conv(p: PieceInit) -> bool:
+    """Whether ``p`` is a ``conv`` piece, whose geometry is in :data:`CONV_REGISTERS`: a ``neuron``
+    channel x tile slice with a ``conv`` slot (and perhaps an ``identity`` slot)."""
+    return p.kind == PIECE_CODES["neuron"] and is_tile(p) and any(s.kind == SLOT_CODES["conv"] for s in p.slots)
+
+
+def conv_values(p: PieceInit) -> list[int]:
+    """The values of :data:`CONV_REGISTERS` (``[]`` when ``p`` is not :func:`is_conv`)."""
+    if not is_conv(p):
+        return []
+    sl = next(s for s in p.slots if s.kind == SLOT_CODES["conv"])
+    return [*slice_extent(p), *p.shape[1:], *sl.src_shape[1:], sl.kernel, sl.kernel_w, sl.stride, sl.pad]
+
+
+def tile_offsets(cb: int, th: int, tw: int, h: int, w: int) -> list[int]:
+    """A channel x tile slice's local neurons as offsets from local 0's global index, in a population
+    of ``(C, h, w)``: local ``j = (py * tw + px) * cb + ch`` is neuron ``(c0 + ch, y0 + py, x0 + px)``,
+    ``ch * h * w + py * w + px`` after ``(c0, y0, x0)`` (the order ``mapping/pieces.py`` gives them)."""
+    return [ch * h * w + py * w + px for py in range(th) for px in range(tw) for ch in range(cb)]
 
 
 def operand_bases(p: PieceInit) -> tuple[int, ...]:
@@ -193,8 +224,17 @@ def structure_key(p: PieceInit) -> tuple:
     contraction, MBE bases and table structure (``T`` and the constants read from the parameter
     image at elaboration), whether the counts are payload sums, the number of routing entries (one
     history read port and one priority encoder each) and the encoder's index offsets and the
-    population shape of a tile slice. The values :func:`register_values` lists are not in it.
+    population shape of a tile slice. The values :func:`register_values` lists are not in it. A conv
+    piece (:func:`is_conv`) keeps its geometry in :data:`CONV_REGISTERS`: its key is its slot kinds,
+    whether its channel block is a multiple of the lanes (lane banks), payload sums and its number of
+    routing entries.
     """
+    if is_conv(p):
+        # a conv piece's geometry is in registers: its slot kinds, whether its channel block fills whole
+        # words of `lanes` (the synapse image's width) and its routing entries remain
+        lanes = p.synapse.shape[1] if p.synapse.ndim == 2 else 1
+        banked = lanes > 1 and slice_extent(p)[0] % lanes != 0
+        return ("conv", tuple(s.kind for s in p.slots), banked, p.graded_sums, len(p.routing))
     contiguous = list(p.neurons) == list(range(p.first, p.first + len(p.neurons)))
     # a tile slice's encoder index is `first` (its local neuron 0) plus a ROM of offsets that only the
     # extent and the population shape fix

@@ -792,7 +792,16 @@ class RoundsArray(wiring.Component):
             # one context per piece structure (RoundUnit.context), built from its first round's piece;
             # each round's load rewrites its registers (only the running round's context is used)
             ctx_of = [x.context for x in units]
-            ctxs = [Core(hw, units[ctx_of.index(c_)].init, shared=shared, cfg_ports=R) for c_ in range(max(ctx_of) + 1)]
+            ctxs = [
+                Core(
+                    hw,
+                    units[ctx_of.index(c_)].init,
+                    shared=shared,
+                    cfg_ports=R,
+                    family=[x.init for x in units if x.context == c_],
+                )
+                for c_ in range(max(ctx_of) + 1)
+            ]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
             mine = [ld["en"] & (ld_who == i) for ld in lds]

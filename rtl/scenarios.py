@@ -24,6 +24,7 @@ from spikeforge.models.graph import (
 __all__ = [
     "attention_network",
     "conv_network",
+    "conv_stack_network",
     "dense_network",
     "dense_program",
     "pooled_network",
@@ -152,6 +153,44 @@ def conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3, *,
         DenseProjection("h", "out", rng.integers(-40, 41, (n_out, n_h))),
     )
     return SNNGraph(pops, projs, timesteps=4)
+
+
+def conv_stack_network(
+    seed: int,
+    channels: int = 4,
+    side: int = 6,
+    n_out: int = 3,
+    *,
+    layers: tuple[tuple[int, int, int, int], ...] = ((2, 2, 2, 0),),
+    timesteps: int = 4,
+) -> SNNGraph:
+    """``in (1, side, side) graded -> 3 x 3 conv (padding 1) -> h1 -> conv -> h2 -> .. -> pool_dense -> out``:
+    convolutions of different kernels, strides, paddings and source shapes, one per ``layers`` entry
+    ``(kh, kw, stride, padding)`` after the first (by default one 2 x 2 with stride 2)."""
+    rng = np.random.default_rng(seed)
+
+    def neurons(name, h, w, lo, hi):
+        n = channels * h * w
+        return NeuronPopulation(
+            name,
+            (channels, h, w),
+            threshold=rng.integers(lo, hi, n),
+            bias=rng.integers(-5, 6, n),
+            v0=rng.integers(0, 40, n),
+        )
+
+    pops = [InputPopulation("in", (1, side, side), value_bits=4), neurons("h1", side, side, 150, 400)]
+    projs = [ConvProjection("in", "h1", rng.integers(-20, 41, (channels, 1, 3, 3)), padding=1)]
+    h, w = side, side
+    for i, (kh, kw, stride, padding) in enumerate(layers, start=2):
+        h, w = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+        pops.append(neurons(f"h{i}", h, w, 40, 120))
+        kernel = rng.integers(-30, 51, (channels, channels, kh, kw))
+        projs.append(ConvProjection(f"h{i - 1}", f"h{i}", kernel, stride=stride, padding=padding))
+    last = f"h{len(layers) + 1}"
+    pops.append(OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)))
+    projs.append(PoolDenseProjection(last, "out", rng.integers(-20, 21, (n_out, channels))))
+    return SNNGraph(tuple(pops), tuple(projs), timesteps=timesteps)
 
 
 def residual_conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3) -> SNNGraph:

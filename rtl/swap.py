@@ -344,7 +344,8 @@ class SwapCore(wiring.Component):
         # loader with every piece loaded into it
         ctx_of = context_of(pieces)
         reps = [pieces[ctx_of.index(j)] for j in range(max(ctx_of) + 1)]
-        ctxs = self.cores = [Core(hw, p, shared=shared, cfg_ports=self.ports) for p in reps]
+        families = [[q for q, j_ in zip(pieces, ctx_of) if j_ == j] for j in range(len(reps))]
+        ctxs = self.cores = [Core(hw, p, shared=shared, cfg_ports=self.ports, family=f) for p, f in zip(reps, families)]
         # the contexts first: they ask for their ports before the memories are elaborated
         for j, ctx in enumerate(ctxs):
             m.submodules[f"ctx{j}"] = ctx

@@ -4,16 +4,17 @@
 
 A core position builds one ``Core`` context per piece structure (``rtl.piece.structure_key``). For
 the bundled models on the bundled hardware files in swap and rounds mode this prints the contexts
-of the plan as generated, and as they would be if the slots' source shapes, a tile's extent and its
-population's shape were loadable registers too (the key without them: plans only, nothing is
-elaborated), the measurement behind ``docs/rtl.md``'s "Not yet built".
+of the plan as generated (a conv piece's geometry is in registers, ``rtl.piece.CONV_REGISTERS``), and as
+they would be if the other pieces' slot source shapes, tile extents and population shapes were
+loadable registers too (the key without them: plans only, nothing is elaborated), the measurement
+behind ``docs/rtl.md``'s "Not yet built".
 """
 
 from __future__ import annotations
 
 from spikeforge.mapping import compile
 from spikeforge.mapping.hardware import load_hardware
-from spikeforge.rtl.piece import PieceInit, is_tile, structure_key
+from spikeforge.rtl.piece import PieceInit, is_conv, is_tile, structure_key
 from spikeforge.rtl.rounds import rounds_plan
 from spikeforge.rtl.swap import swap_plan
 from spikeforge.workflow import graph_for
@@ -29,6 +30,8 @@ CASES = (
 def without_shapes(p: PieceInit) -> tuple:
     """``structure_key`` with the slots' source shapes, a tile's extent, index offsets and population
     shape taken out (as if they were registers)."""
+    if is_conv(p):  # a conv piece's geometry is in registers already
+        return structure_key(p)
     key = list(structure_key(p))
     key[2] = tuple((s[0], (), *s[2:]) for s in key[2])  # slot kind, (no source shape), kernel, stride, pad
     if is_tile(p):

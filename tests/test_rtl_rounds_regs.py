@@ -14,18 +14,23 @@ from spikeforge.mapping import compile
 from spikeforge.rtl.cosim import cosim_rounds
 from spikeforge.rtl.piece import (
     CONTEXT_REGISTERS,
+    CONV_REGISTERS,
     MBE_REGISTERS,
     OPERAND_REGISTERS,
     REGISTER_BITS,
     SLOT_REGISTERS,
     TILE_REGISTERS,
+    conv_values,
+    is_conv,
     is_tile,
     operand_bases,
     register_values,
+    slice_extent,
     structure_key,
+    tile_offsets,
 )
 from spikeforge.rtl.rounds import SEL_REGS, rounds_plan
-from spikeforge.rtl.scenarios import dense_network, dense_program
+from spikeforge.rtl.scenarios import conv_stack_network, dense_network, dense_program
 
 
 def check_registers(plan) -> None:
@@ -146,8 +151,9 @@ def test_a_flipped_bit_of_a_register_word_in_the_dram_is_reported_at_its_first_e
 
 def test_the_tiles_of_a_layer_share_a_context_and_load_their_origin():
     """The residual conv block on two cores: each core runs two 4-channel tiles of ``h1`` and two of
-    ``h2`` (rows 0-1 and 2-3 of one column half) in one context per layer; a tile's origin
-    ``(c0, y0, x0)`` is a register each round's load writes (its extent shapes the logic)."""
+    ``h2`` (rows 0-1 and 2-3 of one column half) in one context per layer (``h1``'s tiles have a conv
+    slot, ``h2``'s an identity slot too); a tile's origin ``(c0, y0, x0)`` is a register each round's
+    load writes."""
     program, _ = rounds_program("conv")
     plan = rounds_plan(program)
     check_registers(plan)
@@ -170,7 +176,7 @@ def test_a_flipped_bit_of_a_tiles_origin_in_the_dram_is_reported_at_its_first_ev
     plan = rounds_plan(program)
     later = [u for u in plan.units[0] if u.init.population == "h1"][1]
     values = register_values(later.init)
-    at = len(values) - len(TILE_REGISTERS) + TILE_REGISTERS.index("y0")
+    at = len(values) - len(CONV_REGISTERS) - len(TILE_REGISTERS) + TILE_REGISTERS.index("y0")
     word = later.load[at][2]
     assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 2
     report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
@@ -253,3 +259,109 @@ def test_the_mlps_two_gelu_layers_share_a_context_and_load_their_clip_ranges(mbe
     consts = [tuple(register_values(u.init)[-len(MBE_REGISTERS) :]) for u in mbe]
     assert consts == [tuple(int(v) for v in u.init.params[-1][:3]) for u in mbe]
     assert consts[0] == consts[1] != consts[2]
+
+
+def conv_stack_program():
+    """Two convolutions (3 x 3 with padding 1 from the host, 2 x 2 with stride 2 from ``h1``) on one
+    core of 16 neurons and 4 lanes: every tile of ``h1`` and ``h2`` is a conv piece of 4 channels."""
+    graph = conv_stack_network(3, channels=4, side=4)
+    program = dense_program(graph, 1, 1, neurons=16, lanes=4)
+    assert program.plan.mode == "rounds"
+    x = np.random.default_rng(2).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    return program, x
+
+
+def test_conv_pieces_of_different_kernels_strides_and_extents_share_one_context():
+    """The conv stack's ``h1`` tiles (3 x 3 kernel, padding 1, source 1 x 4 x 4, 4 x 2 x 2 tiles) and
+    its ``h2`` tile (2 x 2 kernel, stride 2, source 4 x 4 x 4, 4 x 2 x 2) run in one context: the
+    geometry is in registers (``CONV_REGISTERS``) each round's load writes, and a conv tile's local
+    neurons are where ``tile_offsets`` puts them (the encoder computes their indices from them)."""
+    program, _ = conv_stack_program()
+    plan = rounds_plan(program)
+    check_registers(plan)
+    (units,) = plan.units.values()
+    convs = [u for u in units if is_conv(u.init)]
+    assert {u.init.population for u in convs} == {"h1", "h2"} and len({u.context for u in convs}) == 1
+    geometry = {u.init.population: tuple(conv_values(u.init)[5:]) for u in convs}
+    assert geometry == {"h1": (4, 4, 3, 3, 1, 1), "h2": (4, 4, 2, 2, 2, 0)}
+    for u in convs:
+        values = register_values(u.init)
+        assert values[len(values) - len(CONV_REGISTERS) :] == conv_values(u.init)
+        cb, th, tw, h, w = conv_values(u.init)[:5]
+        assert [v - u.init.first for v in u.init.neurons] == tile_offsets(cb, th, tw, h, w)
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_conv_pieces_sharing_a_context_match_the_simulator_at_every_step():
+    """The conv stack in rounds mode: every step's membranes, spike rows and busy cycles exact."""
+    program, x = conv_stack_program()
+    report = cosim_rounds(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == program.graph.total_steps
+    assert report.spikes > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_flipped_bit_of_a_conv_stride_in_the_dram_is_reported_at_its_first_event_step():
+    """Bit 0 of ``h2``'s ``stride`` register (2 -> 3) in its round's DRAM register words: its context
+    places the taps of each ``h1`` spike elsewhere, so its membranes (or the core's busy cycles) are
+    off at the first step ``h1`` spikes reach it, on that round's piece; nothing before."""
+    from spikeforge.sim import Simulator
+
+    program, x = conv_stack_program()
+    plan = rounds_plan(program)
+    (units,) = plan.units.values()
+    later = next(u for u in units if u.init.population == "h2")
+    values = register_values(later.init)
+    at = len(values) - len(CONV_REGISTERS) + CONV_REGISTERS.index("stride")
+    word = later.load[at][2]
+    assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 2
+    run = Simulator(program, trace=True).run(x)
+    h1 = [q.id for q in program.pieces if q.population == "h1"]
+    delay = int(program.graph.projections[program.pieces[later.piece].slots[0].proj].delay)
+    first = next(
+        t
+        for t in range(max(later.lo, 1 + delay), later.hi)
+        if any(run.trace[t - 1 - delay].spikes[q] is not None and run.trace[t - 1 - delay].spikes[q].any() for q in h1)
+    )
+    report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
+    assert not report.ok
+    step = min(m["step"] for m in report.mismatches)
+    assert step == first, report.format()
+    at_first = [m for m in report.mismatches if m["step"] == step]
+    assert {m.get("piece", later.piece) for m in at_first} == {later.piece}
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+    lanes=st.sampled_from([1, 2, 4]),
+)
+def test_any_second_convolution_shares_the_first_ones_context_and_matches_the_simulator(
+    seed, kernel, stride, padding, lanes
+):
+    """A second convolution of any kernel up to 3 x 3 (not necessarily square), stride and padding
+    after a 3 x 3 one, on one core in rounds mode: the conv pieces of both layers whose channel
+    blocks agree on lane banks share one context, and every step is exact."""
+    graph = conv_stack_network(seed, channels=4, side=4, layers=((*kernel, stride, padding),))
+    program = dense_program(graph, 1, 1, neurons=16, lanes=lanes)
+    assume(program.plan.mode == "rounds")
+    plan = rounds_plan(program)
+    check_registers(plan)
+    (units,) = plan.units.values()
+    convs = [u for u in units if is_conv(u.init)]
+    assert {u.init.population for u in convs} == {"h1", "h2"}
+    # both layers' pieces have one conv slot and no routing entry (rounds): one context per lane layout
+    banks = {lanes > 1 and slice_extent(u.init)[0] % lanes != 0 for u in convs}
+    assert len({u.context for u in convs}) == len(banks)
+    x = np.random.default_rng(seed).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    report = cosim_rounds(program, x, plan=plan)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == program.graph.total_steps

@@ -22,8 +22,8 @@ from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.rtl import RtlError, export_rtl
 from spikeforge.rtl.array import array_inits
 from spikeforge.rtl.cosim import cosim, cosim_array
-from spikeforge.rtl.piece import CONTEXT_REGISTERS, SLOT_REGISTERS, register_values
-from spikeforge.rtl.scenarios import dense_network, dense_program
+from spikeforge.rtl.piece import CONTEXT_REGISTERS, SLOT_REGISTERS, conv_values, register_values
+from spikeforge.rtl.scenarios import conv_stack_network, dense_network, dense_program
 from spikeforge.rtl.swap import SEL_BITS, SEL_MEMBRANE, SEL_REGS, DmaEngine, SwapPlan, context_of, swap_plan
 from spikeforge.sim import Simulator
 
@@ -385,3 +385,23 @@ def test_a_shared_context_sends_each_pieces_spikes_after_its_own_delay():
     report = cosim_array(program, x, dram_flip=(plan.first_rec[0][1] + delay, SEL_BITS + plan.addr_bits))
     assert not report.ok
     assert report.mismatches[0]["step"] == first, report.format()
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_conv_pieces_of_different_geometry_share_a_swap_context_and_match_the_simulator():
+    """Four convolutions at ``T = 2`` on 1 x 3 cores of 64 neurons: core 0 loads ``h1`` (3 x 3, padding
+    1, from the host's 1 x 4 x 4, 64 neurons) and later ``h4`` (1 x 1 from ``h3``'s 4 x 2 x 2, 16
+    neurons) into one context, which its register records rewrite; every step, packet and DRAM
+    stall is the simulator's."""
+    layers = ((2, 2, 2, 0), (3, 3, 1, 1), (1, 1, 1, 0))
+    graph = conv_stack_network(1, channels=4, side=4, layers=layers, timesteps=2)
+    program = dense_program(graph, 1, 3, neurons=64, lanes=4)
+    assert program.plan.mode == "swap"
+    a, b = swap_plan(program).contexts[0]
+    assert (a.population, b.population) == ("h1", "h4") and context_of([a, b]) == [0, 0]
+    assert conv_values(a) == [4, 4, 4, 4, 4, 4, 4, 3, 3, 1, 1] and conv_values(b) == [4, 2, 2, 2, 2, 2, 2, 1, 1, 1, 0]
+    x = np.random.default_rng(1).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == program.graph.total_steps and report.spikes > 0
