@@ -170,7 +170,9 @@ class Core(wiring.Component):
         c = hw.core
         self.groups_max = c.neurons // c.lanes
         self.cfg_ports = int(cfg_ports)
-        self.reg_bits = index_bits(len(register_values(self.piece)))
+        # routing entries: as many as the most of the family's pieces (each loads its count)
+        self.max_entries = max(len(q.routing) for q in self.family)
+        self.reg_bits = index_bits(max(len(register_values(q)) for q in self.family))
         cfg = {}
         if self.cfg_ports:  # the swap loader's register writes
             q = self.cfg_ports
@@ -329,7 +331,12 @@ class Core(wiring.Component):
             "first": reg("first", 24, p.first),
             "root_x": reg("root_x", index_bits(cols), p.root_x),
             "root_y": reg("root_y", index_bits(rows), p.root_y),
+            "entries": reg("entries", range(self.max_entries + 1), len(p.routing)),
         }
+        # as many routing entries as the most of the family's pieces (the piece's own first, then zeros:
+        # a piece with fewer loads its count, and the encoder skips the entries past it)
+        table = np.zeros((self.max_entries, 6), np.int64)
+        table[: len(p.routing)] = np.asarray(p.routing, np.int64).reshape(-1, p.routing.shape[-1])[:, :6]
         routes = [
             [
                 reg(f"route{k}_{f}", shape, int(v))
@@ -346,7 +353,7 @@ class Core(wiring.Component):
                     e[:6],
                 )
             ]
-            for k, e in enumerate(np.asarray(p.routing, np.int64).tolist())
+            for k, e in enumerate(table.tolist())
         ]
         self.routes = routes
         # a tile slice's origin (its extent shapes the logic): channels c0 .., positions (y0 .., x0 ..)
@@ -356,13 +363,14 @@ class Core(wiring.Component):
         # an mbe piece: X's clip range and the payload's start B (section 4.5)
         mbe_values = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
         self.mbe_regs = [reg(k, signed(vb), v) for k, v in zip(MBE_REGISTERS, mbe_values)]
-        # register_values' order: context, then per slot lo, base, weight, row_words, then per entry,
-        # then a tile slice's origin, a conv piece's geometry, a product's operand bases, an mbe piece's constants
+        # register_values' order: context, then per slot lo, base, weight, row_words, then a tile slice's
+        # origin, a conv piece's geometry, a product's operand bases, an mbe piece's constants, then per entry
         self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k]) for k in range(len(p.slots))]
         loadable = list(r.values()) + [x for regs in self.slot_regs for x in regs]
-        loadable += [x for e in routes for x in e] + list(self.origin.values()) + conv_regs + self.operand_base
-        loadable += self.mbe_regs
-        assert tuple(r) == CONTEXT_REGISTERS and len(loadable) == len(register_values(p))
+        loadable += list(self.origin.values()) + conv_regs + self.operand_base + self.mbe_regs
+        loadable += [x for e in routes for x in e]
+        assert tuple(r) == CONTEXT_REGISTERS
+        assert len(loadable) == len(register_values(p)) + len(ROUTE_REGISTERS) * (self.max_entries - len(p.routing))
         for q in range(self.cfg_ports):  # the loader's writes: distinct registers per cycle
             addr = self.cfg_addr.word_select(q, self.reg_bits)
             value = self.cfg_data.word_select(q, REGISTER_BITS)

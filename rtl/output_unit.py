@@ -88,17 +88,19 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
     """Output encoder (section 4.1): from cycle 0 of phase I, one flit per cycle the router took.
 
     For each routing entry in table order whose step ``t - 1 - delay`` is in the piece's firing
-    window, each neuron of its range that fired then, ascending. The number of entries is the
-    piece's (fixed while it is loaded), so the generator builds one history read port (at the
-    entry's ``delay`` register) and one masked priority encoder per entry: the contract skips
-    silent neurons and entries at no cost, which a sequential scan of the table could not do. An
-    entry's range, destination, slot and delay are registers; a resident core's encoder spans only the
-    range (constant), a swap context's spans all ``neurons`` (the loader rewrites the range).
+    window, each neuron of its range that fired then, ascending. The generator builds one history
+    read port (at the entry's ``delay`` register) and one masked priority encoder per entry the
+    context holds (the most of its pieces'; a loaded piece's count, the ``entries`` register, masks
+    the rest): the contract skips silent neurons and entries at no cost, which a sequential scan of
+    the table could not do. An entry's range, destination, slot and delay are registers; a resident
+    core's encoder spans only the range (constant), a swap context's spans all ``neurons`` (the
+    loader rewrites the range).
     """
     c, p = core.hw.core, core.piece
     r = core.regs
     T, out_start, H = r["timesteps"], r["out_start"], c.spike_history_steps
     entries = [tuple(int(v) for v in e) for e in p.routing]
+    entries += [(0,) * 6] * (core.max_entries - len(entries))  # a context's entries past the piece's
     e_cur = Signal(range(max(2, len(entries) + 1)))  # entry being sent
     j_cur = Signal(range(c.neurons + 1))  # next local neuron to consider in it
     with m.If(core.start):
@@ -114,6 +116,8 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
         src_step = Signal(signed(STEP_BITS + 2), name=f"enc_step{k}")
         m.d.comb += [src_step.eq(t - 1 - core.routes[k][5]), rp.addr.eq(src_step.as_unsigned() % H)]
         in_win = (src_step >= out_start) & (src_step < out_start + T)
+        if core.cfg_ports:  # the loaded piece's entries only: its context may hold more
+            in_win = in_win & (k < r["entries"])
         row = rp.data
         if graded:
             # payload rows (an mbe piece, a graded max-pool): a unit is pending when its payload is not 0

@@ -37,6 +37,7 @@ __all__ = [
     "operand_bases",
     "REGISTER_BITS",
     "register_values",
+    "register_names",
     "is_tile",
     "slice_extent",
     "structure_key",
@@ -124,16 +125,18 @@ class PieceInit:
 
 
 #: The registers of a piece that a swap core's loader writes (``docs/rtl.md``, "Swap mode"), in
-#: address order: the context registers, then per slot, then per routing entry. Everything else of a
+#: address order: the context registers, then per slot, then the kind-specific ones below, then per
+#: routing entry (last: a context holds as many entries as the most of the pieces that share it, and
+#: a piece with fewer loads its own and its count, ``entries``). Everything else of a
 #: :class:`PieceInit` shapes the logic (:func:`structure_key`).
 #: The step registers come first, acc_start (the earliest) before in_start, out_start and T: the loader
 #: rewrites a shared context that is still active, and with the starts written before the lengths
 #: every window read in between is either the old piece's (over) or the new one's (not begun).
-CONTEXT_REGISTERS = ("acc_start", "in_start", "out_start", "timesteps", "first", "root_x", "root_y")
+CONTEXT_REGISTERS = ("acc_start", "in_start", "out_start", "timesteps", "first", "root_x", "root_y", "entries")
 SLOT_REGISTERS = ("lo", "base", "weight", "row_words")
 ROUTE_REGISTERS = ("first", "last", "x", "y", "slot", "delay")
 #: A channel x tile slice's origin (section 2: channels ``c0 ..``, positions ``(y0 .., x0 ..)``), after the
-#: routing entries; its extent ``(cb, th, tw)`` shapes the logic. Range slices have none.
+#: slots; its extent ``(cb, th, tw)`` shapes the logic (but for a conv piece's). Range slices have none.
 TILE_REGISTERS = ("c0", "y0", "x0")
 #: A ``conv`` piece (a neuron tile slice with a ``conv`` slot, section 2), after the tile's origin: its
 #: extent (``cb, th, tw``), its population's ``H, W`` (the encoder's index and identity sources are
@@ -142,8 +145,8 @@ TILE_REGISTERS = ("c0", "y0", "x0")
 #: whether the channel block is a multiple of ``lanes`` (per-lane membrane banks) shapes the logic.
 CONV_REGISTERS = ("cb", "th", "tw", "pop_h", "pop_w", "src_h", "src_w", "kh", "kw", "stride", "pad")
 #: A piece fed by a product (section 4.3): the lowest source index of each operand's table, after the
-#: routing entries (and a tile's origin); the tables' offsets from them shape the logic (the heads of
-#: an attention block share them).
+#: slots (and a tile's origin); the tables' offsets from them shape the logic (the heads of an
+#: attention block share them).
 OPERAND_REGISTERS = ("a_base", "b_base")
 #: An ``mbe`` piece (section 4.5): the clip range of ``X`` and the payload's start ``B`` (the table's
 #: last word), after the operand bases; the table's other constants (the split's code, the shift
@@ -155,20 +158,33 @@ REGISTER_BITS = 32
 
 def register_values(p: PieceInit) -> list[int]:
     """The values of ``p``'s loadable registers in address order (:data:`CONTEXT_REGISTERS`, then
-    :data:`SLOT_REGISTERS` of slot 0, 1, .., then :data:`ROUTE_REGISTERS` of entry 0, 1, .., then, for a
-    channel x tile slice, :data:`TILE_REGISTERS`, for a piece fed by a product, :data:`OPERAND_REGISTERS`,
-    and for an ``mbe`` piece, :data:`MBE_REGISTERS`).
+    :data:`SLOT_REGISTERS` of slot 0, 1, .., then for a channel x tile slice :data:`TILE_REGISTERS`,
+    for a conv piece :data:`CONV_REGISTERS`, for a piece fed by a product :data:`OPERAND_REGISTERS`,
+    for an ``mbe`` piece :data:`MBE_REGISTERS`, then :data:`ROUTE_REGISTERS` of entry 0, 1, ..;
+    :func:`register_names` names them).
 
-    ``acc_start`` is the resolved first arrival (``in_start`` where ``p.acc_start`` is -1). A slot's
-    ``hi`` is not a register of the datapath: the router delivers only the slot's rows.
+    ``acc_start`` is the resolved first arrival (``in_start`` where ``p.acc_start`` is -1), ``entries``
+    the number of routing entries. A slot's ``hi`` is not a register of the datapath: the router
+    delivers only the slot's rows.
     """
     acc = p.in_start if p.acc_start < 0 else p.acc_start
-    ctx = [acc, p.in_start, p.out_start, p.timesteps, p.first, p.root_x, p.root_y]
+    ctx = [acc, p.in_start, p.out_start, p.timesteps, p.first, p.root_x, p.root_y, len(p.routing)]
     slots = [v for s in p.slots for v in (s.lo, s.base, s.weight, s.row_words)]
     routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:6]]
     tile = [p.geometry[k] for k in TILE_REGISTERS] if is_tile(p) else []
     mbe = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
-    return [int(v) for v in ctx + slots + routes + tile + conv_values(p) + list(operand_bases(p)) + mbe]
+    return [int(v) for v in ctx + slots + tile + conv_values(p) + list(operand_bases(p)) + mbe + routes]
+
+
+def register_names(p: PieceInit) -> list[str]:
+    """The names of :func:`register_values`, in address order: a context register's name, ``slot{k}.{name}``,
+    a tile, conv, operand or MBE register's name, ``route{k}.{name}``."""
+    names = list(CONTEXT_REGISTERS) + [f"slot{k}.{r}" for k in range(len(p.slots)) for r in SLOT_REGISTERS]
+    names += list(TILE_REGISTERS) if is_tile(p) else []
+    names += list(CONV_REGISTERS) if is_conv(p) else []
+    names += list(OPERAND_REGISTERS) if operand_bases(p) else []
+    names += list(MBE_REGISTERS) if p.kind == PIECE_CODES["mbe"] else []
+    return names + [f"route{k}.{r}" for k in range(len(p.routing)) for r in ROUTE_REGISTERS]
 
 
 def is_conv(p: PieceInit) -> bool:
@@ -222,19 +238,19 @@ def structure_key(p: PieceInit) -> tuple:
     pooling geometry, the slice's extent (:func:`slice_extent`: its origin and a range slice's
     ``first`` are registers), the product index tables (as offsets from :func:`operand_bases`) and
     contraction, MBE bases and table structure (``T`` and the constants read from the parameter
-    image at elaboration), whether the counts are payload sums, the number of routing entries (one
-    history read port and one priority encoder each) and the encoder's index offsets and the
-    population shape of a tile slice. The values :func:`register_values` lists are not in it. A conv
-    piece (:func:`is_conv`) keeps its geometry in :data:`CONV_REGISTERS`: its key is its slot kinds,
-    whether its channel block is a multiple of the lanes (lane banks), payload sums and its number of
-    routing entries.
+    image at elaboration), whether the counts are payload sums, and the encoder's index offsets and
+    the population shape of a tile slice. The values :func:`register_values` lists are not in it, nor
+    the number of routing entries: a context holds as many as the most of its pieces (one history
+    read port and one priority encoder each) and a piece loads its count. A conv piece
+    (:func:`is_conv`) keeps its geometry in :data:`CONV_REGISTERS`: its key is its slot kinds, whether
+    its channel block is a multiple of the lanes (lane banks) and payload sums.
     """
     if is_conv(p):
-        # a conv piece's geometry is in registers: its slot kinds, whether its channel block fills whole
-        # words of `lanes` (the synapse image's width) and its routing entries remain
+        # a conv piece's geometry is in registers: its slot kinds and whether its channel block fills
+        # whole words of `lanes` (the synapse image's width) remain
         lanes = p.synapse.shape[1] if p.synapse.ndim == 2 else 1
         banked = lanes > 1 and slice_extent(p)[0] % lanes != 0
-        return ("conv", tuple(s.kind for s in p.slots), banked, p.graded_sums, len(p.routing))
+        return ("conv", tuple(s.kind for s in p.slots), banked, p.graded_sums)
     contiguous = list(p.neurons) == list(range(p.first, p.first + len(p.neurons)))
     # a tile slice's encoder index is `first` (its local neuron 0) plus a ROM of offsets that only the
     # extent and the population shape fix
@@ -250,7 +266,6 @@ def structure_key(p: PieceInit) -> tuple:
     if p.kind == PIECE_CODES["mbe"]:  # the table constants Core reads at elaboration (section 4.5)
         code = tuple(int(v) for v in p.params[p.n + p.bases * p.timesteps][1:3])
         mbe = (p.timesteps, len(p.params), code)
-    entries = len(p.routing)
     return (
         p.kind,
         p.n,
@@ -261,7 +276,6 @@ def structure_key(p: PieceInit) -> tuple:
         p.bases,
         p.graded_sums,
         mbe,
-        entries,
         None if contiguous else tuple(v - p.first for v in p.neurons),
         p.shape if "c0" in p.geometry else (),  # a tile slice decodes identity sources in this shape
     )

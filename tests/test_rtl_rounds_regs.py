@@ -24,6 +24,7 @@ from spikeforge.rtl.piece import (
     is_conv,
     is_tile,
     operand_bases,
+    register_names,
     register_values,
     slice_extent,
     structure_key,
@@ -31,6 +32,12 @@ from spikeforge.rtl.piece import (
 )
 from spikeforge.rtl.rounds import SEL_REGS, rounds_plan
 from spikeforge.rtl.scenarios import conv_stack_network, dense_network, dense_program
+
+
+def values_of(p, names) -> list[int]:
+    """The values of ``p``'s registers called ``names`` (``register_names``)."""
+    values, at = register_values(p), register_names(p)
+    return [values[at.index(k)] for k in names]
 
 
 def check_registers(plan) -> None:
@@ -101,7 +108,7 @@ def test_rounds_in_a_shared_context_match_the_simulator_at_every_step():
 def test_registers_landing_in_the_grant_cycle_go_to_the_new_rounds_context():
     """The max-pool case (two ``h`` slices in one context, the max-pool and the output in their own)
     with 16 descriptors per cycle, more than its transfers need (the loads end earlier, the transfers
-    do not): a round's 11 registers (14 for the max-pool: its tile's origin too) all land in its grant
+    do not): a round's 12 registers (15 for the max-pool: its tile's origin too) all land in its grant
     cycle, when a round granted in the cycle it
     is requested is not yet the core's current one. Exact at every step (written into the previous
     round's context instead, a membrane differs at step 3)."""
@@ -110,7 +117,7 @@ def test_registers_landing_in_the_grant_cycle_go_to_the_new_rounds_context():
     check_registers(plan)
     (units,) = plan.units.values()
     assert [u.context for u in units] == [0, 0, 1, 2]
-    assert [len(register_values(u.init)) for u in units] == [11, 11, 14, 11]
+    assert [len(register_values(u.init)) for u in units] == [12, 12, 15, 12]
     plan.ports = 16
     report = cosim_rounds(program, x, plan=plan)
     assert report.ok, report.format()
@@ -176,7 +183,7 @@ def test_a_flipped_bit_of_a_tiles_origin_in_the_dram_is_reported_at_its_first_ev
     plan = rounds_plan(program)
     later = [u for u in plan.units[0] if u.init.population == "h1"][1]
     values = register_values(later.init)
-    at = len(values) - len(CONV_REGISTERS) - len(TILE_REGISTERS) + TILE_REGISTERS.index("y0")
+    at = register_names(later.init).index("y0")
     word = later.load[at][2]
     assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 2
     report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
@@ -199,7 +206,7 @@ def test_the_heads_of_an_attention_block_share_a_context_and_load_their_operand_
     heads = [u for u in plan.units[1] if u.init.population == "att"]
     assert len({u.context for u in heads}) == 1
     assert [operand_bases(u.init) for u in heads] == [(0, 0), (16, 16)]
-    assert [register_values(u.init)[-len(OPERAND_REGISTERS) :] for u in heads] == [[0, 0], [16, 16]]
+    assert [values_of(u.init, OPERAND_REGISTERS) for u in heads] == [[0, 0], [16, 16]]
 
 
 @pytest.mark.rtl
@@ -214,7 +221,7 @@ def test_a_flipped_bit_of_an_operand_base_in_the_dram_is_reported_at_its_first_e
     plan = rounds_plan(program)
     later = [u for u in plan.units[1] if u.init.population == "att"][1]
     values = register_values(later.init)
-    at = len(values) - len(OPERAND_REGISTERS) + OPERAND_REGISTERS.index("a_base")
+    at = register_names(later.init).index("a_base")
     word = later.load[at][2]
     assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 16
     run = Simulator(program, trace=True).run(x)
@@ -256,7 +263,7 @@ def test_the_mlps_two_gelu_layers_share_a_context_and_load_their_clip_ranges(mbe
     (units,) = plan.units.values()
     mbe = [u for u in units if program.pieces[u.piece].kind == "mbe"]
     assert [u.init.population for u in mbe] == ["gelu0", "gelu0", "gelu1"] and len({u.context for u in mbe}) == 1
-    consts = [tuple(register_values(u.init)[-len(MBE_REGISTERS) :]) for u in mbe]
+    consts = [tuple(values_of(u.init, MBE_REGISTERS)) for u in mbe]
     assert consts == [tuple(int(v) for v in u.init.params[-1][:3]) for u in mbe]
     assert consts[0] == consts[1] != consts[2]
 
@@ -285,8 +292,7 @@ def test_conv_pieces_of_different_kernels_strides_and_extents_share_one_context(
     geometry = {u.init.population: tuple(conv_values(u.init)[5:]) for u in convs}
     assert geometry == {"h1": (4, 4, 3, 3, 1, 1), "h2": (4, 4, 2, 2, 2, 0)}
     for u in convs:
-        values = register_values(u.init)
-        assert values[len(values) - len(CONV_REGISTERS) :] == conv_values(u.init)
+        assert values_of(u.init, CONV_REGISTERS) == conv_values(u.init)
         cb, th, tw, h, w = conv_values(u.init)[:5]
         assert [v - u.init.first for v in u.init.neurons] == tile_offsets(cb, th, tw, h, w)
 
@@ -315,7 +321,7 @@ def test_a_flipped_bit_of_a_conv_stride_in_the_dram_is_reported_at_its_first_eve
     (units,) = plan.units.values()
     later = next(u for u in units if u.init.population == "h2")
     values = register_values(later.init)
-    at = len(values) - len(CONV_REGISTERS) + CONV_REGISTERS.index("stride")
+    at = register_names(later.init).index("stride")
     word = later.load[at][2]
     assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 2
     run = Simulator(program, trace=True).run(x)

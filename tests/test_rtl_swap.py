@@ -22,7 +22,7 @@ from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.rtl import RtlError, export_rtl
 from spikeforge.rtl.array import array_inits
 from spikeforge.rtl.cosim import cosim, cosim_array
-from spikeforge.rtl.piece import CONTEXT_REGISTERS, SLOT_REGISTERS, conv_values, register_values
+from spikeforge.rtl.piece import CONTEXT_REGISTERS, SLOT_REGISTERS, conv_values, register_names, register_values
 from spikeforge.rtl.scenarios import conv_stack_network, dense_network, dense_program
 from spikeforge.rtl.swap import SEL_BITS, SEL_MEMBRANE, SEL_REGS, DmaEngine, SwapPlan, context_of, swap_plan
 from spikeforge.sim import Simulator
@@ -331,7 +331,7 @@ def test_the_dma_engine_writes_several_records_a_cycle_by_hand():
 def test_a_piece_whose_transfer_is_too_short_for_any_record_is_refused():
     """No latency and a channel wider than every piece: each transfer takes one cycle, in which a
     record can be read but not yet written. The first piece is named; the latency fits every piece:
-    the largest, 305 records at 16 a cycle (its routing entry's delay among its registers), needs 20 + 1
+    the largest, 306 records at 16 a cycle (its routing entry's delay among its registers), needs 20 + 1
     cycles, 20 of latency beside its one."""
     graph = dense_network(3, CASES["1x3"][0], timesteps=2)
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
@@ -341,7 +341,7 @@ def test_a_piece_whose_transfer_is_too_short_for_any_record_is_refused():
     memory = MemoryConfig(dram_latency_cycles=0, dram_bytes_per_cycle=4096)
     program = compile(graph, HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=memory))
     assert program.plan.mode == "swap"
-    msg = r"piece 0 \('h1'\) loads 241 DRAM words in a transfer of 1 cycle, .* dram_latency_cycles to at least 20\."
+    msg = r"piece 0 \('h1'\) loads 242 DRAM words in a transfer of 1 cycle, .* dram_latency_cycles to at least 20\."
     with pytest.raises(RtlError, match=msg):
         swap_plan(program)
     memory = MemoryConfig(dram_latency_cycles=20, dram_bytes_per_cycle=4096)  # the latency named: 16 a cycle
@@ -405,3 +405,25 @@ def test_conv_pieces_of_different_geometry_share_a_swap_context_and_match_the_si
     report = cosim_array(program, x)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == program.graph.total_steps and report.spikes > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_pieces_with_different_numbers_of_routing_entries_share_a_context_that_reads_each_ones_count():
+    """The residual case: core 0 loads ``h1`` (1 routing entry) and later ``h3`` (2: to ``h4``'s dense
+    and identity slots) into one context of 2 entries; each loads its count, ``entries``, and the
+    encoder reads no entry past it (matched at every step in the test above). Bit 1 of ``h3``'s count
+    record flipped (2 -> 0): none of its spikes is sent, reported at the first step it sends one in
+    the simulator; nothing before."""
+    program, x = swap_program("residual")
+    plan = swap_plan(program)
+    a, b = plan.contexts[0][:2]
+    assert (a.population, len(a.routing), b.population, len(b.routing)) == ("h1", 1, "h3", 2)
+    assert context_of([a, b]) == [0, 0]
+    at = register_names(b).index("entries")
+    assert plan.record(0, 1, at) == (SEL_REGS, at, 2)
+    run = Simulator(program, trace=True).run(x)
+    first = next(tr.step for tr in run.trace if (np.asarray(tr.flit_src) == b.piece_id).any())
+    report = cosim_array(program, x, dram_flip=(plan.first_rec[0][1] + at, SEL_BITS + plan.addr_bits + 1))
+    assert not report.ok
+    assert report.mismatches[0]["step"] == first, report.format()

@@ -21,6 +21,7 @@ from spikeforge.rtl.piece import (
     ROUTE_REGISTERS,
     SLOT_REGISTERS,
     piece_init,
+    register_names,
     register_values,
     structure_key,
 )
@@ -44,11 +45,16 @@ def test_pieces_of_one_structure_share_a_key_and_differ_only_in_register_values(
     per = len(CONTEXT_REGISTERS), len(SLOT_REGISTERS) * len(a.slots), len(ROUTE_REGISTERS) * len(a.routing)
     assert len(va) == sum(per)
     assert va != vb  # another layer: other windows, another slot row space and route
-    # what shapes the logic separates contexts: a lane group more, a routing entry more, a tile's
-    # index ROM; an entry's delay is a register (its history read port's row)
+    # what shapes the logic separates contexts: a lane group more, a tile's index ROM; an entry's
+    # delay (its history read port's row) and the number of entries are registers (a context holds
+    # the most entries of its pieces, each loads its count)
     assert structure_key(dataclasses.replace(b, n=b.n - 4)) != structure_key(a)
     routing = np.array(b.routing)
-    assert structure_key(dataclasses.replace(b, routing=np.concatenate([routing, routing]))) != structure_key(a)
+    two = dataclasses.replace(b, routing=np.concatenate([routing, routing]))
+    assert structure_key(two) == structure_key(a) and context_of([a, two]) == [0, 0]
+    entries = CONTEXT_REGISTERS.index("entries")
+    assert (register_values(a)[entries], register_values(two)[entries]) == (1, 2)
+    assert register_names(two)[-len(ROUTE_REGISTERS) :] == [f"route1.{r}" for r in ROUTE_REGISTERS]
     routing[0, 5] += 1
     later = dataclasses.replace(b, routing=routing)
     assert structure_key(later) == structure_key(a)
