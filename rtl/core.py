@@ -67,13 +67,13 @@ from .piece import (
     TILE_REGISTERS,
     PieceInit,
     check_hardware,
+    context_registers,
     conv_values,
     empty_piece,
     is_conv,
     is_tile,
     membrane_order,
     operand_bases,
-    register_values,
     slice_extent,
     structure_key,
 )
@@ -170,9 +170,12 @@ class Core(wiring.Component):
         c = hw.core
         self.groups_max = c.neurons // c.lanes
         self.cfg_ports = int(cfg_ports)
-        # routing entries: as many as the most of the family's pieces (each loads its count)
+        # slots and routing entries: as many as the most of the family's pieces (each loads its own, and
+        # the entries' count); its register addresses, by name
         self.max_entries = max(len(q.routing) for q in self.family)
-        self.reg_bits = index_bits(max(len(register_values(q)) for q in self.family))
+        self.max_slots = max(len(q.slots) for q in self.family)
+        self.layout = context_registers(self.family)
+        self.reg_bits = index_bits(len(self.layout))
         cfg = {}
         if self.cfg_ports:  # the swap loader's register writes
             q = self.cfg_ports
@@ -363,14 +366,14 @@ class Core(wiring.Component):
         # an mbe piece: X's clip range and the payload's start B (section 4.5)
         mbe_values = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
         self.mbe_regs = [reg(k, signed(vb), v) for k, v in zip(MBE_REGISTERS, mbe_values)]
-        # register_values' order: context, then per slot lo, base, weight, row_words, then a tile slice's
+        # the context's registers in address order (context_registers): context, then per slot lo, base,
+        # weight, row_words, kind (as many slots as the most of the family's pieces), then a tile slice's
         # origin, a conv piece's geometry, a product's operand bases, an mbe piece's constants, then per entry
-        self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k]) for k in range(len(p.slots))]
+        self.slot_regs = [(s_lo[k], s_base[k], s_weight[k], s_rw[k], s_kind[k]) for k in range(self.max_slots)]
         loadable = list(r.values()) + [x for regs in self.slot_regs for x in regs]
         loadable += list(self.origin.values()) + conv_regs + self.operand_base + self.mbe_regs
         loadable += [x for e in routes for x in e]
-        assert tuple(r) == CONTEXT_REGISTERS
-        assert len(loadable) == len(register_values(p)) + len(ROUTE_REGISTERS) * (self.max_entries - len(p.routing))
+        assert tuple(r) == CONTEXT_REGISTERS and len(loadable) == len(self.layout)
         for q in range(self.cfg_ports):  # the loader's writes: distinct registers per cycle
             addr = self.cfg_addr.word_select(q, self.reg_bits)
             value = self.cfg_data.word_select(q, REGISTER_BITS)
@@ -436,7 +439,7 @@ class Core(wiring.Component):
                 with m.If(head.slot == k):
                     m.d.comb += row.eq((head.index // (sh * sw) - s_lo[k]).as_unsigned()[:24])
         local = Signal(signed(26))
-        if is_tile(p) and any(sl.kind == SLOT_CODES["identity"] for sl in p.slots):
+        if is_tile(p) and any(sl.kind == SLOT_CODES["identity"] for q in self.family for sl in q.slots):
             # channel x tile slice: identity source (ch, y, x) -> local, -1 outside
             m.d.comb += local.eq(Mux(is_psum, head.index, tile_local(self, head.index)))
         else:

@@ -9,6 +9,7 @@ sentence what the generator cannot build.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = [
     "REGISTER_BITS",
     "register_values",
     "register_names",
+    "context_registers",
+    "register_addresses",
     "is_tile",
     "slice_extent",
     "structure_key",
@@ -133,7 +136,7 @@ class PieceInit:
 #: rewrites a shared context that is still active, and with the starts written before the lengths
 #: every window read in between is either the old piece's (over) or the new one's (not begun).
 CONTEXT_REGISTERS = ("acc_start", "in_start", "out_start", "timesteps", "first", "root_x", "root_y", "entries")
-SLOT_REGISTERS = ("lo", "base", "weight", "row_words")
+SLOT_REGISTERS = ("lo", "base", "weight", "row_words", "kind")
 ROUTE_REGISTERS = ("first", "last", "x", "y", "slot", "delay")
 #: A channel x tile slice's origin (section 2: channels ``c0 ..``, positions ``(y0 .., x0 ..)``), after the
 #: slots; its extent ``(cb, th, tw)`` shapes the logic (but for a conv piece's). Range slices have none.
@@ -169,7 +172,7 @@ def register_values(p: PieceInit) -> list[int]:
     """
     acc = p.in_start if p.acc_start < 0 else p.acc_start
     ctx = [acc, p.in_start, p.out_start, p.timesteps, p.first, p.root_x, p.root_y, len(p.routing)]
-    slots = [v for s in p.slots for v in (s.lo, s.base, s.weight, s.row_words)]
+    slots = [v for s in p.slots for v in (s.lo, s.base, s.weight, s.row_words, s.kind)]
     routes = [int(v) for e in np.asarray(p.routing, np.int64).tolist() for v in e[:6]]
     tile = [p.geometry[k] for k in TILE_REGISTERS] if is_tile(p) else []
     mbe = [int(v) for v in p.params[-1][:3]] if p.kind == PIECE_CODES["mbe"] else []
@@ -177,14 +180,32 @@ def register_values(p: PieceInit) -> list[int]:
 
 
 def register_names(p: PieceInit) -> list[str]:
-    """The names of :func:`register_values`, in address order: a context register's name, ``slot{k}.{name}``,
+    """The names of :func:`register_values`, in order: a context register's name, ``slot{k}.{name}``,
     a tile, conv, operand or MBE register's name, ``route{k}.{name}``."""
-    names = list(CONTEXT_REGISTERS) + [f"slot{k}.{r}" for k in range(len(p.slots)) for r in SLOT_REGISTERS]
+    return _names(p, len(p.slots), len(p.routing))
+
+
+def _names(p: PieceInit, slots: int, entries: int) -> list[str]:
+    names = list(CONTEXT_REGISTERS) + [f"slot{k}.{r}" for k in range(slots) for r in SLOT_REGISTERS]
     names += list(TILE_REGISTERS) if is_tile(p) else []
     names += list(CONV_REGISTERS) if is_conv(p) else []
     names += list(OPERAND_REGISTERS) if operand_bases(p) else []
     names += list(MBE_REGISTERS) if p.kind == PIECE_CODES["mbe"] else []
-    return names + [f"route{k}.{r}" for k in range(len(p.routing)) for r in ROUTE_REGISTERS]
+    return names + [f"route{k}.{r}" for k in range(entries) for r in ROUTE_REGISTERS]
+
+
+def context_registers(family: Sequence[PieceInit]) -> list[str]:
+    """The registers of a context shared by ``family`` (pieces of one :func:`structure_key`), by name in
+    address order: as :func:`register_names`, with as many slots and routing entries as the most of
+    them. A piece's register ``i`` is at address ``context_registers(family).index(register_names(p)[i])``
+    (:func:`register_addresses`): a piece with fewer slots or entries writes only its own."""
+    return _names(family[0], max(len(q.slots) for q in family), max(len(q.routing) for q in family))
+
+
+def register_addresses(p: PieceInit, layout: Sequence[str]) -> list[int]:
+    """The address in a context's ``layout`` (:func:`context_registers`) of each of ``p``'s registers."""
+    at = {name: a for a, name in enumerate(layout)}
+    return [at[name] for name in register_names(p)]
 
 
 def is_conv(p: PieceInit) -> bool:
@@ -242,15 +263,16 @@ def structure_key(p: PieceInit) -> tuple:
     the population shape of a tile slice. The values :func:`register_values` lists are not in it, nor
     the number of routing entries: a context holds as many as the most of its pieces (one history
     read port and one priority encoder each) and a piece loads its count. A conv piece
-    (:func:`is_conv`) keeps its geometry in :data:`CONV_REGISTERS`: its key is its slot kinds, whether
-    its channel block is a multiple of the lanes (lane banks) and payload sums.
+    (:func:`is_conv`) keeps its geometry in :data:`CONV_REGISTERS` and its slots' kinds in registers
+    (a conv slot, perhaps an identity slot): its key is whether its channel block is a multiple of
+    the lanes (lane banks) and payload sums.
     """
     if is_conv(p):
-        # a conv piece's geometry is in registers: its slot kinds and whether its channel block fills
-        # whole words of `lanes` (the synapse image's width) remain
+        # a conv piece's geometry and slot kinds are in registers: whether its channel block fills
+        # whole words of `lanes` (the synapse image's width) remains
         lanes = p.synapse.shape[1] if p.synapse.ndim == 2 else 1
         banked = lanes > 1 and slice_extent(p)[0] % lanes != 0
-        return ("conv", tuple(s.kind for s in p.slots), banked, p.graded_sums)
+        return ("conv", banked, p.graded_sums)
     contiguous = list(p.neurons) == list(range(p.first, p.first + len(p.neurons)))
     # a tile slice's encoder index is `first` (its local neuron 0) plus a ROM of offsets that only the
     # extent and the population shape fix

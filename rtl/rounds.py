@@ -72,9 +72,9 @@ from .core import (
     sum_words,
 )
 from .errors import RtlError
-from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_values
+from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_addresses, register_values
 from .sequencer import Sequencer
-from .swap import context_of, dma_ports
+from .swap import context_layouts, context_of, dma_ports
 
 __all__ = [
     "RoundsPlan",
@@ -311,6 +311,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         plan.units[k] = []
         order = [q for root in timeline for q in members[root]]
         ctx_of = context_of([inits[q] for q in order])
+        layouts = context_layouts([inits[q] for q in order])
         for j_unit, pid in enumerate(order):
             piece, p = program.pieces[pid], inits[pid]
             chunk = piece.kind == "partial"
@@ -320,7 +321,9 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
             nlut = len(mwords[pid].get("lut", []))
             base = plan.state_base.get(pid, 0)
             # the registers first: written in the load's first cycles, long before the core starts
-            load = [(SEL_REGS, a, reg0 + a, 0, 0, 0) for a in range(len(register_values(p)))]
+            # each register to its address in the context's layout (it may hold more slots and entries)
+            addrs = register_addresses(p, layouts[ctx_of[j_unit]])
+            load = [(SEL_REGS, a, reg0 + i, 0, 0, 0) for i, a in enumerate(addrs)]
             load += [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
             load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(0 if chunk else groups)]
             load += [(SEL_LUT, a, lut0 + a, 0, 0, 0) for a in range(nlut)]
@@ -536,7 +539,7 @@ class RoundsArray(wiring.Component):
         abits = index_bits(len(words))
         nchunk = max([len(u.chunks) for k in cores for u in plan.units[k]] + [1])
         nlut = max([u.n_lut for k in cores for u in plan.units[k]] + [1])
-        nregs = max([len(register_values(u.init)) for k in cores for u in plan.units[k]] + [1])
+        nregs = max([d[1] + 1 for k in cores for u in plan.units[k] for d in u.load if d[0] == SEL_REGS] + [1])
         tbits = max(index_bits(syn_words), index_bits(nchunk), index_bits(nlut), index_bits(gmax), index_bits(nregs))
         fields = [SEL_FIELD_BITS, tbits, abits, STEP_BITS, STEP_BITS, STEP_BITS]
         def_w = sum(fields)

@@ -52,7 +52,16 @@ from .core import (
     sum_words,
 )
 from .errors import RtlError
-from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_values, structure_key
+from .piece import (
+    REGISTER_BITS,
+    PieceInit,
+    check_hardware,
+    context_registers,
+    piece_init,
+    register_addresses,
+    register_values,
+    structure_key,
+)
 
 __all__ = [
     "SwapPlan",
@@ -69,6 +78,7 @@ __all__ = [
     "SEL_BITS",
     "context_of",
     "register_bits",
+    "context_layouts",
 ]
 
 #: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
@@ -115,10 +125,18 @@ def context_of(pieces: list[PieceInit]) -> list[int]:
     return [keys.setdefault(structure_key(p), len(keys)) for p in pieces]
 
 
+def context_layouts(pieces: list[PieceInit]) -> list[list[str]]:
+    """The register layout (:func:`~spikeforge.rtl.piece.context_registers`) of each context of a core's
+    pieces (numbered as :func:`context_of` numbers them)."""
+    ctx_of = context_of(pieces)
+    return [context_registers([p for p, c in zip(pieces, ctx_of) if c == j]) for j in range(max(ctx_of) + 1)]
+
+
 def register_bits(pieces: list[PieceInit]) -> int:
-    """Bits of a register's index in a core's register records: a record's ``addr`` is ``context <<
-    register_bits | index`` (``index`` in :func:`~spikeforge.rtl.piece.register_values`)."""
-    return index_bits(max(len(register_values(p)) for p in pieces))
+    """Bits of a register's address in a core's register records: a record's ``addr`` is ``context <<
+    register_bits | address`` (the register's place in its context's
+    :func:`~spikeforge.rtl.piece.context_registers`)."""
+    return index_bits(max(len(layout) for layout in context_layouts(pieces)))
 
 
 @dataclass
@@ -199,6 +217,7 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
         for key in ("live_start", "live_end", "first_rec", "n_rec", "duration", "nbytes"):
             getattr(plan, key)[k] = []
         ctx_of, rbits = context_of(inits[k]), register_bits(inits[k])
+        layouts = context_layouts(inits[k])
         for j, (pid, p) in enumerate(zip(timeline, inits[k])):
             words = {name: w for name, w, _ in memory_words(hw, p)}
             groups = -(-p.n // lanes)
@@ -217,7 +236,8 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             # the registers first: their windows (in_start, out_start, acc_start) are in the future
             # once written, so the context, active while it is rewritten, stays quiet
             mask = (1 << REGISTER_BITS) - 1
-            recs = [(SEL_REGS, ctx_of[j] << rbits | a, v & mask) for a, v in enumerate(register_values(p))]
+            addrs = register_addresses(p, layouts[ctx_of[j]])
+            recs = [(SEL_REGS, ctx_of[j] << rbits | a, v & mask) for a, v in zip(addrs, register_values(p))]
             recs += [(SEL_SYNAPSE, a, w) for a, w in enumerate(words["synapse"][:used])]
             recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
             recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(state)]

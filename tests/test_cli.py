@@ -164,7 +164,7 @@ def test_rtl_writes_modules_and_refuses_a_program_for_other_hardware(tmp_path, c
 def test_cosim_names_what_the_rtl_cannot_build_yet(tmp_path, capsys):
     # the MBE MLP on one core runs in rounds mode (every piece in turn at every step, its state streamed
     # from DRAM); the RTL's DMA engine moves at most 16 DRAM words per cycle, so a channel of 4096 bytes
-    # per cycle without latency is too short for a round's words, its 15 registers among them (docs/rtl.md)
+    # per cycle without latency is too short for a round's words, its 16 registers among them (docs/rtl.md)
     hw = tmp_path / "mbe-1x1.toml"
     hw.write_text(
         '[array]\nrows = 1\ncols = 1\n[core]\nneuron_models = ["if", "dif", "mbe"]\n'
@@ -172,7 +172,7 @@ def test_cosim_names_what_the_rtl_cannot_build_yet(tmp_path, capsys):
     )
     assert main(["cosim", "--model", "tiny-digits-mlp", "--hardware", str(hw)]) == 2
     err = capsys.readouterr().err
-    assert "('gelu0') reads 136 DRAM words in a transfer of 2 cycles, but the DMA engine moves at most 16" in err
+    assert "('gelu0') reads 137 DRAM words in a transfer of 2 cycles, but the DMA engine moves at most 16" in err
 
 
 def test_demo_runs_the_vit_through_the_mbe_path(tmp_path, capsys):

@@ -239,8 +239,8 @@ def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(mbe_mlp8):
     program = compile(mbe_mlp8, HardwareConfig(array=ArrayConfig(1, 1), core=core, memory=memory))
     assert program.plan.mode == "rounds"
     # rounds mode: the DMA engine moves at most 16 words per cycle, too few for a round's words on this
-    # channel (gelu0: 15 register words, then its images and state); refused before anything runs
-    with pytest.raises(RtlError, match=r"reads 104 DRAM words in a transfer of 2 cycles, but .* at most 16 words"):
+    # channel (gelu0: 16 register words, then its images and state); refused before anything runs
+    with pytest.raises(RtlError, match=r"reads 105 DRAM words in a transfer of 2 cycles, but .* at most 16 words"):
         cosim_samples(program, np.zeros((1, *program.graph.input.shape), np.int64))
 
 

@@ -20,10 +20,12 @@ from spikeforge.rtl.piece import (
     REGISTER_BITS,
     SLOT_REGISTERS,
     TILE_REGISTERS,
+    context_registers,
     conv_values,
     is_conv,
     is_tile,
     operand_bases,
+    register_addresses,
     register_names,
     register_values,
     slice_extent,
@@ -42,12 +44,16 @@ def values_of(p, names) -> list[int]:
 
 def check_registers(plan) -> None:
     """Every round's load starts with one descriptor per register, reading the piece's values from
-    its DRAM image into the register of that index; rounds share a context iff their keys are equal."""
+    its DRAM image into the register of that name in its context (``context_registers``: as many
+    slots and routing entries as the most of the context's pieces); rounds share a context iff their
+    keys are equal."""
     for us in plan.units.values():
         for u in us:
             values = register_values(u.init)
+            layout = context_registers([v.init for v in us if v.context == u.context])
             regs = u.load[: len(values)]
-            assert [d[:2] for d in regs] == [(SEL_REGS, a) for a in range(len(values))]
+            assert [d[:2] for d in regs] == [(SEL_REGS, a) for a in register_addresses(u.init, layout)]
+            assert [layout[d[1]] for d in regs] == register_names(u.init)
             assert all(d[0] != SEL_REGS for d in u.load[len(values) :])
             assert [plan.dram[d[2]] for d in regs] == [v & ((1 << REGISTER_BITS) - 1) for v in values]
         for a in us:
@@ -108,7 +114,7 @@ def test_rounds_in_a_shared_context_match_the_simulator_at_every_step():
 def test_registers_landing_in_the_grant_cycle_go_to_the_new_rounds_context():
     """The max-pool case (two ``h`` slices in one context, the max-pool and the output in their own)
     with 16 descriptors per cycle, more than its transfers need (the loads end earlier, the transfers
-    do not): a round's 12 registers (15 for the max-pool: its tile's origin too) all land in its grant
+    do not): a round's 13 registers (16 for the max-pool: its tile's origin too) all land in its grant
     cycle, when a round granted in the cycle it
     is requested is not yet the core's current one. Exact at every step (written into the previous
     round's context instead, a membrane differs at step 3)."""
@@ -117,7 +123,7 @@ def test_registers_landing_in_the_grant_cycle_go_to_the_new_rounds_context():
     check_registers(plan)
     (units,) = plan.units.values()
     assert [u.context for u in units] == [0, 0, 1, 2]
-    assert [len(register_values(u.init)) for u in units] == [12, 12, 15, 12]
+    assert [len(register_values(u.init)) for u in units] == [13, 13, 16, 13]
     plan.ports = 16
     report = cosim_rounds(program, x, plan=plan)
     assert report.ok, report.format()
@@ -158,19 +164,19 @@ def test_a_flipped_bit_of_a_register_word_in_the_dram_is_reported_at_its_first_e
 
 def test_the_tiles_of_a_layer_share_a_context_and_load_their_origin():
     """The residual conv block on two cores: each core runs two 4-channel tiles of ``h1`` and two of
-    ``h2`` (rows 0-1 and 2-3 of one column half) in one context per layer (``h1``'s tiles have a conv
-    slot, ``h2``'s an identity slot too); a tile's origin ``(c0, y0, x0)`` is a register each round's
-    load writes."""
+    ``h2`` (rows 0-1 and 2-3 of one column half), all four in one context: ``h1``'s tiles have one
+    slot (conv), ``h2``'s two (identity, conv), and a slot's kind is a register like a tile's origin
+    ``(c0, y0, x0)``, which each round's load writes."""
     program, _ = rounds_program("conv")
     plan = rounds_plan(program)
     check_registers(plan)
     for us in plan.units.values():
-        layers = {}
-        for u in us:
-            if is_tile(u.init):
-                layers.setdefault(u.context, []).append(tuple(u.init.geometry[k] for k in TILE_REGISTERS))
-        assert sorted(len(o) for o in layers.values()) == [2, 2]
-        assert all(len(set(o)) == 2 and {y0 for _, y0, _ in o} == {0, 2} for o in layers.values())
+        tiles = [u for u in us if is_tile(u.init)]
+        assert len(tiles) == 4 and len({u.context for u in tiles}) == 1
+        assert sorted(len(u.init.slots) for u in tiles) == [1, 1, 2, 2]
+        for layer in ("h1", "h2"):
+            origins = [tuple(u.init.geometry[k] for k in TILE_REGISTERS) for u in tiles if u.init.population == layer]
+            assert len(set(origins)) == 2 and {y0 for _, y0, _ in origins} == {0, 2}
 
 
 @pytest.mark.rtl
@@ -185,7 +191,10 @@ def test_a_flipped_bit_of_a_tiles_origin_in_the_dram_is_reported_at_its_first_ev
     values = register_values(later.init)
     at = register_names(later.init).index("y0")
     word = later.load[at][2]
-    assert later.load[at][:2] == (SEL_REGS, at) and plan.dram[word] == values[at] == 2
+    # the tile has one slot in a context of two (h2's tiles): y0 is further on in the context
+    layout = context_registers([u.init for u in plan.units[0] if u.context == later.context])
+    assert later.load[at][:2] == (SEL_REGS, layout.index("y0")) and layout.index("y0") == at + 5
+    assert plan.dram[word] == values[at] == 2
     report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
     assert not report.ok
     first = min(m["step"] for m in report.mismatches)
@@ -371,3 +380,40 @@ def test_any_second_convolution_shares_the_first_ones_context_and_matches_the_si
     report = cosim_rounds(program, x, plan=plan)
     assert report.ok, report.format()
     assert report.step_cycles == report.steps == program.graph.total_steps
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_flipped_bit_of_a_slot_kind_in_the_dram_is_reported_at_its_first_event_step():
+    """Bit 0 of slot 0's ``kind`` (identity, 3 -> pool_dense, 2) of the first ``h2`` tile on core 0, in
+    its round's DRAM register words: the context (shared with ``h1``'s one-slot tiles) treats the
+    residual events as rows of weights, so the tile's membranes or the core's busy cycles are off at
+    the first step an ``h1`` spike reaches the tile; nothing before."""
+    from spikeforge.sim import Simulator
+
+    program, x = rounds_program("conv")
+    plan = rounds_plan(program)
+    later = next(u for u in plan.units[0] if u.init.population == "h2")
+    at = register_names(later.init).index("slot0.kind")
+    word = later.load[at][2]
+    assert plan.dram[word] == register_values(later.init)[at] == 3  # identity
+    slot = program.pieces[later.piece].slots[0]
+    assert slot.kind == "identity"
+    delay = int(program.graph.projections[slot.proj].delay)
+    run = Simulator(program, trace=True).run(x)
+    mine = set(later.init.neurons)  # identity: h1's neuron i reaches h2's neuron i
+    h1 = [q for q in program.pieces if q.population == "h1"]
+
+    def reaches(t: int) -> bool:
+        tr = run.trace[t - 1 - delay]
+        return any(
+            tr.spikes[q.id] is not None and mine & {int(q.neurons[j]) for j in np.flatnonzero(tr.spikes[q.id])}
+            for q in h1
+        )
+
+    first = next(t for t in range(max(later.lo, 1 + delay), later.hi) if reaches(t))
+    report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
+    assert not report.ok
+    step = min(m["step"] for m in report.mismatches)
+    assert step == first, report.format()
+    assert {m["core"] for m in report.mismatches if m["step"] == step} == {0}

@@ -331,7 +331,7 @@ def test_the_dma_engine_writes_several_records_a_cycle_by_hand():
 def test_a_piece_whose_transfer_is_too_short_for_any_record_is_refused():
     """No latency and a channel wider than every piece: each transfer takes one cycle, in which a
     record can be read but not yet written. The first piece is named; the latency fits every piece:
-    the largest, 306 records at 16 a cycle (its routing entry's delay among its registers), needs 20 + 1
+    the largest, 307 records at 16 a cycle (its routing entry's delay among its registers), needs 20 + 1
     cycles, 20 of latency beside its one."""
     graph = dense_network(3, CASES["1x3"][0], timesteps=2)
     core = CoreConfig(axons=16, neurons=16, lanes=1, slots=4, routing_entries=64, spike_history_steps=8)
@@ -341,7 +341,7 @@ def test_a_piece_whose_transfer_is_too_short_for_any_record_is_refused():
     memory = MemoryConfig(dram_latency_cycles=0, dram_bytes_per_cycle=4096)
     program = compile(graph, HardwareConfig(array=ArrayConfig(1, 3), core=core, memory=memory))
     assert program.plan.mode == "swap"
-    msg = r"piece 0 \('h1'\) loads 242 DRAM words in a transfer of 1 cycle, .* dram_latency_cycles to at least 20\."
+    msg = r"piece 0 \('h1'\) loads 243 DRAM words in a transfer of 1 cycle, .* dram_latency_cycles to at least 20\."
     with pytest.raises(RtlError, match=msg):
         swap_plan(program)
     memory = MemoryConfig(dram_latency_cycles=20, dram_bytes_per_cycle=4096)  # the latency named: 16 a cycle
