@@ -42,13 +42,5 @@ def flit_layout(hw: HardwareConfig) -> data.StructLayout:
 
 def out_flit_layout(hw: HardwareConfig) -> data.StructLayout:
     """A whole flit (section 6), low to high: ``type``, ``slot``, ``index``, ``payload``, ``x``, ``y``."""
-    return data.StructLayout(
-        {
-            "type": unsigned(2),
-            "slot": unsigned(index_bits(hw.core.slots)),
-            "index": unsigned(24),
-            "payload": signed(hw.core.v_bits),
-            "x": unsigned(index_bits(hw.array.cols)),
-            "y": unsigned(index_bits(hw.array.rows)),
-        }
-    )
+    where = {"x": unsigned(index_bits(hw.array.cols)), "y": unsigned(index_bits(hw.array.rows))}
+    return data.StructLayout({**flit_layout(hw).members, **where})

@@ -107,6 +107,14 @@ def dense_program(
     return compile(graph, HardwareConfig(array=ArrayConfig(rows, cols), core=core, noc=noc))
 
 
+def _feature_maps(rng: np.random.Generator, name: str, shape: tuple[int, int, int], lo: int, hi: int):
+    """IF neurons of ``shape`` with random thresholds in ``[lo, hi)``, biases and ``v0``."""
+    n = int(np.prod(shape))
+    return NeuronPopulation(
+        name, shape, threshold=rng.integers(lo, hi, n), bias=rng.integers(-5, 6, n), v0=rng.integers(0, 40, n)
+    )
+
+
 def pooled_network(seed: int, channels: int = 2, side: int = 4, n_out: int = 3, *, timesteps: int = 4) -> SNNGraph:
     """``in (12 graded) -> h (channels, side, side) IF -> 2 x 2 max-pool -> out`` with random weights."""
     rng = np.random.default_rng(seed)
@@ -114,13 +122,7 @@ def pooled_network(seed: int, channels: int = 2, side: int = 4, n_out: int = 3, 
     n_p = channels * (side // 2) ** 2
     pops = (
         InputPopulation("in", (12,), value_bits=4),
-        NeuronPopulation(
-            "h",
-            (channels, side, side),
-            threshold=rng.integers(100, 300, n_h),
-            bias=rng.integers(-5, 6, n_h),
-            v0=rng.integers(0, 40, n_h),
-        ),
+        _feature_maps(rng, "h", (channels, side, side), 100, 300),
         MaxPoolPopulation("mp", (channels, side // 2, side // 2)),
         OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
     )
@@ -139,13 +141,7 @@ def conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3, *,
     n_h = channels * ho * ho
     pops = (
         InputPopulation("in", (1, side, side), value_bits=4),
-        NeuronPopulation(
-            "h",
-            (channels, ho, ho),
-            threshold=rng.integers(150, 400, n_h),
-            bias=rng.integers(-5, 6, n_h),
-            v0=rng.integers(0, 40, n_h),
-        ),
+        _feature_maps(rng, "h", (channels, ho, ho), 150, 400),
         OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
     )
     projs = (
@@ -170,14 +166,7 @@ def conv_stack_network(
     rng = np.random.default_rng(seed)
 
     def neurons(name, h, w, lo, hi):
-        n = channels * h * w
-        return NeuronPopulation(
-            name,
-            (channels, h, w),
-            threshold=rng.integers(lo, hi, n),
-            bias=rng.integers(-5, 6, n),
-            v0=rng.integers(0, 40, n),
-        )
+        return _feature_maps(rng, name, (channels, h, w), lo, hi)
 
     pops = [InputPopulation("in", (1, side, side), value_bits=4), neurons("h1", side, side, 150, 400)]
     projs = [ConvProjection("in", "h1", rng.integers(-20, 41, (channels, 1, 3, 3)), padding=1)]
@@ -196,16 +185,9 @@ def conv_stack_network(
 def residual_conv_network(seed: int, channels: int = 4, side: int = 6, n_out: int = 3) -> SNNGraph:
     """``in -> conv -> h1 -> conv -> h2 (+ identity from h1) -> pool_dense -> out``: a residual conv block."""
     rng = np.random.default_rng(seed)
-    n_h = channels * side * side
 
     def neurons(name, lo, hi):
-        return NeuronPopulation(
-            name,
-            (channels, side, side),
-            threshold=rng.integers(lo, hi, n_h),
-            bias=rng.integers(-5, 6, n_h),
-            v0=rng.integers(0, 40, n_h),
-        )
+        return _feature_maps(rng, name, (channels, side, side), lo, hi)
 
     pops = (
         InputPopulation("in", (1, side, side), value_bits=4),
