@@ -437,7 +437,7 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
     first = int(piece.neurons[0]) if len(piece.neurons) else int(piece.geometry.get("lo", 0))
     pop_shape = tuple(program.graph.population(piece.population).shape)
     root_y, root_x = divmod(int(program.plan.core[piece.root]), program.hardware.array.cols)
-    return PieceInit(
+    init = PieceInit(
         kind=PIECE_CODES[piece.kind],
         n=piece.n,
         in_start=int(sched.in_start),
@@ -461,6 +461,16 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
         graded_sums=graded_sums,
         shape=pop_shape if len(pop_shape) == 3 else (int(np.prod(pop_shape)), 1, 1),
     )
+    if is_conv(init):
+        # a loadable conv context computes a local neuron's global index from its registers
+        cb, th, tw, h, w = conv_values(init)[:5]
+        if [v - first for v in init.neurons] != tile_offsets(cb, th, tw, h, w):
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) orders its neurons otherwise than (position, channel) "
+                "within its tile; the RTL's conv contexts compute a neuron's index in that order "
+                "(rtl.piece.tile_offsets), so it does not run it."
+            )
+    return init
 
 
 def bank_shifts(ni: int, lanes: int) -> list[int]:

@@ -74,7 +74,7 @@ from .core import (
 from .errors import RtlError
 from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_addresses, register_values
 from .sequencer import Sequencer
-from .swap import context_layouts, context_of, dma_ports
+from .swap import context_families, context_layouts, context_of, dma_ports
 
 __all__ = [
     "RoundsPlan",
@@ -795,16 +795,9 @@ class RoundsArray(wiring.Component):
             # one context per piece structure (RoundUnit.context), built from its first round's piece;
             # each round's load rewrites its registers (only the running round's context is used)
             ctx_of = [x.context for x in units]
-            ctxs = [
-                Core(
-                    hw,
-                    units[ctx_of.index(c_)].init,
-                    shared=shared,
-                    cfg_ports=R,
-                    family=[x.init for x in units if x.context == c_],
-                )
-                for c_ in range(max(ctx_of) + 1)
-            ]
+            families = context_families([x.init for x in units])  # numbered as RoundUnit.context
+            assert all(any(q is x.init for q in families[x.context]) for x in units)
+            ctxs = [Core(hw, f[0], shared=shared, cfg_ports=R, family=f) for f in families]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
             mine = [ld["en"] & (ld_who == i) for ld in lds]

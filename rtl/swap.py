@@ -79,6 +79,7 @@ __all__ = [
     "context_of",
     "register_bits",
     "context_layouts",
+    "context_families",
 ]
 
 #: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
@@ -125,11 +126,17 @@ def context_of(pieces: list[PieceInit]) -> list[int]:
     return [keys.setdefault(structure_key(p), len(keys)) for p in pieces]
 
 
+def context_families(pieces: list[PieceInit]) -> list[list[PieceInit]]:
+    """The pieces of each context of a core (numbered as :func:`context_of` numbers them), in order:
+    a context's first piece sets its registers at reset, all of them size it."""
+    ctx_of = context_of(pieces)
+    return [[p for p, c in zip(pieces, ctx_of) if c == j] for j in range(max(ctx_of) + 1)]
+
+
 def context_layouts(pieces: list[PieceInit]) -> list[list[str]]:
     """The register layout (:func:`~spikeforge.rtl.piece.context_registers`) of each context of a core's
-    pieces (numbered as :func:`context_of` numbers them)."""
-    ctx_of = context_of(pieces)
-    return [context_registers([p for p, c in zip(pieces, ctx_of) if c == j]) for j in range(max(ctx_of) + 1)]
+    pieces (:func:`context_families`)."""
+    return [context_registers(f) for f in context_families(pieces)]
 
 
 def register_bits(pieces: list[PieceInit]) -> int:
@@ -363,9 +370,9 @@ class SwapCore(wiring.Component):
         # one context per structure: the first piece of each at reset, its registers rewritten by the
         # loader with every piece loaded into it
         ctx_of = context_of(pieces)
-        reps = [pieces[ctx_of.index(j)] for j in range(max(ctx_of) + 1)]
-        families = [[q for q, j_ in zip(pieces, ctx_of) if j_ == j] for j in range(len(reps))]
-        ctxs = self.cores = [Core(hw, p, shared=shared, cfg_ports=self.ports, family=f) for p, f in zip(reps, families)]
+        ctxs = self.cores = [
+            Core(hw, f[0], shared=shared, cfg_ports=self.ports, family=f) for f in context_families(pieces)
+        ]
         # the contexts first: they ask for their ports before the memories are elaborated
         for j, ctx in enumerate(ctxs):
             m.submodules[f"ctx{j}"] = ctx

@@ -306,6 +306,27 @@ def test_conv_pieces_of_different_kernels_strides_and_extents_share_one_context(
         assert [v - u.init.first for v in u.init.neurons] == tile_offsets(cb, th, tw, h, w)
 
 
+def test_a_conv_piece_whose_neurons_are_not_in_tile_order_is_refused_with_a_sentence():
+    """A conv context computes a local neuron's global index from its registers (``tile_offsets``):
+    a conv tile whose neurons come in another order (two swapped) is refused, naming the piece."""
+    import dataclasses
+
+    from spikeforge.rtl import RtlError
+    from spikeforge.rtl.piece import piece_init
+
+    program, _ = conv_stack_program()
+    pid = next(p.id for p in program.pieces if p.population == "h1")
+    piece = program.pieces[pid]
+    assert piece_init(program, pid).neurons == tuple(int(v) for v in piece.neurons)  # in order: accepted
+    neurons = piece.neurons.copy()
+    neurons[[1, 2]] = neurons[[2, 1]]
+    pieces = list(program.pieces)
+    pieces[pid] = dataclasses.replace(piece, neurons=neurons)
+    bad = dataclasses.replace(program, pieces=tuple(pieces))
+    with pytest.raises(RtlError, match=rf"piece {pid} \('h1'\) orders its neurons otherwise .*tile_offsets"):
+        piece_init(bad, pid)
+
+
 @pytest.mark.rtl
 @pytest.mark.icarus
 def test_conv_pieces_sharing_a_context_match_the_simulator_at_every_step():
