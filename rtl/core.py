@@ -139,6 +139,10 @@ class Core(wiring.Component):
         at ``piece``'s, and ``cfg_en[q]`` sets register ``cfg_addr[q]`` to the low bits of
         ``cfg_data[q]`` at the next clock edge. 0 (resident cores): no write ports, the registers
         keep ``piece``'s values.
+    encoder : bool
+        Whether the core's flits leave it (section 4.1). Rounds mode: False, its spikes go to DRAM as
+        rows and the flit port stays unread; the flit's ``index`` is then the local neuron plus
+        ``first`` (a piece fed by a product loads no neuron index table).
     """
 
     def __init__(
@@ -151,11 +155,13 @@ class Core(wiring.Component):
         shared: dict | None = None,
         cfg_ports: int = 0,
         family: Sequence[PieceInit] = (),
+        encoder: bool = True,
     ) -> None:
         check_hardware(hw)
         self.hw = hw
         self.piece = piece if piece is not None else empty_piece(hw)
         self.family = list(family) or [self.piece]
+        self.encoder = bool(encoder)
         keys = {structure_key(q) for q in self.family}
         if len(keys) != 1 or structure_key(self.piece) not in keys:
             raise ValueError("a context's family must be pieces of one structure, its piece among them")

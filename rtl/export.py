@@ -257,7 +257,9 @@ def _export_swap(hardware: HardwareConfig, out: Path, top, plan: SwapPlan) -> di
             "format": (
                 f"sel | addr << {SEL_BITS} | data << {SEL_BITS + plan.addr_bits}; sel 0 synapse, 1 params, "
                 "2 membrane (its bits past lanes * v_bits: MBE output-shift words), 3 MBE tables, 4 a register "
-                "(addr: context << register_bits | index, rtl.piece.register_values)"
+                "(addr: context << register_bits | index, rtl.piece.register_values), 5 a product's operand "
+                "table (rtl.memories.operand_words), 6 a product-fed piece's neuron index table "
+                "(rtl.memories.index_words)"
             ),
         },
         "modules": [],
@@ -308,7 +310,8 @@ def _export_rounds(hardware: HardwareConfig, out: Path, plan: RoundsPlan) -> dic
             "words_per_cycle": plan.ports,
             "format": (
                 f"images ({plan.syn_per_word} synapse words per DRAM word, then parameter words, then MBE table "
-                "words), state (membranes, running counts or payload sums, MBE shift words), spike or payload "
+                "words, then a product's operand table words), state (membranes, running counts or payload sums, "
+                "MBE shift words), spike or payload "
                 f"rows (a ring: step t at row base + ((t mod {1 << plan.ring_shift}) << {plan.spike_shift})), input "
                 f"words from {plan.host_base} "
                 f"({plan.host_per_word} values each)"

@@ -5,11 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 from spikeforge.mapping import HardwareConfig
+from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 
-from .piece import PieceInit, membrane_order
+from .piece import REGISTER_BITS, PieceInit, membrane_order, operand_bases
 
-__all__ = ["memory_words", "sum_words", "count_words", "banked_membrane", "hist_bits"]
+__all__ = [
+    "memory_words",
+    "sum_words",
+    "count_words",
+    "banked_membrane",
+    "hist_bits",
+    "operand_field_bits",
+    "operand_words",
+    "INDEX_BITS",
+    "index_words",
+    "entries_per_word",
+    "operand_word_bits",
+    "index_word_bits",
+    "index_depth",
+]
+
+#: Bits of a neuron index table word (:func:`index_words`): a flit's ``index`` field (section 6).
+INDEX_BITS = 24
 
 
 def _pack(values: np.ndarray, width: int) -> list[int]:
@@ -60,7 +78,79 @@ def memory_words(hw: HardwareConfig, p: PieceInit) -> list[tuple[str, list[int],
     ]
     if p.kind == PIECE_CODES["mbe"]:  # the table words of the parameter image, one per word
         out.append(("lut", _pack(p.params[p.n :], c.v_bits), 3 * c.v_bits))
+    if operand_bases(p):  # fed by a product: its operands' index tables (section 4.3), its neurons'
+        out.append(("operands", operand_words(hw, p), operand_word_bits(hw)))
+        out.append(("index", index_words(hw, p), index_word_bits(hw)))
     return out
+
+
+def operand_word_bits(hw: HardwareConfig) -> int:
+    """Bits of an operand table word (:func:`operand_words`)."""
+    f = operand_field_bits(hw)
+    return entries_per_word(hw, 4 * f) * 4 * f
+
+
+def index_word_bits(hw: HardwareConfig) -> int:
+    """Bits of a neuron index table word (:func:`index_words`)."""
+    return entries_per_word(hw, INDEX_BITS) * INDEX_BITS
+
+
+def index_depth(hw: HardwareConfig) -> int:
+    """Words of a neuron index table that holds any piece's (``neurons`` entries)."""
+    return -(-hw.core.neurons // entries_per_word(hw, INDEX_BITS))
+
+
+def entries_per_word(hw: HardwareConfig, bits: int) -> int:
+    """Table entries of ``bits`` packed into one word of a table memory (and of its DRAM records): the
+    most, a power of two, that fit the widest of a synapse word, a parameter word and a register
+    record (words the DMA moves anyway), at least 1. Entry ``e`` is entry ``e % K`` of word ``e // K``."""
+    c = hw.core
+    width = max(c.lanes * c.weight_bits, c.lanes * 2 * c.v_bits, REGISTER_BITS)
+    k = 1
+    while 2 * k * bits <= width:
+        k *= 2
+    return k
+
+
+def _pack_entries(entries: list[int], bits: int, k: int) -> list[int]:
+    """``entries`` (each below ``2**bits``) packed ``k`` to a word, entry 0 in the low bits."""
+    return [sum(e << (t * bits) for t, e in enumerate(entries[w : w + k])) for w in range(0, len(entries), k)]
+
+
+def operand_field_bits(hw: HardwareConfig) -> int:
+    """Bits of a row or column field of an operand table entry (:func:`operand_words`): enough for any
+    block the core can hold (``|I|, |J| <= neurons``; ``C`` times a count row's words fits the
+    synapse SRAM's ``axons * neurons / lanes`` words)."""
+    c = hw.core
+    return index_bits(max(c.neurons, c.axons * c.neurons // c.lanes))
+
+
+def operand_words(hw: HardwareConfig, p: PieceInit) -> list[int]:
+    """The operand index tables of a piece fed by a product (section 4.3) as the words of the core's
+    operand table memory. Entry ``s`` holds, from bit 0, the ``(i, c)`` of the ``a`` source at offset
+    ``s`` from the ``a`` table's lowest source index (register ``a_base``) and the ``(c, j)`` of the ``b``
+    source at offset ``s`` from ``b_base``, :func:`operand_field_bits` each; an offset no source of a
+    side names holds zeros there (the router delivers only the slot's sources). As many entries as
+    the larger table's span of offsets, :func:`entries_per_word` to a word."""
+    f = operand_field_bits(hw)
+    bases = operand_bases(p)
+    span = max([src - base + 1 for table, base in zip(p.operands, bases) for src in table] + [1])
+    entries = [0] * span
+    for side, (table, base) in enumerate(zip(p.operands, bases)):
+        for src, (row, col) in table.items():
+            entries[src - base] |= (row | col << f) << (2 * f * side)
+    return _pack_entries(entries, 4 * f, entries_per_word(hw, 4 * f))
+
+
+def index_words(hw: HardwareConfig, p: PieceInit) -> list[int]:
+    """The neuron index table of a piece fed by a product: entry ``j`` is local neuron ``j``'s global
+    index (the flit's ``index``, section 6) minus local 0's (register ``first``), modulo
+    ``2**INDEX_BITS`` (the encoder's sum wraps back to the index), :func:`entries_per_word` to a word.
+    A product's target neurons follow its ``out_index`` table, in any order: the encoder reads the
+    entry of the neuron it sends."""
+    mask = (1 << INDEX_BITS) - 1
+    entries = [(int(v) - p.first) & mask for v in p.neurons] or [0]
+    return _pack_entries(entries, INDEX_BITS, entries_per_word(hw, INDEX_BITS))
 
 
 def sum_words(hw: HardwareConfig, p: PieceInit) -> int:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
 from spikeforge.mapping.images import PIECE_CODES
 
 from .flits import CYCLE_BITS, STEP_BITS, TYPE_GRADED, TYPE_PARTIAL, TYPE_SPIKE, out_flit_layout
+from .memories import INDEX_BITS, entries_per_word, index_words
 from .piece import is_conv
 
 if TYPE_CHECKING:
@@ -168,6 +169,19 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
         ch, pos = chosen_j % gm["cb"], chosen_j // gm["cb"]
         py, px = pos // gm["tw"], pos % gm["tw"]
         m.d.comb += flit_v.index.eq(ch * gm["pop_h"] * gm["pop_w"] + py * gm["pop_w"] + px + r["first"])
+    elif p.operands[0] and core.encoder:
+        # fed by a product: local -> global source index, `first` plus the neuron index table's entry
+        # (rtl.memories.index_words; a loaded image in swap mode, no encoder runs in rounds mode)
+        per = entries_per_word(core.hw, INDEX_BITS)  # entry j: entry j % per of word j // per
+        if core.shared is not None:
+            table = core.shared["index"]
+        else:
+            words = index_words(core.hw, p)
+            m.submodules.index = table = Memory(shape=unsigned(per * INDEX_BITS), depth=len(words), init=words)
+        rd = table.read_port(domain="comb")
+        lsb = (per - 1).bit_length()
+        m.d.comb += rd.addr.eq(chosen_j[lsb:])
+        m.d.comb += flit_v.index.eq(rd.data.word_select(chosen_j[:lsb] if lsb else 0, INDEX_BITS) + r["first"])
     elif p.neurons and list(p.neurons) != list(range(p.first, p.first + len(p.neurons))):
         # tile slices: local -> global source index, `first` (local 0's) plus an offset the extent fixes
         rom = Array(Const(v - p.first, 24) for v in p.neurons)

@@ -148,8 +148,8 @@ TILE_REGISTERS = ("c0", "y0", "x0")
 #: whether the channel block is a multiple of ``lanes`` (per-lane membrane banks) shapes the logic.
 CONV_REGISTERS = ("cb", "th", "tw", "pop_h", "pop_w", "src_h", "src_w", "kh", "kw", "stride", "pad")
 #: A piece fed by a product (section 4.3): the lowest source index of each operand's table, after the
-#: slots (and a tile's origin); the tables' offsets from them shape the logic (the heads of an
-#: attention block share them).
+#: slots (and a tile's origin); the tables themselves, as offsets from them, are the operand table
+#: memory's words (:func:`~spikeforge.rtl.memories.operand_words`), loaded with the piece.
 OPERAND_REGISTERS = ("a_base", "b_base")
 #: An ``mbe`` piece (section 4.5): the clip range of ``X`` and the payload's start ``B`` (the table's
 #: last word), after the operand bases; the table's other constants (the split's code, the shift
@@ -257,12 +257,14 @@ def structure_key(p: PieceInit) -> tuple:
     The key holds the piece kind, ``n`` (its lane groups set the phase-F and dense-event lengths), the
     slot kinds, the source shapes of the slots that decode ``(ch, y, x)`` and their convolution or
     pooling geometry, the slice's extent (:func:`slice_extent`: its origin and a range slice's
-    ``first`` are registers), the product index tables (as offsets from :func:`operand_bases`) and
-    contraction, MBE bases and table structure (``T`` and the constants read from the parameter
-    image at elaboration), whether the counts are payload sums, and the encoder's index offsets and
-    the population shape of a tile slice. The values :func:`register_values` lists are not in it, nor
-    the number of routing entries: a context holds as many as the most of its pieces (one history
-    read port and one priority encoder each) and a piece loads its count. A conv piece
+    ``first`` are registers), a product's contraction (its index tables are a loaded memory,
+    :func:`~spikeforge.rtl.memories.operand_words`), MBE bases and table structure (``T`` and the
+    constants read from the parameter image at elaboration), whether the counts are payload sums,
+    and the encoder's index offsets (but for a piece fed by a product: a loaded table,
+    :func:`~spikeforge.rtl.memories.index_words`) and the population shape of a tile slice. The
+    values :func:`register_values` lists are not in it, nor the number of routing entries: a context
+    holds as many as the most of its pieces (one history read port and one priority encoder each)
+    and a piece loads its count. A conv piece
     (:func:`is_conv`) keeps its geometry in :data:`CONV_REGISTERS` and its slots' kinds in registers
     (a conv slot, perhaps an identity slot): its key is whether its channel block is a multiple of
     the lanes (lane banks) and payload sums.
@@ -281,9 +283,6 @@ def structure_key(p: PieceInit) -> tuple:
         (s.kind, tuple(int(v) for v in s.src_shape) if s.kind in shaped else (), s.kernel, s.kernel_w, s.stride, s.pad)
         for s in p.slots
     )
-    operands = tuple(
-        tuple(sorted((src - base, rc) for src, rc in d.items())) for d, base in zip(p.operands, operand_bases(p))
-    )
     mbe = ()
     if p.kind == PIECE_CODES["mbe"]:  # the table constants Core reads at elaboration (section 4.5)
         code = tuple(int(v) for v in p.params[p.n + p.bases * p.timesteps][1:3])
@@ -293,12 +292,12 @@ def structure_key(p: PieceInit) -> tuple:
         p.n,
         slots,
         slice_extent(p),
-        operands,
         p.contraction,
         p.bases,
         p.graded_sums,
         mbe,
-        None if contiguous else tuple(v - p.first for v in p.neurons),
+        # (a piece fed by a product reads its neurons' offsets from a loaded table, rtl.memories.index_words)
+        None if contiguous or p.operands[0] else tuple(v - p.first for v in p.neurons),
         p.shape if "c0" in p.geometry else (),  # a tile slice decodes identity sources in this shape
     )
 
@@ -401,6 +400,17 @@ def piece_init(program: Program, piece_id: int) -> PieceInit:
                 f"contraction indices; its running counts take {words} synapse words of {lanes} counts of "
                 f"{core.count_bits} bits, and the synapse SRAM has {core.axons * core.neurons // lanes} words of "
                 f"{lanes} weights of {core.weight_bits} bits: recompile it with smaller blocks or more axons."
+            )
+        # the operand table memory (rtl.memories.operand_words): one entry per offset of a source from
+        # its table's lowest index, at most as many entries as the synapse SRAM has words
+        spans = [max(t) - min(t) + 1 for t in (a, b)]
+        syn_words = core.axons * core.neurons // lanes
+        if max(spans) > syn_words:
+            raise RtlError(
+                f"piece {piece_id} ({piece.population!r}) is fed by a product whose operand sources span "
+                f"{max(spans)} indices; the core's operand table holds one entry per index, at most as many as "
+                f"the synapse SRAM has words ({syn_words}): number the operands' neurons closer together (a "
+                "head's sources in one run) or raise axons."
             )
     if piece.kind == "maxpool":
         graded_sums = program.graph.graded(piece.population)  # running payload sums (section 4.4)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth import Array, Const, Module, Mux, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
 
 from spikeforge.mapping.images import SLOT_CODES
 
-from .memories import count_words
-from .piece import bank_shifts, operand_bases, product_banks
+from .memories import count_words, entries_per_word, operand_field_bits, operand_words
+from .piece import bank_shifts, product_banks
 
 if TYPE_CHECKING:
     from .core import Core
@@ -39,7 +40,9 @@ def product_unit(core: Core, m: Module, head, pop, idle, kind, is_psum, val, s_w
     issue cycle and each lane picks its neuron's count; the extra cycle reads the word of the
     event's own count, which is written back incremented in the next cycle (the read port is
     transparent to that write, so a following event sees the new count). Each operand's source
-    index is mapped to its ``(row, column)`` by the piece's index table.
+    index is mapped to its ``(row, column)`` by the piece's index tables, held in the operand table
+    memory (:func:`~spikeforge.rtl.memories.operand_words`: one entry per offset from the tables'
+    base registers ``a_base``, ``b_base``), so pieces with different tables share a context.
 
     Returns, for the cycle in progress, per lane the bank word, the count's position in the word
     read and whether the lane has a neuron, the synapse word to read, whether the cycle reads the
@@ -52,21 +55,30 @@ def product_unit(core: Core, m: Module, head, pop, idle, kind, is_psum, val, s_w
     gi, gj = -(-ni // lanes), -(-nj // lanes)
     w = s_weight[next(k for k, sl in enumerate(p.slots) if sl.kind == SLOT_CODES["product_a"])]
     is_a = kind == SLOT_CODES["product_a"]
-    # decode the operand: (row, col) of a (i, c) or of b (c, j)
+    # decode the operand: (row, col) of a (i, c) or of b (c, j), from the operand table memory (a
+    # loaded image in swap and rounds mode): entry `offset` holds a's (i, c) and b's (c, j) at that
+    # offset from each table's base register; an asynchronous read, so the event is decoded in the
+    # cycle it is popped
     row, col = Signal(range(max(2, ni, nc) + 1)), Signal(range(max(2, nc, nj) + 1))
-    a_map, b_map = p.operands
-    a_lo, b_lo = operand_bases(p)
+    f = operand_field_bits(core.hw)
+    per = entries_per_word(core.hw, 4 * f)  # entry e: entry e % per of word e // per
+    sh = core.shared
+    if sh is not None:  # swap and rounds mode: the core position's memory, the loader fills it
+        table = sh["operands"]
+    else:
+        words = operand_words(core.hw, p)
+        m.submodules.operands = table = Memory(shape=unsigned(per * 4 * f), depth=len(words), init=words)
+    tab_rd = table.read_port(domain="comb")
     a_rel = Signal(signed(26), name="prod_a_off")  # the source's offset in its operand's table
     b_rel = Signal(signed(26), name="prod_b_off")
     m.d.comb += [a_rel.eq(head.index - core.operand_base[0]), b_rel.eq(head.index - core.operand_base[1])]
-    with m.If(is_a):
-        for src, (i, k) in a_map.items():
-            with m.If(a_rel == src - a_lo):
-                m.d.comb += [row.eq(i), col.eq(k)]
-    with m.Else():
-        for src, (k, j) in b_map.items():
-            with m.If(b_rel == src - b_lo):
-                m.d.comb += [row.eq(k), col.eq(j)]
+    rel = Signal(signed(26), name="prod_off")
+    m.d.comb += rel.eq(Mux(is_a, a_rel, b_rel))
+    lsb = (per - 1).bit_length()
+    m.d.comb += tab_rd.addr.eq(rel.as_unsigned()[lsb:])
+    entry = tab_rd.data.word_select(rel.as_unsigned()[:lsb] if lsb else 0, 4 * f).word_select(~is_a, 2 * f)
+    with m.If((rel >= 0) & (rel < table.depth * per)):  # (an offset outside the table decodes as (0, 0))
+        m.d.comb += [row.eq(entry[:f]), col.eq(entry[f:])]
     side_r = Signal()  # 1: an a event
     row_r, col_r = Signal.like(row), Signal.like(col)
     k_r = Signal(range(max(gi, gj) + 2))

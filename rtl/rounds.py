@@ -72,6 +72,7 @@ from .core import (
     sum_words,
 )
 from .errors import RtlError
+from .memories import operand_word_bits
 from .piece import REGISTER_BITS, PieceInit, check_hardware, piece_init, register_addresses, register_values
 from .sequencer import Sequencer
 from .swap import context_families, context_layouts, context_of, dma_ports
@@ -90,14 +91,17 @@ __all__ = [
     "SEL_LUT",
     "SEL_SHIFT",
     "SEL_REGS",
+    "SEL_OPS",
     "SEL_FIELD_BITS",
 ]
 
 #: Descriptor targets: a core memory, or the feeder (a source's spike or payload word, a word of
 #: host values); then the running payload sums, an MBE piece's table words and its shift words;
-#: then one register of the round's context (:func:`~spikeforge.rtl.piece.register_values`), in a
-#: ``SEL_FIELD_BITS`` field of the descriptor.
-SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST, SEL_SUMS, SEL_LUT, SEL_SHIFT, SEL_REGS = range(9)
+#: then one register of the round's context (:func:`~spikeforge.rtl.piece.register_values`); then a
+#: word of a product's operand index tables (:func:`~spikeforge.rtl.memories.operand_words`), in a
+#: ``SEL_FIELD_BITS`` field of the descriptor. (No encoder runs in rounds mode, so a piece fed by a
+#: product loads no neuron index table.)
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_SPIKES, SEL_HOST, SEL_SUMS, SEL_LUT, SEL_SHIFT, SEL_REGS, SEL_OPS = range(10)
 SEL_FIELD_BITS = 4
 #: Piece kinds whose rounds write a spike row (MBE units, graded max-pools: a payload row) back.
 SPIKING = ("neuron", "maxpool", "product", "mbe")
@@ -143,6 +147,7 @@ class RoundUnit:
     row_bits: int = 1  # bits per unit of its row: 1 (a spike), v_bits (a payload)
     graded_sums: bool = False  # its running sums are v_bits payload sums (the sums memory)
     n_lut: int = 0  # an mbe piece's table words (its image, loaded into the table memory)
+    n_ops: int = 0  # a piece fed by a product: its operand table words (its image, section 4.3)
     root: int = -1  # a partial chunk: its root piece, whose round it continues (-1: a slice's root)
     #: the core's context the round runs in: rounds of pieces with equal structure keys share one
     #: (``rtl.swap.context_of``), its registers written by the round's SEL_REGS descriptors
@@ -246,7 +251,15 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
     has_mbe = any(p.kind == PIECE_CODES["mbe"] for p in inits.values())
     # a DRAM word holds a synapse word, a parameter word, a membrane or sum word, (MBE) a table row
     # and a register value
-    width = max(lanes * c.weight_bits, lanes * 2 * vb, lanes * vb, 3 * vb if has_mbe else 0, REGISTER_BITS)
+    has_ops = any(p.operands[0] for p in inits.values())  # a product's operand tables (section 4.3)
+    width = max(
+        lanes * c.weight_bits,
+        lanes * 2 * vb,
+        lanes * vb,
+        3 * vb if has_mbe else 0,
+        operand_word_bits(hw) if has_ops else 0,
+        REGISTER_BITS,
+    )
     plan = RoundsPlan({}, width=width, syn_per_word=width // (lanes * c.weight_bits), host_per_word=width // vb)
     # a row is `neurons` spikes, or `neurons` payloads of v_bits on an MBE core (hist_bits)
     plan.spike_shift = max(0, (-(-c.neurons * hist_bits(hw) // width) - 1).bit_length())
@@ -288,7 +301,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
         regs = [v & ((1 << REGISTER_BITS) - 1) for v in register_values(p)]
         syn0 = len(words) + len(regs)
         image_base[pid] = (len(words), syn0, syn0 + len(packed), syn0 + len(packed) + len(params))
-        words += regs + packed + params + mw.get("lut", [])
+        words += regs + packed + params + mw.get("lut", []) + mw.get("operands", [])
     for pid in used:
         if inits[pid].kind == PIECE_CODES["partial"]:
             continue  # no state of its own: its events go into the root's accumulators (below)
@@ -319,6 +332,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
             reg0, syn0, par0, lut0 = image_base[pid]
             nsyn = 0 if p.graded_sums else len(p.synapse)
             nlut = len(mwords[pid].get("lut", []))
+            nops = len(mwords[pid].get("operands", []))
             base = plan.state_base.get(pid, 0)
             # the registers first: written in the load's first cycles, long before the core starts
             # each register to its address in the context's layout (it may hold more slots and entries)
@@ -327,6 +341,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
             load += [(SEL_SYNAPSE, r * spm, syn0 + r, min(spm, nsyn - r * spm), 0, 0) for r in range(-(-nsyn // spm))]
             load += [(SEL_PARAMS, a, par0 + a, 0, 0, 0) for a in range(0 if chunk else groups)]
             load += [(SEL_LUT, a, lut0 + a, 0, 0, 0) for a in range(nlut)]
+            load += [(SEL_OPS, a, lut0 + nlut + a, 0, 0, 0) for a in range(nops)]
             load += [(SEL_MEMBRANE, a, base + a, 0, 0, 0) for a in range(nmem[pid])]
             base += nmem[pid]
             if p.graded_sums:
@@ -402,6 +417,7 @@ def rounds_plan(program: Program, latency_delta: int = 0) -> RoundsPlan:
                     row_bits=row_bits,
                     graded_sums=p.graded_sums,
                     n_lut=nlut,
+                    n_ops=nops,
                     root=piece.root if chunk else -1,
                     context=ctx_of[j_unit],
                 )
@@ -538,7 +554,8 @@ class RoundsArray(wiring.Component):
         descs += [(0, 0, 0, 0, 0, 0)] * (R - 1)  # read (never used) when a load's last cycle has fewer than R
         abits = index_bits(len(words))
         nchunk = max([len(u.chunks) for k in cores for u in plan.units[k]] + [1])
-        nlut = max([u.n_lut for k in cores for u in plan.units[k]] + [1])
+        # table targets: an mbe piece's table words, a product's operand table words
+        nlut = max([max(u.n_lut, u.n_ops) for k in cores for u in plan.units[k]] + [1])
         nregs = max([d[1] + 1 for k in cores for u in plan.units[k] for d in u.load if d[0] == SEL_REGS] + [1])
         tbits = max(index_bits(syn_words), index_bits(nchunk), index_bits(nlut), index_bits(gmax), index_bits(nregs))
         fields = [SEL_FIELD_BITS, tbits, abits, STEP_BITS, STEP_BITS, STEP_BITS]
@@ -790,6 +807,9 @@ class RoundsArray(wiring.Component):
             # an mbe piece's table words (loaded as its image) and its shift words (loaded as state)
             if any(x.n_lut for x in units):
                 shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(x.n_lut for x in units), init=[])
+            if any(x.n_ops for x in units):  # a product's operand index tables (section 4.3)
+                depth = max(x.n_ops for x in units)
+                shared["operands"] = Memory(shape=unsigned(operand_word_bits(hw)), depth=depth, init=[])
             if any(x.n_shift for x in units):
                 shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
             # one context per piece structure (RoundUnit.context), built from its first round's piece;
@@ -797,7 +817,7 @@ class RoundsArray(wiring.Component):
             ctx_of = [x.context for x in units]
             families = context_families([x.init for x in units])  # numbered as RoundUnit.context
             assert all(any(q is x.init for q in families[x.context]) for x in units)
-            ctxs = [Core(hw, f[0], shared=shared, cfg_ports=R, family=f) for f in families]
+            ctxs = [Core(hw, f[0], shared=shared, cfg_ports=R, family=f, encoder=False) for f in families]
             for j, ctx in enumerate(ctxs):
                 m.submodules[f"core{k}_ctx{j}"] = ctx
             mine = [ld["en"] & (ld_who == i) for ld in lds]
@@ -827,7 +847,7 @@ class RoundsArray(wiring.Component):
             banked_now = Array(Const(int(x.banked), 1) for x in units)[s["u"]]
             hist_rd = shared["hist"].read_port(domain="comb")
             m.d.comb += hist_rd.addr.eq(step % c.spike_history_steps)
-            for name in ("syn", "par", "hist", "mem", "sums", "lut", "shift"):
+            for name in ("syn", "par", "hist", "mem", "sums", "lut", "shift", "operands"):
                 if name in shared:
                     m.submodules[f"core{k}_{name}"] = shared[name]
             for q, bank in enumerate(shared.get("banks", [])):
@@ -961,7 +981,7 @@ class RoundsArray(wiring.Component):
             ]
         par_w = shared["par"].write_port()
         m.d.comb += [par_w.addr.eq(tgt), par_w.data.eq(data[: lanes * 2 * vb]), par_w.en.eq(mine & (sel == SEL_PARAMS))]
-        for name, code in (("sums", SEL_SUMS), ("lut", SEL_LUT), ("shift", SEL_SHIFT)):
+        for name, code in (("sums", SEL_SUMS), ("lut", SEL_LUT), ("shift", SEL_SHIFT), ("operands", SEL_OPS)):
             if name in shared:
                 wp = shared[name].write_port()
                 bits = shared[name].shape.width

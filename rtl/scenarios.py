@@ -23,6 +23,7 @@ from spikeforge.models.graph import (
 
 __all__ = [
     "attention_network",
+    "attention_pair_network",
     "conv_network",
     "conv_stack_network",
     "dense_network",
@@ -237,3 +238,50 @@ def attention_network(seed: int, heads: int = 2, tokens: int = 4, head_dim: int 
         DenseProjection("att", "out", rng.integers(-20, 21, (n_out, na))),
     )
     return SNNGraph(pops, projs, timesteps=4)
+
+
+def attention_pair_network(
+    seed: int, tokens: int = 4, n_out: int = 3, *, timesteps: int = 4, relays: int = 0
+) -> SNNGraph:
+    """``in -> q, k, v (IF) -> att = q x k^T [-> r1 .. -> r{relays}] -> o = att x v -> out``: two products of
+    one shape (``tokens x tokens`` blocks over ``tokens`` contraction indices) whose index tables differ.
+    ``relays`` IF layers (identity projections) between ``att`` and the second product's ``a`` operand
+    let the two products live at different steps (in swap mode, on one core one after the other).
+
+    ``att[i, j] = sum_c q[i, c] k[c, j]`` with every population in row-major order; the second product
+    reads ``att`` and ``v`` transposed (``a[i, c] = att[c * tokens + i]``, ``b[c, j] = v[j * tokens + c]``)
+    and writes ``o`` transposed (``o[i, j]`` is neuron ``j * tokens + i``): its operand tables and its
+    neurons' global indices are other tables than the first's, its structure the same.
+    """
+    rng = np.random.default_rng(seed)
+    n = tokens * tokens
+
+    def neurons(name, lo, hi):
+        return NeuronPopulation(
+            name, (n,), threshold=rng.integers(lo, hi, n), bias=rng.integers(-3, 4, n), v0=rng.integers(0, 20, n)
+        )
+
+    rows = np.arange(n).reshape(1, tokens, tokens)  # [i, c] -> i * tokens + c
+    cols = rows.transpose(0, 2, 1).copy()  # [i, c] -> c * tokens + i
+    pops = (
+        InputPopulation("in", (12,), value_bits=4),
+        neurons("q", 100, 250),
+        neurons("k", 100, 250),
+        neurons("v", 100, 250),
+        neurons("att", 20, 80),
+        *(neurons(f"r{r + 1}", 20, 40) for r in range(relays)),
+        neurons("o", 20, 80),
+        OutputPopulation("out", (n_out,), bias=rng.integers(-3, 4, n_out)),
+    )
+    chain = ["att"] + [f"r{r + 1}" for r in range(relays)]
+    projs = (
+        DenseProjection("in", "q", rng.integers(-10, 31, (n, 12))),
+        DenseProjection("in", "k", rng.integers(-10, 31, (n, 12))),
+        DenseProjection("in", "v", rng.integers(-10, 31, (n, 12))),
+        ProductProjection("q", "k", "att", rows, rows, rows, weight=3),
+        *(IdentityProjection(x, y, weight=30) for x, y in zip(chain, chain[1:])),
+        # v arrives a step before att (and before each relay's output): delayed to align
+        ProductProjection(chain[-1], "v", "o", cols, cols, cols, weight=2, delay_b=1 + relays),
+        DenseProjection("o", "out", rng.integers(-20, 21, (n_out, n))),
+    )
+    return SNNGraph(pops, projs, timesteps=timesteps)

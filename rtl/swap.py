@@ -16,9 +16,12 @@ dram_bytes_per_cycle)`` cycles, during which the engine streams the piece's reco
 per cycle) into the core's memories through the loader's write ports. In the cycle a transfer ends, the loaded
 piece's context becomes the core's active one. A piece's records restore what the simulator starts it with:
 its registers (first), its synapse words (or zeroed running counts and payload sums), parameters,
-``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero) and an ``mbe``
-piece's table words. ``ready`` says whether every piece that becomes live at the next step is
-loaded: the array's sequencer starts the step only then, and the wait is the step's DRAM stall.
+``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero), an ``mbe``
+piece's table words and, for a piece fed by a product, its operand index tables and its neurons'
+index table (section 4.3's tables "held in the slot"; section 7's image bytes count 128 bits per
+slot, so these words ride in the transfer's cycles). ``ready`` says whether every piece that
+becomes live at the next step is loaded: the array's sequencer starts the step only then, and the
+wait is the step's DRAM stall.
 
 Cycles of the contract: the array's :class:`~spikeforge.rtl.sequencer.Sequencer` starts each phase
 in the cycle the barrier of the one before closes, so every clock cycle is one of the contract's
@@ -52,6 +55,7 @@ from .core import (
     sum_words,
 )
 from .errors import RtlError
+from .memories import index_depth, index_word_bits, operand_word_bits, operand_words
 from .piece import (
     REGISTER_BITS,
     PieceInit,
@@ -75,6 +79,8 @@ __all__ = [
     "SEL_MEMBRANE",
     "SEL_TABLE",
     "SEL_REGS",
+    "SEL_OPERANDS",
+    "SEL_INDEX",
     "SEL_BITS",
     "context_of",
     "register_bits",
@@ -84,8 +90,11 @@ __all__ = [
 
 #: Record targets: which memory of the core a DRAM record writes (SEL_TABLE: an MBE piece's table
 #: words, the parameter image's words after its ``n`` unit words, section 4.5; SEL_REGS: one
-#: register of a context, :func:`~spikeforge.rtl.piece.register_values`), in a ``SEL_BITS`` field.
-SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE, SEL_REGS = 0, 1, 2, 3, 4
+#: register of a context, :func:`~spikeforge.rtl.piece.register_values`; SEL_OPERANDS: a word of a
+#: product's operand index tables, :func:`~spikeforge.rtl.memories.operand_words`; SEL_INDEX: a word
+#: of the neuron index table of a piece fed by a product, :func:`~spikeforge.rtl.memories.index_words`),
+#: in a ``SEL_BITS`` field.
+SEL_SYNAPSE, SEL_PARAMS, SEL_MEMBRANE, SEL_TABLE, SEL_REGS, SEL_OPERANDS, SEL_INDEX = 0, 1, 2, 3, 4, 5, 6
 SEL_BITS = 3
 #: The most DRAM words the DMA engine moves per cycle (read ports on the DRAM, write ports on each
 #: core memory, swap and rounds mode alike): its area grows with them.
@@ -209,10 +218,16 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
     # registers of every context
     regs = [max(context_of(ps)) + 1 << register_bits(ps) for ps in inits.values()]
     depth = max(
-        [syn_words] + [sum_words(hw, p) for p in every if p.graded_sums] + [_table_rows(p) for p in every] + regs
+        [syn_words]
+        + [sum_words(hw, p) for p in every if p.graded_sums]
+        + [_table_rows(p) for p in every]
+        + [_operand_rows(hw, p) for p in every]
+        + regs
     )
     abits = index_bits(depth)
     dbits = max(lanes * c.weight_bits, lanes * 2 * c.v_bits, lanes * c.v_bits, 3 * c.v_bits, REGISTER_BITS)
+    if any(_operand_rows(hw, p) for p in every):
+        dbits = max(dbits, operand_word_bits(hw), index_word_bits(hw))
     if any(_output_shifts(p) for p in every):  # membrane records carry the shift words beside them
         dbits = max(dbits, lanes * (c.v_bits + SHIFT_BITS))
     plan = SwapPlan({}, {}, {}, {}, {}, {}, {}, [], abits, dbits)
@@ -249,6 +264,8 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
             recs += [(SEL_PARAMS, a, words["params"][a]) for a in range(groups)]
             recs += [(SEL_MEMBRANE, a, words["membrane"][a]) for a in range(state)]
             recs += [(SEL_TABLE, a, w) for a, w in enumerate(words.get("lut", []))]
+            recs += [(SEL_OPERANDS, a, w) for a, w in enumerate(words.get("operands", []))]
+            recs += [(SEL_INDEX, a, w) for a, w in enumerate(words.get("index", []))]
             nbytes = program.image_bytes(program.pieces[pid])
             dur = mem.dram_latency_cycles + -(-nbytes // mem.dram_bytes_per_cycle) + int(latency_delta)
             plan.live_start[k].append(int(live[pid, 0]))
@@ -270,6 +287,11 @@ def swap_plan(program: Program, latency_delta: int = 0) -> SwapPlan:
 def _table_rows(p: PieceInit) -> int:
     """Table words of an ``mbe`` piece (its parameter image past the ``n`` unit words), else 0."""
     return len(p.params) - p.n if p.kind == PIECE_CODES["mbe"] else 0
+
+
+def _operand_rows(hw: HardwareConfig, p: PieceInit) -> int:
+    """Operand table words of a piece fed by a product (:func:`~spikeforge.rtl.memories.operand_words`), else 0."""
+    return len(operand_words(hw, p)) if p.operands[0] else 0
 
 
 def _payload_rows(p: PieceInit) -> bool:
@@ -363,6 +385,11 @@ class SwapCore(wiring.Component):
             shared["lut"] = Memory(shape=unsigned(3 * vb), depth=max(_table_rows(p) for p in pieces), init=[])
         if any(_output_shifts(p) for p in pieces):
             shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
+        if any(_operand_rows(hw, p) for p in pieces):  # a product's index tables (section 4.3)
+            depth = max(_operand_rows(hw, p) for p in pieces)
+            shared["operands"] = Memory(shape=unsigned(operand_word_bits(hw)), depth=depth, init=[])
+            # and the global index of each of its neurons, as an offset from `first` (the encoder's)
+            shared["index"] = Memory(shape=unsigned(index_word_bits(hw)), depth=index_depth(hw), init=[])
         if True in self.organisations:
             shared["banks"] = [Memory(shape=unsigned(vb), depth=gmax, init=[]) for _ in range(lanes)]
         if False in self.organisations:
@@ -399,7 +426,7 @@ class SwapCore(wiring.Component):
                 addr.append(a[: ctx.reg_bits])
                 data.append(self.ld_data.word_select(q, dbits)[:REGISTER_BITS])
             m.d.comb += [ctx.cfg_en.eq(Cat(*en)), ctx.cfg_addr.eq(Cat(*addr)), ctx.cfg_data.eq(Cat(*data))]
-        for name in ("syn", "par", "hist", "hist_g", "sums", "lut", "shift"):
+        for name in ("syn", "par", "hist", "hist_g", "sums", "lut", "shift", "operands", "index"):
             if name in shared:
                 m.submodules[name] = shared[name]
         if "banks" in shared:
@@ -486,13 +513,14 @@ class SwapCore(wiring.Component):
                 w.data.eq(data[lanes * vb : lanes * (vb + SHIFT_BITS)]),
                 w.en.eq(en & (sel == SEL_MEMBRANE) & (addr < gmax)),
             ]
-        if "lut" in shared:
-            w = shared["lut"].write_port()
-            m.d.comb += [
-                w.addr.eq(addr),
-                w.data.eq(data[: 3 * vb]),
-                w.en.eq(en & (sel == SEL_TABLE)),
-            ]
+        for name, code in (("lut", SEL_TABLE), ("operands", SEL_OPERANDS), ("index", SEL_INDEX)):
+            if name in shared:
+                w = shared[name].write_port()
+                m.d.comb += [
+                    w.addr.eq(addr),
+                    w.data.eq(data[: shared[name].shape.width]),
+                    w.en.eq(en & (sel == code)),
+                ]
 
 
 class DmaEngine(wiring.Component):

@@ -35,7 +35,7 @@ def without_shapes(p: PieceInit) -> tuple:
     key = list(structure_key(p))
     key[2] = tuple((s[0], (), *s[2:]) for s in key[2])  # slot kind, (no source shape), kernel, stride, pad
     if is_tile(p):
-        key[3], key[9], key[10] = ("tile",), None, ()
+        key[3], key[8], key[9] = ("tile",), None, ()
     return tuple(key)
 
 

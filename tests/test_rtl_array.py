@@ -403,6 +403,39 @@ def test_spike_by_spike_products_match_the_simulator():
 
 @pytest.mark.rtl
 @pytest.mark.icarus
+def test_a_product_whose_tables_and_neurons_are_transposed_matches_the_simulator():
+    """``o = att x v`` reads its operands transposed and numbers its neurons transposed: its operand
+    table and neuron index table memories (``rtl.memories.operand_words``, ``index_words``) give the
+    sources' rows and columns and the flits' indices; every packet, membrane and cycle of the array is
+    the simulator's, and two entries of ``o``'s neuron index table swapped are reported at the packets
+    of the core that holds it, with the other neuron's index."""
+    from spikeforge.rtl.scenarios import attention_pair_network
+
+    program = dense_program(attention_pair_network(3), 2, 4, neurons=16, lanes=4)
+    assert program.plan.mode == "resident"
+    o = next(p for p in program.pieces if p.population == "o")
+    assert list(o.neurons) != sorted(o.neurons)
+    x = np.random.default_rng(3).integers(0, 16, 12)
+    report = cosim_array(program, x)
+    assert report.ok, report.format()
+    check_counts(report, program, x)
+    inits = array_inits(program)
+    k = int(program.plan.core[o.id])
+    # swap the global indices of o's local neurons 0 and 1: their spikes leave under each other's index
+    neurons = list(inits[k].neurons)
+    neurons[0], neurons[1] = neurons[1], neurons[0]
+    inits[k] = dataclasses.replace(inits[k], neurons=tuple(neurons))
+    bad = cosim_array(program, x, inits=inits)
+    assert not bad.ok
+    first = min(m["step"] for m in bad.mismatches)
+    sent = [m for m in bad.mismatches if m["step"] == first and m["core"] == k]
+    assert sent and all(m["what"].startswith("packet") for m in sent), bad.format()
+    # the packet's index field (4th) is the other neuron's
+    assert {(m["expected"][3], m["got"][3]) for m in sent} <= {(neurons[1], neurons[0]), (neurons[0], neurons[1])}
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
 @pytest.mark.parametrize(
     ("network", "channels", "neurons", "lanes", "axons"),
     [

@@ -10,11 +10,22 @@ import math
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import ArrayConfig, CoreConfig
 from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
 from spikeforge.rtl.core import TYPE_SPIKE, Core
+from spikeforge.rtl.memories import (
+    INDEX_BITS,
+    entries_per_word,
+    index_word_bits,
+    index_words,
+    operand_field_bits,
+    operand_word_bits,
+    operand_words,
+)
 from spikeforge.rtl.piece import PieceInit, SlotInit, membrane_order, product_banks
 
 pytestmark = pytest.mark.rtl
@@ -320,3 +331,83 @@ def test_a_conv_event_on_a_channel_block_that_is_not_a_multiple_of_lanes():
     assert reached == 9 + 4
     assert seen["last_end"] == 1 + reached * groups and seen["busy"] == reached * groups
     assert seen["v"].tolist() == v.reshape(-1).tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ni=st.integers(1, 6),
+    nj=st.integers(1, 6),
+    nc=st.integers(1, 6),
+    lanes=st.sampled_from([1, 2, 4, 16]),
+    base=st.tuples(st.integers(0, 40), st.integers(0, 40)),
+    stride=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_the_operand_and_index_tables_hold_any_permutation_of_sources_and_neurons(
+    ni, nj, nc, lanes, base, stride, seed
+):
+    """Any operand tables (sources ``base + stride * k`` in any order) and any numbering of the
+    neurons: every entry of :func:`operand_words` and :func:`index_words` decodes back to the source's
+    ``(row, col)`` and the neuron's offset from ``first`` (zeros at offsets no source names), packed
+    :func:`entries_per_word` to a word, the words no wider than the memory's."""
+    rng = np.random.default_rng(seed)
+    hw = HardwareConfig(array=ArrayConfig(1, 1), core=CoreConfig(neurons=64, lanes=lanes, axons=64, v_bits=VB))
+    piece = product_piece(ni, nj, nc, 64, lanes)
+    pa, pb = rng.permutation(ni * nc), rng.permutation(nc * nj)
+    a = {base[0] + stride * int(k): (i, c) for k, (i, c) in zip(pa, [(i, c) for i in range(ni) for c in range(nc)])}
+    b = {base[1] + stride * int(k): (c, j) for k, (c, j) in zip(pb, [(c, j) for c in range(nc) for j in range(nj)])}
+    neurons = tuple(int(v) for v in 100 + rng.permutation(ni * nj) * stride)
+    first = neurons[0]
+    piece = dataclasses.replace(piece, operands=(a, b), neurons=neurons, first=first)
+    f = operand_field_bits(hw)
+    per = entries_per_word(hw, 4 * f)
+    words = operand_words(hw, piece)
+    assert all(w < 1 << operand_word_bits(hw) for w in words)
+    lo = (min(a), min(b))
+    for side, table in enumerate((a, b)):
+        for off in range(len(words) * per):
+            entry = words[off // per] >> (4 * f * (off % per) + 2 * f * side) & ((1 << 2 * f) - 1)
+            want = table.get(lo[side] + off, (0, 0))
+            assert (entry & ((1 << f) - 1), entry >> f) == want
+    iper = entries_per_word(hw, INDEX_BITS)
+    idx = index_words(hw, piece)
+    assert len(idx) == -(-len(neurons) // iper) and all(w < 1 << index_word_bits(hw) for w in idx)
+    got = [idx[j // iper] >> (INDEX_BITS * (j % iper)) & ((1 << INDEX_BITS) - 1) for j in range(len(neurons))]
+    assert [(first + g) % (1 << INDEX_BITS) for g in got] == list(neurons)
+
+
+def test_a_product_whose_operand_sources_span_more_than_the_table_is_refused_with_a_sentence():
+    """Operand ``a`` names ``q`` neurons 0 and 150, ``b`` ``k`` neurons 3 and 190: the tables span 151 and
+    188 source indices, more than the 64 entries a core of 16 axons, 16 neurons and 4 lanes holds."""
+    from spikeforge.models.graph import (
+        DenseProjection,
+        InputPopulation,
+        NeuronPopulation,
+        OutputPopulation,
+        ProductProjection,
+        SNNGraph,
+    )
+    from spikeforge.rtl import RtlError
+    from spikeforge.rtl.piece import piece_init
+    from spikeforge.rtl.scenarios import dense_program
+
+    def neurons(name, n, threshold):
+        return NeuronPopulation(name, (n,), threshold=np.full(n, threshold), bias=np.zeros(n, int), v0=np.zeros(n, int))
+
+    pops = (
+        InputPopulation("in", (4,), value_bits=4),
+        neurons("q", 200, 50),
+        neurons("k", 200, 50),
+        neurons("att", 1, 5),
+        OutputPopulation("out", (2,), bias=np.zeros(2, int)),
+    )
+    projs = (
+        DenseProjection("in", "q", np.ones((200, 4), int)),
+        DenseProjection("in", "k", np.ones((200, 4), int)),
+        ProductProjection("q", "k", "att", np.array([[[0, 150]]]), np.array([[[3], [190]]]), np.array([[[0]]])),
+        DenseProjection("att", "out", np.ones((2, 1), int)),
+    )
+    program = dense_program(SNNGraph(pops, projs, timesteps=2), 2, 8, neurons=16, lanes=4, axons=16)
+    pid = next(p.id for p in program.pieces if p.kind == "product")
+    with pytest.raises(RtlError, match=r"piece \d+ \('att'\) .* span 188 indices; .* \(64\): number the operands"):
+        piece_init(program, pid)

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from test_rtl_rounds import rounds_program, split_program
 
 from spikeforge.mapping import compile
+from spikeforge.mapping.images import PIECE_CODES
 from spikeforge.rtl.cosim import cosim_rounds
+from spikeforge.rtl.memories import entries_per_word, operand_field_bits, operand_words
 from spikeforge.rtl.piece import (
     CONTEXT_REGISTERS,
     CONV_REGISTERS,
@@ -32,8 +34,8 @@ from spikeforge.rtl.piece import (
     structure_key,
     tile_offsets,
 )
-from spikeforge.rtl.rounds import SEL_REGS, rounds_plan
-from spikeforge.rtl.scenarios import conv_stack_network, dense_network, dense_program
+from spikeforge.rtl.rounds import SEL_OPS, SEL_REGS, rounds_plan
+from spikeforge.rtl.scenarios import attention_pair_network, conv_stack_network, dense_network, dense_program
 
 
 def values_of(p, names) -> list[int]:
@@ -438,3 +440,97 @@ def test_a_flipped_bit_of_a_slot_kind_in_the_dram_is_reported_at_its_first_event
     step = min(m["step"] for m in report.mismatches)
     assert step == first, report.format()
     assert {m["core"] for m in report.mismatches if m["step"] == step} == {0}
+
+
+def product_pair_program():
+    """``att = q x k^T`` and ``o = att x v`` (4 x 4 blocks over 4 contraction indices, the second
+    reading its operands transposed and writing ``o`` transposed) on one core of 16 neurons, 4 lanes."""
+    graph = attention_pair_network(1)
+    program = dense_program(graph, 1, 1, neurons=16, lanes=4)
+    assert program.plan.mode == "rounds"
+    x = np.random.default_rng(1).integers(0, 16, graph.input.size).reshape(graph.input.shape)
+    return program, x
+
+
+def unpack_operands(hw, words, bases) -> tuple[dict, dict]:
+    """The ``a`` and ``b`` tables (source -> (row, col)) that operand table ``words`` hold, for the
+    sources whose entry is not all zeros (and source ``base`` itself, whose entry may be ``(0, 0)``)."""
+    f = operand_field_bits(hw)
+    per = entries_per_word(hw, 4 * f)
+    mask = (1 << f) - 1
+    tables: tuple[dict, dict] = ({}, {})
+    for e in range(len(words) * per):
+        entry = words[e // per] >> (4 * f * (e % per))
+        for side in (0, 1):
+            half = entry >> (2 * f * side)
+            row, col = half & mask, (half >> f) & mask
+            if row or col or e == 0:
+                tables[side][bases[side] + e] = (row, col)
+    return tables
+
+
+def test_two_products_with_different_tables_share_a_context_and_load_their_tables():
+    """``att`` and ``o`` differ in their operand index tables (and ``o``'s neurons are numbered
+    transposed) but not in structure: one context, whose operand table memory each round's load
+    fills from the piece's DRAM image (``SEL_OPS``: :func:`operand_words`, which decode back to the
+    tables). No encoder runs in rounds mode, so no neuron index table is loaded."""
+    program, _ = product_pair_program()
+    plan = rounds_plan(program)
+    check_registers(plan)
+    (units,) = plan.units.values()
+    prods = {u.init.population: u for u in units if u.init.kind == PIECE_CODES["product"]}
+    assert set(prods) == {"att", "o"} and prods["att"].context == prods["o"].context
+    att, o = prods["att"].init, prods["o"].init
+    assert att.operands != o.operands
+    assert list(o.neurons) != list(range(o.first, o.first + o.n))  # transposed: a table, not a range
+    hw = program.hardware
+    for u in prods.values():
+        words = operand_words(hw, u.init)
+        ops = [d for d in u.load if d[0] == SEL_OPS]
+        assert [d[1] for d in ops] == list(range(len(words))) == list(range(u.n_ops))
+        assert [plan.dram[d[2]] for d in ops] == words
+        assert unpack_operands(hw, words, operand_bases(u.init)) == u.init.operands
+    assert all(d[0] in range(SEL_OPS + 1) for u in units for d in u.load)
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_products_sharing_a_context_match_the_simulator_at_every_step():
+    """The two products in one context: every step's membranes, running counts, spike rows and busy
+    cycles exact."""
+    program, x = product_pair_program()
+    report = cosim_rounds(program, x)
+    assert report.ok, report.format()
+    assert report.step_cycles == report.steps == program.graph.total_steps
+    assert report.spikes > 0 and report.counts > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
+def test_a_flipped_bit_of_an_operand_table_word_in_the_dram_is_reported_at_its_first_event_step():
+    """Bit 0 of ``o``'s first operand table word in its round's DRAM image: the ``a`` source at offset
+    0 (``att`` neuron 0) decodes as row 1 instead of 0, so ``o``'s running counts and membranes are off
+    at the first step that source's spike reaches ``o`` (``att`` fired it the step before), and not
+    before."""
+    from spikeforge.sim import Simulator
+
+    program, x = product_pair_program()
+    plan = rounds_plan(program)
+    (units,) = plan.units.values()
+    o = next(u for u in units if u.init.population == "o")
+    word = next(d[2] for d in o.load if d[0] == SEL_OPS and d[1] == 0)
+    assert plan.dram[word] & 1 == 0 and o.init.operands[0][operand_bases(o.init)[0]] == (0, 0)
+    run = Simulator(program, trace=True).run(x)
+    att = next(q for q in program.pieces if q.population == "att")
+    src = operand_bases(o.init)[0]
+    local = list(att.neurons).index(src)
+    first = next(
+        t
+        for t in range(max(o.lo, 1), o.hi)
+        if run.trace[t - 1].spikes[att.id] is not None and run.trace[t - 1].spikes[att.id][local]
+    )
+    report = cosim_rounds(program, x, plan=plan, dram_flip=(word, 0))
+    assert not report.ok
+    step = min(m["step"] for m in report.mismatches)
+    assert step == first, report.format()
+    assert {m.get("piece", o.piece) for m in report.mismatches if m["step"] == step} == {o.piece}
