@@ -27,7 +27,7 @@ from spikeforge.mapping.hardware import index_bits
 from .barrier import BarrierUnit
 from .core import CYCLE_BITS, STEP_BITS, Core, hist_bits, out_flit_layout
 from .piece import PieceInit, check_hardware, empty_piece, piece_init
-from .rounds import RoundsPlan, rounds_plan
+from .rounds_plan import RoundsPlan, rounds_plan
 from .router import Router
 from .sequencer import PH_F, PH_I, Sequencer
 from .swap import DmaEngine, SwapCore, SwapPlan, swap_plan

@@ -19,7 +19,7 @@ from spikeforge.mapping import HardwareConfig, Program
 from .core import Core, memory_words
 from .errors import RtlError, ToolMissingError
 from .piece import check_hardware, empty_piece
-from .rounds import RoundsPlan
+from .rounds_plan import RoundsPlan
 from .swap import SEL_BITS, SwapPlan
 
 __all__ = ["to_sv", "ports_of", "export_rtl"]

@@ -218,7 +218,7 @@ def test_cosim_samples_prints_what_matched_per_sample(monkeypatch):
     from spikeforge.rtl import cosim_samples
 
     converted = []
-    module = importlib.import_module("spikeforge.rtl.cosim")  # the submodule (the package's `cosim` is a function)
+    module = importlib.import_module("spikeforge.rtl.icarus")  # where designs are converted and cached
     monkeypatch.setattr(module, "to_sv", lambda c, name: converted.append(name) or to_sv(c, name))
     monkeypatch.setattr(module, "_SV_CACHE", type(module._SV_CACHE)())  # empty: the first sample converts
     program, _ = network(1, (12, 16, 16), 2, 2)

@@ -207,6 +207,37 @@ def test_a_flipped_bit_in_a_write_back_or_a_dram_image_is_reported_where_it_land
 
 @pytest.mark.rtl
 @pytest.mark.icarus
+def test_a_chunk_table_that_drops_a_needed_source_is_reported_at_the_first_step_it_fired():
+    """The feeder's chunk table of ``h2``'s first chunk (``h1``'s spike word) with the bit of its first
+    needed source cleared: that ``h1`` neuron's spikes never reach ``h2``, whose membranes are off at the
+    first step the neuron fired the step before (``delay`` 0), on its core only; nothing before."""
+    from spikeforge.sim import Simulator
+
+    program, x = rounds_program("deep")
+    plan = rounds_plan(program)
+    k, u = next((k, u) for k, us in plan.units.items() for u in us if u.init.population == "h2")
+    mask, slot, graded, base = u.chunk_table[0]
+    assert graded == 0 and mask
+    bit = (mask & -mask).bit_length() - 1  # the chunk's lowest needed bit
+    source = plan.neurons[base + bit]
+    u.chunk_table[0] = (mask & ~(1 << bit), slot, graded, base)
+    run = Simulator(program, trace=True).run(x)
+    holder = next(q for q in program.pieces if q.population == "h1" and source in q.neurons)
+    local = list(holder.neurons).index(source)
+    first = next(
+        t
+        for t in range(max(u.lo, 1), u.hi)
+        if run.trace[t - 1].spikes[holder.id] is not None and run.trace[t - 1].spikes[holder.id][local]
+    )
+    report = cosim_rounds(program, x, plan=plan)
+    assert not report.ok
+    step = min(m["step"] for m in report.mismatches)
+    assert step == first, report.format()
+    assert {(m["core"], m.get("piece", u.piece)) for m in report.mismatches if m["step"] == step} == {(k, u.piece)}
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
 def test_a_flipped_bit_in_a_max_pool_count_write_back_is_reported_and_read_back_next_round():
     """Bit 3 (8) of the max-pool's first count word (``C[0, 0]``, ``count_bits = 4``) flipped as it
     is written back at every round: the count word is off by 8 at its first round's barrier, and at
@@ -445,6 +476,19 @@ def test_what_rounds_mode_does_not_run_is_refused_with_a_sentence(mbe_mlp8):
         cosim(program, x)
 
 
+def check_chunk_table(plan, u) -> None:
+    """The core's feeder reads, per chunk, its chunk table word: the mask's bits (in order) are the
+    bits of the chunk's feed positions, its slot and graded flag theirs, and the neuron table at its
+    base plus each bit is that position's global source index; so the feeder's lowest pending
+    ``(chunk, bit)`` is the plan's feed order."""
+    assert len(u.chunk_table) == len(u.chunks)
+    for (e0, cnt), (mask, slot, graded, base) in zip(u.chunks, u.chunk_table):
+        feed = u.feed[e0 : e0 + cnt]
+        assert [b for b in range(plan.width) if mask >> b & 1] == [f[3] for f in feed]
+        assert {(f[0], f[2]) for f in feed} == {(slot, graded)}
+        assert [plan.neurons[base + f[3]] for f in feed] == [f[1] for f in feed]
+
+
 @given(
     seed=st.integers(0, 2**16),
     sizes=st.lists(st.integers(3, 20), min_size=2, max_size=4),
@@ -457,7 +501,8 @@ def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it
     seed, sizes, lanes, cols, residual, delay
 ):
     """The plan alone (no Icarus): per round and slot, the feeder's positions are the slot's sources
-    (``slot_sources``), each once, filled by one spike or host descriptor per chunk in order; the
+    (``slot_sources``), each once, filled by one spike or host descriptor per chunk in order, and the
+    chunk table says which bits of each chunk they are (``check_chunk_table``); the
     membrane descriptors read the words the write-back writes; state and spike regions do not overlap;
     the transfers take section 7's cycles."""
     graph = dense_network(seed, (12, *sizes), timesteps=2, residual=residual)
@@ -480,6 +525,7 @@ def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it
             assert [d[1] for d in feeds] == list(range(len(u.chunks)))
             assert [e0 for e0, _ in u.chunks] == list(np.cumsum([0] + [n for _, n in u.chunks])[:-1])
             assert sum(n for _, n in u.chunks) == len(u.feed)
+            check_chunk_table(plan, u)
             assert [d[2] for d in u.load if d[0] == SEL_MEMBRANE] == list(range(u.state_base, u.state_base + groups))
             assert sum(d[0] == SEL_PARAMS for d in u.load) == groups
             assert u.n_wb == groups + (-(-piece.n // plan.width) if piece.kind == "neuron" else 0)

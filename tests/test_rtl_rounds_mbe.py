@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_mbe_vit_hardware import SPLITS, mbe_core, pool_graph, product_graph, runnable, split_graph
-from test_rtl_rounds import expected_rounds
+from test_rtl_rounds import check_chunk_table, expected_rounds
 
 from conftest import hw_of
 from spikeforge.mapping import compile
@@ -177,6 +177,7 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
                     f[2] == graded and f[3] < (plan.width // vb if graded else plan.width) for f in u.feed if f[0] == k
                 )
             assert len([d for d in u.load if d[0] in (SEL_SPIKES, SEL_HOST)]) == len(u.chunks)
+            check_chunk_table(plan, u)  # payload chunks: the mask's bits are value positions
             b_in, b_out = program.round_traffic(piece)
             assert u.load_cycles == mem.dram_latency_cycles + -(-b_in // mem.dram_bytes_per_cycle)
             if u.root >= 0:  # a partial chunk: registers, sources and synapse words only, after its root
