@@ -45,6 +45,7 @@ The rounds, their descriptors and the DRAM's words are planned in :mod:`~spikefo
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -102,6 +103,32 @@ __all__ = [
     "SEL_OPS",
     "SEL_FIELD_BITS",
 ]
+
+
+class _RoundTable:
+    """A core's round table: one word per round (unit) of named fields, a memory initialised from the
+    plan; :meth:`read` adds an asynchronous read port and returns the fields of the word it reads."""
+
+    def __init__(self, m: Module, name: str, rows: list[dict[str, int]]) -> None:
+        self.fields = [(key, max(1, max(int(r[key]) for r in rows).bit_length())) for key in rows[0]]
+        words = []
+        for r in rows:
+            w, off = 0, 0
+            for key, bits in self.fields:
+                w |= int(r[key]) << off
+                off += bits
+            words.append(w)
+        width = sum(b for _, b in self.fields)
+        m.submodules[name] = self.mem = Memory(shape=unsigned(width), depth=len(words), init=words)
+
+    def read(self, m: Module, addr) -> dict:
+        rd = self.mem.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(addr)
+        out, off = {}, 0
+        for key, bits in self.fields:
+            out[key] = rd.data[off : off + bits]
+            off += bits
+        return out
 
 
 def _lowest(m: Module, bits: Signal, name: str) -> Signal:
@@ -230,11 +257,11 @@ class RoundsArray(wiring.Component):
 
         m.submodules.desc = drom = Memory(shape=unsigned(def_w), depth=len(descs), init=[pack(d) for d in descs])
         dscs = [drom.read_port(domain="comb") for _ in range(R)]
-        first_desc, pos = {}, 0
+        first_desc, at = {}, 0
         for k in cores:
             for j, u in enumerate(plan.units[k]):
-                first_desc[k, j] = pos
-                pos += len(u.load)
+                first_desc[k, j] = at
+                at += len(u.load)
 
         # ---- the channel
         busy = Signal()
@@ -264,27 +291,34 @@ class RoundsArray(wiring.Component):
             st = Signal(range(7), name=f"st_{k}", init=ST_DONE)
             u = Signal(range(max(2, nu)), name=f"u_{k}")
             stamp = Signal(CYCLE_BITS, name=f"stamp_{k}")
-            active = [(step >= x.lo) & (step < x.hi) for x in units]
-            first_u, has_first = Signal.like(u, name=f"first_{k}"), Signal(name=f"has_first_{k}")
-            for j in reversed(range(nu)):
-                with m.If(active[j]):
-                    m.d.comb += [first_u.eq(j), has_first.eq(1)]
-            # a slice's pieces are consecutive units, root first: after a write-back the next active
-            # slice's root; after a piece's integration the next active chunk of its slice, if any
-            roots = [
-                j if x.root < 0 else next(r for r in range(j, -1, -1) if units[r].root < 0) for j, x in enumerate(units)
-            ]
+            # the rounds of each step: the units whose window holds it, in unit order (a slice's root,
+            # then its active chunks), a memory initialised from the plan; `pos` is the place in the
+            # step's list of the last unit loaded
+            sched, sstep = [], []
+            for todo in plan.schedule(k):
+                sstep.append(len(sched) | len(todo) << 16)
+                sched += todo
+            m.submodules[f"sched{k}"] = smem = Memory(shape=range(max(2, nu)), depth=max(1, len(sched)), init=sched)
+            m.submodules[f"steps{k}"] = tmem = Memory(shape=unsigned(32), depth=len(sstep), init=sstep)
+            t_rd = tmem.read_port(domain="comb")
+            m.d.comb += t_rd.addr.eq(step)
+            s_base, s_len = t_rd.data[:16], t_rd.data[16:]
+            pos = Signal(16, name=f"pos_{k}")
+            first_rd, next_rd = smem.read_port(domain="comb"), smem.read_port(domain="comb")
+            m.d.comb += [first_rd.addr.eq(s_base), next_rd.addr.eq(s_base + pos + 1)]
+            first_u, has_first = first_rd.data, s_len > 0
+            # the round table: what the array's control needs of each unit, a memory initialised from
+            # the plan, read at the running unit, the requested one, the loading one and the slice's root
+            utab = self._unit_table(m, k, units, first_desc)
+            uu = utab.read(m, u)
             root_now = Signal.like(u, name=f"root_{k}")
-            m.d.comb += root_now.eq(Array(Const(r, len(u)) for r in roots)[u])
-            after_u, has_after = Signal.like(u, name=f"after_{k}"), Signal(name=f"has_after_{k}")
-            chunk_u, has_chunk = Signal.like(u, name=f"chunk_{k}"), Signal(name=f"has_chunk_{k}")
-            for j in reversed(range(nu)):
-                if units[j].root < 0:
-                    with m.If(active[j] & (u < j)):
-                        m.d.comb += [after_u.eq(j), has_after.eq(1)]
-                else:
-                    with m.If(active[j] & (u < j) & (root_now == roots[j])):
-                        m.d.comb += [chunk_u.eq(j), has_chunk.eq(1)]
+            m.d.comb += root_now.eq(uu["root"])
+            # the next unit of the step's list: after an integration, a chunk of the same slice (the
+            # list is in unit order, a slice's chunks after its root); after a write-back, the next slice
+            nxt = utab.read(m, next_rd.data)
+            has_next = pos + 1 < s_len
+            after_u, has_after = next_rd.data, has_next
+            chunk_u, has_chunk = next_rd.data, has_next & nxt["chunk"]
             mine = busy & (who == i)
             ld_finish = finishing & (who == i) & ~is_wb
             wb_finish = finishing & (who == i) & is_wb
@@ -327,6 +361,9 @@ class RoundsArray(wiring.Component):
             core_state[k] = dict(
                 st=st,
                 u=u,
+                pos=pos,
+                utab=utab,
+                uu=uu,
                 stamp=stamp,
                 ld_finish=ld_finish,
                 wb_finish=wb_finish,
@@ -365,17 +402,12 @@ class RoundsArray(wiring.Component):
         g_n = Signal(range(len(descs) + max([u.n_wb for k in cores for u in plan.units[k]] + [0]) + 2))
         g_first = Signal(range(len(descs) + 1))
         for i, k in enumerate(cores):
-            units = plan.units[k]
+            gr = core_state[k]["utab"].read(m, req_unit[i])  # the requested round's transfer
             with m.If(wins[i]):
-                ju = req_unit[i]
-                ld_dur = Array(Const(x.load_cycles, len(g_dur)) for x in units)[ju]
-                wb_dur = Array(Const(x.wb_cycles, len(g_dur)) for x in units)[ju]
-                ld_n = Array(Const(len(x.load), len(g_n)) for x in units)[ju]
-                wb_n = Array(Const(x.n_wb, len(g_n)) for x in units)[ju]
                 m.d.comb += [
-                    g_dur.eq(Mux(req_wb[i], wb_dur, ld_dur)),
-                    g_n.eq(Mux(req_wb[i], wb_n, ld_n)),
-                    g_first.eq(Array(Const(first_desc[k, j], len(g_first)) for j in range(len(units)))[ju]),
+                    g_dur.eq(Mux(req_wb[i], gr["wb_dur"], gr["ld_dur"])),
+                    g_n.eq(Mux(req_wb[i], gr["wb_n"], gr["ld_n"])),
+                    g_first.eq(gr["first"]),
                 ]
         g_who = Signal.like(who)
         g_wb = Signal()
@@ -387,6 +419,8 @@ class RoundsArray(wiring.Component):
             s = core_state[k]
             st = s["st"]
             granted = grant & wins[i]
+            with m.If(s["ld_new"]):  # the place in the step's list of the unit whose load is requested
+                m.d.sync += s["pos"].eq(Mux(start, 0, s["pos"] + 1))
             with m.If(granted):
                 m.d.sync += [st.eq(Mux(req_wb[i], ST_WB, ST_LOAD)), s["u"].eq(req_unit[i])]
             with m.Elif(req[i]):
@@ -474,7 +508,6 @@ class RoundsArray(wiring.Component):
                 shared["shift"] = Memory(shape=unsigned(lanes * SHIFT_BITS), depth=gmax, init=[])
             # one context per piece structure (RoundUnit.context), built from its first round's piece;
             # each round's load rewrites its registers (only the running round's context is used)
-            ctx_of = [x.context for x in units]
             families = context_families([x.init for x in units])  # numbered as RoundUnit.context
             assert all(any(q is x.init for q in families[x.context]) for x in units)
             ctxs = [Core(hw, f[0], shared=shared, cfg_ports=R, family=f, encoder=False) for f in families]
@@ -484,7 +517,8 @@ class RoundsArray(wiring.Component):
             # the round the records of this cycle load: the grant cycle's are the new round's (u
             # changes a cycle later)
             ld_unit = Mux(grant & wins[i], req_unit[i], s["u"])
-            ld_ctx = Array(Const(c_, range(len(ctxs))) for c_ in ctx_of)[ld_unit]
+            lu = s["utab"].read(m, ld_unit)
+            ld_ctx = lu["ctx"]
             for c_, ctx in enumerate(ctxs):
                 en = [mine_ld & (ld["sel"] == SEL_REGS) & (ld_ctx == c_) for ld, mine_ld in zip(lds, mine)]
                 m.d.comb += [
@@ -500,11 +534,9 @@ class RoundsArray(wiring.Component):
                 self._loader_port(m, shared, mem_ports, ld, mine_ld)
             # the write-back's reads: a membrane word (of the piece's organisation), a count or sum word, a
             # shift word, a word of the step's history row
-            groups_now = Array(Const(x.n_mem, range(gmax + 1)) for x in units)[s["u"]]
-            counts_now = Array(Const(x.n_count, range(syn_words + 1)) for x in units)[s["u"]]
-            shifts_now = Array(Const(x.n_shift, range(gmax + 1)) for x in units)[s["u"]]
-            sums_now = Array(Const(int(x.graded_sums), 1) for x in units)[s["u"]]
-            banked_now = Array(Const(int(x.banked), 1) for x in units)[s["u"]]
+            uu = s["uu"]  # the running round's
+            groups_now, counts_now, shifts_now = uu["n_mem"], uu["n_count"], uu["n_shift"]
+            sums_now, banked_now = uu["sums"], uu["banked"]
             hist_rd = shared["hist"].read_port(domain="comb")
             m.d.comb += hist_rd.addr.eq(step % c.spike_history_steps)
             for name in ("syn", "par", "hist", "mem", "sums", "lut", "shift", "operands"):
@@ -513,16 +545,12 @@ class RoundsArray(wiring.Component):
             for q, bank in enumerate(shared.get("banks", [])):
                 m.submodules[f"core{k}_bank{q}"] = bank
             # the steps a piece emits at: its firing window, a max-pool unit's input window (section 4.4)
-            emit = [x.init.in_start if x.init.kind == PIECE_CODES["maxpool"] else x.init.out_start for x in units]
-            fired_now = Array(
-                ((step >= e0) & (step < e0 + x.init.timesteps)) if x.spike_base >= 0 else Const(0)
-                for e0, x in zip(emit, units)
-            )[s["u"]]
+            fired_now = uu["spikes"] & (step >= uu["emit"]) & (step < uu["emit"] + uu["T"])
             # the row's bits past the piece's n units (1 or v_bits each) may be another piece's: masked
             hbits = c.neurons * hist_bits(hw)
-            nmask = Array(Const((1 << x.init.n * x.row_bits) - 1, hbits) for x in units)[s["u"]]
-            state_base = Array(Const(x.state_base, abits + 1) for x in units)[s["u"]]
-            spike_base = Array(Const(max(0, x.spike_base), abits + 1) for x in units)[s["u"]]
+            nmask = Signal(hbits, name=f"nmask_{k}")
+            m.d.comb += nmask.eq(Cat(*(uu["row_bits"] > b for b in range(hbits))))
+            state_base, spike_base = uu["state_base"], uu["spike_base"]
             ring_now = step[: plan.ring_shift]  # the ring's row of this step
             # the write-back's words of this cycle: word wb_i + q on DRAM write port q
             for q, d_wr in enumerate(d_wrs):
@@ -573,8 +601,8 @@ class RoundsArray(wiring.Component):
                         d_wr.data.eq(wword),
                     ]
             # contexts: the running round's starts, the slice root's fires (after its chunks)
-            ctx_now = Array(Const(c_, range(len(ctxs))) for c_ in ctx_of)[s["u"]]
-            root_ctx = Array(Const(c_, range(len(ctxs))) for c_ in ctx_of)[s["root_now"]]
+            ctx_now = uu["ctx"]
+            root_ctx = s["utab"].read(m, s["root_now"])["ctx"]
             for c_, ctx in enumerate(ctxs):
                 m.d.comb += [
                     ctx.step.eq(step),
@@ -584,7 +612,7 @@ class RoundsArray(wiring.Component):
                     ctx.flits.ready.eq(0),  # no flit crosses the mesh in rounds mode
                 ]
             # the feeder: the running round's sources, into its context's event port
-            s["ld_unit"] = ld_unit
+            s["ld_cbase"] = lu["cbase"]
             self._feeder(
                 m,
                 k,
@@ -617,6 +645,40 @@ class RoundsArray(wiring.Component):
             with m.If(self.dbg_core == k):
                 m.d.comb += self.dbg_busy.eq(busy_count[k])
         return m
+
+    def _unit_table(self, m: Module, k: int, units: list, first_desc: dict) -> _RoundTable:
+        """Core ``k``'s round table (:class:`_RoundTable`): per round, its slice's root and whether it
+        is a chunk, its context, its transfers' cycles and words, its first descriptor, its state's
+        words (membranes, counts or sums, shifts) and organisation, its DRAM bases, the steps it
+        emits at, its row's bits and its first chunk table word."""
+        emit = [x.init.in_start if x.init.kind == PIECE_CODES["maxpool"] else x.init.out_start for x in units]
+        chunks = np.cumsum([0] + [len(x.chunk_table) for x in units]).tolist()
+        rows = [
+            {
+                "root": j if x.root < 0 else next(r for r in range(j, -1, -1) if units[r].root < 0),
+                "chunk": int(x.root >= 0),
+                "ctx": x.context,
+                "ld_dur": x.load_cycles,
+                "wb_dur": x.wb_cycles,
+                "ld_n": len(x.load),
+                "wb_n": x.n_wb,
+                "first": first_desc[k, j],
+                "n_mem": x.n_mem,
+                "n_count": x.n_count,
+                "n_shift": x.n_shift,
+                "sums": int(x.graded_sums),
+                "banked": int(x.banked),
+                "state_base": x.state_base,
+                "spike_base": max(0, x.spike_base),
+                "spikes": int(x.spike_base >= 0),
+                "emit": e0,
+                "T": x.init.timesteps,
+                "row_bits": x.init.n * x.row_bits,
+                "cbase": chunks[j],
+            }
+            for j, (x, e0) in enumerate(zip(units, emit))
+        ]
+        return _RoundTable(m, f"rounds{k}", rows)
 
     def _loader_port(self, m: Module, shared: dict, mem_ports: list, ld: dict, mine) -> None:
         """One load record's write ports: a synapse descriptor writes its ``delay`` (count) words, one
@@ -666,9 +728,6 @@ class RoundsArray(wiring.Component):
         entries = [e for t in tables for e in t]
         packed = [e[0] | e[1] << width | e[2] << (width + sbits) | e[3] << (width + sbits + 1) for e in entries]
         m.submodules[f"feed_table{k}"] = ctab = Memory(shape=unsigned(sum(fields)), depth=len(packed), init=packed)
-        first = [0]
-        for t in tables:
-            first.append(first[-1] + len(t))
         pend = [Signal(width, name=f"pend_{k}_{ch}") for ch in range(nch)]
         word = [Signal(width, name=f"word_{k}_{ch}") for ch in range(nch)] if graded_any else []
         slot_r = [Signal(sbits, name=f"slot_{k}_{ch}") for ch in range(nch)]
@@ -709,7 +768,7 @@ class RoundsArray(wiring.Component):
                 m.d.comb += nxt[ch].eq(pend[ch] & ~(Const(1, width) << b_sel)[:width])
         # the round's spike and host words, in descriptor order: the chunk's mask picks its sources (the
         # records of one cycle are different chunks')
-        cbase = Array(Const(v, range(len(packed) + 1)) for v in first[:-1])[s["ld_unit"]]
+        cbase = s["ld_cbase"]  # the loading round's first chunk table word (its round table's)
         for ld, sel, tgt, data in records:
             rd = ctab.read_port(domain="comb")
             m.d.comb += rd.addr.eq(cbase + tgt)

@@ -148,6 +148,13 @@ class RoundsPlan:
     neurons: list[int] = field(default_factory=list)
     neuron_base: dict[int, int] = field(default_factory=dict)
 
+    def schedule(self, core: int) -> list[list[int]]:
+        """The rounds core ``core`` runs at each step ``0 .. steps`` (one empty list past the last): the
+        units whose window holds the step, in unit order (a slice's root, then its chunks whose
+        window holds it, before the next slice), the contents of the core's schedule memory."""
+        units = self.units[core]
+        return [[j for j, x in enumerate(units) if x.lo <= t < x.hi] for t in range(self.steps + 1)]
+
 
 def _refuse(program: Program, pid: int) -> None:
     """What the rounds-mode RTL does not run, one sentence each."""

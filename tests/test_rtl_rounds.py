@@ -238,6 +238,29 @@ def test_a_chunk_table_that_drops_a_needed_source_is_reported_at_the_first_step_
 
 @pytest.mark.rtl
 @pytest.mark.icarus
+def test_a_round_missing_from_the_schedule_is_reported_at_its_step():
+    """``h2``'s window one step shorter in the plan the RTL is built from: the schedule memory leaves out
+    its round at its last step, so its membranes and spike row are stale there, on its core, and the
+    step is shorter; every earlier step matches."""
+    program, x = rounds_program("deep")
+    plan = rounds_plan(program)
+    k, j, u = next((k, j, u) for k, us in plan.units.items() for j, u in enumerate(us) if u.init.population == "h2")
+    last = u.hi - 1
+    assert j in plan.schedule(k)[last]
+    plan.units[k][j] = dataclasses.replace(u, hi=last)
+    assert j not in plan.schedule(k)[last]
+    report = cosim_rounds(program, x, plan=plan)
+    assert not report.ok
+    step = min(m["step"] for m in report.mismatches)
+    assert step == last, report.format()
+    at = [m for m in report.mismatches if m["step"] == step]
+    # its core's state and busy cycles, and the step's cycles (the array's: core None)
+    assert {(m["core"], m.get("piece", u.piece)) for m in at} <= {(k, u.piece), (None, u.piece)}
+    assert any(m["core"] == k for m in at) and any(m["core"] is None for m in at), report.format()
+
+
+@pytest.mark.rtl
+@pytest.mark.icarus
 def test_a_flipped_bit_in_a_max_pool_count_write_back_is_reported_and_read_back_next_round():
     """Bit 3 (8) of the max-pool's first count word (``C[0, 0]``, ``count_bits = 4``) flipped as it
     is written back at every round: the count word is off by 8 at its first round's barrier, and at
@@ -489,6 +512,21 @@ def check_chunk_table(plan, u) -> None:
         assert [plan.neurons[base + f[3]] for f in feed] == [f[1] for f in feed]
 
 
+def check_schedule(plan, k) -> None:
+    """Core ``k``'s schedule memory: at each step the units whose window holds it, in unit order, each
+    slice's root first and its chunks right after it (what the control's `next entry` relies on),
+    and nothing past the last step."""
+    units = plan.units[k]
+    sched = plan.schedule(k)
+    assert len(sched) == plan.steps + 1 and sched[-1] == []
+    for t, todo in enumerate(sched):
+        assert todo == sorted(j for j, x in enumerate(units) if x.lo <= t < x.hi)
+        for a, b in zip(todo, todo[1:]):  # a chunk follows its root or the root's previous chunk
+            if units[b].root >= 0:
+                assert units[a].piece == units[b].root or units[a].root == units[b].root
+        assert not todo or units[todo[0]].root < 0
+
+
 @given(
     seed=st.integers(0, 2**16),
     sizes=st.lists(st.integers(3, 20), min_size=2, max_size=4),
@@ -536,6 +574,8 @@ def test_a_round_reads_exactly_the_sources_its_slots_need_and_its_state_where_it
             regions.append((u.state_base, u.state_base + groups))
             if u.spike_base >= 0:
                 regions.append((u.spike_base, u.spike_base + ((1 << plan.ring_shift) << plan.spike_shift)))
+    for k in plan.units:
+        check_schedule(plan, k)
     regions.sort()
     assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
     assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_mbe_vit_hardware import SPLITS, mbe_core, pool_graph, product_graph, runnable, split_graph
-from test_rtl_rounds import check_chunk_table, expected_rounds
+from test_rtl_rounds import check_chunk_table, check_schedule, expected_rounds
 
 from conftest import hw_of
 from spikeforge.mapping import compile
@@ -201,6 +201,8 @@ def test_an_mbe_round_reads_its_payload_sources_and_its_state_where_it_wrote_it(
                 regions.append((u.spike_base, u.spike_base + ((1 << plan.ring_shift) << plan.spike_shift)))
             images = [d[2] for d in u.load if d[0] in (SEL_PARAMS, SEL_LUT)]  # below every piece's state
             assert images and max(images) < min(plan.state_base.values())
+    for k in plan.units:  # split slices too: a root's chunks right after it in each step's list
+        check_schedule(plan, k)
     regions.sort()
     assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
     assert regions[-1][1] <= plan.host_base and plan.host_base + plan.host_words == len(plan.dram)
