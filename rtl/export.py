@@ -91,11 +91,14 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     ``core_x{x}_y{y}.sv`` (module of the same name); without a program every core is idle and one
     idle ``core.sv`` is written. Memory init files (``$readmemh`` format, one word per line, lane 0
     in the low bits) hold the same words as the modules' initial values: ``<module>.synapse.hex``,
-    ``.params.hex`` (threshold and bias per lane) and ``.membrane.hex`` (``v0``).
+    ``.params.hex`` (threshold and bias per lane) and ``.membrane.hex`` (``v0``), and where the piece
+    has them ``.lut.hex`` (an ``mbe`` piece's tables), ``.operands.hex`` and ``.index.hex`` (a piece fed
+    by a product: its operand index tables and its neurons' global indices, ``rtl.memories``).
 
     With a ``swap`` program the cores' memories start empty and the DMA engine loads them at run
     time (``rtl/swap.py``): ``dram.hex`` holds the DRAM's records (``sel | addr << 3 | data << (3 +
-    addr_bits)``: sel 0 synapse, 1 parameters, 2 membrane, 3 MBE table word, 4 a context register),
+    addr_bits)``: sel 0 synapse, 1 parameters, 2 membrane, 3 MBE table word, 4 a context register,
+    5 an operand table word, 6 a neuron index table word),
     the manifest's ``dram`` says their
     format and how many the DMA engine writes per cycle (``records_per_cycle``) and ``cores`` each
     core's pieces in load order with their records, bytes and transfer cycles; no core module is
@@ -105,7 +108,9 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
     core runs its pieces in turn at every step through the DMA engine); ``dram.hex`` holds the
     DRAM's initial words (images, membranes, zeroed spike rows and input words, ``RoundsPlan``),
     and the manifest's ``cores`` each core's rounds with their windows, descriptors, bytes and
-    transfer cycles.
+    transfer cycles. The tables the array's control reads (descriptors, chunk and neuron tables,
+    round tables, schedules; a swap array's piece, need and context tables) are ROMs whose words are
+    the SystemVerilog's initial values.
 
     Parameters
     ----------

@@ -85,6 +85,7 @@ from .rounds_plan import (
 )
 from .sequencer import Sequencer
 from .swap import context_families
+from .tables import FieldTable
 
 __all__ = [
     "RoundsPlan",
@@ -103,32 +104,6 @@ __all__ = [
     "SEL_OPS",
     "SEL_FIELD_BITS",
 ]
-
-
-class _RoundTable:
-    """A core's round table: one word per round (unit) of named fields, a memory initialised from the
-    plan; :meth:`read` adds an asynchronous read port and returns the fields of the word it reads."""
-
-    def __init__(self, m: Module, name: str, rows: list[dict[str, int]]) -> None:
-        self.fields = [(key, max(1, max(int(r[key]) for r in rows).bit_length())) for key in rows[0]]
-        words = []
-        for r in rows:
-            w, off = 0, 0
-            for key, bits in self.fields:
-                w |= int(r[key]) << off
-                off += bits
-            words.append(w)
-        width = sum(b for _, b in self.fields)
-        m.submodules[name] = self.mem = Memory(shape=unsigned(width), depth=len(words), init=words)
-
-    def read(self, m: Module, addr) -> dict:
-        rd = self.mem.read_port(domain="comb")
-        m.d.comb += rd.addr.eq(addr)
-        out, off = {}, 0
-        for key, bits in self.fields:
-            out[key] = rd.data[off : off + bits]
-            off += bits
-        return out
 
 
 def _lowest(m: Module, bits: Signal, name: str) -> Signal:
@@ -646,8 +621,8 @@ class RoundsArray(wiring.Component):
                 m.d.comb += self.dbg_busy.eq(busy_count[k])
         return m
 
-    def _unit_table(self, m: Module, k: int, units: list, first_desc: dict) -> _RoundTable:
-        """Core ``k``'s round table (:class:`_RoundTable`): per round, its slice's root and whether it
+    def _unit_table(self, m: Module, k: int, units: list, first_desc: dict) -> FieldTable:
+        """Core ``k``'s round table (:class:`FieldTable`): per round, its slice's root and whether it
         is a chunk, its context, its transfers' cycles and words, its first descriptor, its state's
         words (membranes, counts or sums, shifts) and organisation, its DRAM bases, the steps it
         emits at, its row's bits and its first chunk table word."""
@@ -678,7 +653,7 @@ class RoundsArray(wiring.Component):
             }
             for j, (x, e0) in enumerate(zip(units, emit))
         ]
-        return _RoundTable(m, f"rounds{k}", rows)
+        return FieldTable(m, f"rounds{k}", rows)
 
     def _loader_port(self, m: Module, shared: dict, mem_ports: list, ld: dict, mine) -> None:
         """One load record's write ports: a synapse descriptor writes its ``delay`` (count) words, one

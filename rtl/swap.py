@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -66,6 +66,7 @@ from .piece import (
     register_values,
     structure_key,
 )
+from .tables import FieldTable
 
 __all__ = [
     "SwapPlan",
@@ -436,7 +437,9 @@ class SwapCore(wiring.Component):
             m.submodules.mem = shared["mem"]
         # the active piece's context: connected to the router, the controls and the outputs; the others idle
         active = Signal(range(max(2, len(ctxs))))
-        m.d.comb += active.eq(Array(Const(j, len(active)) for j in ctx_of)[self.active])
+        # the piece -> context table (a memory initialised from the plan)
+        ctx_table = FieldTable(m, "contexts", [{"ctx": j} for j in ctx_of])
+        m.d.comb += active.eq(ctx_table.read(m, self.active)["ctx"])
         for j, ctx in enumerate(ctxs):
             on = active == j
             m.d.comb += [
@@ -582,7 +585,7 @@ class DmaEngine(wiring.Component):
         m.d.comb += self.busy.eq(busy)
 
         # per core: pieces loaded, pieces requested, and the step of the pending request
-        loaded, asked, stamp, new, req = [], [], [], [], []
+        loaded, asked, stamp, new, req, tables = [], [], [], [], [], []
         for i, k in enumerate(self.cores):
             nctx = len(plan.contexts[k])
             ld = Signal(range(nctx + 1), name=f"loaded_{k}")
@@ -590,17 +593,19 @@ class DmaEngine(wiring.Component):
             st = Signal(STEP_BITS + 1, name=f"stamp_{k}")
             nw = Signal(name=f"new_{k}")
             rq = Signal(name=f"req_{k}")
-            ends = plan.live_end[k]
+            # the core's piece table (a memory initialised from the plan): per piece its first record,
+            # records, transfer cycles and the step after its last live one
+            tab = self._piece_table(m, k)
+            prev = tab.read(m, Mux(ak > 0, ak - 1, 0))  # the piece before the next one to ask for
             # the first piece when the inference starts; piece j once piece j - 1's last live step is over
-            cond = (ak == 0) & self.launch
-            for j in range(1, nctx):
-                cond = cond | ((ak == j) & self.step_end & (self.nxt == ends[j - 1]))
+            cond = ((ak == 0) & self.launch) | ((ak > 0) & self.step_end & (self.nxt == prev["live_end"]))
             m.d.comb += nw.eq((ak < nctx) & cond)
             pending = (ak > ld) & ~(busy & (who == i))  # not while its own transfer runs or ends
             m.d.comb += rq.eq(pending | nw)
             with m.If(nw):
                 m.d.sync += [ak.eq(ak + 1), st.eq(self.nxt)]
             loaded.append(ld)
+            tables.append(tab)
             asked.append(ak)
             stamp.append(Mux(nw, self.nxt, st))
             new.append(nw)
@@ -623,14 +628,14 @@ class DmaEngine(wiring.Component):
         g_n = Signal(range(max(2, len(words) + 1)))
         g_dur = Signal.like(rem)
         g_who = Signal.like(who)
-        for i, k in enumerate(self.cores):
-            j = loaded[i]  # the piece to load is the core's next one: all before it are loaded
+        for i, table in enumerate(tables):
+            nxt_piece = table.read(m, loaded[i])  # the core's next piece: all before it are loaded
             with m.If(wins[i]):
                 m.d.comb += [
                     g_who.eq(i),
-                    g_first.eq(Array(Const(v, len(g_first)) for v in plan.first_rec[k])[j]),
-                    g_n.eq(Array(Const(v, len(g_n)) for v in plan.n_rec[k])[j]),
-                    g_dur.eq(Array(Const(v, len(g_dur)) for v in plan.duration[k])[j]),
+                    g_first.eq(nxt_piece["first_rec"]),
+                    g_n.eq(nxt_piece["n_rec"]),
+                    g_dur.eq(nxt_piece["duration"]),
                 ]
         with m.If(finishing):
             m.d.sync += busy.eq(0)
@@ -668,7 +673,24 @@ class DmaEngine(wiring.Component):
             # the loaded piece's context is active from the cycle its transfer ends (its records are
             # all written by then): the sequencer may start its first step in that very cycle
             m.d.comb += getattr(self, f"active_{k}").eq(Mux(done_now > 0, done_now - 1, 0))
-            for j, s in enumerate(plan.live_start[k]):
-                ready = ready & ((self.nxt != s) | (done_now > j))
+            # every piece live from `nxt` on is loaded: the core's need table (a memory initialised
+            # from the plan) gives, per step, 1 + the last of its pieces whose first live step it is
+            need = [0] * (max(plan.live_start[k]) + 1)
+            for j, t in enumerate(plan.live_start[k]):
+                need[t] = j + 1
+            m.submodules[f"need{k}"] = nmem = Memory(shape=range(len(need) + 1), depth=len(need), init=need)
+            n_rd = nmem.read_port(domain="comb")
+            m.d.comb += n_rd.addr.eq(self.nxt)
+            ready = ready & ((self.nxt >= len(need)) | (done_now >= n_rd.data))
         m.d.comb += self.ready.eq(ready)
         return m
+
+    def _piece_table(self, m: Module, k: int) -> FieldTable:
+        """Core ``k``'s piece table: per piece of its timeline its first DRAM record, its number of
+        records, its transfer's cycles and the step after its last live one."""
+        plan = self.plan
+        rows = [
+            {"first_rec": f, "n_rec": n, "duration": d, "live_end": e}
+            for f, n, d, e in zip(plan.first_rec[k], plan.n_rec[k], plan.duration[k], plan.live_end[k])
+        ]
+        return FieldTable(m, f"pieces{k}", rows)
