@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 
 from spikeforge.mapping.images import PIECE_CODES
 
+from .bits import lowest_set
 from .flits import CYCLE_BITS, STEP_BITS, TYPE_GRADED, TYPE_PARTIAL, TYPE_SPIKE, out_flit_layout
 from .memories import INDEX_BITS, entries_per_word, index_words
 from .piece import is_conv
@@ -63,10 +64,7 @@ def partial_sums(core: Core, m: Module, mems: list, mem_wrs: list, pmode_now, p_
                         m.d.sync += [accs[j].eq(v), nz[j].eq(v != 0)]
         for wr in mem_wrs:
             m.d.comb += [wr.addr.eq(sk), wr.data.eq(0), wr.en.eq(1)]
-    pick = Signal(range(max(2, n)))
-    for j in reversed(range(n)):
-        with m.If(nz[j]):
-            m.d.comb += pick.eq(j)
+    pick = lowest_set(m, nz, "psum_pick")
     out = core.flits
     flit_v = data.View(out_flit_layout(core.hw), out.payload)
     sending = ~scanning & nz.any()
@@ -129,17 +127,18 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
         if core.cfg_ports:  # the range from the entry's registers: i in first .. last
             lo_k, hi_k = core.routes[k][0], core.routes[k][1]
             span = Signal(c.neurons, name=f"enc_span{k}")
-            m.d.comb += span.eq(Cat((lo_k <= j) & (j <= hi_k) for j in range(c.neurons)))
+            # bits lo .. hi: ones from lo up, and ones up to hi (two shifters, not a comparator pair per bit)
+            ones = (1 << (c.neurons + 1)) - 1
+            from_lo = (Const(ones, c.neurons + 1) << lo_k)[: c.neurons]
+            past_hi = (Const(ones, c.neurons + 1) << (hi_k + 1))[: c.neurons]
+            m.d.comb += span.eq(from_lo & ~past_hi)
             first, last = 0, c.neurons - 1
         mask = Signal(c.neurons, name=f"enc_mask{k}")
         ge = Signal(c.neurons, name=f"enc_ge{k}")  # neurons at or after the resume point
         ones = Const((1 << c.neurons) - 1, c.neurons)
         m.d.comb += ge.eq(Mux(e_now == k, (ones << j_now)[: c.neurons], Mux(e_now < k, ones, 0)))
         m.d.comb += mask.eq(Mux(in_win, row & span & ge, 0))
-        low = Signal(range(c.neurons), name=f"enc_low{k}")
-        for j in reversed(range(first, last + 1)):
-            with m.If(mask[j]):
-                m.d.comb += low.eq(j)
+        low = lowest_set(m, mask, f"enc_low{k}")  # (mask is 0 outside first .. last)
         cands.append((mask.any(), low))
     out = core.flits
     flit_v = data.View(out_flit_layout(core.hw), out.payload)

@@ -56,6 +56,7 @@ from spikeforge.mapping.hardware import index_bits
 from spikeforge.mapping.images import PIECE_CODES
 
 from .barrier import BarrierUnit
+from .bits import lowest_set
 from .core import (
     CYCLE_BITS,
     SHIFT_BITS,
@@ -104,15 +105,6 @@ __all__ = [
     "SEL_OPS",
     "SEL_FIELD_BITS",
 ]
-
-
-def _lowest(m: Module, bits: Signal, name: str) -> Signal:
-    """Index of the lowest set bit of ``bits`` (0 when none)."""
-    sel = Signal(range(max(2, len(bits))), name=name)
-    for e in reversed(range(len(bits))):
-        with m.If(bits[e]):
-            m.d.comb += sel.eq(e)
-    return sel
 
 
 class RoundsArray(wiring.Component):
@@ -716,10 +708,10 @@ class RoundsArray(wiring.Component):
             m.d.sync += feeding.eq(0)
         # the lowest pending (chunk, bit): the lowest chunk with a pending bit, then its lowest bit
         has = Cat(*(p.any() for p in pend))
-        ch_sel = _lowest(m, has, f"chsel_{k}")
+        ch_sel = lowest_set(m, has, f"chsel_{k}")
         p_sel = Signal(width, name=f"psel_{k}")
         m.d.comb += p_sel.eq(Array(pend)[ch_sel])
-        b_sel = _lowest(m, p_sel, f"bsel_{k}")
+        b_sel = lowest_set(m, p_sel, f"bsel_{k}")
         valid = feed_now & has.any()
         graded = Array(graded_r)[ch_sel]
         value = Array(word)[ch_sel].word_select(b_sel, vb).as_signed() if graded_any else Const(0, signed(vb))
