@@ -23,6 +23,7 @@ from .piece import (
     readout_order,
     sum_positions,
 )
+from .progress import stage
 
 __all__ = [
     "ArrayReport",
@@ -333,10 +334,13 @@ def cosim_samples(
     """
     from .array import array_inits
 
+    stage("planning the array")
     array_inits(program)  # refuse before running anything
     require_icarus()
     reports = []
-    for i in range(min(samples, len(inputs))):
+    n = min(samples, len(inputs))
+    for i in range(n):
         sub = None if workdir is None else Path(workdir) / f"sample{i}"
+        stage(f"sample {i + 1} of {n}: the simulator's trace")
         reports.append(cosim_array(program, inputs[i], sub))
     return SamplesReport(reports)

@@ -19,6 +19,7 @@ from spikeforge.mapping import HardwareConfig, Program
 from .core import Core, memory_words
 from .errors import RtlError, ToolMissingError
 from .piece import check_hardware, empty_piece
+from .progress import stage
 from .rounds_plan import RoundsPlan
 from .swap import SEL_BITS, SwapPlan
 
@@ -39,7 +40,9 @@ def _yosys():
 
 def to_sv(component: wiring.Component, name: str) -> str:
     """SystemVerilog text of ``component`` as module ``name`` (no source locations: reproducible)."""
+    stage(f"Amaranth: elaborating {name} to RTLIL")
     text = rtlil.convert(component, name=name, emit_src=False)
+    stage(f"Yosys: {name} to SystemVerilog ({len(text) / 1e6:.1f} MB of RTLIL)")
     script = "\n".join(
         [
             f"read_rtlil <<rtlil\n{text}\nrtlil",
@@ -146,6 +149,7 @@ def export_rtl(hardware: HardwareConfig, out_dir: str | Path, program: Program |
                 "the program was compiled for another hardware description; map the model again with this "
                 "hardware file, or pass the hardware file it was compiled for."
             )
+        stage("planning the array")
         inits = array_inits(program)
     else:
         inits = {}

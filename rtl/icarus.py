@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import RtlError, ToolMissingError
 from .export import to_sv
+from .progress import stage
 
 __all__ = [
     "require_icarus",
@@ -85,6 +86,7 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
     if out.exists():
         out.unlink()
     runner = get_runner("icarus")
+    stage(f"Icarus: compiling {top} ({len(sv) / 1e6:.1f} MB of SystemVerilog)")
     runner.build(
         sources=[workdir / f"{top}.sv"],
         hdl_toplevel=top,
@@ -93,6 +95,7 @@ def _run_bench(sv: str, spec: dict, workdir: Path, top: str = "core", bench: str
         always=True,
         log_file=workdir / "build.log",
     )
+    stage(f"Icarus: running {bench} on {top}")
     try:
         runner.test(
             test_module=f"spikeforge.rtl.{bench}",

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .models.errors import SpikeForgeError
@@ -173,13 +176,45 @@ def format_sweep(rows: list[dict], parameters: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def _stages(quiet: bool) -> Iterator[None]:
+    """One progress line for an RTL run: the stage under way (``spikeforge.rtl.progress``) and the
+    time elapsed, refreshed every second (the long stages are single calls into Amaranth, Yosys or
+    Icarus); nothing when ``quiet``."""
+    if quiet:
+        yield
+        return
+    from tqdm import tqdm
+
+    from .rtl.progress import reporting
+
+    bar = tqdm(total=None, desc="starting", bar_format="{desc} [{elapsed}]")
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        with reporting(lambda name: bar.set_description_str(name, refresh=True)):
+            yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.set_description_str("done", refresh=True)
+        bar.close()
+
+
 def _cmd_rtl(args: argparse.Namespace) -> int:
     from .mapping import load_hardware, load_program
     from .rtl import export_rtl
 
     hw = load_hardware(args.hardware)
     program = load_program(args.program, hw) if args.program else None
-    manifest = export_rtl(hw, args.out, program)
+    with _stages(args.quiet):
+        manifest = export_rtl(hw, args.out, program)
     for mod in manifest["modules"]:
         mems = ", ".join(mod["memories"])
         print(f"{mod['file']}: module {mod['module']}, {len(mod['ports'])} ports, memories {mems}")
@@ -212,7 +247,8 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
 def _cmd_cosim(args: argparse.Namespace) -> int:
     from .workflow import cosim_model
 
-    report = cosim_model(args.model, args.hardware, samples=args.samples, data=args.data, workdir=args.workdir)
+    with _stages(args.quiet):
+        report = cosim_model(args.model, args.hardware, samples=args.samples, data=args.data, workdir=args.workdir)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -368,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hardware", type=Path, required=True, help="hardware description (.toml)")
     r.add_argument("--program", type=Path, help="program directory of `spikeforge map` (memories initialised)")
     r.add_argument("--out", type=Path, required=True, help="directory for the .sv, .hex and manifest.json files")
+    r.add_argument("--quiet", action="store_true", help="no progress line")
     r.set_defaults(func=_cmd_rtl)
 
     cs = sub.add_parser("cosim", help="run the RTL on Icarus Verilog and compare it with the simulator cycle for cycle")
@@ -376,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--samples", type=_positive_int, default=1, help="co-simulate the first N test images")
     cs.add_argument("--data", type=Path, help="data set .npz (default: bundled digits)")
     cs.add_argument("--workdir", type=Path, help="keep the generated SystemVerilog and Icarus build here")
+    cs.add_argument("--quiet", action="store_true", help="no progress line")
     cs.set_defaults(func=_cmd_cosim)
 
     fp = sub.add_parser("fpga", help="synthesise, place and route the generated array for an FPGA (fpga extra)")

@@ -212,3 +212,28 @@ def test_cosim_of_a_dense_network_on_the_digits_matches(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "sample 0: array of 6 cores" in out and "all samples match" in out
+
+
+@pytest.mark.rtl
+def test_rtl_shows_its_stages_on_a_progress_line_unless_quiet(tmp_path, capsys):
+    """``spikeforge rtl`` reports each long stage (Amaranth, Yosys, per module) on one progress line on
+    stderr, and ``--quiet`` keeps stderr empty; the library reports them to any callback."""
+    from spikeforge.mapping import load_hardware
+    from spikeforge.rtl import export_rtl
+    from spikeforge.rtl.progress import reporting
+
+    args = ["rtl", "--hardware", "configs/array-1x1.toml"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "Amaranth: elaborating core_array to RTLIL" in err and "Yosys: core_array to SystemVerilog" in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    seen = []
+    with reporting(seen.append):
+        export_rtl(load_hardware("configs/array-1x1.toml"), tmp_path / "c")
+    assert [s.split(" (")[0] for s in seen] == [
+        "Amaranth: elaborating core_array to RTLIL",
+        "Yosys: core_array to SystemVerilog",
+        "Amaranth: elaborating core to RTLIL",
+        "Yosys: core to SystemVerilog",
+    ]
