@@ -5,6 +5,9 @@ packet, membranes, cycles, the host's read-out), :func:`cosim_array` runs it on 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,6 +224,7 @@ def cosim_array(
     dram_flip: tuple[int, int] | None = None,
     skip_p: bool = False,
     late_phase: int = 0,
+    design_dir: str | Path | None = None,
 ) -> ArrayReport:
     """Co-simulate the whole array (cores, encoders, routers) of a resident or swap ``program`` on input ``x``
     (a ``rounds`` program goes to :func:`cosim_rounds`, ``inits`` then its plan).
@@ -232,7 +236,8 @@ def cosim_array(
     :class:`~spikeforge.rtl.array.CoreArray`'s hooks (mutation tests), as ``dram_flip`` (a flipped
     bit of a DRAM record, swap mode). In swap mode the bench also compares the cycles the array
     waits for a step's pieces (``phase`` load) with the simulator's DRAM stall of the step
-    (``SampleRun.step_stall``).
+    (``SampleRun.step_stall``). ``design_dir``: where the design is compiled (default ``workdir``); a
+    later call with the same design and ``design_dir`` runs its bench on that build.
     Returns an :class:`ArrayReport`.
 
     Raises
@@ -247,7 +252,9 @@ def cosim_array(
     if program.plan.mode == "rounds" or isinstance(inits, RoundsPlan):
         if skip_p:
             raise RtlError("a rounds-mode array has no phase P to skip (partial sums move through DRAM); drop skip_p.")
-        return cosim_rounds(program, x, workdir, plan=inits, dram_flip=dram_flip, late_phase=late_phase)
+        return cosim_rounds(
+            program, x, workdir, plan=inits, dram_flip=dram_flip, late_phase=late_phase, design_dir=design_dir
+        )
     inits = inits if inits is not None else array_inits(program)
     run = Simulator(program, trace=True).run(x)
     spec = array_spec(program, run)
@@ -263,7 +270,7 @@ def cosim_array(
         skip_p=skip_p,
         late_phase=late_phase,
     )
-    res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_array")
+    res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_array", design_dir=design_dir)
     cmp_ = res["compared"]
     return ArrayReport(
         cores=program.hardware.array.cores,
@@ -313,16 +320,20 @@ def cosim_samples(
 ) -> SamplesReport:
     """Co-simulate the whole array on the first ``samples`` inputs (entry point of ``spikeforge cosim``).
 
+    The samples share one design: it is generated and compiled once, and the bench runs once per
+    sample on that build (the input enters through the host port or, in rounds mode, the DRAM).
+
     Parameters
     ----------
     program : Program
-        A resident program compiled for the hardware file.
+        A program compiled for the hardware file (resident, swap or rounds mode).
     inputs : ndarray
         Input samples, shape ``(N, *input shape)``.
     samples : int
         How many of them to run (each is a fresh inference: the array is built with ``v0``).
     workdir : path, optional
-        Keep the SystemVerilog, builds and logs there (one folder per sample).
+        Keep the SystemVerilog and its Icarus build there, and each sample's spec, result and log in
+        ``sample<i>`` below it (default: a temporary directory, removed afterwards).
 
     Raises
     ------
@@ -339,8 +350,12 @@ def cosim_samples(
     require_icarus()
     reports = []
     n = min(samples, len(inputs))
-    for i in range(n):
-        sub = None if workdir is None else Path(workdir) / f"sample{i}"
-        stage(f"sample {i + 1} of {n}: the simulator's trace")
-        reports.append(cosim_array(program, inputs[i], sub))
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="spikeforge-cosim-"))
+    try:
+        for i in range(n):
+            stage(f"sample {i + 1} of {n}: the simulator's trace")
+            reports.append(cosim_array(program, inputs[i], root / f"sample{i}", design_dir=root))
+    finally:
+        if workdir is None and not os.environ.get("SPIKEFORGE_KEEP_COSIM"):
+            shutil.rmtree(root, ignore_errors=True)
     return SamplesReport(reports)

@@ -14,8 +14,7 @@ from spikeforge.sim import Simulator
 from .array_cosim import ArrayReport
 from .core import SHIFT_BITS
 from .errors import RtlError
-from .export import to_sv
-from .icarus import _bench_in
+from .icarus import _bench_in, _design_sv
 from .piece import (
     membrane_positions,
     neuron_positions,
@@ -185,6 +184,7 @@ def cosim_rounds(
     dram_flip: tuple[int, int] | None = None,
     wb_flip: tuple[int, ...] | None = None,
     late_phase: int = 0,
+    design_dir: str | Path | None = None,
 ) -> ArrayReport:
     """Co-simulate a ``rounds`` program (``rtl/rounds.py``) on input ``x`` against the simulator.
 
@@ -194,6 +194,8 @@ def cosim_rounds(
     every core's busy cycles and the logits. ``plan`` replaces the program's
     :class:`~spikeforge.rtl.rounds.RoundsPlan` (the mutation tests pass ``latency_delta``);
     ``dram_flip``, ``wb_flip`` and ``late_phase`` are :class:`~spikeforge.rtl.rounds.RoundsArray`'s hooks.
+    The design is converted once for equal arguments and compiled in ``design_dir`` (default
+    ``workdir``), where a later call with the same design reuses the build.
 
     Raises
     ------
@@ -205,9 +207,10 @@ def cosim_rounds(
     plan = plan if plan is not None else rounds_plan(program)
     run = Simulator(program, trace=True).run(x, record=True)
     spec = rounds_spec(program, plan, run, x)
-    top = RoundsArray(program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip, late_phase=late_phase)
-    sv = to_sv(top, "core_array")
-    res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_rounds")
+    sv = _design_sv(
+        RoundsArray, "core_array", program.hardware, plan, dram_flip=dram_flip, wb_flip=wb_flip, late_phase=late_phase
+    )
+    res = _bench_in(workdir, sv, spec, top="core_array", bench="bench_rounds", design_dir=design_dir)
     cmp_ = res["compared"]
     return ArrayReport(
         cores=program.hardware.array.cores,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,15 +179,27 @@ def format_sweep(rows: list[dict], parameters: tuple[str, ...]) -> str:
 
 @contextmanager
 def _stages(quiet: bool) -> Iterator[None]:
-    """One progress line for an RTL run: the stage under way (``spikeforge.rtl.progress``) and the
-    time elapsed, refreshed every second (the long stages are single calls into Amaranth, Yosys or
-    Icarus); nothing when ``quiet``."""
+    """Progress of an RTL run on stderr: on a terminal, one line with the stage under way
+    (``spikeforge.rtl.progress``) and the time elapsed, refreshed every second (the long stages are
+    single calls into Amaranth, Yosys or Icarus); elsewhere (a log file, CI) one line per stage with
+    the time it started, not a line a second; nothing when ``quiet``."""
     if quiet:
         yield
         return
-    from tqdm import tqdm
-
     from .rtl.progress import reporting
+
+    if not sys.stderr.isatty():
+        t0 = time.monotonic()
+
+        def line(name: str) -> None:
+            minutes, seconds = divmod(int(time.monotonic() - t0), 60)
+            print(f"[{minutes:02d}:{seconds:02d}] {name}", file=sys.stderr, flush=True)
+
+        with reporting(line):
+            yield
+        line("done")
+        return
+    from tqdm import tqdm
 
     bar = tqdm(total=None, desc="starting", bar_format="{desc} [{elapsed}]")
     stop = threading.Event()

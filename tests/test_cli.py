@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -215,17 +216,31 @@ def test_cosim_of_a_dense_network_on_the_digits_matches(tmp_path, capsys):
 
 
 @pytest.mark.rtl
-def test_rtl_shows_its_stages_on_a_progress_line_unless_quiet(tmp_path, capsys):
-    """``spikeforge rtl`` reports each long stage (Amaranth, Yosys, per module) on one progress line on
-    stderr, and ``--quiet`` keeps stderr empty; the library reports them to any callback."""
+def test_rtl_shows_its_stages_on_a_progress_line_unless_quiet(tmp_path, capsys, monkeypatch):
+    """``spikeforge rtl`` reports each long stage (Amaranth, Yosys, per module) on stderr: one line per
+    stage in a log, one progress line on a terminal; ``--quiet`` keeps stderr empty; the library
+    reports them to any callback."""
     from spikeforge.mapping import load_hardware
     from spikeforge.rtl import export_rtl
     from spikeforge.rtl.progress import reporting
 
     args = ["rtl", "--hardware", "configs/array-1x1.toml"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    # stderr is not a terminal here (a log): one line per stage, with the time it started
+    lines = capsys.readouterr().err.splitlines()
+    assert [ln[8:].split(" (")[0] for ln in lines] == [
+        "Amaranth: elaborating core_array to RTLIL",
+        "Yosys: core_array to SystemVerilog",
+        "Amaranth: elaborating core to RTLIL",
+        "Yosys: core to SystemVerilog",
+        "done",
+    ]
+    assert all(re.fullmatch(r"\[\d\d:\d\d\] .+", ln) for ln in lines)
+    # on a terminal: one line, rewritten in place
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([*args, "--out", str(tmp_path / "t")]) == 0
     err = capsys.readouterr().err
-    assert "Amaranth: elaborating core_array to RTLIL" in err and "Yosys: core_array to SystemVerilog" in err
+    assert "\r" in err and "Yosys: core_array to SystemVerilog" in err and err.count("\n") <= 1
     assert main([*args, "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
     seen = []

@@ -211,11 +211,13 @@ def test_round_robin_starts_after_the_last_grant_and_a_full_downstream_holds():
 
 @pytest.mark.rtl
 @pytest.mark.icarus
-def test_cosim_samples_prints_what_matched_per_sample(monkeypatch):
-    """Two samples, one design: the second sample reuses the first's SystemVerilog (``_design_sv``)."""
+def test_cosim_samples_prints_what_matched_per_sample(monkeypatch, tmp_path):
+    """Two samples, one design: converted once (``_design_sv``), compiled once, its bench run twice;
+    another design in the same folder is compiled again."""
     import importlib
 
     from spikeforge.rtl import cosim_samples
+    from spikeforge.rtl.progress import reporting
 
     converted = []
     module = importlib.import_module("spikeforge.rtl.icarus")  # where designs are converted and cached
@@ -223,10 +225,30 @@ def test_cosim_samples_prints_what_matched_per_sample(monkeypatch):
     monkeypatch.setattr(module, "_SV_CACHE", type(module._SV_CACHE)())  # empty: the first sample converts
     program, _ = network(1, (12, 16, 16), 2, 2)
     xs = np.random.default_rng(7).integers(0, 16, (3, 12))
-    summary = cosim_samples(program, xs, samples=2)
+    stages = []
+    with reporting(stages.append):
+        summary = cosim_samples(program, xs, samples=2, workdir=tmp_path)
     assert summary.ok and len(summary.reports) == 2 and converted == ["core_array"]
+    assert [s.split(" (")[0] for s in stages if s.startswith("Icarus")] == [
+        "Icarus: compiling core_array",
+        "Icarus: running bench_array on core_array",
+        "Icarus: running bench_array on core_array",
+    ]
+    # the design and its build once, each sample's transactions and result in its own folder
+    assert (tmp_path / "core_array.sv").exists() and (tmp_path / "build" / "sim.vvp").exists()
+    assert all((tmp_path / f"sample{i}" / "result.json").exists() for i in range(2))
+    assert not (tmp_path / "sample0" / "core_array.sv").exists()
     text = summary.format()
     assert "sample 0: array of 4 cores" in text and "sample 1:" in text and "all samples match" in text
+    # the build is stamped with its design's digest: another design (a flipped weight bit) in that
+    # folder is compiled again, not run on the old build, and its mismatch seen
+    inits = array_inits(program)
+    k = int(program.plan.core[1])
+    inits[k] = dataclasses.replace(inits[k], synapse=inits[k].synapse ^ 2)
+    stages.clear()
+    with reporting(stages.append):
+        assert not cosim_array(program, xs[0], tmp_path / "flipped", inits=inits, design_dir=tmp_path).ok
+    assert sum(s.startswith("Icarus: compiling") for s in stages) == 1
 
 
 def test_cosim_of_a_non_resident_program_names_what_the_rtl_lacks(mbe_mlp8):
