@@ -26,7 +26,13 @@ __all__ = [
     "mbe_param_words",
     "slot_image",
     "routing_image",
+    "FLIT_INDEX_BITS",
+    "operand_field_bits",
+    "index_table_bits",
 ]
+
+#: Bits of a flit's ``index`` field (section 6), and of an entry of a neuron index table (section 4.3).
+FLIT_INDEX_BITS = 24
 
 SLOT_CODES = {"conv": 0, "dense": 1, "pool_dense": 2, "identity": 3, "product_a": 4, "product_b": 5, "pool": 6}
 #: Codes of the MBE exponent splits in the parameter image (section 4.5).
@@ -190,3 +196,36 @@ def routing_image(entries: np.ndarray, core_of: np.ndarray, hw: HardwareConfig) 
         y, x = np.divmod(core_of[entries[:, 2]], hw.array.cols)
         f[:] = np.stack([entries[:, 0], entries[:, 1], x, y, entries[:, 3], entries[:, 4]], axis=1)
     return MemoryImage("routing", f, widths)
+
+
+def operand_field_bits(hw: HardwareConfig) -> int:
+    """Bits of a row or a column field of a product's operand table entry (section 4.3): enough for
+    any block the core can hold (``|I|, |J| <= neurons``; ``C`` times a count row's words fits the
+    synapse SRAM's ``axons * neurons / lanes`` words)."""
+    c = hw.core
+    return index_bits(max(c.neurons, c.axons * c.neurons // c.lanes))
+
+
+def index_table_bits(graph: SNNGraph, piece: Piece, hw: HardwareConfig, encoder: bool = True) -> int:
+    """Bits of the index tables loaded with a piece fed by a product (section 4.3), 0 for other pieces.
+
+    The operand table maps an operand's source index to its place in the block, both operands in
+    one entry: entry ``s`` holds the ``(i, c)`` of the ``a`` source ``lo_a + s`` and the ``(c, j)`` of
+    the ``b`` source ``lo_b + s``, four fields of :func:`operand_field_bits`, for ``s`` from 0 to the
+    larger span ``max(hi - lo + 1)`` of the two operands' source indices (``lo``, ``hi``: a side's
+    lowest and highest). The neuron index table gives each of the ``n`` target neurons its global
+    index, :data:`FLIT_INDEX_BITS` each (a product's targets follow its output index table, in any
+    order); the encoder reads it, so without one (``encoder=False``: rounds mode, section 7, where
+    spikes go to DRAM as rows) there is none::
+
+        bits = span * 4 * operand_field_bits + encoder * n * FLIT_INDEX_BITS
+    """
+    slot = next((x for x in piece.slots if x.kind == "product_a"), None)
+    if slot is None:
+        return 0
+    proj = graph.projections[slot.proj]
+    g = piece.geometry
+    a = proj.a_index[g["h"], g["i0"] : g["i1"], :]
+    b = proj.b_index[g["h"], :, g["j0"] : g["j1"]]
+    span = max(int(t.max()) - int(t.min()) + 1 for t in (a, b))
+    return span * 4 * operand_field_bits(hw) + (piece.n * FLIT_INDEX_BITS if encoder else 0)

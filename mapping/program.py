@@ -21,7 +21,7 @@ from spikeforge.models.npzio import read_npz, write_npz
 
 from .connectivity import slot_source_count
 from .hardware import HardwareConfig, HardwareError, parse_hardware
-from .images import MemoryImage, param_image, routing_image, slot_image, synapse_image
+from .images import MemoryImage, index_table_bits, param_image, routing_image, slot_image, synapse_image
 from .pieces import (
     SHIFT_BITS,
     Piece,
@@ -167,13 +167,16 @@ class Program:
         return piece.n
 
     def image_bytes(self, piece: Piece) -> int:
-        """Bytes loaded from DRAM to make a piece resident (synapse rows, params, slots, routing)."""
+        """Bytes loaded from DRAM to make a piece resident (synapse rows, params, slots, routing, and
+        for a piece fed by a product its index tables, ``images.index_table_bits``)."""
         core = self.hardware.core
         params = self.param_words(piece) * 3 * core.v_bits
         slots = len(piece.slots) * 128
         table = self.routing.get(piece.id)
         routing = 0 if table is None else len(table.entries) * 64
-        return -(-(self.synapse_bits(piece) + params + slots + routing) // 8)
+        # the neuron index table is the encoder's: none in rounds mode (no routing table either)
+        tables = index_table_bits(self.graph, piece, self.hardware, encoder=self.plan.mode != "rounds")
+        return -(-(self.synapse_bits(piece) + params + slots + routing + tables) // 8)
 
     def dram_bytes_per_inference(self) -> int:
         """DRAM traffic of one inference by the plan's mode (``docs/architecture.md`` section 7)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spikeforge.mapping import HardwareConfig
-from spikeforge.mapping.hardware import index_bits
-from spikeforge.mapping.images import PIECE_CODES, SLOT_CODES
+from spikeforge.mapping.images import FLIT_INDEX_BITS, PIECE_CODES, SLOT_CODES, operand_field_bits
 
 from .piece import REGISTER_BITS, PieceInit, membrane_order, operand_bases
 
@@ -26,8 +25,8 @@ __all__ = [
     "index_depth",
 ]
 
-#: Bits of a neuron index table word (:func:`index_words`): a flit's ``index`` field (section 6).
-INDEX_BITS = 24
+#: Bits of a neuron index table entry (:func:`index_words`): a flit's ``index`` field (section 6).
+INDEX_BITS = FLIT_INDEX_BITS
 
 
 def _pack(values: np.ndarray, width: int) -> list[int]:
@@ -115,14 +114,6 @@ def entries_per_word(hw: HardwareConfig, bits: int) -> int:
 def _pack_entries(entries: list[int], bits: int, k: int) -> list[int]:
     """``entries`` (each below ``2**bits``) packed ``k`` to a word, entry 0 in the low bits."""
     return [sum(e << (t * bits) for t, e in enumerate(entries[w : w + k])) for w in range(0, len(entries), k)]
-
-
-def operand_field_bits(hw: HardwareConfig) -> int:
-    """Bits of a row or column field of an operand table entry (:func:`operand_words`): enough for any
-    block the core can hold (``|I|, |J| <= neurons``; ``C`` times a count row's words fits the
-    synapse SRAM's ``axons * neurons / lanes`` words)."""
-    c = hw.core
-    return index_bits(max(c.neurons, c.axons * c.neurons // c.lanes))
 
 
 def operand_words(hw: HardwareConfig, p: PieceInit) -> list[int]:

@@ -18,8 +18,8 @@ piece's context becomes the core's active one. A piece's records restore what th
 its registers (first), its synapse words (or zeroed running counts and payload sums), parameters,
 ``v0`` (an ``mbe`` piece: its ``X`` and basis blocks and output shifts, zero), an ``mbe``
 piece's table words and, for a piece fed by a product, its operand index tables and its neurons'
-index table (section 4.3's tables "held in the slot"; section 7's image bytes count 128 bits per
-slot, so these words ride in the transfer's cycles). ``ready`` says whether every piece that
+index table (section 4.3; section 7's image bytes count them, ``mapping.images.index_table_bits``).
+``ready`` says whether every piece that
 becomes live at the next step is loaded: the array's sequencer starts the step only then, and the
 wait is the step's DRAM stall.
 

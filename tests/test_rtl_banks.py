@@ -376,6 +376,39 @@ def test_the_operand_and_index_tables_hold_any_permutation_of_sources_and_neuron
     assert [(first + g) % (1 << INDEX_BITS) for g in got] == list(neurons)
 
 
+@pytest.mark.parametrize("hardware", ["configs/array-4x4.toml", "configs/array-1x1.toml"])
+def test_a_pieces_dram_image_counts_the_index_tables_the_rtl_loads(hardware):
+    """Section 7: a piece fed by a product loads its operand table (one entry of four fields per
+    source index in the larger operand span) and, where an encoder reads it (swap, not rounds),
+    its neuron index table (24 bits per neuron) with its image. Counted from the RTL's own tables
+    (``piece_init``'s operand dicts, the words of ``operand_words`` and ``index_words``)."""
+    from spikeforge.mapping import compile
+    from spikeforge.mapping.hardware import load_hardware
+    from spikeforge.mapping.images import index_table_bits
+    from spikeforge.rtl.piece import piece_init
+    from spikeforge.workflow import graph_for
+
+    program = compile(graph_for("tiny-digits"), load_hardware(hardware))
+    hw, mode = program.hardware, program.plan.mode
+    f = operand_field_bits(hw)
+    fed = [p for p in program.pieces if program.has_product(p)]
+    assert len(fed) == 8 and mode == {"configs/array-4x4.toml": "swap", "configs/array-1x1.toml": "rounds"}[hardware]
+    for p in fed:
+        init = piece_init(program, p.id)
+        span = max(max(t) - min(t) + 1 for t in init.operands)
+        bits = span * 4 * f + (len(init.neurons) * INDEX_BITS if mode == "swap" else 0)
+        assert index_table_bits(program.graph, p, hw, encoder=mode == "swap") == bits
+        # the RTL's memories hold exactly those entries, packed entries_per_word to a word
+        assert len(operand_words(hw, init)) == -(-span // entries_per_word(hw, 4 * f))
+        assert len(index_words(hw, init)) == -(-len(init.neurons) // entries_per_word(hw, INDEX_BITS))
+        routing = program.routing.get(p.id)
+        rest = program.synapse_bits(p) + program.param_words(p) * 3 * hw.core.v_bits + len(p.slots) * 128
+        rest += 0 if routing is None else len(routing.entries) * 64
+        assert program.image_bytes(p) == -(-(rest + bits) // 8)
+    others = [p for p in program.pieces if not program.has_product(p)]
+    assert all(index_table_bits(program.graph, p, hw) == 0 for p in others)
+
+
 def test_a_product_whose_operand_sources_span_more_than_the_table_is_refused_with_a_sentence():
     """Operand ``a`` names ``q`` neurons 0 and 150, ``b`` ``k`` neurons 3 and 190: the tables span 151 and
     188 source indices, more than the 64 entries a core of 16 axons, 16 neurons and 4 lanes holds."""
