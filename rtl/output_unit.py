@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 
 from spikeforge.mapping.images import PIECE_CODES
 
-from .bits import lowest_set
+from .bits import at_least, lowest_set
 from .flits import CYCLE_BITS, STEP_BITS, TYPE_GRADED, TYPE_PARTIAL, TYPE_SPIKE, out_flit_layout
 from .memories import INDEX_BITS, entries_per_word, index_words
 from .piece import is_conv
@@ -92,8 +92,9 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
     context holds (the most of its pieces'; a loaded piece's count, the ``entries`` register, masks
     the rest): the contract skips silent neurons and entries at no cost, which a sequential scan of
     the table could not do. An entry's range, destination, slot and delay are registers; a resident
-    core's encoder spans only the range (constant), a swap context's spans all ``neurons`` (the
-    loader rewrites the range).
+    core's encoder masks the range (constant), a swap context's (the loader rewrites the range)
+    masks the neurons from the later of ``first`` and the resume point and takes the lowest pending
+    one if it is not past ``last`` (:func:`~spikeforge.rtl.bits.at_least`, ``lowest_set``).
     """
     c, p = core.hw.core, core.piece
     r = core.regs
@@ -109,6 +110,8 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
     cands, words = [], []  # per entry: (pending?, lowest pending local index), its payload row
     e_now = Mux(core.start, 0, e_cur)
     j_now = Mux(core.start, 0, j_cur)
+    # a resident core: the entry being sent resumes at j_now (a mask shared by its entries)
+    resume = None if core.cfg_ports else at_least(m, j_now, c.neurons, "enc_resume")
     for k, (first, last, *_rest) in enumerate(entries):
         # the entry's delay is a register: its own history read port, at row (t - 1 - delay) mod H
         rp = hist.read_port(domain="comb")
@@ -123,20 +126,23 @@ def encoder(core: Core, m: Module, hist: Memory, pmode_now) -> None:
             row = Signal(c.neurons, name=f"enc_nz{k}")
             m.d.comb += row.eq(Cat(rp.data.word_select(j, c.v_bits).any() for j in range(c.neurons)))
             words.append(rp.data)
-        span = sum(1 << j for j in range(first, last + 1))
-        if core.cfg_ports:  # the range from the entry's registers: i in first .. last
-            lo_k, hi_k = core.routes[k][0], core.routes[k][1]
-            span = Signal(c.neurons, name=f"enc_span{k}")
-            # bits lo .. hi: ones from lo up, and ones up to hi (two shifters, not a comparator pair per bit)
-            ones = (1 << (c.neurons + 1)) - 1
-            from_lo = (Const(ones, c.neurons + 1) << lo_k)[: c.neurons]
-            past_hi = (Const(ones, c.neurons + 1) << (hi_k + 1))[: c.neurons]
-            m.d.comb += span.eq(from_lo & ~past_hi)
-            first, last = 0, c.neurons - 1
         mask = Signal(c.neurons, name=f"enc_mask{k}")
+        if core.cfg_ports:
+            # the range from the entry's registers, lo .. hi: the lowest pending neuron at or past
+            # the start (lo, or past it where this entry resumes) is the entry's next unless it is
+            # past hi. One thermometer code per entry (rtl.bits.at_least), no range mask.
+            lo_k, hi_k = core.routes[k][0], core.routes[k][1]
+            start = Signal(range(c.neurons + 1), name=f"enc_start{k}")
+            m.d.comb += start.eq(Mux((e_now == k) & (j_now > lo_k), j_now, lo_k))
+            from_start = at_least(m, start, c.neurons, f"enc_from{k}")
+            m.d.comb += mask.eq(Mux(in_win & (e_now <= k), row & from_start, 0))
+            low = lowest_set(m, mask, f"enc_low{k}")
+            cands.append((mask.any() & (low <= hi_k), low))
+            continue
+        span = sum(1 << j for j in range(first, last + 1))
         ge = Signal(c.neurons, name=f"enc_ge{k}")  # neurons at or after the resume point
         ones = Const((1 << c.neurons) - 1, c.neurons)
-        m.d.comb += ge.eq(Mux(e_now == k, (ones << j_now)[: c.neurons], Mux(e_now < k, ones, 0)))
+        m.d.comb += ge.eq(Mux(e_now == k, resume, Mux(e_now < k, ones, 0)))
         m.d.comb += mask.eq(Mux(in_win, row & span & ge, 0))
         low = lowest_set(m, mask, f"enc_low{k}")  # (mask is 0 outside first .. last)
         cands.append((mask.any(), low))
