@@ -8,6 +8,7 @@ from amaranth.lib import data
 
 from spikeforge.mapping import HardwareConfig
 from spikeforge.mapping.hardware import index_bits
+from spikeforge.mapping.images import FLIT_INDEX_BITS
 
 __all__ = [
     "STEP_BITS",
@@ -34,7 +35,7 @@ def flit_layout(hw: HardwareConfig) -> data.StructLayout:
         {
             "type": unsigned(2),
             "slot": unsigned(index_bits(hw.core.slots)),
-            "index": unsigned(24),
+            "index": unsigned(FLIT_INDEX_BITS),
             "payload": signed(hw.core.v_bits),
         }
     )

@@ -678,10 +678,8 @@ class DmaEngine(wiring.Component):
             need = [0] * (max(plan.live_start[k]) + 1)
             for j, t in enumerate(plan.live_start[k]):
                 need[t] = j + 1
-            m.submodules[f"need{k}"] = nmem = Memory(shape=range(len(need) + 1), depth=len(need), init=need)
-            n_rd = nmem.read_port(domain="comb")
-            m.d.comb += n_rd.addr.eq(self.nxt)
-            ready = ready & ((self.nxt >= len(need)) | (done_now >= n_rd.data))
+            needed = FieldTable(m, f"need{k}", [{"pieces": v} for v in need]).read(m, self.nxt)["pieces"]
+            ready = ready & ((self.nxt >= len(need)) | (done_now >= needed))
         m.d.comb += self.ready.eq(ready)
         return m
 

@@ -3,7 +3,8 @@ Amaranth's netlist check slow.
 
     python scripts/profile_rtl_export.py [--model tiny-digits] [--hardware configs/array-4x4.toml] [--edges]
 
-Converts the program's array (``rtl.array.CoreArray``, as ``spikeforge rtl`` does before Yosys)
+Converts the program's array (``rtl.array.CoreArray``, or ``rtl.rounds.RoundsArray`` for a rounds
+program, as ``spikeforge rtl`` does before Yosys)
 and prints the seconds spent in Amaranth's netlist building, its combinational-cycle check
 (``check_comb_cycles``, which walks an edge from every output bit of a cell to every input bit it
 depends on), the cell emission and the memories' emission. With ``--edges`` it converts again,
@@ -25,6 +26,7 @@ from amaranth.hdl import _ir, _nir
 from spikeforge.mapping import compile
 from spikeforge.mapping.hardware import load_hardware
 from spikeforge.rtl.array import CoreArray, array_inits
+from spikeforge.rtl.rounds import RoundsArray, rounds_plan
 from spikeforge.workflow import graph_for
 
 
@@ -49,12 +51,9 @@ class _Counted(Exception):
 def _count_edges(into: collections.Counter):
     def check(self):
         for idx, cell in enumerate(self.cells):
-            if idx == 0 or not hasattr(cell, "comb_edges_to"):
+            if idx == 0:  # the top cell: the design's ports
                 continue
-            try:
-                n = sum(sum(1 for _ in cell.comb_edges_to(net.bit)) for net in cell.output_nets(idx))
-            except (AttributeError, TypeError):
-                continue
+            n = sum(sum(1 for _ in cell.comb_edges_to(net.bit)) for net in cell.output_nets(idx))
             if n:
                 loc = f"{cell.src_loc[0].rsplit('/', 1)[-1]}:{cell.src_loc[1]}" if cell.src_loc else "?"
                 into[(type(cell).__name__, getattr(cell, "operator", ""), loc)] += n
@@ -72,6 +71,8 @@ def main() -> None:
     program = compile(graph_for(args.model), load_hardware(args.hardware))
 
     def top():
+        if program.plan.mode == "rounds":
+            return RoundsArray(program.hardware, rounds_plan(program))
         return CoreArray(program.hardware, array_inits(program), steps=program.graph.total_steps)
 
     seconds: collections.Counter = collections.Counter()

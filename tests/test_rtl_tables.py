@@ -54,6 +54,21 @@ def test_a_table_without_rows_or_with_a_negative_value_is_refused():
     Fragment.get(m, None)  # nothing was added to the module
 
 
+def comb_outputs(m: Module, inp: Signal, out: Signal, values: list[int]) -> list[int]:
+    """``out`` of the combinational module ``m`` for each of ``values`` set on ``inp``, in turn."""
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(inp, v)
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
 @settings(max_examples=40, deadline=None)
 @given(width=st.integers(1, 70), data=st.data())
 def test_the_lowest_set_bit_of_any_vector_is_found_as_a_chain_of_ifs_finds_it(width, data):
@@ -62,17 +77,7 @@ def test_the_lowest_set_bit_of_any_vector_is_found_as_a_chain_of_ifs_finds_it(wi
     m = Module()
     bits = Signal(width)
     idx = lowest_set(m, bits, "low")
-    got = []
-
-    async def bench(ctx):
-        for v in values:
-            ctx.set(bits, v)
-            got.append(ctx.get(idx))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    assert got == [(v & -v).bit_length() - 1 if v else 0 for v in values]
+    assert comb_outputs(m, bits, idx, values) == [(v & -v).bit_length() - 1 if v else 0 for v in values]
 
 
 @settings(max_examples=40, deadline=None)
@@ -86,17 +91,7 @@ def test_at_least_sets_the_bits_at_or_past_any_value(n, data):
     value = Signal(vbits)
     out = at_least(m, value, n, "ge")
     assert len(out) == n
-    got = []
-
-    async def bench(ctx):
-        for v in values:
-            ctx.set(value, v)
-            got.append(ctx.get(out))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    assert got == [sum(1 << j for j in range(n) if j >= v) for v in values]
+    assert comb_outputs(m, value, out, values) == [sum(1 << j for j in range(n) if j >= v) for v in values]
 
 
 def test_a_range_mask_and_the_lowest_set_bit_of_256_bits_take_few_combinational_edges():
